@@ -1,0 +1,148 @@
+//! What the core asks its caller to do.
+
+use crate::conn::ConnId;
+use crate::listener::ListenerId;
+use crate::phase::Phase;
+
+/// An output of the core, drained with [`Server::poll_action`](crate::Server::poll_action).
+///
+/// By the time an action is queued the core's own state already reflects it:
+/// a connection named in [`Action::CloseConn`] is already
+/// [`Closed`](crate::ConnState::Closed), a listener in
+/// [`Action::CloseListener`] already refuses accepts. The caller carries it out.
+///
+/// ```
+/// # use std::time::Instant;
+/// use lameduck_core::{Action, Config, Phase, Server};
+///
+/// let now = Instant::now();
+/// let mut server = Server::new(Config::default(), now);
+/// let l = server.add_listener().unwrap();
+/// server.shutdown(now, None);
+/// assert_eq!(server.poll_action(), Some(Action::PhaseChanged(Phase::Draining)));
+/// assert_eq!(server.poll_action(), Some(Action::CloseListener(l)));
+/// assert_eq!(server.poll_action(), Some(Action::PhaseChanged(Phase::Closed)));
+/// assert!(matches!(server.poll_action(), Some(Action::Done(_))));
+/// assert_eq!(server.poll_action(), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The server entered a new phase (for readiness reporting and logs).
+    PhaseChanged(Phase),
+    /// Stop accepting on this listener and close it.
+    CloseListener(ListenerId),
+    /// Close this connection now.
+    CloseConn {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// This Active connection must finish its current response, without
+    /// keep-alive (`Connection: close`), and then close. The core closes it
+    /// with [`CloseReason::KeepAliveOff`] when the caller reports
+    /// [`response_done`](crate::Server::response_done).
+    FinishAndClose(ConnId),
+    /// Shutdown has begun: tell this hijacked connection (e.g. a WebSocket), so
+    /// it can say goodbye and close on its own terms. Sent once per connection.
+    NotifyHijacked(ConnId),
+    /// Run the shutdown hooks of this stage, then report
+    /// [`hooks_finished`](crate::Server::hooks_finished). Only with
+    /// [`Config::shutdown_hooks`](crate::Config::shutdown_hooks).
+    RunHooks(HookStage),
+    /// The server is closed: every tracked connection is gone. Queued exactly
+    /// once, last.
+    Done(Outcome),
+}
+
+/// Why the core closed a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Idle when the drain began (Go's `closeIdleConns`).
+    Drain,
+    /// Its response finished while keep-alive was off (draining, lame duck, or
+    /// [`Config::keep_alives`](crate::Config::keep_alives) false).
+    KeepAliveOff,
+    /// Draining, still New [`Config::new_conn_grace`](crate::Config::new_conn_grace)
+    /// after its accept.
+    NewConnGrace,
+    /// Idle longer than [`Config::idle_timeout`](crate::Config::idle_timeout).
+    IdleTimeout,
+    /// Request head not complete within [`Config::header_timeout`](crate::Config::header_timeout).
+    HeaderTimeout,
+    /// Still open at the shutdown deadline: forced.
+    Deadline,
+    /// [`Server::close`](crate::Server::close): everything at once.
+    ServerClosed,
+}
+
+/// When a group of shutdown hooks runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookStage {
+    /// On entering [`Phase::LameDuck`].
+    LameDuck,
+    /// On entering [`Phase::Draining`] (Go's `RegisterOnShutdown`, but awaited).
+    Drain,
+}
+
+impl HookStage {
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            HookStage::LameDuck => 1,
+            HookStage::Drain => 2,
+        }
+    }
+}
+
+/// How the server ended: carried by [`Action::Done`].
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// use lameduck_core::{Action, Completion, Config, Server};
+///
+/// let t0 = Instant::now();
+/// let mut server = Server::new(Config::default(), t0);
+/// let l = server.add_listener().unwrap();
+/// let c = server.accept(l, t0).unwrap();
+/// server.request_started(c, t0).unwrap();
+/// server.shutdown(t0, Some(t0 + Duration::from_secs(1)));
+/// server.handle_timeout(t0 + Duration::from_secs(1));
+/// let outcome = std::iter::from_fn(|| server.poll_action())
+///     .find_map(|a| match a { Action::Done(o) => Some(o), _ => None })
+///     .unwrap();
+/// assert_eq!(outcome.completion, Completion::DeadlineExpired);
+/// assert_eq!(outcome.forced, 1);
+/// assert!(!outcome.is_graceful());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Outcome {
+    /// How it ended.
+    pub completion: Completion,
+    /// Connections the core closed before they were done: New or Active ones
+    /// at the shutdown deadline, every tracked one on [`Server::close`](crate::Server::close).
+    pub forced: usize,
+    /// Hooks were still running at the deadline (or at `close`) and were cut off.
+    pub hooks_cut_off: bool,
+    /// Hijacked connections still open when the server closed (never closed by
+    /// the core; the application owns them).
+    pub hijacked_open: usize,
+}
+
+impl Outcome {
+    /// Every connection finished on its own and every hook ran to the end.
+    #[must_use]
+    pub fn is_graceful(&self) -> bool {
+        self.completion == Completion::Drained && self.forced == 0 && !self.hooks_cut_off
+    }
+}
+
+/// How a shutdown completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Completion {
+    /// The last tracked connection went away (and the hooks finished).
+    Drained,
+    /// The shutdown deadline passed; what remained was forced closed.
+    DeadlineExpired,
+    /// [`Server::close`](crate::Server::close) was called.
+    Closed,
+}

@@ -1,0 +1,71 @@
+//! The server's configuration.
+
+use std::time::Duration;
+
+/// How a [`Server`](crate::Server) treats its connections. Every field has a
+/// documented default; build one with struct update syntax.
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck_core::Config;
+///
+/// let config = Config {
+///     idle_timeout: Some(Duration::from_secs(60)),
+///     lame_duck: Duration::from_secs(5),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.new_conn_grace, Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Once draining, a connection still in [`ConnState::New`](crate::ConnState::New)
+    /// this long after its accept is closed. Default 5 s.
+    ///
+    /// Go (`net/http/server.go`, `closeIdleConns`): "Issue 22682: treat
+    /// StateNew connections as if they're idle if we haven't read the first
+    /// request's header in over 5 seconds." Go compares whole seconds of a
+    /// timestamp and only notices at its next poll, so it really waits 5–6 s
+    /// plus up to 500 ms; here the grace is measured exactly from the accept
+    /// and the deadline is reported through [`poll_timeout`](crate::Server::poll_timeout).
+    /// While serving (not draining) the grace does not apply.
+    pub new_conn_grace: Duration,
+    /// An [`Idle`](crate::ConnState::Idle) connection is closed after this long
+    /// without a new request (Go's `IdleTimeout`). `None`: never. Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// A request head must be complete this long after it began: after the
+    /// accept for the first request, after its first byte for later ones (Go's
+    /// `ReadHeaderTimeout`). `None`: no limit. Default `None`.
+    pub header_timeout: Option<Duration>,
+    /// How long [`shutdown`](crate::Server::shutdown) stays in
+    /// [`Phase::LameDuck`](crate::Phase::LameDuck) before draining: listeners
+    /// keep accepting and requests are served, but readiness reports draining
+    /// and responses stop keep-alive, so a load balancer routes elsewhere
+    /// before connections are refused. Zero skips the phase. Default zero.
+    pub lame_duck: Duration,
+    /// Keep connections alive between requests at all (Go's
+    /// `SetKeepAlivesEnabled`). Default `true`.
+    pub keep_alives: bool,
+    /// Let the drain wait for [`Hijacked`](crate::ConnState::Hijacked)
+    /// connections to close too, up to the shutdown deadline. They are never
+    /// closed by the core either way. Default `false`, as in Go.
+    pub wait_for_hijacked: bool,
+    /// Emit [`Action::RunHooks`](crate::Action::RunHooks) and wait for
+    /// [`hooks_finished`](crate::Server::hooks_finished) (bounded by the
+    /// shutdown deadline) before the drain may complete. Set it when there are
+    /// hooks to run. Default `false`.
+    pub shutdown_hooks: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            new_conn_grace: Duration::from_secs(5),
+            idle_timeout: None,
+            header_timeout: None,
+            lame_duck: Duration::ZERO,
+            keep_alives: true,
+            wait_for_hijacked: false,
+            shutdown_hooks: false,
+        }
+    }
+}

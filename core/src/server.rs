@@ -1,0 +1,934 @@
+//! The server lifecycle machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::action::{Action, CloseReason, Completion, HookStage, Outcome};
+use crate::config::Config;
+use crate::conn::{ConnId, ConnState, ConnTable, Resolved, Stage, Timer};
+use crate::deadlines::DeadlineQueue;
+use crate::error::{ConnEvent, Error};
+use crate::listener::{ListenerId, ListenerTable};
+use crate::phase::Phase;
+use crate::time::{Nanos, Timeline};
+
+/// Connections by state: a cheap query at any time ([`Server::counts`]).
+///
+/// ```
+/// # use std::time::Instant;
+/// use lameduck_core::{Config, Counts, Server};
+///
+/// let now = Instant::now();
+/// let mut server = Server::new(Config::default(), now);
+/// let l = server.add_listener().unwrap();
+/// let c = server.accept(l, now).unwrap();
+/// server.request_started(c, now).unwrap();
+/// assert_eq!(server.counts(), Counts { active: 1, ..Counts::default() });
+/// assert_eq!(server.counts().tracked(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Counts {
+    /// [`ConnState::New`] connections.
+    pub new: usize,
+    /// [`ConnState::Active`] connections.
+    pub active: usize,
+    /// [`ConnState::Idle`] connections.
+    pub idle: usize,
+    /// [`ConnState::Hijacked`] connections not yet reported closed.
+    pub hijacked: usize,
+}
+
+impl Counts {
+    /// New + Active + Idle: the connections a drain waits for.
+    #[must_use]
+    pub fn tracked(&self) -> usize {
+        self.new + self.active + self.idle
+    }
+
+    fn of(&mut self, stage: Stage) -> Option<&mut usize> {
+        match stage {
+            Stage::New => Some(&mut self.new),
+            Stage::ReadingHead | Stage::Active => Some(&mut self.active),
+            Stage::Idle => Some(&mut self.idle),
+            Stage::Hijacked => Some(&mut self.hijacked),
+            Stage::Vacant | Stage::Retired => None,
+        }
+    }
+}
+
+/// The lifecycle of one server and its connections: a sans-IO state machine.
+///
+/// It owns no socket, reads no clock and starts no task. The caller (an
+/// adapter) reports what happened, passing the current time, and carries out
+/// the [`Action`]s the machine queues. See the [crate docs](crate) for the
+/// run-loop contract.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use lameduck_core::{Action, CloseReason, Config, Server};
+///
+/// let t0 = Instant::now(); // virtual time starts here and moves only when we say
+/// let mut server = Server::new(Config::default(), t0);
+/// let l = server.add_listener().unwrap();
+/// let busy = server.accept(l, t0).unwrap();
+/// let idle = server.accept(l, t0).unwrap();
+/// server.request_started(busy, t0).unwrap();
+/// server.request_started(idle, t0).unwrap();
+/// server.response_done(idle, t0).unwrap();
+///
+/// server.shutdown(t0, None);
+/// let actions: Vec<_> = std::iter::from_fn(|| server.poll_action()).collect();
+/// assert!(actions.contains(&Action::CloseListener(l)));
+/// assert!(actions.contains(&Action::CloseConn { conn: idle, reason: CloseReason::Drain }));
+/// assert!(actions.contains(&Action::FinishAndClose(busy)));
+///
+/// // The busy connection's response completes: the drain completes in that call.
+/// server.response_done(busy, t0 + Duration::from_millis(30)).unwrap();
+/// assert_eq!(
+///     server.poll_action(),
+///     Some(Action::CloseConn { conn: busy, reason: CloseReason::KeepAliveOff })
+/// );
+/// assert!(server.is_done());
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    time: Timeline,
+    phase: Phase,
+    listeners: ListenerTable,
+    conns: ConnTable,
+    deadlines: DeadlineQueue,
+    counts: Counts,
+    /// End of the lame-duck delay while in [`Phase::LameDuck`].
+    lame_duck_end: Nanos,
+    /// The shutdown deadline while shutting down.
+    shutdown_deadline: Nanos,
+    /// [`HookStage::bit`]s of hook groups started and not finished.
+    hooks_pending: u8,
+    /// Connections closed by force so far (deadline or `close`).
+    forced: usize,
+    actions: VecDeque<Action>,
+}
+
+impl Server {
+    /// A server in [`Phase::Serving`], with no listener. `now` is the origin of
+    /// its time.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Phase, Server};
+    ///
+    /// let server = Server::new(Config::default(), Instant::now());
+    /// assert_eq!(server.phase(), Phase::Serving);
+    /// ```
+    #[must_use]
+    pub fn new(config: Config, now: Instant) -> Server {
+        Server {
+            config,
+            time: Timeline::new(now),
+            phase: Phase::Serving,
+            listeners: ListenerTable::default(),
+            conns: ConnTable::default(),
+            deadlines: DeadlineQueue::default(),
+            counts: Counts::default(),
+            lame_duck_end: Nanos::NEVER,
+            shutdown_deadline: Nanos::NEVER,
+            hooks_pending: 0,
+            forced: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let server = Server::new(Config::default(), Instant::now());
+    /// assert!(server.config().keep_alives);
+    /// ```
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----- listeners -------------------------------------------------------
+
+    /// Registers a listener. Refused with [`Error::ServerClosed`] once shutdown
+    /// has begun (Go: `trackListener` returns false when `shuttingDown()`, and
+    /// `Serve` returns `ErrServerClosed`).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Error, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// assert!(server.add_listener().is_ok());
+    /// server.close(now);
+    /// assert_eq!(server.add_listener(), Err(Error::ServerClosed));
+    /// ```
+    pub fn add_listener(&mut self) -> Result<ListenerId, Error> {
+        if self.phase.is_shutting_down() {
+            return Err(Error::ServerClosed);
+        }
+        Ok(self.listeners.add())
+    }
+
+    /// The caller closed or lost a listener on its own (e.g. a fatal accept
+    /// error). No action follows; accepts on it are refused from now on.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Error, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// server.listener_closed(l).unwrap();
+    /// assert_eq!(server.accept(l, now), Err(Error::ListenerClosed(l)));
+    /// ```
+    pub fn listener_closed(&mut self, listener: ListenerId) -> Result<(), Error> {
+        match self.listeners.is_open(listener) {
+            None => Err(Error::UnknownListener(listener)),
+            Some(_) => {
+                self.listeners.close(listener);
+                Ok(())
+            }
+        }
+    }
+
+    // ----- connection events -----------------------------------------------
+
+    /// A connection was accepted on `listener`: it starts [`ConnState::New`].
+    ///
+    /// Accepted while [`Serving`](Phase::Serving) or in the
+    /// [`LameDuck`](Phase::LameDuck) delay; refused with
+    /// [`Error::ServerClosed`] once draining (an accept that raced the
+    /// [`Action::CloseListener`]): drop the socket.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Error, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::New));
+    /// server.shutdown(now, None);
+    /// assert_eq!(server.accept(l, now), Err(Error::ServerClosed));
+    /// ```
+    pub fn accept(&mut self, listener: ListenerId, now: Instant) -> Result<ConnId, Error> {
+        let now = self.enter(now);
+        if matches!(self.phase, Phase::Draining | Phase::Closed) {
+            return Err(Error::ServerClosed);
+        }
+        match self.listeners.is_open(listener) {
+            None => return Err(Error::UnknownListener(listener)),
+            Some(false) => return Err(Error::ListenerClosed(listener)),
+            Some(true) => {}
+        }
+        let id = self.conns.insert(listener, now);
+        self.counts.new += 1;
+        let (at, timer) = self.new_conn_timer(now);
+        self.arm(id, timer, at);
+        self.run_timers(now);
+        Ok(id)
+    }
+
+    /// The first byte of a request was read: New or Idle → Active.
+    ///
+    /// While draining, an Idle connection is already closed (Go closes idle
+    /// connections when shutdown begins and drops request bytes that race
+    /// it): the answer is [`Error::ConnClosed`] and the caller closes without
+    /// a response. A New connection may still start its request while
+    /// draining (within the grace); its response goes out without keep-alive.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.request_started(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+    /// ```
+    pub fn request_started(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        if !matches!(stage, Stage::New | Stage::Idle) {
+            return Err(self.invalid(conn, stage, ConnEvent::RequestStarted));
+        }
+        self.set_stage(conn, Stage::ReadingHead);
+        match self.config.header_timeout {
+            Some(d) => self.arm(conn, Timer::Header, now.after(d)),
+            None => self.arm(conn, Timer::None, Nanos::NEVER),
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The request head is complete: the header timeout no longer applies.
+    /// Idempotent while Active.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { header_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.request_started(c, t0).unwrap();
+    /// server.headers_complete(c, t0).unwrap();
+    /// server.handle_timeout(t0 + Duration::from_secs(10));
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+    /// ```
+    pub fn headers_complete(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        match self.live_stage(conn)? {
+            Stage::ReadingHead => {
+                self.set_stage(conn, Stage::Active);
+                self.arm(conn, Timer::None, Nanos::NEVER);
+            }
+            Stage::Active => {}
+            stage => return Err(self.invalid(conn, stage, ConnEvent::HeadersComplete)),
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The response is completely written. With keep-alive on
+    /// ([`keep_alive`](Self::keep_alive)) the connection goes Idle; otherwise
+    /// the core closes it ([`CloseReason::KeepAliveOff`]), and while draining
+    /// that may complete the drain in this very call.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.request_started(c, now).unwrap();
+    /// server.response_done(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Idle));
+    /// ```
+    pub fn response_done(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        if !matches!(stage, Stage::ReadingHead | Stage::Active) {
+            return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
+        }
+        if self.keep_alive() {
+            self.set_stage(conn, Stage::Idle);
+            match self.config.idle_timeout {
+                Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
+                None => self.arm(conn, Timer::None, Nanos::NEVER),
+            }
+        } else {
+            self.close_conn(conn, CloseReason::KeepAliveOff);
+            self.maybe_complete();
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The connection was taken over by the application (e.g. an HTTP
+    /// upgrade): it becomes [`ConnState::Hijacked`], no longer holds a drain
+    /// (unless [`Config::wait_for_hijacked`]) and is never closed by the core.
+    /// Hijacked while draining, it is told at once ([`Action::NotifyHijacked`]).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.request_started(c, now).unwrap();
+    /// server.hijack(c, now).unwrap();
+    /// server.shutdown(now, None);
+    /// assert!(server.is_done(), "a hijacked connection does not hold the drain");
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Hijacked));
+    /// ```
+    pub fn hijack(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        if stage == Stage::Hijacked {
+            return Err(self.invalid(conn, stage, ConnEvent::Hijack));
+        }
+        self.set_stage(conn, Stage::Hijacked);
+        self.arm(conn, Timer::None, Nanos::NEVER);
+        if self.phase == Phase::Draining {
+            self.actions.push_back(Action::NotifyHijacked(conn));
+        }
+        self.maybe_complete();
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The connection closed on its own (peer gone, error, handler finished,
+    /// or the caller carried out an [`Action::CloseConn`]). Idempotent: a
+    /// connection already closed is `Ok`.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.closed(c, now).unwrap();
+    /// server.closed(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    /// ```
+    pub fn closed(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        match self.conns.resolve(conn) {
+            Resolved::Unknown => return Err(Error::UnknownConn(conn)),
+            Resolved::Closed => {}
+            Resolved::Live(_) => {
+                self.remove(conn);
+                self.maybe_complete();
+            }
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    // ----- lifecycle -------------------------------------------------------
+
+    /// Begins a graceful shutdown (Go's `Server.Shutdown`), with an optional
+    /// deadline by which whatever remains is closed by force.
+    ///
+    /// With a [`Config::lame_duck`] delay the server first enters
+    /// [`Phase::LameDuck`]; then, or at once, [`Phase::Draining`]: listeners
+    /// close, Idle connections close, Active ones finish their response
+    /// without keep-alive, New ones get [`Config::new_conn_grace`] from their
+    /// accept. The drain completes the moment the last tracked connection is
+    /// gone (no polling), with [`Action::Done`].
+    ///
+    /// Calling it again is harmless: it can only bring the deadline earlier.
+    /// After [`close`](Self::close) it does nothing.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, Phase, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { lame_duck: Duration::from_secs(2), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// server.shutdown(t0, Some(t0 + Duration::from_secs(30)));
+    /// assert_eq!(server.phase(), Phase::LameDuck);
+    /// assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    /// server.handle_timeout(t0 + Duration::from_secs(2));
+    /// assert_eq!(server.phase(), Phase::Closed, "nothing to drain");
+    /// ```
+    pub fn shutdown(&mut self, now: Instant, deadline: Option<Instant>) {
+        let now = self.enter(now);
+        let deadline = deadline.map_or(Nanos::NEVER, |d| self.time.nanos(d));
+        match self.phase {
+            Phase::Serving => {
+                self.shutdown_deadline = deadline;
+                if self.config.lame_duck.is_zero() {
+                    self.begin_drain(now);
+                } else {
+                    self.phase = Phase::LameDuck;
+                    self.lame_duck_end = now.after(self.config.lame_duck);
+                    self.actions
+                        .push_back(Action::PhaseChanged(Phase::LameDuck));
+                    self.start_hooks(HookStage::LameDuck);
+                    self.keep_alive_turned_off();
+                }
+            }
+            Phase::LameDuck | Phase::Draining => {
+                self.shutdown_deadline = self.shutdown_deadline.min(deadline);
+            }
+            Phase::Closed => {}
+        }
+        self.run_timers(now);
+    }
+
+    /// Closes everything now (Go's `Server.Close`): listeners, every tracked
+    /// connection whatever its state, and the shutdown if one is under way.
+    /// Hijacked connections are told, not closed. Hooks not yet finished are
+    /// cut off. Does nothing once [`Phase::Closed`].
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Action, Completion, Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.request_started(c, now).unwrap();
+    /// server.close(now);
+    /// let done = std::iter::from_fn(|| server.poll_action()).last().unwrap();
+    /// let Action::Done(outcome) = done else { panic!("Done comes last") };
+    /// assert_eq!((outcome.completion, outcome.forced), (Completion::Closed, 1));
+    /// ```
+    pub fn close(&mut self, now: Instant) {
+        let now = self.enter(now);
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let hijacked_told = self.phase == Phase::Draining;
+        self.close_listeners();
+        for index in 0..self.conns.capacity() {
+            let Some(conn) = self.conns.live_id(index) else {
+                continue;
+            };
+            if self.conns.slot(conn).stage == Stage::Hijacked {
+                if !hijacked_told {
+                    self.actions.push_back(Action::NotifyHijacked(conn));
+                }
+            } else {
+                self.forced += 1;
+                self.close_conn(conn, CloseReason::ServerClosed);
+            }
+        }
+        self.finish(Completion::Closed);
+        self.run_timers(now);
+    }
+
+    /// The hooks of `stage` have finished (after [`Action::RunHooks`]).
+    /// Idempotent.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Action, Config, HookStage, Server};
+    /// let now = Instant::now();
+    /// let config = Config { shutdown_hooks: true, ..Config::default() };
+    /// let mut server = Server::new(config, now);
+    /// server.shutdown(now, None);
+    /// assert!(std::iter::from_fn(|| server.poll_action())
+    ///     .any(|a| a == Action::RunHooks(HookStage::Drain)));
+    /// assert!(!server.is_done(), "waiting for the hooks");
+    /// server.hooks_finished(HookStage::Drain, now);
+    /// assert!(server.is_done());
+    /// ```
+    pub fn hooks_finished(&mut self, stage: HookStage, now: Instant) {
+        let now = self.enter(now);
+        self.hooks_pending &= !stage.bit();
+        self.maybe_complete();
+        self.run_timers(now);
+    }
+
+    // ----- time ------------------------------------------------------------
+
+    /// When the core next needs [`handle_timeout`](Self::handle_timeout):
+    /// the earliest of the connections' timers, the end of the lame-duck
+    /// delay and the shutdown deadline. `None`: no timer needed.
+    ///
+    /// Never earlier than the latest `now` the core was given: everything due
+    /// by then has already been handled. It changes only when an input
+    /// changes it; re-arm the timer only when it does.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { idle_timeout: Some(Duration::from_secs(60)), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// assert_eq!(server.poll_timeout(), None);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.request_started(c, t0).unwrap();
+    /// server.response_done(c, t0).unwrap();
+    /// assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    /// ```
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut at = self.deadlines.earliest(&self.conns).unwrap_or(Nanos::NEVER);
+        if self.phase == Phase::LameDuck {
+            at = at.min(self.lame_duck_end);
+        }
+        if matches!(self.phase, Phase::LameDuck | Phase::Draining) {
+            at = at.min(self.shutdown_deadline);
+        }
+        self.time.instant(at)
+    }
+
+    /// Handles every timer due at `now`. Idempotent, and harmless when called
+    /// early or twice.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let mut server = Server::new(Config::default(), t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.shutdown(t0, None);
+    /// server.handle_timeout(t0 + Duration::from_millis(4_999));
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::New));
+    /// server.handle_timeout(t0 + Duration::from_millis(5_000));
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    /// ```
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.time.advance(now);
+        self.run_timers(now);
+    }
+
+    // ----- outputs and queries ---------------------------------------------
+
+    /// The next action to carry out; drain until `None` after every input.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let mut server = Server::new(Config::default(), Instant::now());
+    /// assert_eq!(server.poll_action(), None);
+    /// ```
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The phase.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Phase, Server};
+    /// let server = Server::new(Config::default(), Instant::now());
+    /// assert_eq!(server.phase(), Phase::Serving);
+    /// ```
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the server is closed: [`Action::Done`] has been queued.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// assert!(!server.is_done());
+    /// server.close(now);
+    /// assert!(server.is_done());
+    /// ```
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether a response written now may keep its connection alive (Go's
+    /// `doKeepAlives`): only while [`Serving`](Phase::Serving) with
+    /// [`Config::keep_alives`]. When `false`, write `Connection: close`.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// assert!(server.keep_alive());
+    /// server.shutdown(now, None);
+    /// assert!(!server.keep_alive());
+    /// ```
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        self.phase == Phase::Serving && self.config.keep_alives
+    }
+
+    /// The state of a connection: [`ConnState::Closed`] for any closed one,
+    /// [`Error::UnknownConn`] for an id this server never issued.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::New));
+    /// ```
+    pub fn conn_state(&self, conn: ConnId) -> Result<ConnState, Error> {
+        match self.conns.resolve(conn) {
+            Resolved::Live(_) => Ok(self.conns.slot(conn).stage.state()),
+            Resolved::Closed => Ok(ConnState::Closed),
+            Resolved::Unknown => Err(Error::UnknownConn(conn)),
+        }
+    }
+
+    /// The listener a live connection was accepted on.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// assert_eq!(server.conn_listener(c), Ok(l));
+    /// ```
+    pub fn conn_listener(&self, conn: ConnId) -> Result<ListenerId, Error> {
+        match self.conns.resolve(conn) {
+            Resolved::Live(_) => Ok(self.conns.slot(conn).listener),
+            Resolved::Closed => Err(Error::ConnClosed(conn)),
+            Resolved::Unknown => Err(Error::UnknownConn(conn)),
+        }
+    }
+
+    /// Connections by state. O(1).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let server = Server::new(Config::default(), Instant::now());
+    /// assert_eq!(server.counts().tracked(), 0);
+    /// ```
+    #[must_use]
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Heap bytes the machine holds for connections, deadlines and queued
+    /// actions (capacity, not length): for memory-per-connection figures.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// for _ in 0..1000 {
+    ///     let _ = server.accept(l, now).unwrap();
+    /// }
+    /// assert!(server.memory_footprint() / 1000 <= 64);
+    /// ```
+    #[must_use]
+    pub fn memory_footprint(&self) -> usize {
+        self.conns.heap_bytes()
+            + self.deadlines.heap_bytes()
+            + self.actions.capacity() * size_of::<Action>()
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    /// Start of every input: move time forward and handle what is due.
+    fn enter(&mut self, now: Instant) -> Nanos {
+        let now = self.time.advance(now);
+        self.run_timers(now);
+        now
+    }
+
+    /// Handles everything due at or before `now`, in this order: the end of
+    /// the lame-duck delay, connection timers, the shutdown deadline.
+    fn run_timers(&mut self, now: Nanos) {
+        if self.phase == Phase::LameDuck && self.lame_duck_end <= now {
+            self.begin_drain(now);
+        }
+        while let Some(conn) = self.deadlines.pop_due(now, &self.conns) {
+            let reason = match self.conns.slot(conn).timer {
+                Timer::Header => CloseReason::HeaderTimeout,
+                Timer::Idle => CloseReason::IdleTimeout,
+                Timer::NewConnGrace => CloseReason::NewConnGrace,
+                // A slot's deadline is NEVER exactly when its timer is None,
+                // and NEVER is never pushed nor due.
+                Timer::None => unreachable!("a due deadline always has a timer"),
+            };
+            self.close_conn(conn, reason);
+            self.maybe_complete();
+        }
+        if matches!(self.phase, Phase::LameDuck | Phase::Draining) && self.shutdown_deadline <= now
+        {
+            self.expire(now);
+        }
+    }
+
+    fn live_stage(&self, conn: ConnId) -> Result<Stage, Error> {
+        match self.conns.resolve(conn) {
+            Resolved::Live(_) => Ok(self.conns.slot(conn).stage),
+            Resolved::Closed => Err(Error::ConnClosed(conn)),
+            Resolved::Unknown => Err(Error::UnknownConn(conn)),
+        }
+    }
+
+    fn invalid(&self, conn: ConnId, stage: Stage, event: ConnEvent) -> Error {
+        Error::InvalidTransition {
+            conn,
+            state: stage.state(),
+            event,
+        }
+    }
+
+    fn set_stage(&mut self, conn: ConnId, to: Stage) {
+        let slot = self.conns.slot_mut(conn);
+        let from = std::mem::replace(&mut slot.stage, to);
+        if let Some(n) = self.counts.of(from) {
+            *n -= 1;
+        }
+        if let Some(n) = self.counts.of(to) {
+            *n += 1;
+        }
+    }
+
+    fn arm(&mut self, conn: ConnId, timer: Timer, at: Nanos) {
+        let (timer, at) = if at.is_never() {
+            (Timer::None, at)
+        } else {
+            (timer, at)
+        };
+        let slot = self.conns.slot_mut(conn);
+        slot.timer = timer;
+        slot.deadline = at;
+        self.deadlines.arm(conn, at, &self.conns);
+    }
+
+    /// The timer of a New connection accepted at `accepted_at`: the header
+    /// timeout, and once draining the grace, whichever comes first (the grace
+    /// on a tie).
+    fn new_conn_timer(&self, accepted_at: Nanos) -> (Nanos, Timer) {
+        let header = self
+            .config
+            .header_timeout
+            .map_or(Nanos::NEVER, |d| accepted_at.after(d));
+        let grace = if self.phase == Phase::Draining {
+            accepted_at.after(self.config.new_conn_grace)
+        } else {
+            Nanos::NEVER
+        };
+        if grace <= header {
+            (grace, Timer::NewConnGrace)
+        } else {
+            (header, Timer::Header)
+        }
+    }
+
+    /// Forgets a live connection.
+    fn remove(&mut self, conn: ConnId) {
+        let stage = self.conns.slot(conn).stage;
+        if let Some(n) = self.counts.of(stage) {
+            *n -= 1;
+        }
+        self.conns.remove(conn);
+    }
+
+    /// The core closes a live connection: forget it and tell the caller.
+    fn close_conn(&mut self, conn: ConnId, reason: CloseReason) {
+        self.remove(conn);
+        self.actions.push_back(Action::CloseConn { conn, reason });
+    }
+
+    fn close_listeners(&mut self) {
+        for l in self.listeners.open_ids() {
+            self.actions.push_back(Action::CloseListener(l));
+        }
+        self.listeners.close_all();
+    }
+
+    fn start_hooks(&mut self, stage: HookStage) {
+        if self.config.shutdown_hooks {
+            self.hooks_pending |= stage.bit();
+            self.actions.push_back(Action::RunHooks(stage));
+        }
+    }
+
+    /// Keep-alive just went from on to off: every Active connection finishes
+    /// its response and closes.
+    fn keep_alive_turned_off(&mut self) {
+        if !self.config.keep_alives {
+            return;
+        }
+        for index in 0..self.conns.capacity() {
+            let Some(conn) = self.conns.live_id(index) else {
+                continue;
+            };
+            if matches!(
+                self.conns.slot(conn).stage,
+                Stage::ReadingHead | Stage::Active
+            ) {
+                self.actions.push_back(Action::FinishAndClose(conn));
+            }
+        }
+    }
+
+    /// Go's `Shutdown`: close the listeners, then the idle connections; and
+    /// beyond Go, arm the exact grace of every New connection.
+    fn begin_drain(&mut self, now: Nanos) {
+        let keep_alive_was_on = self.keep_alive();
+        self.phase = Phase::Draining;
+        self.lame_duck_end = Nanos::NEVER;
+        self.actions
+            .push_back(Action::PhaseChanged(Phase::Draining));
+        self.close_listeners();
+        self.start_hooks(HookStage::Drain);
+        if keep_alive_was_on {
+            self.keep_alive_turned_off();
+        }
+        for index in 0..self.conns.capacity() {
+            let Some(conn) = self.conns.live_id(index) else {
+                continue;
+            };
+            let (stage, accepted_at) = {
+                let slot = self.conns.slot(conn);
+                (slot.stage, slot.accepted_at)
+            };
+            match stage {
+                Stage::Idle => self.close_conn(conn, CloseReason::Drain),
+                Stage::New => {
+                    let (at, timer) = self.new_conn_timer(accepted_at);
+                    if at <= now {
+                        let reason = match timer {
+                            Timer::Header => CloseReason::HeaderTimeout,
+                            _ => CloseReason::NewConnGrace,
+                        };
+                        self.close_conn(conn, reason);
+                    } else {
+                        self.arm(conn, timer, at);
+                    }
+                }
+                Stage::Hijacked => self.actions.push_back(Action::NotifyHijacked(conn)),
+                Stage::ReadingHead | Stage::Active | Stage::Vacant | Stage::Retired => {}
+            }
+        }
+        self.maybe_complete();
+    }
+
+    /// The shutdown deadline passed: close what remains by force.
+    fn expire(&mut self, now: Nanos) {
+        if self.phase == Phase::LameDuck {
+            self.begin_drain(now);
+        }
+        if self.phase != Phase::Draining {
+            return; // begin_drain found nothing to wait for
+        }
+        for index in 0..self.conns.capacity() {
+            let Some(conn) = self.conns.live_id(index) else {
+                continue;
+            };
+            if self.conns.slot(conn).stage != Stage::Hijacked {
+                self.forced += 1;
+                self.close_conn(conn, CloseReason::Deadline);
+            }
+        }
+        self.finish(Completion::DeadlineExpired);
+    }
+
+    /// Completes the drain if nothing is left to wait for.
+    fn maybe_complete(&mut self) {
+        if self.phase == Phase::Draining
+            && self.counts.tracked() == 0
+            && self.hooks_pending == 0
+            && (!self.config.wait_for_hijacked || self.counts.hijacked == 0)
+        {
+            self.finish(Completion::Drained);
+        }
+    }
+
+    fn finish(&mut self, completion: Completion) {
+        self.phase = Phase::Closed;
+        self.lame_duck_end = Nanos::NEVER;
+        self.shutdown_deadline = Nanos::NEVER;
+        let outcome = Outcome {
+            completion,
+            forced: self.forced,
+            hooks_cut_off: self.hooks_pending != 0,
+            hijacked_open: self.counts.hijacked,
+        };
+        self.hooks_pending = 0;
+        self.actions.push_back(Action::PhaseChanged(Phase::Closed));
+        self.actions.push_back(Action::Done(outcome));
+    }
+}
