@@ -1,0 +1,894 @@
+//! A reference model of the lifecycle core, the [`Op`] decoder shared by the
+//! property tests and the fuzz targets, and a [`Harness`] that runs a sequence
+//! of ops against both and checks that they agree and that the invariants of
+//! DESIGN §4 hold.
+//!
+//! The model is written for obviousness, not speed: it keeps every connection
+//! ever accepted in a vector and recomputes each connection's due time from
+//! first principles on every look, where the core keeps a heap of deadlines
+//! with lazy deletion, a slab with generations and incremental counters.
+//! Agreement between the two is the test.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lameduck_core::{
+    Action, CloseReason, Completion, Config, ConnEvent, ConnId, ConnState, Counts, Error,
+    HookStage, ListenerId, Outcome, Phase, Server,
+};
+
+// ----- ops and their decoder ---------------------------------------------------
+
+/// One input to the machine. Connection and listener operands are indices
+/// into the ids issued so far (taken modulo their number), so sequences reach
+/// live, closed and stale ids alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// [`Server::add_listener`]
+    AddListener,
+    /// [`Server::listener_closed`]
+    ListenerClosed(u8),
+    /// [`Server::accept`]
+    Accept(u8),
+    /// [`Server::request_started`]
+    RequestStarted(u8),
+    /// [`Server::headers_complete`]
+    HeadersComplete(u8),
+    /// [`Server::response_done`]
+    ResponseDone(u8),
+    /// [`Server::hijack`]
+    Hijack(u8),
+    /// [`Server::closed`]
+    Closed(u8),
+    /// [`Server::shutdown`] with a deadline this many ms from now, or none.
+    Shutdown(Option<u16>),
+    /// [`Server::close`]
+    Close,
+    /// [`Server::hooks_finished`]
+    HooksFinished(HookStage),
+    /// Let this many ms pass, waking at every [`Server::poll_timeout`] on the
+    /// way, as a driver's timer does.
+    Advance(u16),
+    /// A late timer: [`Server::handle_timeout`] this many ms from now, with
+    /// no wake-up on the way.
+    Jump(u16),
+}
+
+/// A [`Config`] and ops decoded from bytes.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The server's configuration.
+    pub config: Config,
+    /// The inputs, in order.
+    pub ops: Vec<Op>,
+}
+
+/// Reads bytes; past the end, every read is zero.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    /// `None` when the low bit of a byte is clear, else `Some(ms)` from the rest.
+    fn opt_ms(&mut self, unit: u64) -> Option<Duration> {
+        let b = self.u8();
+        (b & 1 == 1).then(|| Duration::from_millis(u64::from(b >> 1) * unit))
+    }
+}
+
+/// Decodes a scenario: eight bytes of configuration, then ops until the input
+/// ends. Every byte string is a valid scenario (the fuzz targets rely on it).
+///
+/// ```
+/// use lameduck_tests::model::{decode, Op};
+/// let scenario = decode(&[0; 8]);
+/// assert!(scenario.ops.is_empty());
+/// assert_eq!(decode(&[0, 0, 0, 0, 0, 0, 0, 0, 2, 0]).ops, vec![Op::AddListener, Op::Accept(0)]);
+/// ```
+#[must_use]
+pub fn decode(bytes: &[u8]) -> Scenario {
+    let (head, body) = bytes.split_at(bytes.len().min(8));
+    let mut h = Bytes(head);
+    let flags = h.u8();
+    let config = Config {
+        // 0–5.1 s in 20 ms steps: around the default's 5 s and down to zero.
+        new_conn_grace: Duration::from_millis(u64::from(h.u8()) * 20),
+        idle_timeout: h.opt_ms(40),
+        header_timeout: h.opt_ms(40),
+        lame_duck: h.opt_ms(40).unwrap_or_default(),
+        keep_alives: flags & 1 == 0,
+        wait_for_hijacked: flags & 2 != 0,
+        shutdown_hooks: flags & 4 != 0,
+    };
+    let mut b = Bytes(body);
+    // Most scenarios want a listener from the start.
+    let mut ops = vec![Op::AddListener];
+    while !b.0.is_empty() {
+        // Weighted so that scenarios live long enough to reach every
+        // behaviour: ending ops (shutdown, close) are rare, traffic common.
+        let op = match b.u8() % 32 {
+            0 => Op::AddListener,
+            1 => Op::ListenerClosed(b.u8()),
+            2..=6 => Op::Accept(b.u8()),
+            7..=11 => Op::RequestStarted(b.u8()),
+            12 | 13 => Op::HeadersComplete(b.u8()),
+            14..=18 => Op::ResponseDone(b.u8()),
+            19 => Op::Hijack(b.u8()),
+            20 | 21 => Op::Closed(b.u8()),
+            22 => {
+                let d = b.u16();
+                Op::Shutdown((d & 1 == 1).then_some((d >> 1) % 8_000))
+            }
+            23 => match b.u8() {
+                0..=63 => Op::Close,
+                n => Op::Jump(u16::from(n) * 20),
+            },
+            24 => Op::HooksFinished(if b.u8() & 1 == 0 {
+                HookStage::Drain
+            } else {
+                HookStage::LameDuck
+            }),
+            25..=29 => Op::Advance(b.u16() % 6_000),
+            _ => Op::Jump(b.u16() % 6_000),
+        };
+        ops.push(op);
+    }
+    Scenario { config, ops }
+}
+
+// ----- the reference model -----------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    New,
+    /// Active, head not complete.
+    Head,
+    /// Active, head complete.
+    Active,
+    Idle,
+    Hijacked,
+    Closed,
+}
+
+impl St {
+    fn public(self) -> ConnState {
+        match self {
+            St::New => ConnState::New,
+            St::Head | St::Active => ConnState::Active,
+            St::Idle => ConnState::Idle,
+            St::Hijacked => ConnState::Hijacked,
+            St::Closed => ConnState::Closed,
+        }
+    }
+
+    fn tracked(self) -> bool {
+        matches!(self, St::New | St::Head | St::Active | St::Idle)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct MConn {
+    id: ConnId,
+    st: St,
+    accepted_at: Duration,
+    /// When the current request began (Head) or the idle period began (Idle).
+    since: Duration,
+}
+
+/// The reference model: the semantics of DESIGN §2.1, spelled out plainly.
+#[derive(Clone, Debug)]
+struct Model {
+    cfg: Config,
+    now: Duration,
+    phase: Phase,
+    listeners: Vec<(ListenerId, bool)>,
+    conns: Vec<MConn>,
+    lame_duck_end: Option<Duration>,
+    deadline: Option<Duration>,
+    hooks: Vec<HookStage>,
+    forced: usize,
+    actions: Vec<Action>,
+}
+
+impl Model {
+    fn new(cfg: Config) -> Model {
+        Model {
+            cfg,
+            now: Duration::ZERO,
+            phase: Phase::Serving,
+            listeners: Vec::new(),
+            conns: Vec::new(),
+            lame_duck_end: None,
+            deadline: None,
+            hooks: Vec::new(),
+            forced: 0,
+            actions: Vec::new(),
+        }
+    }
+
+    fn keep_alive(&self) -> bool {
+        self.phase == Phase::Serving && self.cfg.keep_alives
+    }
+
+    fn conn(&mut self, id: ConnId) -> &mut MConn {
+        // The harness registers every id the core issues, before using it.
+        self.conns
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("ids come from the core")
+    }
+
+    /// When a connection's timer fires, and why; from first principles.
+    fn due(&self, c: &MConn) -> Option<(Duration, CloseReason)> {
+        match c.st {
+            St::New => {
+                let header = self.cfg.header_timeout.map(|h| c.accepted_at + h);
+                let grace = (self.phase == Phase::Draining)
+                    .then(|| c.accepted_at + self.cfg.new_conn_grace);
+                match (grace, header) {
+                    (Some(g), Some(h)) if h < g => Some((h, CloseReason::HeaderTimeout)),
+                    (Some(g), _) => Some((g, CloseReason::NewConnGrace)),
+                    (None, Some(h)) => Some((h, CloseReason::HeaderTimeout)),
+                    (None, None) => None,
+                }
+            }
+            St::Head => self
+                .cfg
+                .header_timeout
+                .map(|h| (c.since + h, CloseReason::HeaderTimeout)),
+            St::Idle => self
+                .cfg
+                .idle_timeout
+                .map(|i| (c.since + i, CloseReason::IdleTimeout)),
+            St::Active | St::Hijacked | St::Closed => None,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        let conns = self
+            .conns
+            .iter()
+            .filter_map(|c| self.due(c).map(|(at, _)| at));
+        let ld = if self.phase == Phase::LameDuck {
+            self.lame_duck_end
+        } else {
+            None
+        };
+        let dl = if matches!(self.phase, Phase::LameDuck | Phase::Draining) {
+            self.deadline
+        } else {
+            None
+        };
+        conns.chain(ld).chain(dl).min()
+    }
+
+    fn counts(&self) -> Counts {
+        let n = |f: fn(St) -> bool| self.conns.iter().filter(|c| f(c.st)).count();
+        Counts {
+            new: n(|s| s == St::New),
+            active: n(|s| matches!(s, St::Head | St::Active)),
+            idle: n(|s| s == St::Idle),
+            hijacked: n(|s| s == St::Hijacked),
+        }
+    }
+
+    fn close_conn(&mut self, id: ConnId, reason: CloseReason) {
+        self.conn(id).st = St::Closed;
+        self.actions.push(Action::CloseConn { conn: id, reason });
+    }
+
+    fn close_listeners(&mut self) {
+        for (l, open) in &mut self.listeners {
+            if std::mem::take(open) {
+                self.actions.push(Action::CloseListener(*l));
+            }
+        }
+    }
+
+    fn start_hooks(&mut self, stage: HookStage) {
+        if self.cfg.shutdown_hooks {
+            self.hooks.push(stage);
+            self.actions.push(Action::RunHooks(stage));
+        }
+    }
+
+    fn finish_and_close_active(&mut self) {
+        if !self.cfg.keep_alives {
+            return;
+        }
+        for c in &self.conns {
+            if matches!(c.st, St::Head | St::Active) {
+                self.actions.push(Action::FinishAndClose(c.id));
+            }
+        }
+    }
+
+    fn maybe_complete(&mut self) {
+        let c = self.counts();
+        if self.phase == Phase::Draining
+            && c.tracked() == 0
+            && self.hooks.is_empty()
+            && (!self.cfg.wait_for_hijacked || c.hijacked == 0)
+        {
+            self.finish(Completion::Drained);
+        }
+    }
+
+    fn finish(&mut self, completion: Completion) {
+        self.phase = Phase::Closed;
+        self.lame_duck_end = None;
+        self.deadline = None;
+        let outcome = Outcome {
+            completion,
+            forced: self.forced,
+            hooks_cut_off: !self.hooks.is_empty(),
+            hijacked_open: self.counts().hijacked,
+        };
+        self.hooks.clear();
+        self.actions.push(Action::PhaseChanged(Phase::Closed));
+        self.actions.push(Action::Done(outcome));
+    }
+
+    fn begin_drain(&mut self) {
+        let keep_alive_was_on = self.keep_alive();
+        self.phase = Phase::Draining;
+        self.lame_duck_end = None;
+        self.actions.push(Action::PhaseChanged(Phase::Draining));
+        self.close_listeners();
+        self.start_hooks(HookStage::Drain);
+        if keep_alive_was_on {
+            self.finish_and_close_active();
+        }
+        for i in 0..self.conns.len() {
+            let c = self.conns[i].clone();
+            match c.st {
+                St::Idle => self.close_conn(c.id, CloseReason::Drain),
+                St::New => {
+                    if let Some((at, reason)) = self.due(&c) {
+                        if at <= self.now {
+                            self.close_conn(c.id, reason);
+                        }
+                    }
+                }
+                St::Hijacked => self.actions.push(Action::NotifyHijacked(c.id)),
+                St::Head | St::Active | St::Closed => {}
+            }
+        }
+        self.maybe_complete();
+    }
+
+    fn expire(&mut self) {
+        if self.phase == Phase::LameDuck {
+            self.begin_drain();
+        }
+        if self.phase != Phase::Draining {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let c = self.conns[i].clone();
+            if c.st.tracked() {
+                self.forced += 1;
+                self.close_conn(c.id, CloseReason::Deadline);
+            }
+        }
+        self.finish(Completion::DeadlineExpired);
+    }
+
+    fn run_timers(&mut self) {
+        if self.phase == Phase::LameDuck && self.lame_duck_end.is_some_and(|t| t <= self.now) {
+            self.begin_drain();
+        }
+        loop {
+            let next = self
+                .conns
+                .iter()
+                .filter_map(|c| self.due(c).map(|(at, reason)| (at, c.id, reason)))
+                .filter(|(at, _, _)| *at <= self.now)
+                .min_by_key(|(at, id, _)| (*at, *id));
+            let Some((_, id, reason)) = next else { break };
+            self.close_conn(id, reason);
+            self.maybe_complete();
+        }
+        if matches!(self.phase, Phase::LameDuck | Phase::Draining)
+            && self.deadline.is_some_and(|d| d <= self.now)
+        {
+            self.expire();
+        }
+    }
+
+    fn live(&mut self, id: ConnId) -> Result<St, Error> {
+        match self.conn(id).st {
+            St::Closed => Err(Error::ConnClosed(id)),
+            st => Ok(st),
+        }
+    }
+
+    fn invalid(id: ConnId, st: St, event: ConnEvent) -> Error {
+        Error::InvalidTransition {
+            conn: id,
+            state: st.public(),
+            event,
+        }
+    }
+
+    // The inputs, mirroring Server's; `run_timers` before and after each.
+
+    fn accept(&mut self, l: ListenerId, id: Option<ConnId>) -> Result<(), Error> {
+        if matches!(self.phase, Phase::Draining | Phase::Closed) {
+            return Err(Error::ServerClosed);
+        }
+        match self.listeners.iter().find(|(id, _)| *id == l) {
+            None => return Err(Error::UnknownListener(l)),
+            Some((_, false)) => return Err(Error::ListenerClosed(l)),
+            Some((_, true)) => {}
+        }
+        let id = id.expect("the core accepted when the model does");
+        self.conns.push(MConn {
+            id,
+            st: St::New,
+            accepted_at: self.now,
+            since: self.now,
+        });
+        Ok(())
+    }
+
+    fn request_started(&mut self, id: ConnId) -> Result<(), Error> {
+        match self.live(id)? {
+            St::New | St::Idle => {
+                let now = self.now;
+                let c = self.conn(id);
+                c.st = St::Head;
+                c.since = now;
+                Ok(())
+            }
+            st => Err(Model::invalid(id, st, ConnEvent::RequestStarted)),
+        }
+    }
+
+    fn headers_complete(&mut self, id: ConnId) -> Result<(), Error> {
+        match self.live(id)? {
+            St::Head | St::Active => {
+                self.conn(id).st = St::Active;
+                Ok(())
+            }
+            st => Err(Model::invalid(id, st, ConnEvent::HeadersComplete)),
+        }
+    }
+
+    fn response_done(&mut self, id: ConnId) -> Result<(), Error> {
+        match self.live(id)? {
+            St::Head | St::Active => {
+                if self.keep_alive() {
+                    let now = self.now;
+                    let c = self.conn(id);
+                    c.st = St::Idle;
+                    c.since = now;
+                } else {
+                    self.close_conn(id, CloseReason::KeepAliveOff);
+                    self.maybe_complete();
+                }
+                Ok(())
+            }
+            st => Err(Model::invalid(id, st, ConnEvent::ResponseDone)),
+        }
+    }
+
+    fn hijack(&mut self, id: ConnId) -> Result<(), Error> {
+        match self.live(id)? {
+            St::Hijacked => Err(Model::invalid(id, St::Hijacked, ConnEvent::Hijack)),
+            _ => {
+                self.conn(id).st = St::Hijacked;
+                if self.phase == Phase::Draining {
+                    self.actions.push(Action::NotifyHijacked(id));
+                }
+                self.maybe_complete();
+                Ok(())
+            }
+        }
+    }
+
+    fn closed(&mut self, id: ConnId) {
+        if self.conn(id).st != St::Closed {
+            self.conn(id).st = St::Closed;
+            self.maybe_complete();
+        }
+    }
+
+    fn shutdown(&mut self, deadline: Option<Duration>) {
+        match self.phase {
+            Phase::Serving => {
+                self.deadline = deadline;
+                if self.cfg.lame_duck.is_zero() {
+                    self.begin_drain();
+                } else {
+                    self.phase = Phase::LameDuck;
+                    self.lame_duck_end = Some(self.now + self.cfg.lame_duck);
+                    self.actions.push(Action::PhaseChanged(Phase::LameDuck));
+                    self.start_hooks(HookStage::LameDuck);
+                    self.finish_and_close_active();
+                }
+            }
+            Phase::LameDuck | Phase::Draining => {
+                self.deadline = match (self.deadline, deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    fn close(&mut self) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let told = self.phase == Phase::Draining;
+        self.close_listeners();
+        for i in 0..self.conns.len() {
+            let c = self.conns[i].clone();
+            if c.st == St::Hijacked {
+                if !told {
+                    self.actions.push(Action::NotifyHijacked(c.id));
+                }
+            } else if c.st.tracked() {
+                self.forced += 1;
+                self.close_conn(c.id, CloseReason::ServerClosed);
+            }
+        }
+        self.finish(Completion::Closed);
+    }
+
+    fn hooks_finished(&mut self, stage: HookStage) {
+        self.hooks.retain(|s| *s != stage);
+        self.maybe_complete();
+    }
+}
+
+// ----- the harness ------------------------------------------------------------
+
+/// Runs a [`Scenario`] against the core and the model in lock step.
+#[derive(Debug)]
+pub struct Harness {
+    t0: Instant,
+    server: Server,
+    model: Model,
+    conns: Vec<ConnId>,
+    listeners: Vec<ListenerId>,
+    done: usize,
+    observed: BTreeMap<String, usize>,
+}
+
+impl Harness {
+    /// A harness for `config`, at virtual time zero.
+    #[must_use]
+    pub fn new(config: Config) -> Harness {
+        #[allow(clippy::disallowed_methods)] // the origin of virtual time
+        let t0 = Instant::now();
+        Harness {
+            t0,
+            server: Server::new(config.clone(), t0),
+            model: Model::new(config),
+            conns: Vec::new(),
+            listeners: Vec::new(),
+            done: 0,
+            observed: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes `bytes` and runs them: the entry point of property tests and
+    /// fuzz targets. Panics, with the step, on any disagreement or broken
+    /// invariant. Returns what was observed (see [`Harness::observed`]).
+    #[must_use = "what was observed; ignore with `let _`"]
+    pub fn run_bytes(bytes: &[u8]) -> BTreeMap<String, usize> {
+        let scenario = decode(bytes);
+        let mut h = Harness::new(scenario.config);
+        for (step, op) in scenario.ops.iter().enumerate() {
+            if let Err(msg) = h.step(*op) {
+                panic!("step {step} ({op:?}): {msg}\nops: {:?}", scenario.ops);
+            }
+        }
+        h.observed
+    }
+
+    /// How often each kind of action (with its reason or completion) was
+    /// seen: evidence that random scenarios reach every behaviour.
+    #[must_use]
+    pub fn observed(&self) -> &BTreeMap<String, usize> {
+        &self.observed
+    }
+
+    fn now(&self) -> Instant {
+        self.t0 + self.model.now
+    }
+
+    fn conn(&self, i: u8) -> Option<ConnId> {
+        (!self.conns.is_empty()).then(|| self.conns[usize::from(i) % self.conns.len()])
+    }
+
+    fn listener(&self, i: u8) -> Option<ListenerId> {
+        (!self.listeners.is_empty()).then(|| self.listeners[usize::from(i) % self.listeners.len()])
+    }
+
+    /// Applies one op to both, then compares them and checks the invariants.
+    pub fn step(&mut self, op: Op) -> Result<(), String> {
+        // Operands first: ops naming an id before any exists do nothing.
+        let conn = match op {
+            Op::RequestStarted(i)
+            | Op::HeadersComplete(i)
+            | Op::ResponseDone(i)
+            | Op::Hijack(i)
+            | Op::Closed(i) => match self.conn(i) {
+                Some(c) => Some(c),
+                None => return Ok(()),
+            },
+            _ => None,
+        };
+        let listener = match op {
+            Op::Accept(i) | Op::ListenerClosed(i) => match self.listener(i) {
+                Some(l) => Some(l),
+                None => return Ok(()),
+            },
+            _ => None,
+        };
+        // Every id below was checked to exist just above.
+        let c = || conn.expect("operand resolved above");
+        let l = || listener.expect("operand resolved above");
+
+        let before = self.model.clone();
+        let now = self.now();
+        let (server, m) = (&mut self.server, &mut self.model);
+        m.run_timers();
+        let (got, want) = match op {
+            Op::AddListener => {
+                let got = server.add_listener();
+                let want = if m.phase.is_shutting_down() {
+                    Err(Error::ServerClosed)
+                } else {
+                    Ok(())
+                };
+                if let Ok(id) = got {
+                    if self.listeners.contains(&id) {
+                        return Err(format!("{id} issued twice"));
+                    }
+                    self.listeners.push(id);
+                    m.listeners.push((id, true));
+                }
+                (got.map(|_| ()), want)
+            }
+            Op::ListenerClosed(_) => {
+                let got = server.listener_closed(l());
+                for (id, open) in &mut m.listeners {
+                    if *id == l() {
+                        *open = false;
+                    }
+                }
+                (got, Ok(()))
+            }
+            Op::Accept(_) => {
+                let got = server.accept(l(), now);
+                if let Ok(id) = got {
+                    if self.conns.contains(&id) {
+                        return Err(format!("{id:?} issued twice"));
+                    }
+                    self.conns.push(id);
+                    if !matches!(before.phase, Phase::Serving | Phase::LameDuck) {
+                        return Err(format!("accepted while {:?}", before.phase));
+                    }
+                }
+                let want = m.accept(l(), got.ok());
+                (got.map(|_| ()), want)
+            }
+            Op::RequestStarted(_) => (server.request_started(c(), now), m.request_started(c())),
+            Op::HeadersComplete(_) => (server.headers_complete(c(), now), m.headers_complete(c())),
+            Op::ResponseDone(_) => (server.response_done(c(), now), m.response_done(c())),
+            Op::Hijack(_) => (server.hijack(c(), now), m.hijack(c())),
+            Op::Closed(_) => {
+                m.closed(c());
+                (server.closed(c(), now), Ok(()))
+            }
+            Op::Shutdown(ms) => {
+                let d = ms.map(|ms| Duration::from_millis(u64::from(ms)));
+                server.shutdown(now, d.map(|d| now + d));
+                m.shutdown(d.map(|d| m.now + d));
+                (Ok(()), Ok(()))
+            }
+            Op::Close => {
+                server.close(now);
+                m.close();
+                (Ok(()), Ok(()))
+            }
+            Op::HooksFinished(stage) => {
+                server.hooks_finished(stage, now);
+                m.hooks_finished(stage);
+                (Ok(()), Ok(()))
+            }
+            Op::Advance(ms) => {
+                let target = m.now + Duration::from_millis(u64::from(ms));
+                // Wake at every deadline on the way, as a driver does. Each
+                // wake-up closes something or ends a phase, so wake-ups are
+                // bounded by the ops so far; 100 000 is far beyond any scenario.
+                for _ in 0..100_000 {
+                    let Some(t) = self.server.poll_timeout() else {
+                        break;
+                    };
+                    if t > self.t0 + target {
+                        break;
+                    }
+                    let before = self.model.clone();
+                    self.model.now = t - self.t0;
+                    self.server.handle_timeout(t);
+                    self.model.run_timers();
+                    self.compare(&before, Ok(()), Ok(()))?;
+                }
+                self.model.now = target;
+                return self.compare(&before, Ok(()), Ok(()));
+            }
+            Op::Jump(ms) => {
+                m.now += Duration::from_millis(u64::from(ms));
+                server.handle_timeout(self.t0 + m.now);
+                (Ok(()), Ok(()))
+            }
+        };
+        self.model.run_timers();
+        // A response just completed: within this call the connection was Idle
+        // (and a zero idle timeout may have closed it as such).
+        let mut before = before;
+        if let (Op::ResponseDone(_), Some(c)) = (op, conn) {
+            for mc in &mut before.conns {
+                if mc.id == c && matches!(mc.st, St::Head | St::Active) {
+                    mc.st = St::Idle;
+                }
+            }
+        }
+        self.compare(&before, got, want)
+    }
+
+    /// Compares core and model after an input and checks the invariants.
+    fn compare(
+        &mut self,
+        before: &Model,
+        got: Result<(), Error>,
+        want: Result<(), Error>,
+    ) -> Result<(), String> {
+        if got != want {
+            return Err(format!("core returned {got:?}, model {want:?}"));
+        }
+        let mut actions: Vec<Action> = std::iter::from_fn(|| self.server.poll_action()).collect();
+        let mut expected = std::mem::take(&mut self.model.actions);
+        let now = self.model.now;
+
+        for a in &actions {
+            let kind = match a {
+                Action::CloseConn { reason, .. } => format!("CloseConn({reason:?})"),
+                Action::Done(o) => format!("Done({:?})", o.completion),
+                Action::CloseListener(_) => "CloseListener".into(),
+                Action::FinishAndClose(_) => "FinishAndClose".into(),
+                Action::NotifyHijacked(_) => "NotifyHijacked".into(),
+                other => format!("{other:?}"),
+            };
+            *self.observed.entry(kind).or_default() += 1;
+        }
+
+        // Invariants, independent of the model.
+        for (i, a) in actions.iter().enumerate() {
+            match *a {
+                Action::Done(outcome) => {
+                    self.done += 1;
+                    if self.done > 1 {
+                        return Err("Done emitted twice".into());
+                    }
+                    if i + 1 != actions.len() {
+                        return Err(format!("Done is not last: {actions:?}"));
+                    }
+                    if self.server.counts().tracked() != 0 {
+                        return Err(format!(
+                            "Done with connections tracked: {:?}",
+                            self.server.counts()
+                        ));
+                    }
+                    if outcome.completion == Completion::Drained
+                        && self.model.cfg.wait_for_hijacked
+                        && self.server.counts().hijacked != 0
+                    {
+                        return Err("Drained while waiting for hijacked connections".into());
+                    }
+                }
+                Action::CloseConn { conn, reason } => {
+                    let prior = before.conns.iter().find(|c| c.id == conn).map(|c| c.st);
+                    let deadline_passed = before.deadline.is_some_and(|d| d <= now);
+                    let ok = match prior {
+                        Some(St::Hijacked) => false,
+                        Some(St::Active) => match reason {
+                            CloseReason::Deadline => deadline_passed,
+                            CloseReason::ServerClosed | CloseReason::KeepAliveOff => true,
+                            _ => false,
+                        },
+                        Some(St::Head) => match reason {
+                            CloseReason::Deadline => deadline_passed,
+                            CloseReason::ServerClosed
+                            | CloseReason::KeepAliveOff
+                            | CloseReason::HeaderTimeout => true,
+                            _ => false,
+                        },
+                        _ => true,
+                    };
+                    if !ok {
+                        return Err(format!(
+                            "{conn:?} closed for {reason:?} while {prior:?} at {now:?}"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(t) = self.server.poll_timeout() {
+            if t <= self.t0 + now {
+                return Err(format!(
+                    "poll_timeout {:?} not after now {now:?}",
+                    t - self.t0
+                ));
+            }
+        }
+        if self.server.phase() == Phase::Draining {
+            for c in &self.model.conns {
+                if c.st == St::New && c.accepted_at + self.model.cfg.new_conn_grace <= now {
+                    return Err(format!(
+                        "{:?} still New past its grace while draining",
+                        c.id
+                    ));
+                }
+            }
+        }
+
+        // Agreement with the model.
+        let key = |a: &Action| format!("{a:?}");
+        actions.sort_by_key(key);
+        expected.sort_by_key(key);
+        if actions != expected {
+            return Err(format!(
+                "actions differ\n core: {actions:?}\nmodel: {expected:?}"
+            ));
+        }
+        if self.server.phase() != self.model.phase {
+            return Err(format!(
+                "phase: core {:?}, model {:?}",
+                self.server.phase(),
+                self.model.phase
+            ));
+        }
+        if self.server.counts() != self.model.counts() {
+            return Err(format!(
+                "counts: core {:?}, model {:?}",
+                self.server.counts(),
+                self.model.counts()
+            ));
+        }
+        for c in &self.model.conns {
+            let got = self.server.conn_state(c.id);
+            if got != Ok(c.st.public()) {
+                return Err(format!("{:?}: core {got:?}, model {:?}", c.id, c.st));
+            }
+        }
+        let want = self.model.next_deadline().map(|d| self.t0 + d);
+        let got = self.server.poll_timeout();
+        if got != want {
+            return Err(format!("poll_timeout: core {got:?}, model {want:?}"));
+        }
+        if self.server.keep_alive() != self.model.keep_alive() {
+            return Err("keep_alive differs".into());
+        }
+        Ok(())
+    }
+}
