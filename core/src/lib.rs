@@ -97,6 +97,14 @@
 //! Beyond Go: a lame-duck phase ([`Config::lame_duck`]) in which readiness
 //! reports draining while listeners still accept, for load balancers.
 //!
+//! # Restart and socket activation
+//!
+//! [`restart`] is the binary-upgrade protocol as a second pure machine
+//! (spawn a successor with the listeners, wait for its readiness with a
+//! deadline, hand off or roll back). [`activation`] reads and writes the
+//! systemd socket-activation variables (`LISTEN_PID`, `LISTEN_FDS`,
+//! `LISTEN_FDNAMES`) that carry the listeners across, strictly.
+//!
 //! # Features
 //!
 //! - `async` (default): [`done_signal`], [`Drained`] — a done signal built on
@@ -106,6 +114,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod action;
+pub mod activation;
 mod config;
 mod conn;
 mod deadlines;
@@ -114,6 +123,7 @@ mod done;
 mod error;
 mod listener;
 mod phase;
+pub mod restart;
 mod server;
 mod time;
 

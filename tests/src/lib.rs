@@ -2,3 +2,4 @@
 //! core and the op decoder shared by the property tests and the fuzz targets.
 
 pub mod model;
+pub mod fuzz;

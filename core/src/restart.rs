@@ -1,0 +1,679 @@
+//! The restart (binary upgrade) protocol, as a pure state machine.
+//!
+//! `Running` → `Spawning` (a successor is started with the listening sockets
+//! and has until a deadline to report ready) → `HandedOff` (the successor
+//! serves; this process drains, then exits). If the successor cannot be
+//! started, exits, or is not ready in time, this process kills and reaps it
+//! and goes back to `Running`: a rollback, with the failure reported. At most
+//! one restart is in flight; requests meanwhile are refused (debounced); none
+//! once the server is stopping.
+//!
+//! Like [`Server`](crate::Server), it takes `now` on every input, reports
+//! [`poll_timeout`](Restart::poll_timeout), and queues [`RestartAction`]s
+//! that the caller carries out, draining [`poll_action`](Restart::poll_action)
+//! after every input.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase};
+//!
+//! let t0 = Instant::now();
+//! let mut restart = Restart::new(RestartConfig::default(), t0);
+//! restart.request(t0).unwrap(); // SIGHUP
+//! assert_eq!(restart.poll_action(), Some(RestartAction::Spawn { attempt: 1 }));
+//! restart.spawned(4242, t0).unwrap(); // the caller started the successor
+//! restart.child_ready(4242, t0 + Duration::from_millis(80)).unwrap();
+//! assert_eq!(restart.poll_action(), Some(RestartAction::HandOff { child: 4242 }));
+//! assert_eq!(restart.phase(), RestartPhase::HandedOff);
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::time::{Nanos, Timeline};
+
+/// How restarts behave.
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck_core::restart::RestartConfig;
+/// let config = RestartConfig { ready_timeout: Duration::from_secs(10) };
+/// assert_eq!(RestartConfig::default().ready_timeout, Duration::from_secs(60));
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartConfig {
+    /// How long a successor has, from the restart request, to report ready.
+    /// Default 60 s.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the restart protocol is.
+///
+/// ```
+/// use std::time::Instant;
+/// use lameduck_core::restart::{Restart, RestartConfig, RestartPhase};
+/// let restart = Restart::new(RestartConfig::default(), Instant::now());
+/// assert_eq!(restart.phase(), RestartPhase::Running);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RestartPhase {
+    /// Serving; no restart in flight.
+    Running,
+    /// A successor is being started and has until the deadline to be ready.
+    Spawning,
+    /// A failed successor was killed; waiting to reap it before another try.
+    Reaping,
+    /// The successor is ready and serving; this process drains and exits.
+    HandedOff,
+    /// The server is stopping: no more restarts.
+    Stopped,
+}
+
+/// What the restart machine asks its caller to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RestartAction {
+    /// Start the successor with the listening sockets at descriptors 3, …
+    /// and a private readiness channel; then report
+    /// [`Restart::spawned`] or [`Restart::spawn_failed`]. (systemd: send
+    /// `RELOADING=1`.)
+    Spawn {
+        /// 1 for the first restart of this process, then 2, ….
+        attempt: u64,
+    },
+    /// Kill this successor (it failed or is no longer wanted) and reap it;
+    /// report [`Restart::child_exited`] once reaped.
+    Kill {
+        /// Its process id.
+        child: u32,
+    },
+    /// The successor is ready and has the sockets: announce it (systemd:
+    /// `MAINPID=<child>`, `READY=1`), stop accepting, drain, and exit.
+    HandOff {
+        /// Its process id.
+        child: u32,
+    },
+    /// The restart failed and this process keeps serving (systemd: `READY=1`
+    /// again). Report it.
+    Failed(RestartFailure),
+}
+
+/// Why a restart failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RestartFailure {
+    /// The successor could not be started (not executable, say).
+    SpawnFailed,
+    /// The successor exited before it was ready.
+    ChildExited {
+        /// Its process id.
+        child: u32,
+    },
+    /// The successor was not ready by the deadline.
+    NotReady {
+        /// Its process id, if it was started at all.
+        child: Option<u32>,
+    },
+    /// The server began stopping while the successor was starting.
+    Stopping,
+}
+
+impl fmt::Display for RestartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartFailure::SpawnFailed => f.write_str("the successor could not be started"),
+            RestartFailure::ChildExited { child } => {
+                write!(f, "the successor (pid {child}) exited before it was ready")
+            }
+            RestartFailure::NotReady { child: Some(c) } => {
+                write!(f, "the successor (pid {c}) was not ready in time")
+            }
+            RestartFailure::NotReady { child: None } => {
+                f.write_str("the successor was not started in time")
+            }
+            RestartFailure::Stopping => f.write_str("the server began stopping during the restart"),
+        }
+    }
+}
+
+/// Why the restart machine refused an input. Refusals change nothing.
+///
+/// ```
+/// use std::time::Instant;
+/// use lameduck_core::restart::{Restart, RestartConfig, RestartError};
+/// let now = Instant::now();
+/// let mut restart = Restart::new(RestartConfig::default(), now);
+/// restart.request(now).unwrap();
+/// assert_eq!(restart.request(now), Err(RestartError::InProgress));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RestartError {
+    /// A restart is already in flight (repeated signals are debounced).
+    InProgress,
+    /// The server is stopping or has handed off: no restart.
+    Stopping,
+    /// Not expecting this report now (e.g. `spawned` with no spawn asked).
+    Unexpected,
+    /// A report about a process that is not the current successor.
+    UnknownChild(u32),
+}
+
+impl fmt::Display for RestartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartError::InProgress => f.write_str("a restart is already in progress"),
+            RestartError::Stopping => f.write_str("the server is stopping"),
+            RestartError::Unexpected => f.write_str("no restart step expects this report now"),
+            RestartError::UnknownChild(pid) => write!(f, "pid {pid} is not the current successor"),
+        }
+    }
+}
+
+impl std::error::Error for RestartError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Spawning {
+        child: Option<u32>,
+        deadline: Nanos,
+    },
+    Reaping {
+        child: u32,
+    },
+    /// The deadline passed before the spawn was reported: whatever
+    /// [`Restart::spawned`] reports is killed.
+    Abandoned,
+    HandedOff {
+        child: u32,
+    },
+    /// `reaping`: a killed successor still to be reaped.
+    Stopped {
+        reaping: Option<u32>,
+    },
+}
+
+/// The restart protocol machine. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Restart {
+    config: RestartConfig,
+    time: Timeline,
+    state: State,
+    attempts: u64,
+    actions: VecDeque<RestartAction>,
+}
+
+impl Restart {
+    /// A machine in [`RestartPhase::Running`]; `now` is the origin of its time.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::{Restart, RestartConfig};
+    /// let restart = Restart::new(RestartConfig::default(), Instant::now());
+    /// assert_eq!(restart.attempts(), 0);
+    /// ```
+    #[must_use]
+    pub fn new(config: RestartConfig, now: Instant) -> Restart {
+        Restart {
+            config,
+            time: Timeline::new(now),
+            state: State::Running,
+            attempts: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// A restart was asked for (`SIGHUP`, or a handle). Starts one if none is
+    /// in flight; otherwise refused, changing nothing.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::{Restart, RestartAction, RestartConfig};
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Spawn { attempt: 1 }));
+    /// ```
+    pub fn request(&mut self, now: Instant) -> Result<(), RestartError> {
+        let now = self.enter(now);
+        match self.state {
+            State::Running => {
+                self.attempts += 1;
+                let deadline = now.after(self.config.ready_timeout);
+                self.state = State::Spawning {
+                    child: None,
+                    deadline,
+                };
+                self.actions.push_back(RestartAction::Spawn {
+                    attempt: self.attempts,
+                });
+                Ok(())
+            }
+            State::Spawning { .. } | State::Reaping { .. } | State::Abandoned => {
+                Err(RestartError::InProgress)
+            }
+            State::HandedOff { .. } | State::Stopped { .. } => Err(RestartError::Stopping),
+        }
+    }
+
+    /// The successor asked for by [`RestartAction::Spawn`] was started as
+    /// process `child`. If the spawn is no longer wanted (its deadline passed,
+    /// or the server is stopping), it is killed at once.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::{Restart, RestartConfig, RestartError};
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// assert_eq!(restart.spawned(9, now), Err(RestartError::Unexpected));
+    /// ```
+    pub fn spawned(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Spawning {
+                child: None,
+                deadline,
+            } => {
+                self.state = State::Spawning {
+                    child: Some(child),
+                    deadline,
+                };
+                Ok(())
+            }
+            State::Abandoned => {
+                self.state = State::Reaping { child };
+                self.actions.push_back(RestartAction::Kill { child });
+                Ok(())
+            }
+            State::Stopped { reaping: None } => {
+                self.state = State::Stopped {
+                    reaping: Some(child),
+                };
+                self.actions.push_back(RestartAction::Kill { child });
+                Ok(())
+            }
+            _ => Err(RestartError::Unexpected),
+        }
+    }
+
+    /// The successor could not be started: roll back.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.spawn_failed(now).unwrap();
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Failed(RestartFailure::SpawnFailed)));
+    /// assert_eq!(restart.phase(), RestartPhase::Running);
+    /// ```
+    pub fn spawn_failed(&mut self, now: Instant) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Spawning { child: None, .. } => {
+                self.state = State::Running;
+                self.actions
+                    .push_back(RestartAction::Failed(RestartFailure::SpawnFailed));
+                Ok(())
+            }
+            // The failure was already reported (deadline, or stopping).
+            State::Abandoned => {
+                self.state = State::Running;
+                Ok(())
+            }
+            State::Stopped { reaping: None } => Ok(()),
+            _ => Err(RestartError::Unexpected),
+        }
+    }
+
+    /// The successor reported ready on its private channel: hand off.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(7, now).unwrap();
+    /// assert_eq!(restart.child_ready(8, now), Err(RestartError::UnknownChild(8)));
+    /// restart.child_ready(7, now).unwrap();
+    /// assert_eq!(restart.phase(), RestartPhase::HandedOff);
+    /// ```
+    pub fn child_ready(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Spawning { child: Some(c), .. } if c == child => {
+                self.state = State::HandedOff { child };
+                self.actions.push_back(RestartAction::HandOff { child });
+                Ok(())
+            }
+            _ => Err(RestartError::UnknownChild(child)),
+        }
+    }
+
+    /// A successor exited and was reaped. Before it was ready, that is a
+    /// failed restart (rolled back); after a kill, the rollback completes.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(7, now).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.child_exited(7, now).unwrap();
+    /// assert_eq!(
+    ///     restart.poll_action(),
+    ///     Some(RestartAction::Failed(RestartFailure::ChildExited { child: 7 }))
+    /// );
+    /// assert_eq!(restart.phase(), RestartPhase::Running);
+    /// ```
+    pub fn child_exited(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Spawning { child: Some(c), .. } if c == child => {
+                self.state = State::Running;
+                self.actions
+                    .push_back(RestartAction::Failed(RestartFailure::ChildExited { child }));
+                Ok(())
+            }
+            State::Reaping { child: c } if c == child => {
+                self.state = State::Running;
+                Ok(())
+            }
+            State::Stopped { reaping: Some(c) } if c == child => {
+                self.state = State::Stopped { reaping: None };
+                Ok(())
+            }
+            // The successor we handed off to is not ours to watch any more.
+            State::HandedOff { child: c } if c == child => Ok(()),
+            _ => Err(RestartError::UnknownChild(child)),
+        }
+    }
+
+    /// The server is stopping (a drain for exit began): no more restarts; a
+    /// successor still starting is killed.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.stopping(now);
+    /// assert_eq!(restart.request(now), Err(RestartError::Stopping));
+    /// ```
+    pub fn stopping(&mut self, now: Instant) {
+        self.enter(now);
+        match self.state {
+            State::Running => self.state = State::Stopped { reaping: None },
+            State::Spawning { child, .. } => {
+                self.state = State::Stopped { reaping: child };
+                if let Some(child) = child {
+                    self.actions.push_back(RestartAction::Kill { child });
+                }
+                self.actions
+                    .push_back(RestartAction::Failed(RestartFailure::Stopping));
+            }
+            State::Reaping { child } => {
+                self.state = State::Stopped {
+                    reaping: Some(child),
+                }
+            }
+            State::Abandoned => self.state = State::Stopped { reaping: None },
+            State::HandedOff { .. } | State::Stopped { .. } => {}
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed: the
+    /// successor's readiness deadline while spawning.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use lameduck_core::restart::*;
+    /// let t0 = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), t0);
+    /// assert_eq!(restart.poll_timeout(), None);
+    /// restart.request(t0).unwrap();
+    /// assert_eq!(restart.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    /// ```
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Spawning { deadline, .. } => self.time.instant(deadline),
+            _ => None,
+        }
+    }
+
+    /// Handles the readiness deadline if it has passed: the successor is
+    /// killed and the restart rolled back. Idempotent.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use lameduck_core::restart::*;
+    /// let t0 = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), t0);
+    /// restart.request(t0).unwrap();
+    /// restart.spawned(7, t0).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.handle_timeout(t0 + Duration::from_secs(60));
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Kill { child: 7 }));
+    /// assert_eq!(restart.phase(), RestartPhase::Reaping);
+    /// ```
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.enter(now);
+    }
+
+    /// The next action to carry out; drain until `None` after every input.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::{Restart, RestartConfig};
+    /// let mut restart = Restart::new(RestartConfig::default(), Instant::now());
+    /// assert_eq!(restart.poll_action(), None);
+    /// ```
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<RestartAction> {
+        self.actions.pop_front()
+    }
+
+    /// The phase.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// assert_eq!(restart.phase(), RestartPhase::Spawning);
+    /// ```
+    #[must_use]
+    pub fn phase(&self) -> RestartPhase {
+        match self.state {
+            State::Running => RestartPhase::Running,
+            State::Spawning { .. } => RestartPhase::Spawning,
+            State::Reaping { .. } | State::Abandoned => RestartPhase::Reaping,
+            State::HandedOff { .. } => RestartPhase::HandedOff,
+            State::Stopped { .. } => RestartPhase::Stopped,
+        }
+    }
+
+    /// Restarts started by this process so far.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// assert_eq!(restart.attempts(), 1);
+    /// ```
+    #[must_use]
+    pub fn attempts(&self) -> u64 {
+        self.attempts
+    }
+
+    /// The successor being started, killed or handed off to, if any.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(5, now).unwrap();
+    /// assert_eq!(restart.child(), Some(5));
+    /// ```
+    #[must_use]
+    pub fn child(&self) -> Option<u32> {
+        match self.state {
+            State::Spawning { child, .. } | State::Stopped { reaping: child } => child,
+            State::Reaping { child } | State::HandedOff { child } => Some(child),
+            State::Running | State::Abandoned => None,
+        }
+    }
+
+    fn enter(&mut self, now: Instant) -> Nanos {
+        let now = self.time.advance(now);
+        if let State::Spawning { child, deadline } = self.state {
+            if deadline <= now {
+                match child {
+                    Some(child) => {
+                        self.actions.push_back(RestartAction::Kill { child });
+                        self.state = State::Reaping { child };
+                    }
+                    None => self.state = State::Abandoned,
+                }
+                self.actions
+                    .push_back(RestartAction::Failed(RestartFailure::NotReady { child }));
+            }
+        }
+        now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    fn setup() -> (Instant, Restart) {
+        let t0 = Instant::now();
+        (
+            t0,
+            Restart::new(
+                RestartConfig {
+                    ready_timeout: Duration::from_secs(10),
+                },
+                t0,
+            ),
+        )
+    }
+
+    fn drain(r: &mut Restart) -> Vec<RestartAction> {
+        std::iter::from_fn(|| r.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_burst_of_requests_gives_one_successor() {
+        let (t0, mut r) = setup();
+        for _ in 0..100 {
+            let _ = r.request(t0);
+        }
+        assert_eq!(drain(&mut r), vec![RestartAction::Spawn { attempt: 1 }]);
+    }
+
+    #[test]
+    fn not_ready_by_the_deadline_kills_reaps_and_rolls_back() {
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        r.spawned(11, t0).unwrap();
+        drain(&mut r);
+        r.handle_timeout(t0 + Duration::from_millis(9_999));
+        assert!(drain(&mut r).is_empty());
+        r.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(
+            drain(&mut r),
+            vec![
+                RestartAction::Kill { child: 11 },
+                RestartAction::Failed(RestartFailure::NotReady { child: Some(11) })
+            ]
+        );
+        assert_eq!(
+            r.request(t0),
+            Err(RestartError::InProgress),
+            "not until it is reaped"
+        );
+        assert_eq!(
+            r.child_ready(11, t0 + Duration::from_secs(11)),
+            Err(RestartError::UnknownChild(11))
+        );
+        r.child_exited(11, t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(r.phase(), RestartPhase::Running);
+        r.request(t0 + Duration::from_secs(12)).unwrap();
+        assert_eq!(drain(&mut r), vec![RestartAction::Spawn { attempt: 2 }]);
+    }
+
+    #[test]
+    fn a_spawn_reported_after_its_deadline_is_killed() {
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        drain(&mut r);
+        r.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(
+            drain(&mut r),
+            vec![RestartAction::Failed(RestartFailure::NotReady {
+                child: None
+            })]
+        );
+        assert_eq!(
+            r.request(t0 + Duration::from_secs(11)),
+            Err(RestartError::InProgress)
+        );
+        r.spawned(12, t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(drain(&mut r), vec![RestartAction::Kill { child: 12 }]);
+        r.child_exited(12, t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(r.phase(), RestartPhase::Running);
+    }
+
+    #[test]
+    fn stopping_kills_a_starting_successor_and_refuses_restarts() {
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        r.spawned(13, t0).unwrap();
+        drain(&mut r);
+        r.stopping(t0);
+        assert_eq!(
+            drain(&mut r),
+            vec![
+                RestartAction::Kill { child: 13 },
+                RestartAction::Failed(RestartFailure::Stopping)
+            ]
+        );
+        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        r.child_exited(13, t0).unwrap();
+    }
+
+    #[test]
+    fn after_hand_off_no_restart() {
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        r.spawned(14, t0).unwrap();
+        r.child_ready(14, t0).unwrap();
+        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        assert_eq!(r.poll_timeout(), None);
+        r.child_exited(14, t0).unwrap();
+        assert_eq!(r.phase(), RestartPhase::HandedOff);
+    }
+}

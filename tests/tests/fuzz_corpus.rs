@@ -1,0 +1,35 @@
+//! Replays every saved fuzz input (`fuzz/corpus/TARGET/*`) through the fuzz
+//! targets' bodies on stable Rust, so CI keeps every input the fuzzer ever
+//! found interesting — crashes included, once fixed — as a regression test.
+
+use std::path::PathBuf;
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable corpus directory").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus for {target} in {}", dir.display());
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let result = std::panic::catch_unwind(|| body(&data));
+        assert!(result.is_ok(), "{target}: {} fails", file.display());
+    }
+}
+
+#[test]
+fn core_ops_corpus() {
+    replay("core_ops", lameduck_tests::fuzz::core_ops);
+}
+
+#[test]
+fn activation_env_corpus() {
+    replay("activation_env", lameduck_tests::fuzz::activation_env);
+}
+
+#[test]
+fn restart_events_corpus() {
+    replay("restart_events", lameduck_tests::fuzz::restart_events);
+}
