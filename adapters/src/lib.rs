@@ -1,8 +1,85 @@
-//! Graceful shutdown and zero-downtime restart for servers on smol and
-//! async-std, built on the runtime-free state machines of [`lameduck_core`].
+//! Graceful shutdown for network servers on smol (and, later, async-std),
+//! built on the runtime-free state machine of [`lameduck_core`] (re-exported
+//! as [`core`]).
 //!
-//! The socket adapters are being built; today this crate re-exports the core.
+//! A [`Builder`] binds listeners (TCP and Unix) and starts one **driver**
+//! per server: it feeds accepts, connection events and timeouts into the
+//! core, carries out the core's actions (close this connection, finish that
+//! one without keep-alive, notify a hijacked one, stop a listener) and
+//! re-arms a single timer only when the core's next deadline changes. The
+//! core decides every lifecycle question; this crate observes and obeys.
+//!
+//! Serve **HTTP/1.1** through hyper ([`Server::serve_http`], tracking in
+//! [`http1`]) or **raw streams** for custom protocols
+//! ([`Server::serve_stream`], [`RawConn`]). Control it with a [`Handle`]:
+//! [`shutdown`](Handle::shutdown) (with a deadline),
+//! [`close`](Handle::close), the done signal [`drained`](Handle::drained),
+//! [`counts`](Handle::counts), [`phase`](Handle::phase).
+//!
+//! # Embedding
+//!
+//! ```
+//! use std::{convert::Infallible, time::Duration};
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::Incoming};
+//!
+//! async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from("hello\n"))))
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     smol::block_on(async {
+//!         let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_http(hello)?;
+//!         println!("listening on {}", handle.local_addrs()[0]);
+//!         // ... wait for SIGTERM here (e.g. with the async-signal crate), then:
+//!         handle.shutdown_within(Duration::from_secs(30)); // in-flight requests finish
+//!         let outcome = handle.drained().wait().await.expect("the driver ran to its end");
+//!         println!("done: {outcome:?}");
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! # Runtimes
+//!
+//! The seam is [`runtime::Runtime`]: spawn, a timer, sockets — nothing else.
+//! The `smol` feature (default) provides [`runtime::Smol`], on smol's global
+//! executor or on your own `smol::Executor`.
+//!
+//! # Closing sockets
+//!
+//! A connection the core closes after a complete response (idle at the
+//! drain, keep-alive off, grace, timeouts) is closed gently: FIN first, then
+//! whatever the peer still sends is read and discarded until its FIN, for at
+//! most 500 ms (Go's `closeWriteAndWait`), so a reset never destroys a
+//! response the peer has not read yet. Connections forced closed (shutdown
+//! deadline, [`Handle::close`]) are dropped at once.
+//!
+//! Unix only for now (it uses `AsFd` and Unix sockets).
 
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
 
 pub use lameduck_core as core;
+pub use lameduck_core::{
+    CloseReason, Completion, Config, ConnId, Counts, Drained, ListenerId, Outcome, Phase,
+};
+
+mod conn;
+mod control;
+mod driver;
+mod event;
+mod handle;
+mod hooks;
+pub mod http1;
+mod listener;
+pub mod runtime;
+mod server;
+mod stream;
+
+pub use conn::Notice;
+pub use event::Event;
+pub use handle::Handle;
+pub use listener::ListenAddr;
+pub use server::{Builder, Server};
+pub use stream::RawConn;

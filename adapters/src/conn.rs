@@ -1,0 +1,252 @@
+//! An accepted connection's socket, tied to the driver: when it is dropped
+//! the core hears `closed`, and the socket is closed the right way.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use lameduck_core::ConnId;
+
+use crate::control::{ABORT, CLOSE, Control, NOTIFIED};
+use crate::driver::Driver;
+use crate::runtime::Runtime;
+
+/// How long a gentle close waits for the peer's end of stream after
+/// shutting down our write half, reading and discarding what arrives (Go's
+/// `closeWriteAndWait`, whose delay is 500 ms). Closing a socket that still
+/// has unread input sends a reset, which can destroy a response the peer has
+/// not read yet; waiting a little for its FIN avoids that.
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
+
+/// An accepted socket: TCP or Unix.
+pub(crate) enum Socket<R: Runtime> {
+    Tcp(R::TcpStream),
+    Unix(R::UnixStream),
+}
+
+impl<R: Runtime> Socket<R> {
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => R::tcp_shutdown_write(s),
+            Socket::Unix(s) => R::unix_shutdown_write(s),
+        }
+    }
+}
+
+impl<R: Runtime> AsyncRead for Socket<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<R: Runtime> AsyncWrite for Socket<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_close(cx),
+            Socket::Unix(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
+
+/// A connection's socket and its link to the driver. Dropping it reports
+/// `closed` to the core and closes the socket: at once after a forced close
+/// or the peer's end of stream, otherwise gently (see [`LINGER`]).
+pub(crate) struct ConnIo<R: Runtime> {
+    socket: Option<Socket<R>>,
+    pub(crate) driver: Arc<Driver<R>>,
+    pub(crate) id: ConnId,
+    pub(crate) control: Arc<Control>,
+    read_eof: bool,
+}
+
+impl<R: Runtime> ConnIo<R> {
+    pub(crate) fn new(
+        driver: Arc<Driver<R>>,
+        id: ConnId,
+        control: Arc<Control>,
+        socket: Socket<R>,
+    ) -> Self {
+        ConnIo {
+            socket: Some(socket),
+            driver,
+            id,
+            control,
+            read_eof: false,
+        }
+    }
+
+    fn socket(&mut self) -> io::Result<&mut Socket<R>> {
+        self.socket
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection closed"))
+    }
+
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = std::task::ready!(Pin::new(self.socket()?).poll_read(cx, buf))?;
+        if n == 0 && !buf.is_empty() {
+            self.read_eof = true;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.socket()?).poll_write(cx, buf)
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.socket()?).poll_write_vectored(cx, bufs)
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.socket()?).poll_flush(cx)
+    }
+
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.socket()?).poll_close(cx)
+    }
+}
+
+impl<R: Runtime> Drop for ConnIo<R> {
+    fn drop(&mut self) {
+        self.driver.conn_closed(self.id);
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        if self.read_eof || self.control.cmd() & ABORT != 0 || self.driver.is_hard_closed() {
+            return; // dropping `socket` closes it now
+        }
+        let driver = self.driver.clone();
+        self.driver.rt.spawn(linger(driver, socket));
+    }
+}
+
+/// A gentle close: FIN, then read and discard until the peer's FIN, at most
+/// [`LINGER`], cut short by `close()`.
+async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>) {
+    // An error here (e.g. already shut down by the HTTP layer, or reset)
+    // leaves reading, which ends at once in those cases.
+    let _ = socket.shutdown_write();
+    let deadline = Instant::now() + LINGER;
+    let drain = async {
+        let mut scratch = [0u8; 1024];
+        // Bounded by the timer below (and ends at end of stream or error).
+        loop {
+            match socket.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let timeout = driver.rt.sleep_until(deadline);
+    let hard_close = async {
+        let listener = driver.hard_closed_event.listen();
+        if !driver.is_hard_closed() {
+            listener.await;
+        }
+    };
+    drain.or(timeout).or(hard_close).await;
+}
+
+/// A connection's shutdown notification, for code that owns a connection
+/// beyond a plain request: a hijacked (upgraded) HTTP connection, or a raw
+/// stream. It fires once, when shutdown reaches the connection (or the
+/// server closes it), and stays fired.
+///
+/// ```
+/// # #[cfg(feature = "smol")]
+/// # fn handler(conn: lameduck::RawConn<lameduck::runtime::Smol>) {
+/// let notice = conn.notice();
+/// if !notice.is_notified() {
+///     // ... serve; elsewhere: `notice.notified().await` ...
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Notice {
+    pub(crate) control: Arc<Control>,
+}
+
+impl Notice {
+    /// Whether shutdown has reached this connection. Never blocks.
+    #[must_use]
+    pub fn is_notified(&self) -> bool {
+        self.control.cmd() & (NOTIFIED | CLOSE) != 0
+    }
+
+    /// Resolves once shutdown reaches this connection (at once if it has).
+    pub async fn notified(&self) {
+        // At most two passes: the listener is registered before the check,
+        // and the flag never clears.
+        loop {
+            if self.is_notified() {
+                return;
+            }
+            let listener = self.control.notice.listen();
+            if self.is_notified() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl fmt::Debug for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notice")
+            .field("notified", &self.is_notified())
+            .finish()
+    }
+}

@@ -1,0 +1,67 @@
+//! The per-connection control: how the driver tells a connection's task
+//! what the core decided, without touching its socket.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use atomic_waker::AtomicWaker;
+use event_listener::Event;
+
+/// Finish the current response without keep-alive, then close.
+pub(crate) const FINISH: u8 = 1;
+/// Close now (the response, if any, is complete): a gentle close.
+pub(crate) const CLOSE: u8 = 2;
+/// Close now, by force (deadline, `close()`): drop the socket.
+pub(crate) const ABORT: u8 = 4;
+/// Shutdown has begun for this connection: its [`Notice`](crate::Notice) fired.
+pub(crate) const NOTIFIED: u8 = 8;
+
+/// Shared between the driver (which sets commands, under its lock) and the
+/// connection's task (which reads them). Commands only accumulate.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    cmd: AtomicU8,
+    /// The task reading the connection (the HTTP connection task, or a raw
+    /// stream's reader).
+    pub(crate) reader: AtomicWaker,
+    /// A raw stream's writer, when it waits on its own.
+    pub(crate) writer: AtomicWaker,
+    /// Wakes [`Notice::notified`](crate::Notice::notified) waiters.
+    pub(crate) notice: Event,
+    /// Where the connection's own task is in the current request (HTTP
+    /// tracking bits, `crate::http1`). Only that task writes it.
+    pub(crate) track: AtomicU8,
+}
+
+impl Control {
+    pub(crate) fn cmd(&self) -> u8 {
+        self.cmd.load(Ordering::Acquire)
+    }
+
+    fn set(&self, bits: u8) {
+        self.cmd.fetch_or(bits, Ordering::AcqRel);
+        self.reader.wake();
+        self.writer.wake();
+        if bits & (NOTIFIED | CLOSE) != 0 {
+            self.notice.notify(usize::MAX);
+        }
+    }
+
+    /// `Action::FinishAndClose`.
+    pub(crate) fn finish(&self) {
+        self.set(FINISH | NOTIFIED);
+    }
+
+    /// `Action::CloseConn`: gently, or by force.
+    pub(crate) fn close(&self, abort: bool) {
+        self.set(if abort {
+            CLOSE | ABORT | NOTIFIED
+        } else {
+            CLOSE | NOTIFIED
+        });
+    }
+
+    /// `Action::NotifyHijacked`.
+    pub(crate) fn notify(&self) {
+        self.set(NOTIFIED);
+    }
+}

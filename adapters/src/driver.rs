@@ -1,0 +1,347 @@
+//! The driver: the one place where a [`lameduck_core::Server`] meets real
+//! time and real sockets.
+//!
+//! Every input (an accept, a connection event, a command from the handle, a
+//! timer) locks the driver, reads `Instant::now()`, calls the core, drains
+//! its actions and carries them out, then re-arms the timer if and only if
+//! [`poll_timeout`](lameduck_core::Server::poll_timeout) changed. Carrying
+//! out an action never blocks: it flips a connection's [`Control`] (the
+//! connection's own task does the IO), stops a listener, or completes the
+//! done signal. Observers and hooks run after the lock is released.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use event_listener::Event;
+use futures_lite::FutureExt;
+use lameduck_core::{
+    Action, CloseReason, ConnId, Counts, DoneSender, Drained, Error, HookStage, ListenerId, Phase,
+    Server, done_signal,
+};
+
+use crate::control::Control;
+use crate::event::{Event as LifecycleEvent, Observer};
+use crate::hooks::Hooks;
+use crate::listener::ListenSocket;
+use crate::runtime::Runtime;
+
+/// One server's driver, shared by its tasks and handles.
+pub(crate) struct Driver<R: Runtime> {
+    pub(crate) rt: R,
+    state: Mutex<State<R>>,
+    /// Notified when the armed deadline changes (and at the end).
+    timer_changed: Event,
+    /// Mirror of the core's `keep_alive()`, readable without the lock.
+    keep_alive: AtomicBool,
+    /// Set by `close()`'s completion: lingering closes stop at once.
+    hard_closed: AtomicBool,
+    pub(crate) hard_closed_event: Event,
+    drained: Drained,
+    observer: Option<Observer>,
+    hooks: Hooks,
+}
+
+struct State<R: Runtime> {
+    core: Server,
+    conns: HashMap<ConnId, Arc<Control>>,
+    listeners: HashMap<ListenerId, ListenerEntry<R>>,
+    /// The deadline the timer task waits for.
+    armed: Option<Instant>,
+    done: Option<DoneSender>,
+}
+
+/// A listener as the driver knows it: the socket (to stop it at once) and
+/// the accept loop's stop signal.
+pub(crate) struct ListenerEntry<R: Runtime> {
+    pub(crate) socket: Arc<ListenSocket<R>>,
+    pub(crate) stop: Arc<Stop>,
+}
+
+/// Tells an accept loop to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    stopped: AtomicBool,
+    event: Event,
+}
+
+impl Stop {
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    /// Resolves once stopped.
+    pub(crate) async fn wait(&self) {
+        // Bounded: `stopped` only goes from false to true, and the listener
+        // is registered before the check, so the second pass returns.
+        loop {
+            if self.is_stopped() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.is_stopped() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// What an input left to do once the lock is released.
+#[derive(Default)]
+struct AfterLock {
+    events: Vec<LifecycleEvent>,
+    hooks: Vec<HookStage>,
+}
+
+impl<R: Runtime> Driver<R> {
+    /// A driver for a core built from `config`, and its timer task.
+    pub(crate) fn start(
+        rt: R,
+        mut config: lameduck_core::Config,
+        hooks: Hooks,
+        observer: Option<Observer>,
+    ) -> Arc<Driver<R>> {
+        if !hooks.is_empty() {
+            config.shutdown_hooks = true;
+        }
+        let now = Instant::now();
+        let (done, drained) = done_signal();
+        let core = Server::new(config, now);
+        let keep_alive = core.keep_alive();
+        let driver = Arc::new(Driver {
+            rt,
+            state: Mutex::new(State {
+                core,
+                conns: HashMap::new(),
+                listeners: HashMap::new(),
+                armed: None,
+                done: Some(done),
+            }),
+            timer_changed: Event::new(),
+            keep_alive: AtomicBool::new(keep_alive),
+            hard_closed: AtomicBool::new(false),
+            hard_closed_event: Event::new(),
+            drained,
+            observer,
+            hooks,
+        });
+        driver.rt.spawn(timer_task(driver.clone()));
+        driver
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
+        // Nothing panics under this lock but the core, and a core panic is a
+        // bug; the state it leaves is still the best there is.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feeds one input into the core and carries out what follows.
+    pub(crate) fn input<T>(self: &Arc<Self>, f: impl FnOnce(&mut Server, Instant) -> T) -> T {
+        self.input_with(|state, now| f(&mut state.core, now))
+    }
+
+    fn input_with<T>(self: &Arc<Self>, f: impl FnOnce(&mut State<R>, Instant) -> T) -> T {
+        let mut after = AfterLock::default();
+        let out = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let out = f(&mut state, now);
+            self.dispatch(&mut state, &mut after);
+            out
+        };
+        self.after_lock(after);
+        out
+    }
+
+    /// Drains the core's actions and carries them out; re-arms the timer.
+    fn dispatch(&self, state: &mut State<R>, after: &mut AfterLock) {
+        while let Some(action) = state.core.poll_action() {
+            match action {
+                Action::PhaseChanged(phase) => {
+                    self.push_event(after, LifecycleEvent::Phase(phase));
+                }
+                Action::CloseListener(listener) => {
+                    if let Some(entry) = state.listeners.remove(&listener) {
+                        entry.socket.stop_accepting();
+                        entry.stop.stop();
+                    }
+                }
+                Action::CloseConn { conn, reason } => {
+                    if let Some(control) = state.conns.remove(&conn) {
+                        control.close(matches!(
+                            reason,
+                            CloseReason::Deadline | CloseReason::ServerClosed
+                        ));
+                    }
+                    self.push_event(after, LifecycleEvent::ConnClosed { conn, reason });
+                }
+                Action::FinishAndClose(conn) => {
+                    if let Some(control) = state.conns.get(&conn) {
+                        control.finish();
+                    }
+                }
+                Action::NotifyHijacked(conn) => {
+                    if let Some(control) = state.conns.get(&conn) {
+                        control.notify();
+                    }
+                }
+                Action::RunHooks(stage) => after.hooks.push(stage),
+                Action::Done(outcome) => {
+                    if outcome.completion == lameduck_core::Completion::Closed {
+                        self.hard_closed.store(true, Ordering::Release);
+                        self.hard_closed_event.notify(usize::MAX);
+                    }
+                    if let Some(done) = state.done.take() {
+                        done.complete(outcome);
+                    }
+                    self.push_event(after, LifecycleEvent::Done(outcome));
+                }
+            }
+        }
+        self.keep_alive
+            .store(state.core.keep_alive(), Ordering::Release);
+        let next = state.core.poll_timeout();
+        if next != state.armed || state.core.is_done() {
+            state.armed = next;
+            self.timer_changed.notify(1);
+        }
+    }
+
+    /// Tells the observer, if any (never under the lock).
+    pub(crate) fn observe(&self, event: &LifecycleEvent) {
+        if let Some(observer) = &self.observer {
+            observer(event);
+        }
+    }
+
+    fn push_event(&self, after: &mut AfterLock, event: LifecycleEvent) {
+        if self.observer.is_some() {
+            after.events.push(event);
+        }
+    }
+
+    fn after_lock(self: &Arc<Self>, after: AfterLock) {
+        if let Some(observer) = &self.observer {
+            for event in &after.events {
+                observer(event);
+            }
+        }
+        for stage in after.hooks {
+            self.hooks.spawn_stage(self, stage);
+        }
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// Registers a listener with the core and the registry.
+    pub(crate) fn add_listener(
+        self: &Arc<Self>,
+        entry: ListenerEntry<R>,
+    ) -> Result<ListenerId, Error> {
+        self.input_with(|state, _| {
+            let id = state.core.add_listener()?;
+            state.listeners.insert(id, entry);
+            Ok(id)
+        })
+    }
+
+    /// The accept loop of `listener` ended on its own (a fatal error).
+    pub(crate) fn listener_failed(self: &Arc<Self>, listener: ListenerId) {
+        self.input_with(|state, _| {
+            state.listeners.remove(&listener);
+            // Unknown only if the core already closed it: nothing to do.
+            let _ = state.core.listener_closed(listener);
+        });
+    }
+
+    /// A connection was accepted: registers it with the core, with its control.
+    pub(crate) fn accept(
+        self: &Arc<Self>,
+        listener: ListenerId,
+        control: Arc<Control>,
+    ) -> Result<ConnId, Error> {
+        self.input_with(|state, now| {
+            let conn = state.core.accept(listener, now)?;
+            state.conns.insert(conn, control);
+            Ok(conn)
+        })
+    }
+
+    /// The connection is gone (its socket is being dropped).
+    pub(crate) fn conn_closed(self: &Arc<Self>, conn: ConnId) {
+        self.input_with(|state, now| {
+            state.conns.remove(&conn);
+            // Only `UnknownConn` can fail, and this driver issued the id.
+            let _ = state.core.closed(conn, now);
+        });
+    }
+
+    // ----- lock-free queries ----------------------------------------------
+
+    /// Whether a response written now may keep its connection alive.
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.keep_alive.load(Ordering::Acquire)
+    }
+
+    /// Whether `close()` ended the server (lingering closes stop).
+    pub(crate) fn is_hard_closed(&self) -> bool {
+        self.hard_closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn drained(&self) -> &Drained {
+        &self.drained
+    }
+
+    // ----- queries under the lock ------------------------------------------
+
+    pub(crate) fn counts(&self) -> Counts {
+        self.lock().core.counts()
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().core.phase()
+    }
+
+    pub(crate) fn armed(&self) -> (Option<Instant>, bool) {
+        let state = self.lock();
+        (state.armed, state.core.is_done())
+    }
+}
+
+/// The one timer task: sleeps until the armed deadline or until it changes,
+/// then tells the core the time. Ends once the core is done.
+async fn timer_task<R: Runtime>(driver: Arc<Driver<R>>) {
+    // Each pass either handles a timeout or sees a changed deadline; the
+    // loop ends when the core is done (no deadline is ever armed again).
+    loop {
+        let changed = driver.timer_changed.listen();
+        let (armed, done) = driver.armed();
+        if done {
+            return;
+        }
+        match armed {
+            None => changed.await,
+            Some(at) => {
+                let fired = async {
+                    driver.rt.sleep_until(at).await;
+                    true
+                }
+                .or(async {
+                    changed.await;
+                    false
+                })
+                .await;
+                if fired {
+                    driver.input(|core, now| core.handle_timeout(now));
+                }
+            }
+        }
+    }
+}

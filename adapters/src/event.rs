@@ -1,0 +1,127 @@
+//! Lifecycle events, for logs and metrics.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lameduck_core::{CloseReason, Completion, ConnId, ListenerId, Outcome, Phase};
+
+/// Something that happened in a server's life, reported to the observer
+/// given to [`Builder::on_event`](crate::Builder::on_event). `Display` gives
+/// one line, fit for a log.
+///
+/// ```
+/// use lameduck::Event;
+/// use lameduck::core::Phase;
+///
+/// assert_eq!(Event::Phase(Phase::Draining).to_string(), "phase: draining");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server entered a phase.
+    Phase(Phase),
+    /// The core closed a connection (whatever the reason; a connection
+    /// that ends on its own is not reported).
+    ConnClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// An accept failed. With `retry_in` the listener backs off and retries
+    /// (Go: 5 ms doubling to 1 s, e.g. on `EMFILE`); without, the listener
+    /// is lost.
+    AcceptError {
+        /// The listener.
+        listener: ListenerId,
+        /// The error.
+        error: io::Error,
+        /// When it retries; `None`: it stopped.
+        retry_in: Option<Duration>,
+    },
+    /// The server is done; how it ended.
+    Done(Outcome),
+}
+
+impl Event {
+    /// Whether this event is a connection closed before it was done (at the
+    /// shutdown deadline, or by `close()`).
+    ///
+    /// ```
+    /// use lameduck::Event;
+    /// use lameduck::core::Phase;
+    /// assert!(!Event::Phase(Phase::Closed).is_forced_close());
+    /// ```
+    #[must_use]
+    pub fn is_forced_close(&self) -> bool {
+        matches!(
+            self,
+            Event::ConnClosed {
+                reason: CloseReason::Deadline | CloseReason::ServerClosed,
+                ..
+            }
+        )
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Serving => "serving",
+        Phase::LameDuck => "lame duck",
+        Phase::Draining => "draining",
+        Phase::Closed => "closed",
+    }
+}
+
+fn reason_name(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Drain => "idle at drain",
+        CloseReason::KeepAliveOff => "response done, keep-alive off",
+        CloseReason::NewConnGrace => "no request within the new-connection grace",
+        CloseReason::IdleTimeout => "idle timeout",
+        CloseReason::HeaderTimeout => "request header timeout",
+        CloseReason::Deadline => "forced at the shutdown deadline",
+        CloseReason::ServerClosed => "forced by close",
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Phase(phase) => write!(f, "phase: {}", phase_name(*phase)),
+            Event::ConnClosed { conn, reason } => {
+                write!(f, "closed {conn}: {}", reason_name(*reason))
+            }
+            Event::AcceptError {
+                listener,
+                error,
+                retry_in: Some(delay),
+            } => write!(
+                f,
+                "accept on {listener} failed: {error}; retrying in {} ms",
+                delay.as_millis()
+            ),
+            Event::AcceptError {
+                listener, error, ..
+            } => write!(f, "accept on {listener} failed: {error}; listener stopped"),
+            Event::Done(outcome) => {
+                let how = match outcome.completion {
+                    Completion::Drained => "drained",
+                    Completion::DeadlineExpired => "deadline expired",
+                    Completion::Closed => "closed",
+                };
+                write!(
+                    f,
+                    "done: {how}, forced={}, hooks_cut_off={}, hijacked_open={}",
+                    outcome.forced, outcome.hooks_cut_off, outcome.hijacked_open
+                )
+            }
+        }
+    }
+}
+
+/// The observer: called after the driver's lock is released, so it may use
+/// the [`Handle`](crate::Handle).
+pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;

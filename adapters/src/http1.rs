@@ -1,0 +1,558 @@
+//! HTTP/1.1 through hyper, with lifecycle tracking.
+//!
+//! What the core hears, and when:
+//! - **`request_started`** (New/Idle → Active) when the first bytes of a
+//!   request are read from the socket, or — for a pipelined request whose
+//!   head hyper already buffered — when hyper hands that request to the
+//!   service;
+//! - **`headers_complete`** when hyper calls the service;
+//! - **`response_done`** (Active → Idle) when the response body has ended
+//!   *and* hyper has flushed it to the socket (the first successful flush
+//!   after the body's end);
+//! - **`hijack`** instead, when the response was `101 Switching Protocols`
+//!   and has been flushed;
+//! - **`closed`** when the socket is dropped, whoever owns it (hyper, or the
+//!   application after an upgrade).
+//!
+//! What the core asks, and how it is carried out:
+//! - `CloseConn`: the connection's task drops hyper's connection (a gentle
+//!   close after FIN, or at once when forced);
+//! - `FinishAndClose`: responses produced from then on carry
+//!   `Connection: close` (asked of [`keep_alive`](lameduck_core::Server::keep_alive)
+//!   when the handler's response comes back), and a request already in the
+//!   handler gets hyper's `graceful_shutdown` (keep-alive off);
+//! - `NotifyHijacked`: the [`Notice`] of the [`Hijacked`] connection fires.
+//!
+//! Malformed requests are answered `400 Bad Request` by hyper itself, and the
+//! connection is closed (and reported closed). Request bytes that arrive on
+//! an idle connection the drain has just closed are dropped without an
+//! answer, as Go does.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{CONNECTION, HeaderValue};
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::server::conn::http1;
+use hyper::service::Service;
+use hyper::{Request, Response, StatusCode};
+use lameduck_core::ConnId;
+
+use crate::conn::{ConnIo, Notice};
+use crate::control::{CLOSE, Control, FINISH};
+use crate::driver::Driver;
+use crate::listener::ServeConn;
+use crate::runtime::Runtime;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+// Tracking bits in `Control::track`.
+/// The core has the connection Active (a request is in progress).
+const IN_REQUEST: u8 = 1;
+/// hyper called the service for the current request.
+const IN_SERVICE: u8 = 2;
+/// The current response's body ended; the next flush completes it.
+const RESP_END: u8 = 4;
+/// The current response is `101 Switching Protocols`.
+const UPGRADING: u8 = 8;
+/// Reported hijacked: no more tracking.
+const HIJACKED: u8 = 16;
+
+fn track(control: &Control) -> u8 {
+    control.track.load(Ordering::Acquire)
+}
+
+fn set_track(control: &Control, bits: u8) {
+    control.track.fetch_or(bits, Ordering::AcqRel);
+}
+
+fn clear_track(control: &Control, bits: u8) {
+    control.track.fetch_and(!bits, Ordering::AcqRel);
+}
+
+fn closed_by_server() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection closed by the server (shutdown)",
+    )
+}
+
+// ----- serving -------------------------------------------------------------
+
+/// Serves HTTP/1.1 with `handler` on every accepted connection.
+pub(crate) struct Http1<F> {
+    pub(crate) handler: Arc<F>,
+}
+
+impl<R, F, Fut, B, E> ServeConn<R> for Http1<F>
+where
+    R: Runtime,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError> + 'static,
+{
+    fn serve(&self, io: ConnIo<R>) {
+        let rt = io.driver.rt.clone();
+        rt.spawn(serve_conn(io, self.handler.clone()));
+    }
+}
+
+async fn serve_conn<R, F, Fut, B, E>(io: ConnIo<R>, handler: Arc<F>)
+where
+    R: Runtime,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError> + 'static,
+{
+    let control = io.control.clone();
+    let driver = io.driver.clone();
+    let id = io.id;
+    let service = TrackedService {
+        handler,
+        driver: driver.clone(),
+        control: control.clone(),
+        id,
+    };
+    let conn = http1::Builder::new()
+        .serve_connection(TrackedIo { io }, service)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let mut graceful = false;
+    poll_fn(|cx| {
+        control.reader.register(cx.waker());
+        let cmd = control.cmd();
+        if cmd & CLOSE != 0 {
+            return Poll::Ready(()); // dropping hyper's connection closes the socket
+        }
+        if cmd & FINISH != 0 && !graceful && track(&control) & IN_SERVICE != 0 {
+            // The request is in the handler: keep-alive off, close after the
+            // response. (Before the service is called hyper would take this
+            // as "idle" and close at once; then the response's own
+            // `Connection: close` does the job.)
+            conn.as_mut().graceful_shutdown();
+            graceful = true;
+        }
+        conn.as_mut().poll(cx).map(|_| ())
+    })
+    .await;
+    // A 101 whose flush hyper skipped before handing the socket over.
+    let bits = track(&control);
+    if bits & UPGRADING != 0 && bits & HIJACKED == 0 {
+        set_track(&control, HIJACKED);
+        let _ = driver.input(|core, now| core.hijack(id, now));
+    }
+}
+
+// ----- the socket, seen by hyper -------------------------------------------
+
+/// The connection's socket as hyper sees it: reads start requests, the flush
+/// after a response's end completes it.
+struct TrackedIo<R: Runtime> {
+    io: ConnIo<R>,
+}
+
+/// Bytes read per call. hyper asks for more when its buffer grows; reading
+/// into this (initialized) scratch and copying keeps the bridge free of
+/// `unsafe` for the price of a short copy.
+const READ_CHUNK: usize = 8 * 1024;
+
+impl<R: Runtime> Read for TrackedIo<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut scratch = [0u8; READ_CHUNK];
+        let want = buf.remaining().min(READ_CHUNK);
+        let n = ready!(this.io.poll_read(cx, &mut scratch[..want]))?;
+        if n > 0 && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
+            let id = this.io.id;
+            match this
+                .io
+                .driver
+                .input(|core, now| core.request_started(id, now))
+            {
+                Ok(()) => set_track(&this.io.control, IN_REQUEST),
+                // The drain closed this idle connection as the request
+                // arrived: drop it unanswered (Go does the same).
+                Err(_) => return Poll::Ready(Err(closed_by_server())),
+            }
+        }
+        buf.put_slice(&scratch[..n]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: Runtime> Write for TrackedIo<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.io.poll_flush(cx))?;
+        let control = &this.io.control;
+        let bits = track(control);
+        if bits & RESP_END != 0 && bits & HIJACKED == 0 {
+            let id = this.io.id;
+            if bits & UPGRADING != 0 {
+                set_track(control, HIJACKED);
+                let _ = this.io.driver.input(|core, now| core.hijack(id, now));
+            } else {
+                clear_track(control, IN_REQUEST | IN_SERVICE | RESP_END);
+                // An error means the core closed it already (a deadline).
+                let _ = this
+                    .io
+                    .driver
+                    .input(|core, now| core.response_done(id, now));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().io.poll_close(cx)
+    }
+}
+
+// ----- the service ---------------------------------------------------------
+
+struct TrackedService<R: Runtime, F> {
+    handler: Arc<F>,
+    driver: Arc<Driver<R>>,
+    control: Arc<Control>,
+    id: ConnId,
+}
+
+impl<R, F, Fut, B, E> Service<Request<Incoming>> for TrackedService<R, F>
+where
+    R: Runtime,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError> + 'static,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let id = self.id;
+        if track(&self.control) & IN_REQUEST == 0 {
+            // A pipelined request whose head was already buffered.
+            if self
+                .driver
+                .input(|core, now| core.request_started(id, now))
+                .is_err()
+            {
+                return Box::pin(async { Err(closed_by_server().into()) });
+            }
+            set_track(&self.control, IN_REQUEST);
+        }
+        if self
+            .driver
+            .input(|core, now| core.headers_complete(id, now))
+            .is_err()
+        {
+            // The core closed it meanwhile (e.g. the header timeout).
+            return Box::pin(async { Err(closed_by_server().into()) });
+        }
+        set_track(&self.control, IN_SERVICE);
+        if req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_some()
+        {
+            req.extensions_mut().insert(UpgradeCtx {
+                id,
+                notice: Notice {
+                    control: self.control.clone(),
+                },
+            });
+        }
+        let response = (self.handler)(req);
+        let driver = self.driver.clone();
+        let control = self.control.clone();
+        Box::pin(async move {
+            let mut response = response.await.map_err(Into::into)?;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                set_track(&control, UPGRADING);
+            } else if !driver.keep_alive() || control.cmd() & FINISH != 0 {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response.map(|body| TrackedBody {
+                inner: body,
+                end: EndGuard {
+                    control,
+                    marked: std::cell::Cell::new(false),
+                },
+            }))
+        })
+    }
+}
+
+// ----- the response body -----------------------------------------------------
+
+pin_project_lite::pin_project! {
+    /// A response body that tells the connection when it has ended.
+    ///
+    /// ```
+    /// // Built by lameduck around the handler's body; not constructed by hand.
+    /// fn is_body<B: hyper::body::Body>() {}
+    /// is_body::<lameduck::http1::TrackedBody<http_body_util::Empty<bytes::Bytes>>>();
+    /// ```
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        end: EndGuard,
+    }
+}
+
+/// Marks the response's end once: when the body says so, or when hyper drops
+/// it (a `HEAD` response, an aborted one).
+struct EndGuard {
+    control: Arc<Control>,
+    marked: std::cell::Cell<bool>,
+}
+
+impl EndGuard {
+    fn mark(&self) {
+        if !self.marked.replace(true) {
+            set_track(&self.control, RESP_END);
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.mark();
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for TrackedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            this.end.mark();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.end.mark();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+// ----- upgrades --------------------------------------------------------------
+
+/// Put in the extensions of upgrade requests.
+#[derive(Clone)]
+struct UpgradeCtx {
+    id: ConnId,
+    notice: Notice,
+}
+
+/// Takes over an HTTP upgrade request's connection: call it in the handler,
+/// answer `101 Switching Protocols`, and await the returned future (in a task
+/// of your own) for the [`Hijacked`] connection.
+///
+/// `None` when the request carries no upgrade or was not served by lameduck.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper::{Request, Response, StatusCode, body::Incoming};
+///
+/// async fn handle(mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, hyper::Error> {
+///     let Some(upgrading) = lameduck::http1::upgrade(&mut req) else {
+///         return Ok(Response::builder().status(400).body(Empty::new()).unwrap());
+///     };
+///     smol::spawn(async move {
+///         let Ok(conn) = upgrading.await else { return };
+///         conn.notice().notified().await; // ... speak the new protocol meanwhile
+///     })
+///     .detach();
+///     Ok(Response::builder()
+///         .status(StatusCode::SWITCHING_PROTOCOLS)
+///         .header("connection", "upgrade")
+///         .header("upgrade", "echo")
+///         .body(Empty::new())
+///         .unwrap())
+/// }
+/// ```
+pub fn upgrade(req: &mut Request<Incoming>) -> Option<Upgrading> {
+    let ctx = req.extensions_mut().remove::<UpgradeCtx>()?;
+    let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()?;
+    Some(Upgrading { on_upgrade, ctx })
+}
+
+/// Resolves to the [`Hijacked`] connection once the `101` response is out.
+/// See [`upgrade`].
+///
+/// ```
+/// fn is_future<F: std::future::Future>() {}
+/// is_future::<lameduck::http1::Upgrading>();
+/// ```
+pub struct Upgrading {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    ctx: UpgradeCtx,
+}
+
+impl fmt::Debug for Upgrading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrading")
+            .field("conn", &self.ctx.id)
+            .finish()
+    }
+}
+
+impl Future for Upgrading {
+    type Output = Result<Hijacked, hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let io = ready!(Pin::new(&mut this.on_upgrade).poll(cx))?;
+        Poll::Ready(Ok(Hijacked {
+            io,
+            ctx: this.ctx.clone(),
+        }))
+    }
+}
+
+/// An upgraded (hijacked) HTTP connection: `futures-io` `AsyncRead` +
+/// `AsyncWrite`. The server no longer tracks it for its drain (unless
+/// `Config::wait_for_hijacked`), never closes it, and tells it when shutdown
+/// begins through its [`notice`](Hijacked::notice). Dropping it closes the
+/// connection and reports it closed.
+///
+/// ```
+/// use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+///
+/// async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
+///     let notice = conn.notice();
+///     let mut buf = [0u8; 1024];
+///     loop {
+///         let read = async { Some(conn.read(&mut buf).await) };
+///         let shutdown = async { notice.notified().await; None };
+///         match read.or(shutdown).await {
+///             Some(Ok(0)) => return Ok(()),
+///             Some(Ok(n)) => conn.write_all(&buf[..n]).await?,
+///             Some(Err(e)) => return Err(e),
+///             None => return conn.write_all(b"bye\n").await,
+///         }
+///     }
+/// }
+/// ```
+pub struct Hijacked {
+    io: hyper::upgrade::Upgraded,
+    ctx: UpgradeCtx,
+}
+
+impl Hijacked {
+    /// The shutdown notification for this connection.
+    #[must_use]
+    pub fn notice(&self) -> Notice {
+        self.ctx.notice.clone()
+    }
+
+    /// The connection's id in the core.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.ctx.id
+    }
+}
+
+impl fmt::Debug for Hijacked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hijacked")
+            .field("conn", &self.ctx.id)
+            .field("notice", &self.ctx.notice)
+            .finish()
+    }
+}
+
+impl futures_lite::io::AsyncRead for Hijacked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut read = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.get_mut().io).poll_read(cx, read.unfilled()))?;
+        Poll::Ready(Ok(read.filled().len()))
+    }
+}
+
+impl futures_lite::io::AsyncWrite for Hijacked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,211 @@
+//! Listeners: TCP and Unix stream sockets, and the accept loop (with Go's
+//! back-off on `EMFILE` and friends).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
+use lameduck_core::ListenerId;
+use rustix::io::Errno;
+
+use crate::conn::{ConnIo, Socket};
+use crate::control::Control;
+use crate::driver::{Driver, Stop};
+use crate::event::Event;
+use crate::runtime::Runtime;
+
+/// Where a server listens: printed as `127.0.0.1:8080` or `unix:/path`.
+///
+/// ```
+/// use lameduck::ListenAddr;
+///
+/// let tcp = ListenAddr::Tcp("127.0.0.1:8080".parse().unwrap());
+/// assert_eq!(tcp.to_string(), "127.0.0.1:8080");
+/// let unix = ListenAddr::Unix("/run/demo.sock".into());
+/// assert_eq!(unix.to_string(), "unix:/run/demo.sock");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP socket's local address (with the port the system chose for 0).
+    Tcp(SocketAddr),
+    /// A Unix stream socket's path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A listening socket registered with the runtime.
+pub(crate) enum ListenSocket<R: Runtime> {
+    Tcp(R::TcpListener),
+    Unix {
+        listener: R::UnixListener,
+        /// Removed when the listener is dropped (we bound it).
+        unlink: Option<PathBuf>,
+    },
+}
+
+impl<R: Runtime> AsFd for ListenSocket<R> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Unix { listener, .. } => listener.as_fd(),
+        }
+    }
+}
+
+impl<R: Runtime> ListenSocket<R> {
+    /// Stops the kernel from completing new connections, now.
+    ///
+    /// `shutdown(SHUT_RD)` on a listening socket (Linux) moves it out of the
+    /// listening state at once: later connects are refused and a pending
+    /// accept wakes up. The descriptor itself is closed when the accept loop
+    /// lets go of it, moments later. Where the system refuses (not Linux),
+    /// that close alone stops the listener.
+    pub(crate) fn stop_accepting(&self) {
+        let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
+    }
+
+    async fn accept(&self) -> io::Result<Socket<R>> {
+        match self {
+            ListenSocket::Tcp(l) => R::accept_tcp(l).await.map(Socket::Tcp),
+            ListenSocket::Unix { listener, .. } => R::accept_unix(listener).await.map(Socket::Unix),
+        }
+    }
+}
+
+impl<R: Runtime> Drop for ListenSocket<R> {
+    fn drop(&mut self) {
+        if let ListenSocket::Unix {
+            unlink: Some(path), ..
+        } = self
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// How a connection is served once accepted (HTTP/1.1, a raw stream).
+pub(crate) trait ServeConn<R: Runtime>: Send + Sync + 'static {
+    /// Serves `io` in a task of its own.
+    fn serve(&self, io: ConnIo<R>);
+}
+
+/// Back-off after a resource error: 5 ms doubling to 1 s, as Go's `Serve`.
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Errors retried at once in a row before they back off too.
+const MAX_IMMEDIATE_RETRIES: u32 = 16;
+
+enum Retry {
+    /// The failed connection is gone; the next one is fine.
+    Now,
+    /// Out of a resource (descriptors, buffers, memory): wait, then retry.
+    Backoff,
+    /// The listener is broken.
+    Never,
+}
+
+fn classify(error: &io::Error) -> Retry {
+    if error.kind() == io::ErrorKind::Interrupted {
+        return Retry::Now;
+    }
+    match error.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::CONNABORTED | Errno::CONNRESET | Errno::PROTO | Errno::PERM) => Retry::Now,
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM | Errno::TIMEDOUT) => {
+            Retry::Backoff
+        }
+        Some(Errno::AGAIN) => Retry::Now,
+        _ => Retry::Never,
+    }
+}
+
+/// Accepts on one listener until it is stopped or fails for good.
+pub(crate) async fn accept_loop<R: Runtime>(
+    driver: Arc<Driver<R>>,
+    id: ListenerId,
+    socket: Arc<ListenSocket<R>>,
+    stop: Arc<Stop>,
+    serve: Arc<dyn ServeConn<R>>,
+) {
+    let mut backoff: Option<Duration> = None;
+    let mut immediate = 0u32;
+    // Each pass accepts one connection, or retries an error (at most
+    // MAX_IMMEDIATE_RETRIES times in a row without sleeping); it ends when
+    // the listener is stopped or broken.
+    loop {
+        let accepted = async { Some(socket.accept().await) }
+            .or(async {
+                stop.wait().await;
+                None
+            })
+            .await;
+        let Some(result) = accepted else { return };
+        if stop.is_stopped() {
+            return; // an accept that raced the stop: dropping it refuses it
+        }
+        match result {
+            Ok(stream) => {
+                backoff = None;
+                immediate = 0;
+                let control = Arc::new(Control::default());
+                match driver.accept(id, control.clone()) {
+                    Ok(conn) => serve.serve(ConnIo::new(driver.clone(), conn, control, stream)),
+                    // Draining or closed: the listener is being stopped;
+                    // dropping the stream refuses the connection.
+                    Err(_) => return,
+                }
+            }
+            Err(error) => {
+                let retry = match classify(&error) {
+                    Retry::Now if immediate < MAX_IMMEDIATE_RETRIES => {
+                        immediate += 1;
+                        continue;
+                    }
+                    Retry::Now | Retry::Backoff => true,
+                    Retry::Never => false,
+                };
+                if !retry {
+                    driver.observe(&Event::AcceptError {
+                        listener: id,
+                        error,
+                        retry_in: None,
+                    });
+                    driver.listener_failed(id);
+                    return;
+                }
+                let delay = backoff.map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
+                backoff = Some(delay);
+                immediate = 0;
+                driver.observe(&Event::AcceptError {
+                    listener: id,
+                    error,
+                    retry_in: Some(delay),
+                });
+                let slept = async {
+                    driver.rt.sleep_until(Instant::now() + delay).await;
+                    true
+                }
+                .or(async {
+                    stop.wait().await;
+                    false
+                })
+                .await;
+                if !slept {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Raw streams: custom protocols with the same lifecycle tracking as HTTP.
+//!
+//! The handler gets a [`RawConn`] per connection and marks where requests
+//! begin and end; the first bytes read while the connection is New or Idle
+//! mark the begin on their own (turn that off with
+//! [`RawConn::set_auto_begin`]). The core's decisions reach the handler as:
+//! reads that return end-of-stream and writes that fail once the server has
+//! closed the connection (idle at the drain, never sent within the grace,
+//! timeouts), [`RawConn::keep_alive`] turning `false` and the
+//! [`Notice`] firing when the current request must be the last. At the
+//! shutdown deadline (or on `close()`) the handler's future is dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_lite::FutureExt;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use lameduck_core::ConnId;
+
+use crate::conn::{ConnIo, Notice};
+use crate::control::{ABORT, CLOSE, Control, FINISH};
+use crate::listener::ServeConn;
+use crate::runtime::Runtime;
+
+/// One accepted connection of a raw-stream server
+/// ([`Server::serve_stream`](crate::Server::serve_stream)): `futures-io`
+/// `AsyncRead` + `AsyncWrite`, plus the lifecycle marks.
+///
+/// Dropping it closes the connection and reports it closed.
+///
+/// ```
+/// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
+/// use lameduck::{RawConn, runtime::Smol};
+///
+/// // A line protocol: each line is a request, answered with its length.
+/// async fn serve(conn: RawConn<Smol>) {
+///     let mut conn = BufReader::new(conn);
+///     let mut line = String::new();
+///     // One request per pass; ends when the peer or the server closes.
+///     loop {
+///         line.clear();
+///         match conn.read_line(&mut line).await {
+///             Ok(0) | Err(_) => return,
+///             Ok(_) => {} // the first byte read marked the request begun
+///         }
+///         let answer = format!("{}\n", line.trim_end().len());
+///         if conn.get_mut().write_all(answer.as_bytes()).await.is_err() {
+///             return;
+///         }
+///         if !conn.get_mut().end() {
+///             return; // draining: that was the last request
+///         }
+///     }
+/// }
+/// ```
+pub struct RawConn<R: Runtime> {
+    io: ConnIo<R>,
+    auto_begin: bool,
+    in_request: bool,
+    hijacked: bool,
+}
+
+impl<R: Runtime> RawConn<R> {
+    /// The connection's id in the core.
+    #[must_use]
+    pub fn id(&self) -> ConnId {
+        self.io.id
+    }
+
+    /// The shutdown notification: fires when the current request must be
+    /// the last (or, once hijacked, when shutdown begins).
+    #[must_use]
+    pub fn notice(&self) -> Notice {
+        Notice {
+            control: self.io.control.clone(),
+        }
+    }
+
+    /// Whether the response being written now may keep the connection open
+    /// for another request. `false` once shutdown has begun: tell the peer
+    /// if the protocol can.
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        self.io.driver.keep_alive() && self.io.control.cmd() & (FINISH | CLOSE) == 0
+    }
+
+    /// Whether the server has closed this connection (reads now end, writes
+    /// fail).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.io.control.cmd() & CLOSE != 0
+    }
+
+    /// Whether reading the first bytes of a request marks it begun (default
+    /// `true`).
+    pub fn set_auto_begin(&mut self, on: bool) {
+        self.auto_begin = on;
+    }
+
+    /// Marks a request begun (New or Idle → Active). Harmless when one is
+    /// already in progress. `false`: the server has closed the connection
+    /// (a drain raced the request): drop it without answering.
+    pub fn begin(&mut self) -> bool {
+        if self.hijacked {
+            return false;
+        }
+        if self.in_request {
+            return true;
+        }
+        let id = self.io.id;
+        let ok = self
+            .io
+            .driver
+            .input(|core, now| core.request_started(id, now))
+            .is_ok();
+        self.in_request = ok;
+        ok
+    }
+
+    /// Marks the current request's response completely written (Active →
+    /// Idle). Flush before. Returns whether the connection stays open for
+    /// another request; `false` when shutting down (the server closes it:
+    /// return from the handler).
+    pub fn end(&mut self) -> bool {
+        if !self.in_request {
+            return !self.is_closed();
+        }
+        self.in_request = false;
+        let id = self.io.id;
+        let _ = self
+            .io
+            .driver
+            .input(|core, now| core.response_done(id, now));
+        !self.is_closed()
+    }
+
+    /// Takes the connection out of the drain's tracking (like an HTTP
+    /// upgrade): the core never closes it, and its [`notice`](Self::notice)
+    /// fires when shutdown begins. `false` if it was already closed.
+    pub fn hijack(&mut self) -> bool {
+        if self.hijacked {
+            return true;
+        }
+        let id = self.io.id;
+        let ok = self
+            .io
+            .driver
+            .input(|core, now| core.hijack(id, now))
+            .is_ok();
+        self.hijacked = ok;
+        ok
+    }
+}
+
+impl<R: Runtime> fmt::Debug for RawConn<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawConn")
+            .field("id", &self.io.id)
+            .field("in_request", &self.in_request)
+            .field("hijacked", &self.hijacked)
+            .finish()
+    }
+}
+
+impl<R: Runtime> AsyncRead for RawConn<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.io.control.reader.register(cx.waker());
+        if this.io.control.cmd() & CLOSE != 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = ready!(this.io.poll_read(cx, buf))?;
+        if n > 0 && this.auto_begin && !this.in_request && !this.hijacked && !this.begin() {
+            return Poll::Ready(Ok(0)); // closed by the drain as the request arrived
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+fn closed_by_server() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection closed by the server (shutdown)",
+    )
+}
+
+impl<R: Runtime> AsyncWrite for RawConn<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.io.control.writer.register(cx.waker());
+        if this.io.control.cmd() & CLOSE != 0 {
+            return Poll::Ready(Err(closed_by_server()));
+        }
+        this.io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.io.control.writer.register(cx.waker());
+        if this.io.control.cmd() & CLOSE != 0 {
+            return Poll::Ready(Err(closed_by_server()));
+        }
+        this.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().io.poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().io.poll_close(cx)
+    }
+}
+
+/// Serves raw streams with `handler`.
+pub(crate) struct Streams<F> {
+    pub(crate) handler: Arc<F>,
+}
+
+impl<R, F, Fut> ServeConn<R> for Streams<F>
+where
+    R: Runtime,
+    F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn serve(&self, io: ConnIo<R>) {
+        let control = io.control.clone();
+        let rt = io.driver.rt.clone();
+        let conn = RawConn {
+            io,
+            auto_begin: true,
+            in_request: false,
+            hijacked: false,
+        };
+        let handler = (self.handler)(conn);
+        // The handler's future (and with it the connection) is dropped when
+        // the server forces the connection closed.
+        rt.spawn(handler.or(forced(control)));
+    }
+}
+
+/// Resolves once the connection is forced closed.
+async fn forced(control: Arc<Control>) {
+    // Each pass waits for one notification of this connection's control;
+    // it gets at most a few (finish, notify, close).
+    loop {
+        if control.cmd() & ABORT != 0 {
+            return;
+        }
+        let listener = control.notice.listen();
+        if control.cmd() & ABORT != 0 {
+            return;
+        }
+        listener.await;
+    }
+}
