@@ -1,5 +1,11 @@
 //! Shared test machinery for lameduck: the reference model of the lifecycle
 //! core and the op decoder shared by the property tests and the fuzz targets.
 
-pub mod model;
+pub mod client;
 pub mod fuzz;
+pub mod harness;
+pub mod model;
+/// The demo server's routes, shared word for word with `adapters/examples/serve`.
+#[path = "../../adapters/examples/serve/routes.rs"]
+pub mod routes;
+pub mod scenarios;

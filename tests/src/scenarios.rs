@@ -1,0 +1,715 @@
+//! Go's `net/http` shutdown behaviours, each as a scenario over real
+//! sockets on 127.0.0.1 with a real client, generic over the runtime.
+//! Instantiated per runtime by [`scenarios!`](crate::scenarios).
+//!
+//! Timing claims are generous bounds ([`PROMPT`], [`EVENTUALLY`]); every
+//! wait is for an observable condition (a response, an end of stream, the
+//! done signal, the server's connection counts).
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use lameduck::core::{Completion, Config, Phase};
+
+use crate::client::{Client, Ending, Response};
+use crate::harness::{
+    EVENTUALLY, Options, PROMPT, TestRuntime, TestServer, demo_server, demo_server_with,
+    stream_server, wait_until,
+};
+
+fn connect(addr: SocketAddr) -> Client {
+    Client::connect(addr).expect("connecting to the test server")
+}
+
+fn assert_refused(addr: SocketAddr) {
+    match TcpStream::connect_timeout(&addr, EVENTUALLY) {
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "connect after shutdown: {e}"
+        ),
+        Ok(_) => panic!("a connect after shutdown began was accepted"),
+    }
+}
+
+/// Reads until the server closes; asserts nothing came first.
+fn assert_closed_silently(client: &mut Client, what: &str) -> Ending {
+    let (bytes, ending) = client
+        .read_until_closed()
+        .unwrap_or_else(|e| panic!("{what}: the server did not close: {e}"));
+    assert!(
+        bytes.is_empty(),
+        "{what}: unexpected bytes before the close: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    ending
+}
+
+fn upgrade<T: TestRuntime>(server: &TestServer<T>) -> Client {
+    let mut client = connect(server.addr);
+    client
+        .send(b"GET /upgrade HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .unwrap();
+    let response = client.read_response().unwrap();
+    assert_eq!(response.status, 101, "upgrade answered {response:?}");
+    client.send(b"ping").unwrap();
+    assert_eq!(
+        client.read_exact_bytes(4).unwrap(),
+        b"ping",
+        "echo before shutdown"
+    );
+    client
+}
+
+fn assert_ok(response: &Response, body: &str) {
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), body);
+}
+
+/// An in-flight request started before shutdown completes with 200 and
+/// `Connection: close`; the drain completes right after the last response.
+pub fn in_flight_request_completes<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut clients: Vec<Client> = [150, 300, 450]
+        .iter()
+        .map(|ms| {
+            let mut c = connect(server.addr);
+            c.send_get(&format!("/sleep?ms={ms}")).unwrap();
+            c
+        })
+        .collect();
+    wait_until("three active requests", EVENTUALLY, || {
+        server.handle.counts().active == 3
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(server.handle.phase(), Phase::Draining);
+    let mut last_response = Instant::now();
+    for (client, ms) in clients.iter_mut().zip([150, 300, 450]) {
+        let response = client.read_response().unwrap();
+        last_response = Instant::now();
+        assert_ok(&response, &format!("slept {ms}"));
+        assert!(
+            response.connection_close(),
+            "no Connection: close: {response:?}"
+        );
+        assert_eq!(
+            assert_closed_silently(client, "after the response"),
+            Ending::Eof
+        );
+    }
+    let (outcome, done_seen) = server.wait_done(EVENTUALLY);
+    let tail = done_seen.saturating_duration_since(last_response);
+    eprintln!("[{}] drain tail after the last response: {tail:?}", T::NAME);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+    assert_eq!(outcome.completion, Completion::Drained);
+    assert!(
+        tail < PROMPT,
+        "the drain completed {tail:?} after the last response"
+    );
+}
+
+/// A connect after shutdown began is refused (while a request still drains).
+pub fn connect_after_shutdown_refused<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut busy = connect(server.addr);
+    busy.send_get("/sleep?ms=400").unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_refused(server.addr);
+    assert_eq!(server.handle.phase(), Phase::Draining, "still draining");
+    let response = busy.read_response().unwrap();
+    assert_ok(&response, "slept 400");
+    assert!(server.wait_done(EVENTUALLY).0.is_graceful());
+}
+
+/// An idle keep-alive connection is closed by the server at once when the
+/// drain begins, while an active request still runs.
+pub fn idle_keepalive_closed_at_once<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut idle = connect(server.addr);
+    let response = idle.get("/").unwrap();
+    assert_ok(&response, "hello");
+    assert!(!response.connection_close(), "kept alive while serving");
+    wait_until("an idle connection", EVENTUALLY, || {
+        server.handle.counts().idle == 1
+    });
+    let mut busy = connect(server.addr);
+    busy.send_get("/sleep?ms=2000").unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    let t0 = Instant::now();
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(assert_closed_silently(&mut idle, "idle"), Ending::Eof);
+    let closed_after = t0.elapsed();
+    assert!(closed_after < PROMPT, "idle closed after {closed_after:?}");
+    assert!(
+        !server.handle.drained().is_done(),
+        "the busy request holds the drain"
+    );
+    assert_ok(&busy.read_response().unwrap(), "slept 2000");
+    assert!(server.wait_done(EVENTUALLY).0.is_graceful());
+}
+
+/// An idle keep-alive connection does not delay the drain: with only idle
+/// connections (whose clients keep them open), the drain completes at once.
+pub fn idle_keepalive_does_not_delay_drain<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut idle: Vec<Client> = (0..3).map(|_| connect(server.addr)).collect();
+    for client in &mut idle {
+        assert_ok(&client.get("/").unwrap(), "hello");
+    }
+    wait_until("three idle connections", EVENTUALLY, || {
+        server.handle.counts().idle == 3
+    });
+    let t0 = Instant::now();
+    server.handle.shutdown_within(EVENTUALLY);
+    let (outcome, done_seen) = server.wait_done(EVENTUALLY);
+    let took = done_seen - t0;
+    eprintln!("[{}] drain with 3 idle connections took {took:?}", T::NAME);
+    assert!(took < PROMPT, "drain took {took:?}");
+    assert!(outcome.is_graceful(), "{outcome:?}");
+    for client in &mut idle {
+        assert_eq!(assert_closed_silently(client, "idle"), Ending::Eof);
+    }
+}
+
+/// A connection that never sends is closed at the grace (measured from its
+/// accept), and the drain completes right after.
+pub fn silent_connection_closed_at_grace<T: TestRuntime>() {
+    let grace = Duration::from_millis(300);
+    let server = demo_server::<T>(Config {
+        new_conn_grace: grace,
+        ..Config::default()
+    });
+    let connected = Instant::now();
+    let mut silent = connect(server.addr);
+    wait_until("a new connection", EVENTUALLY, || {
+        server.handle.counts().new == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(server.handle.phase(), Phase::Draining);
+    assert_eq!(assert_closed_silently(&mut silent, "silent"), Ending::Eof);
+    let closed = Instant::now();
+    let after = closed - connected;
+    assert!(
+        after >= grace,
+        "closed {after:?} after connecting, before the grace"
+    );
+    assert!(after < grace + PROMPT, "closed {after:?} after connecting");
+    let (outcome, done_seen) = server.wait_done(EVENTUALLY);
+    assert!(done_seen.saturating_duration_since(closed) < PROMPT);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e.contains("new-connection grace")),
+        "{:?}",
+        server.events()
+    );
+}
+
+/// A request on an idle connection racing the shutdown gets a complete
+/// response or a close before any byte of one — never a reset or an end of
+/// stream in the middle of a response. Repeated with varied timing.
+pub fn idle_request_racing_shutdown<T: TestRuntime>() {
+    let mut answered = 0;
+    let mut closed = 0;
+    for round in 0..24u32 {
+        let server = demo_server::<T>(Config::default());
+        let mut client = connect(server.addr);
+        assert_ok(&client.get("/").unwrap(), "hello");
+        wait_until("an idle connection", EVENTUALLY, || {
+            server.handle.counts().idle == 1
+        });
+        let barrier = Arc::new(Barrier::new(2));
+        let handle = server.handle.clone();
+        let go = barrier.clone();
+        let shutdown = std::thread::spawn(move || {
+            go.wait();
+            // Vary who goes first: spin a round-dependent while.
+            for _ in 0..(round % 6) * 2_000 {
+                std::hint::spin_loop();
+            }
+            handle.shutdown_within(EVENTUALLY);
+        });
+        barrier.wait();
+        if round % 3 == 0 {
+            for _ in 0..(round % 5) * 2_000 {
+                std::hint::spin_loop();
+            }
+        }
+        // The write itself may fail if the close won by far.
+        let sent = client.send_get("/");
+        match client.read_response_or_close() {
+            Ok(Ok(response)) => {
+                sent.unwrap();
+                assert_ok(&response, "hello");
+                // With or without `Connection: close` (that depends on
+                // whether its head was written before the drain began), the
+                // connection then ends cleanly.
+                assert_closed_silently(&mut client, "after the racing response");
+                answered += 1;
+            }
+            Ok(Err(_ending)) => closed += 1,
+            Err(e) => panic!("round {round}: the connection broke inside a response: {e}"),
+        }
+        shutdown.join().unwrap();
+        let (outcome, _) = server.wait_done(EVENTUALLY);
+        assert!(outcome.is_graceful(), "round {round}: {outcome:?}");
+    }
+    eprintln!(
+        "[{}] racing requests: {answered} answered, {closed} closed before a response",
+        T::NAME
+    );
+}
+
+/// The deadline force-closes a stuck request, and the outcome counts it.
+pub fn deadline_force_closes_stuck_request<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut stuck = connect(server.addr);
+    stuck.send_get("/sleep?ms=60000").unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    let deadline = Duration::from_millis(300);
+    let t0 = Instant::now();
+    server.handle.shutdown_within(deadline);
+    assert_closed_silently(&mut stuck, "stuck");
+    let after = t0.elapsed();
+    assert!(
+        after >= deadline,
+        "closed {after:?} after shutdown, before the deadline"
+    );
+    assert!(after < deadline + PROMPT, "closed {after:?} after shutdown");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(outcome.completion, Completion::DeadlineExpired);
+    assert_eq!(outcome.forced, 1);
+    assert!(!outcome.is_graceful());
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e.contains("forced at the shutdown deadline")),
+        "{:?}",
+        server.events()
+    );
+}
+
+/// An upgraded (hijacked) connection does not hold the drain, and receives
+/// its shutdown notification (the demo's echo says `bye` and closes).
+pub fn upgraded_connection_notified_not_waited<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut upgraded = upgrade(&server);
+    wait_until("a hijacked connection", EVENTUALLY, || {
+        server.handle.counts().hijacked == 1 && server.handle.counts().tracked() == 0
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    let (outcome, _) = server.wait_done(PROMPT);
+    assert_eq!(outcome.completion, Completion::Drained);
+    assert_eq!(outcome.hijacked_open, 1, "done without waiting for it");
+    assert!(outcome.is_graceful());
+    let (bytes, ending) = upgraded.read_until_closed().unwrap();
+    assert_eq!(bytes, b"bye\n");
+    assert_eq!(ending, Ending::Eof);
+    wait_until(
+        "the hijacked connection reported closed",
+        EVENTUALLY,
+        || server.handle.counts().hijacked == 0,
+    );
+}
+
+/// Opted in (`wait_for_hijacked`), the drain waits for the upgraded
+/// connection to close.
+pub fn upgraded_connection_waited_when_opted_in<T: TestRuntime>() {
+    let server = demo_server::<T>(Config {
+        wait_for_hijacked: true,
+        ..Config::default()
+    });
+    let mut upgraded = upgrade(&server);
+    wait_until("a hijacked connection", EVENTUALLY, || {
+        server.handle.counts().hijacked == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    let (bytes, ending) = upgraded.read_until_closed().unwrap();
+    assert_eq!(bytes, b"bye\n");
+    assert_eq!(ending, Ending::Eof);
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(outcome.completion, Completion::Drained);
+    assert_eq!(outcome.hijacked_open, 0, "the drain waited for it");
+    assert!(outcome.is_graceful());
+}
+
+/// `close()` drops everything at once: new, active and idle connections are
+/// closed (forced), the upgraded one is notified, listeners refuse.
+pub fn close_drops_everything<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut idle = connect(server.addr);
+    assert_ok(&idle.get("/").unwrap(), "hello");
+    let mut busy = connect(server.addr);
+    busy.send_get("/sleep?ms=60000").unwrap();
+    let mut upgraded = upgrade(&server);
+    let mut silent = connect(server.addr);
+    wait_until("one connection in each state", EVENTUALLY, || {
+        let c = server.handle.counts();
+        (c.new, c.active, c.idle, c.hijacked) == (1, 1, 1, 1)
+    });
+    let t0 = Instant::now();
+    server.handle.close();
+    let outcome = server
+        .handle
+        .drained()
+        .outcome()
+        .expect("done within close()");
+    assert_eq!(outcome.completion, Completion::Closed);
+    assert_eq!(outcome.forced, 3);
+    assert_eq!(outcome.hijacked_open, 1);
+    assert_refused(server.addr);
+    for (client, what) in [
+        (&mut idle, "idle"),
+        (&mut busy, "busy"),
+        (&mut silent, "silent"),
+    ] {
+        assert_closed_silently(client, what);
+    }
+    let (bytes, _) = upgraded.read_until_closed().unwrap();
+    assert_eq!(bytes, b"bye\n");
+    assert!(t0.elapsed() < PROMPT, "closing took {:?}", t0.elapsed());
+}
+
+/// A second `shutdown()` is harmless (a later deadline does not extend the
+/// first), and so are shutdown and close after the end.
+pub fn second_shutdown_harmless<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut busy = connect(server.addr);
+    busy.send_get("/sleep?ms=300").unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    server.handle.shutdown_within(EVENTUALLY * 2);
+    server.handle.shutdown(None);
+    let response = busy.read_response().unwrap();
+    assert_ok(&response, "slept 300");
+    assert!(response.connection_close());
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+    server.handle.shutdown(None);
+    server.handle.close();
+    assert_eq!(server.handle.phase(), Phase::Closed);
+    assert_eq!(server.handle.drained().outcome(), Some(outcome));
+}
+
+/// A second `shutdown()` with an earlier deadline brings it forward.
+pub fn second_shutdown_brings_deadline_forward<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut stuck = connect(server.addr);
+    stuck.send_get("/sleep?ms=60000").unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown(None);
+    let t0 = Instant::now();
+    server.handle.shutdown_within(Duration::from_millis(200));
+    assert_closed_silently(&mut stuck, "stuck");
+    assert!(t0.elapsed() < Duration::from_millis(200) + PROMPT);
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(
+        (outcome.completion, outcome.forced),
+        (Completion::DeadlineExpired, 1)
+    );
+}
+
+/// A malformed request is answered 400 and its connection closed; the
+/// server is unaffected.
+pub fn malformed_request_gets_400<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    for garbage in [
+        &b"THIS IS NOT HTTP\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"GET / HTTP/1.1\r\ncontent-length: nope\r\n\r\n",
+    ] {
+        let mut client = connect(server.addr);
+        client.send(garbage).unwrap();
+        let response = client.read_response().unwrap();
+        assert_eq!(
+            response.status,
+            400,
+            "{:?} got {response:?}",
+            String::from_utf8_lossy(garbage)
+        );
+        assert_closed_silently(&mut client, "after 400");
+    }
+    wait_until("no tracked connection", EVENTUALLY, || {
+        server.handle.counts().tracked() == 0
+    });
+    assert_eq!(server.handle.phase(), Phase::Serving);
+    let mut client = connect(server.addr);
+    assert_ok(&client.get("/").unwrap(), "hello");
+    assert_ok(&client.get("/healthz").unwrap(), "ok");
+    server.handle.shutdown_within(EVENTUALLY);
+    assert!(server.wait_done(EVENTUALLY).0.is_graceful());
+}
+
+/// Keep-alive and pipelining are tracked request by request: two pipelined
+/// requests both answered, the connection idle after them.
+pub fn pipelined_requests_tracked<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut client = connect(server.addr);
+    client
+        .send(b"GET /sleep?ms=100 HTTP/1.1\r\nhost: t\r\n\r\nGET /pid HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    assert_ok(&client.read_response().unwrap(), "slept 100");
+    assert_ok(
+        &client.read_response().unwrap(),
+        &std::process::id().to_string(),
+    );
+    wait_until("the connection idle", EVENTUALLY, || {
+        let c = server.handle.counts();
+        (c.idle, c.active) == (1, 0)
+    });
+    // A pipelined pair racing the drain: the first is in flight, the second
+    // is buffered; both are answered or the second is dropped unanswered,
+    // never cut.
+    client
+        .send(b"GET /sleep?ms=200 HTTP/1.1\r\nhost: t\r\n\r\nGET / HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    let first = client.read_response().unwrap();
+    assert_ok(&first, "slept 200");
+    assert!(first.connection_close());
+    assert_closed_silently(&mut client, "after the last response");
+    assert!(server.wait_done(EVENTUALLY).0.is_graceful());
+}
+
+/// The lame-duck phase: readiness says draining and responses stop
+/// keep-alive while the listener still accepts; then the drain.
+pub fn lame_duck_reports_draining<T: TestRuntime>() {
+    let server = demo_server::<T>(Config {
+        lame_duck: Duration::from_millis(1500),
+        ..Config::default()
+    });
+    let mut client = connect(server.addr);
+    assert_ok(&client.get("/healthz").unwrap(), "ok");
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(server.handle.phase(), Phase::LameDuck);
+    let health = client.get("/healthz").unwrap();
+    assert_eq!((health.status, health.text().as_str()), (503, "draining"));
+    assert!(health.connection_close());
+    let mut late = connect(server.addr); // still accepted
+    let hello = late.get("/").unwrap();
+    assert_ok(&hello, "hello");
+    assert!(hello.connection_close());
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful());
+    assert_refused(server.addr);
+}
+
+/// Shutdown hooks are awaited: the drain completes only after them.
+pub fn shutdown_hooks_awaited<T: TestRuntime>() {
+    let (release, gate) = async_channel::bounded::<()>(1);
+    let started = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (s, f) = (started.clone(), finished.clone());
+    let server = demo_server_with::<T>(
+        Config::default(),
+        Options {
+            on_shutdown: Some(Box::new(move || {
+                let (gate, s, f) = (gate.clone(), s.clone(), f.clone());
+                Box::pin(async move {
+                    s.store(true, Ordering::SeqCst);
+                    let _ = gate.recv().await;
+                    f.store(true, Ordering::SeqCst);
+                })
+            })),
+            ..Options::default()
+        },
+    );
+    server.handle.shutdown_within(EVENTUALLY);
+    wait_until("the hook to start", EVENTUALLY, || {
+        started.load(Ordering::SeqCst)
+    });
+    assert!(
+        !server.handle.drained().is_done(),
+        "the drain waits for the hook"
+    );
+    assert_refused(server.addr);
+    release.send_blocking(()).unwrap();
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(finished.load(Ordering::SeqCst));
+    assert!(outcome.is_graceful(), "{outcome:?}");
+}
+
+/// A hook still running at the deadline is cut off; the outcome says so.
+pub fn shutdown_hooks_cut_off_at_deadline<T: TestRuntime>() {
+    let (_never, gate) = async_channel::bounded::<()>(1);
+    let server = demo_server_with::<T>(
+        Config::default(),
+        Options {
+            on_shutdown: Some(Box::new(move || {
+                let gate = gate.clone();
+                Box::pin(async move {
+                    let _ = gate.recv().await;
+                })
+            })),
+            ..Options::default()
+        },
+    );
+    server.handle.shutdown_within(Duration::from_millis(200));
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.hooks_cut_off, "{outcome:?}");
+    assert!(!outcome.is_graceful());
+}
+
+/// Several listeners, TCP and Unix: all serve; shutdown stops them all and
+/// removes the Unix socket's file.
+pub fn several_listeners_tcp_and_unix<T: TestRuntime>() {
+    use std::io::{Read, Write};
+    let path = std::env::temp_dir().join(format!(
+        "lameduck-test-{}-{}.sock",
+        std::process::id(),
+        T::NAME
+    ));
+    let _ = std::fs::remove_file(&path);
+    let server = demo_server_with::<T>(
+        Config::default(),
+        Options {
+            extra_tcp: 1,
+            unix: Some(path.clone()),
+            ..Options::default()
+        },
+    );
+    let addrs = server.handle.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 3);
+    let tcp: Vec<SocketAddr> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            lameduck::ListenAddr::Tcp(addr) => Some(*addr),
+            lameduck::ListenAddr::Unix(_) => None,
+        })
+        .collect();
+    for addr in &tcp {
+        assert_ok(&connect(*addr).get("/").unwrap(), "hello");
+    }
+    let mut unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    unix.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    unix.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    unix.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(
+        raw.starts_with("HTTP/1.1 200 OK\r\n") && raw.ends_with("hello"),
+        "{raw}"
+    );
+    server.handle.shutdown_within(EVENTUALLY);
+    for addr in &tcp {
+        assert_refused(*addr);
+    }
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+    assert!(server.wait_done(EVENTUALLY).0.is_graceful());
+    wait_until("the unix socket file removed", EVENTUALLY, || {
+        !path.exists()
+    });
+}
+
+/// Raw streams: the first byte read marks a request begun, `end()` marks it
+/// done; at the drain idle streams end at once and an active one finishes
+/// its request, learns it was the last, and closes.
+pub fn raw_stream_tracking<T: TestRuntime>() {
+    use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let server = stream_server::<T, _, _>(Config::default(), |conn| async move {
+        let mut conn = BufReader::new(conn);
+        let mut line = String::new();
+        // One request (line) per pass; ends when either side closes.
+        loop {
+            line.clear();
+            match conn.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let last = !conn.get_ref().keep_alive();
+            let answer = format!(
+                "{} {}\n",
+                line.trim_end().len(),
+                if last { "last" } else { "more" }
+            );
+            if conn.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            if !conn.get_mut().end() {
+                return;
+            }
+        }
+    });
+    let mut idle = connect(server.addr);
+    idle.send(b"hello\n").unwrap();
+    assert_eq!(idle.read_exact_bytes(7).unwrap(), b"5 more\n");
+    wait_until("an idle stream", EVENTUALLY, || {
+        server.handle.counts().idle == 1
+    });
+    let mut active = connect(server.addr);
+    active.send(b"abc").unwrap(); // a request begun, not finished
+    wait_until("an active stream", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(
+        assert_closed_silently(&mut idle, "idle stream"),
+        Ending::Eof
+    );
+    assert!(
+        !server.handle.drained().is_done(),
+        "the active stream holds the drain"
+    );
+    active.send(b"\n").unwrap();
+    assert_eq!(active.read_exact_bytes(7).unwrap(), b"3 last\n");
+    assert_closed_silently(&mut active, "after the last answer");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+}
+
+/// Instantiates every scenario as a `#[test]` for one [`TestRuntime`]:
+/// `lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);`
+#[macro_export]
+macro_rules! scenarios {
+    ($rt:ty) => {
+        $crate::scenarios!(@each $rt;
+            in_flight_request_completes,
+            connect_after_shutdown_refused,
+            idle_keepalive_closed_at_once,
+            idle_keepalive_does_not_delay_drain,
+            silent_connection_closed_at_grace,
+            idle_request_racing_shutdown,
+            deadline_force_closes_stuck_request,
+            upgraded_connection_notified_not_waited,
+            upgraded_connection_waited_when_opted_in,
+            close_drops_everything,
+            second_shutdown_harmless,
+            second_shutdown_brings_deadline_forward,
+            malformed_request_gets_400,
+            pipelined_requests_tracked,
+            lame_duck_reports_draining,
+            shutdown_hooks_awaited,
+            shutdown_hooks_cut_off_at_deadline,
+            several_listeners_tcp_and_unix,
+            raw_stream_tracking,
+        );
+    };
+    (@each $rt:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::scenarios::$name::<$rt>();
+            }
+        )*
+    };
+}
