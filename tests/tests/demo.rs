@@ -1,0 +1,343 @@
+//! The demo server (`cargo run --example serve -p lameduck`) as outside
+//! harnesses drive it: DESIGN §6's flags, first stdout line, routes, signals
+//! and exit status. Runs the example binary that `cargo test --workspace`
+//! builds (target/<profile>/examples/serve).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lameduck_tests::client::Client;
+use rustix::process::Signal;
+
+const EVENTUALLY: Duration = Duration::from_secs(20);
+
+fn serve_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/demo-<hash> -> target/<profile>/examples/serve
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir.join("examples").join("serve");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test --workspace` builds it (or run `cargo build --example serve -p lameduck`)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running demo server, killed if the test fails.
+struct Demo {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+    first_line: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(source: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // One line per pass; ends at the pipe's end.
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let mut child = Command::new(serve_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the demo server");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        let first_line = stdout.recv_timeout(EVENTUALLY).unwrap_or_else(|_| {
+            let _ = child.kill();
+            let leftovers: Vec<String> = stderr.try_iter().collect();
+            panic!("no first line on stdout; stderr: {leftovers:?}")
+        });
+        Demo {
+            child,
+            stderr,
+            stderr_seen: Vec::new(),
+            first_line,
+        }
+    }
+
+    /// The TCP addresses of the first line.
+    fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        let rest = self
+            .first_line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("bad first line {:?}", self.first_line));
+        let (addrs, _) = rest.rsplit_once(" pid=").unwrap();
+        addrs
+            .split(',')
+            .filter(|a| !a.starts_with("unix:"))
+            .map(|a| a.parse().unwrap())
+            .collect()
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a positive pid");
+        rustix::process::kill_process(pid, signal).expect("signalling the demo");
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn wait_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + EVENTUALLY;
+        // One line per pass; bounded by the deadline.
+        while !self.stderr_seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(_) => panic!("no stderr line with {needle:?}; saw {:?}", self.stderr_seen),
+            }
+        }
+    }
+
+    /// Waits for the exit; returns its status and all of stderr.
+    fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + EVENTUALLY;
+        // Bounded by the deadline.
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the demo did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The pipe ends once the process is gone.
+        while let Ok(line) = self.stderr.recv_timeout(EVENTUALLY) {
+            self.stderr_seen.push(line);
+        }
+        (status, self.stderr_seen.clone())
+    }
+}
+
+fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let output = Command::new(serve_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the demo");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lameduck-demo-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn first_line_routes_and_clean_drain_on_sigterm() {
+    let sock = temp_path("serve.sock");
+    let pid_file = temp_path("serve.pid");
+    let _ = std::fs::remove_file(&sock);
+    let mut demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen=127.0.0.1:0",
+        "--unix",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--grace",
+        "10.5",
+    ]);
+    let pid = demo.child.id();
+    let addrs = demo.tcp_addrs();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(
+        demo.first_line,
+        format!(
+            "listening on {},{},unix:{} pid={pid}",
+            addrs[0],
+            addrs[1],
+            sock.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+
+    let mut client = Client::connect(addrs[1]).unwrap();
+    let check = |response: lameduck_tests::client::Response, status: u16, body: &str| {
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (status, body),
+            "{response:?}"
+        );
+    };
+    check(client.get("/").unwrap(), 200, "hello");
+    check(client.get("/pid").unwrap(), 200, &pid.to_string());
+    check(client.get("/healthz").unwrap(), 200, "ok");
+    check(client.get("/sleep?ms=20").unwrap(), 200, "slept 20");
+    let stream = client.get("/stream?chunks=3&ms=20").unwrap();
+    assert_eq!(stream.header("transfer-encoding"), Some("chunked"));
+    check(stream, 200, "chunk 0\nchunk 1\nchunk 2\n");
+    client
+        .send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello")
+        .unwrap();
+    check(client.read_response().unwrap(), 200, "hello");
+    check(client.get("/nope").unwrap(), 404, "not found");
+    assert_eq!(client.get("/sleep").unwrap().status, 400);
+
+    let mut upgraded = Client::connect(addrs[0]).unwrap();
+    upgraded
+        .send(b"GET /upgrade HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .unwrap();
+    assert_eq!(upgraded.read_response().unwrap().status, 101);
+    upgraded.send(b"echo?").unwrap();
+    assert_eq!(upgraded.read_exact_bytes(5).unwrap(), b"echo?");
+
+    let mut busy = Client::connect(addrs[0]).unwrap();
+    busy.send_get("/sleep?ms=500").unwrap();
+    demo.signal(Signal::TERM);
+    demo.wait_stderr("phase: draining");
+    let response = busy.read_response().unwrap();
+    check(response.clone(), 200, "slept 500");
+    assert!(response.connection_close());
+    let (bytes, _) = upgraded.read_until_closed().unwrap();
+    assert_eq!(bytes, b"bye\n");
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("SIGTERM: draining")),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
+        "{stderr:?}"
+    );
+    assert!(!sock.exists(), "the unix socket file is removed");
+    let _ = std::fs::remove_file(&pid_file);
+}
+
+#[test]
+fn exit_status_nonzero_when_the_deadline_forces() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "0.3"]);
+    let addr = demo.tcp_addrs()[0];
+    let mut stuck = Client::connect(addr).unwrap();
+    stuck.send_get("/sleep?ms=60000").unwrap();
+    // Whether the server has read the request yet (Active) or not (New,
+    // whose 5 s grace outlasts the deadline), the 0.3 s deadline forces it.
+    demo.signal(Signal::TERM);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("forced at the shutdown deadline")),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("done: deadline expired, forced=")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn second_signal_closes_at_once() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "60"]);
+    let addr = demo.tcp_addrs()[0];
+    let mut stuck = Client::connect(addr).unwrap();
+    stuck.send_get("/sleep?ms=60000").unwrap();
+    demo.signal(Signal::TERM);
+    demo.wait_stderr("phase: draining");
+    let t0 = Instant::now();
+    demo.signal(Signal::INT);
+    let (status, stderr) = demo.wait_exit();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "stderr: {stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("SIGINT again: closing now")),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.iter().any(|l| l.contains("done: closed, forced=1")),
+        "{stderr:?}"
+    );
+    let (bytes, _) = stuck.read_until_closed().unwrap();
+    assert!(bytes.is_empty());
+}
+
+#[test]
+fn lame_duck_reports_draining_then_drains() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--lame-duck", "1.5"]);
+    let addr = demo.tcp_addrs()[0];
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(client.get("/healthz").unwrap().status, 200);
+    demo.signal(Signal::TERM);
+    demo.wait_stderr("phase: lame duck");
+    let health = client.get("/healthz").unwrap();
+    assert_eq!((health.status, health.text().as_str()), (503, "draining"));
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        &["--grace", "abc"][..],
+        &["--grace", "-1"],
+        &["--grace"],
+        &["--bogus"],
+        &["--listen", "not-an-address"],
+        &["--runtime", "tokio"],
+        &["--runtime", "async-std"],
+    ] {
+        let (status, stderr) = run_to_exit(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("serve: "), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage: serve"), "{args:?}: {stderr}");
+    }
+    let (status, stderr) = run_to_exit(&["--runtime", "async-std"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("async-std: not available yet"), "{stderr}");
+}
+
+#[test]
+fn start_up_failure_exits_1_with_a_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, stderr) = run_to_exit(&["--listen", &addr]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
