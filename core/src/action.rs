@@ -42,6 +42,11 @@ pub enum Action {
     /// keep-alive (`Connection: close`), and then close. The core closes it
     /// with [`CloseReason::KeepAliveOff`] when the caller reports
     /// [`response_done`](crate::Server::response_done).
+    ///
+    /// An adapter that asks [`Server::keep_alive`](crate::Server::keep_alive)
+    /// when writing each response head has nothing to do here; one whose
+    /// protocol engine decided keep-alive earlier (hyper's
+    /// `graceful_shutdown`, say) tells it now.
     FinishAndClose(ConnId),
     /// Shutdown has begun: tell this hijacked connection (e.g. a WebSocket), so
     /// it can say goodbye and close on its own terms. Sent once per connection.
@@ -74,6 +79,26 @@ pub enum CloseReason {
     Deadline,
     /// [`Server::close`](crate::Server::close): everything at once.
     ServerClosed,
+}
+
+impl CloseReason {
+    /// The connection is cut off mid-work ([`CloseReason::Deadline`],
+    /// [`CloseReason::ServerClosed`]): close it at once. For every other
+    /// reason the connection is between requests or its response is complete:
+    /// close it gently — shut the write side, then discard input briefly
+    /// before closing — so that unread input (a pipelined request) does not
+    /// make the kernel send a reset that destroys the response in flight (Go:
+    /// `closeWriteAndWait`, `rstAvoidanceDelay`).
+    ///
+    /// ```
+    /// use lameduck_core::CloseReason;
+    /// assert!(CloseReason::Deadline.is_forced());
+    /// assert!(!CloseReason::KeepAliveOff.is_forced());
+    /// ```
+    #[must_use]
+    pub fn is_forced(self) -> bool {
+        matches!(self, CloseReason::Deadline | CloseReason::ServerClosed)
+    }
 }
 
 /// When a group of shutdown hooks runs.

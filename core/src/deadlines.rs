@@ -63,6 +63,12 @@ impl DeadlineQueue {
         None
     }
 
+    /// The top entry's time, current or not: exact after [`Self::earliest`]
+    /// has dropped the stale entries above the first current one.
+    pub(crate) fn peek(&self) -> Option<Nanos> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
     /// Removes and returns a connection whose current deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Nanos, conns: &ConnTable) -> Option<ConnId> {
         let at = self.earliest(conns)?;

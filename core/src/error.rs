@@ -55,6 +55,29 @@ pub enum ConnEvent {
     Hijack,
 }
 
+impl Error {
+    /// The connection is closed: in a concurrent adapter this is the normal
+    /// answer to a race (the core closed it for a drain, a timeout, the
+    /// deadline or `close`, while its task was working), not a bug. Stop
+    /// serving it and close it unanswered. Every other error is a caller
+    /// mistake.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.close(now);
+    /// assert!(server.request_started(c, now).unwrap_err().is_conn_closed());
+    /// ```
+    #[must_use]
+    pub fn is_conn_closed(&self) -> bool {
+        matches!(self, Error::ConnClosed(_))
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -37,8 +37,11 @@
 //!
 //! [`Action::Done`] is queued exactly once, last; after it the machine is
 //! [`Phase::Closed`] and only [`closed`](Server::closed) for hijacked
-//! connections still matters. Caller mistakes (unknown ids, events that do
-//! not fit a state) are [`Error`]s that change nothing; a panic is a bug.
+//! connections still matters. Refusals are [`Error`]s that change nothing:
+//! [`Error::ConnClosed`] is the normal answer to a race in a concurrent
+//! adapter ([`Error::is_conn_closed`]: close the connection unanswered);
+//! the others are caller mistakes (unknown ids, events that do not fit a
+//! state). A panic is a bug.
 //!
 //! # Example: a drain under a simulated clock
 //!

@@ -537,8 +537,8 @@ impl Server {
     /// assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(60)));
     /// ```
     #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let mut at = self.deadlines.earliest(&self.conns).unwrap_or(Nanos::NEVER);
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.deadlines.peek().unwrap_or(Nanos::NEVER);
         if self.phase == Phase::LameDuck {
             at = at.min(self.lame_duck_end);
         }
@@ -735,6 +735,8 @@ impl Server {
         {
             self.expire(now);
         }
+        // Leave a current entry on top, so that `poll_timeout(&self)` can peek.
+        let _ = self.deadlines.earliest(&self.conns);
     }
 
     fn live_stage(&self, conn: ConnId) -> Result<Stage, Error> {

@@ -19,15 +19,34 @@ pub fn core_ops(data: &[u8]) {
 /// whatever parses is consistent and round-trips.
 pub fn activation_env(data: &[u8]) {
     // Fields separated by 0xFF: pid, fds, names, own pid (decimal digits).
-    let mut parts = data.split(|b| *b == 0xFF).map(|p| String::from_utf8_lossy(p).into_owned());
+    let mut parts = data
+        .split(|b| *b == 0xFF)
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let field = |p: Option<String>| p.filter(|s| s != "-");
-    let env = ListenEnv { pid: field(parts.next()), fds: field(parts.next()), fdnames: field(parts.next()) };
-    let own_pid = parts.next().and_then(|s| s.parse::<u32>().ok()).unwrap_or(1);
-    let Ok(Some(fds)) = env.parse(own_pid) else { return };
-    let n: usize = env.fds.as_deref().and_then(|s| s.parse().ok()).expect("parsed, so LISTEN_FDS is a count");
+    let env = ListenEnv {
+        pid: field(parts.next()),
+        fds: field(parts.next()),
+        fdnames: field(parts.next()),
+    };
+    let own_pid = parts
+        .next()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1);
+    let Ok(Some(fds)) = env.parse(own_pid) else {
+        return;
+    };
+    let n: usize = env
+        .fds
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .expect("parsed, so LISTEN_FDS is a count");
     assert_eq!(fds.len(), n);
     for (i, fd) in fds.iter().enumerate() {
-        assert_eq!(fd.fd, FIRST_FD + i as i32, "descriptors are consecutive from 3");
+        assert_eq!(
+            fd.fd,
+            FIRST_FD + i as i32,
+            "descriptors are consecutive from 3"
+        );
     }
     let names: Vec<&str> = fds.iter().map(|f| f.name.as_str()).collect();
     let again = ListenEnv::for_successor(own_pid, &names).expect("parsed names are valid names");
@@ -42,7 +61,12 @@ pub fn restart_events(data: &[u8]) {
     #[allow(clippy::disallowed_methods)] // the origin of virtual time
     let t0 = Instant::now();
     let mut now = t0;
-    let mut r = Restart::new(RestartConfig { ready_timeout: Duration::from_millis(500) }, t0);
+    let mut r = Restart::new(
+        RestartConfig {
+            ready_timeout: Duration::from_millis(500),
+        },
+        t0,
+    );
     let mut next_pid = 100u32;
     // Spawns asked for and not yet ended by a hand-off or a failure.
     let mut open_spawns = 0u32;
@@ -53,7 +77,12 @@ pub fn restart_events(data: &[u8]) {
     for chunk in data.chunks(2) {
         let (op, arg) = (chunk[0], chunk.get(1).copied().unwrap_or(0));
         // The pid an op refers to: a live child, or a made-up one.
-        let pick = |alive: &[u32]| alive.get(usize::from(arg) % (alive.len() + 1)).copied().unwrap_or(9_999);
+        let pick = |alive: &[u32]| {
+            alive
+                .get(usize::from(arg) % (alive.len() + 1))
+                .copied()
+                .unwrap_or(9_999)
+        };
         match op % 8 {
             0 | 1 => {
                 let _ = r.request(now);
@@ -88,7 +117,10 @@ pub fn restart_events(data: &[u8]) {
                 RestartAction::Spawn { .. } => {
                     open_spawns += 1;
                     assert_eq!(open_spawns, 1, "two restarts in flight");
-                    assert!(alive.is_empty(), "a spawn while a successor lives: {alive:?}");
+                    assert!(
+                        alive.is_empty(),
+                        "a spawn while a successor lives: {alive:?}"
+                    );
                 }
                 RestartAction::Failed(_) => {
                     assert_eq!(open_spawns, 1, "a failure with no restart in flight");
@@ -114,9 +146,16 @@ pub fn restart_events(data: &[u8]) {
         }
     }
     // Every successor not handed off was killed (or is still starting).
-    let starting = if r.phase() == RestartPhase::Spawning { r.child() } else { None };
+    let starting = if r.phase() == RestartPhase::Spawning {
+        r.child()
+    } else {
+        None
+    };
     for pid in &alive {
         let ours = r.phase() == RestartPhase::HandedOff && r.child() == Some(*pid);
-        assert!(ours || killed.contains(pid) || starting == Some(*pid), "pid {pid} left running");
+        assert!(
+            ours || killed.contains(pid) || starting == Some(*pid),
+            "pid {pid} left running"
+        );
     }
 }

@@ -5,13 +5,19 @@
 use std::path::PathBuf;
 
 fn replay(target: &str, body: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("readable corpus directory").path())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no corpus for {target} in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no corpus for {target} in {}",
+        dir.display()
+    );
     for file in &files {
         let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let result = std::panic::catch_unwind(|| body(&data));
