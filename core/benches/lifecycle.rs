@@ -66,14 +66,16 @@ fn connection_cycle(bencher: Bencher<'_, '_>) {
 #[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 20, sample_size = 1)]
 fn shutdown_idle(bencher: Bencher<'_, '_>, n: usize) {
     let t0 = origin();
-    bencher.with_inputs(|| with_idle(n, t0).0).bench_local_values(|mut server| {
-        server.shutdown(t0, None);
-        let mut closes = 0usize;
-        while let Some(a) = server.poll_action() {
-            closes += usize::from(matches!(a, lameduck_core::Action::CloseConn { .. }));
-        }
-        assert_eq!(closes, n);
-        assert!(server.is_done());
-        server
-    });
+    bencher
+        .with_inputs(|| with_idle(n, t0).0)
+        .bench_local_values(|mut server| {
+            server.shutdown(t0, None);
+            let mut closes = 0usize;
+            while let Some(a) = server.poll_action() {
+                closes += usize::from(matches!(a, lameduck_core::Action::CloseConn { .. }));
+            }
+            assert_eq!(closes, n);
+            assert!(server.is_done());
+            server
+        });
 }
