@@ -98,6 +98,9 @@ impl Stop {
 struct AfterLock {
     events: Vec<LifecycleEvent>,
     hooks: Vec<HookStage>,
+    /// Completed last, so the observer has seen every event (`Done`
+    /// included) before anyone waiting on the done signal wakes.
+    done: Option<(DoneSender, lameduck_core::Outcome)>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -198,9 +201,7 @@ impl<R: Runtime> Driver<R> {
                         self.hard_closed.store(true, Ordering::Release);
                         self.hard_closed_event.notify(usize::MAX);
                     }
-                    if let Some(done) = state.done.take() {
-                        done.complete(outcome);
-                    }
+                    after.done = state.done.take().map(|done| (done, outcome));
                     self.push_event(after, LifecycleEvent::Done(outcome));
                 }
             }
@@ -235,6 +236,9 @@ impl<R: Runtime> Driver<R> {
         }
         for stage in after.hooks {
             self.hooks.spawn_stage(self, stage);
+        }
+        if let Some((done, outcome)) = after.done {
+            done.complete(outcome);
         }
     }
 

@@ -231,6 +231,22 @@ impl Client {
         self.read_response()
     }
 
+    /// Reads until `needle` has arrived (keeping everything buffered for
+    /// [`read_response`](Self::read_response)): e.g. the first chunk of a
+    /// streamed response, proof that the server is inside that request.
+    pub fn read_until_contains(&mut self, needle: &[u8]) -> io::Result<()> {
+        // Each pass reads at least one byte or fails; at most 1 MiB.
+        while !self.buf.windows(needle.len()).any(|w| w == needle) {
+            if self.buf.len() > 1024 * 1024 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "never arrived"));
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed first"));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads exactly `n` bytes (an end of stream first is an error).
     pub fn read_exact_bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
         self.take(n)

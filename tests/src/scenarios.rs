@@ -1,6 +1,6 @@
 //! Go's `net/http` shutdown behaviours, each as a scenario over real
 //! sockets on 127.0.0.1 with a real client, generic over the runtime.
-//! Instantiated per runtime by [`scenarios!`](crate::scenarios).
+//! Instantiated per runtime by [`scenarios!`](crate::scenarios!).
 //!
 //! Timing claims are generous bounds ([`PROMPT`], [`EVENTUALLY`]); every
 //! wait is for an observable condition (a response, an end of stream, the
@@ -677,6 +677,56 @@ pub fn raw_stream_tracking<T: TestRuntime>() {
     assert!(outcome.is_graceful(), "{outcome:?}");
 }
 
+/// A request head that does not complete within `header_timeout` (counted
+/// from the accept for the first request) gets its connection closed; the
+/// server goes on.
+pub fn header_timeout_closes_slow_head<T: TestRuntime>() {
+    let timeout = Duration::from_millis(300);
+    let server = demo_server::<T>(Config {
+        header_timeout: Some(timeout),
+        ..Config::default()
+    });
+    let connected = Instant::now();
+    let mut slow = connect(server.addr);
+    slow.send(b"GET / HTTP/1.1\r\nhost: t\r\n").unwrap(); // no blank line
+    wait_until("an active request", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    assert_closed_silently(&mut slow, "slow head");
+    let after = connected.elapsed();
+    assert!(after >= timeout, "closed after {after:?}");
+    assert!(after < timeout + PROMPT, "closed after {after:?}");
+    assert!(
+        server
+            .events()
+            .iter()
+            .any(|e| e.contains("request header timeout"))
+    );
+    assert_ok(&connect(server.addr).get("/").unwrap(), "hello");
+}
+
+/// A keep-alive connection idle longer than `idle_timeout` is closed.
+pub fn idle_timeout_closes_idle_connection<T: TestRuntime>() {
+    let timeout = Duration::from_millis(300);
+    let server = demo_server::<T>(Config {
+        idle_timeout: Some(timeout),
+        ..Config::default()
+    });
+    let mut client = connect(server.addr);
+    let sent = Instant::now();
+    assert_ok(&client.get("/").unwrap(), "hello");
+    assert_eq!(assert_closed_silently(&mut client, "idle"), Ending::Eof);
+    let after = sent.elapsed();
+    assert!(after >= timeout, "closed {after:?} after the request");
+    assert!(
+        after < timeout + PROMPT,
+        "closed {after:?} after the request"
+    );
+    wait_until("no tracked connection", EVENTUALLY, || {
+        server.handle.counts().tracked() == 0
+    });
+}
+
 /// Instantiates every scenario as a `#[test]` for one [`TestRuntime`]:
 /// `lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);`
 #[macro_export]
@@ -702,6 +752,8 @@ macro_rules! scenarios {
             shutdown_hooks_cut_off_at_deadline,
             several_listeners_tcp_and_unix,
             raw_stream_tracking,
+            header_timeout_closes_slow_head,
+            idle_timeout_closes_idle_connection,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {
