@@ -1,6 +1,6 @@
 //! The runtime-generic harness of the scenario suite: every scenario is a
 //! function generic over [`TestRuntime`], instantiated once per runtime by
-//! [`scenarios!`](crate::scenarios). Adding a runtime means implementing
+//! [`scenarios!`](crate::scenarios!). Adding a runtime means implementing
 //! [`TestRuntime`] for it and invoking the macro once more.
 
 use std::future::Future;

@@ -490,6 +490,21 @@ pub fn pipelined_requests_tracked<T: TestRuntime>() {
     assert!(server.wait_done(EVENTUALLY).0.is_graceful());
 }
 
+/// A response without a body on the wire (`HEAD`) still completes its
+/// request: the connection goes idle and the drain does not wait for it.
+pub fn head_request_tracked<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let mut client = connect(server.addr);
+    client.send(b"HEAD / HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+    client.read_until_contains(b"\r\n\r\n").unwrap();
+    wait_until("the connection idle after HEAD", EVENTUALLY, || {
+        let c = server.handle.counts();
+        (c.idle, c.active) == (1, 0)
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert!(server.wait_done(PROMPT).0.is_graceful());
+}
+
 /// The lame-duck phase: readiness says draining and responses stop
 /// keep-alive while the listener still accepts; then the drain.
 pub fn lame_duck_reports_draining<T: TestRuntime>() {
@@ -747,6 +762,7 @@ macro_rules! scenarios {
             second_shutdown_brings_deadline_forward,
             malformed_request_gets_400,
             pipelined_requests_tracked,
+            head_request_tracked,
             lame_duck_reports_draining,
             shutdown_hooks_awaited,
             shutdown_hooks_cut_off_at_deadline,
