@@ -692,6 +692,27 @@ pub fn raw_stream_tracking<T: TestRuntime>() {
     assert!(outcome.is_graceful(), "{outcome:?}");
 }
 
+/// Raw streams: a handler stuck inside a request is dropped at the shutdown
+/// deadline, which closes its connection; the outcome counts it.
+pub fn raw_stream_forced_at_deadline<T: TestRuntime>() {
+    let server = stream_server::<T, _, _>(Config::default(), |mut conn| async move {
+        assert!(conn.begin());
+        futures_lite::future::pending::<()>().await; // never ends its request
+        drop(conn);
+    });
+    let mut client = connect(server.addr);
+    wait_until("an active stream", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(Duration::from_millis(300));
+    assert_closed_silently(&mut client, "stuck stream");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(
+        (outcome.completion, outcome.forced),
+        (Completion::DeadlineExpired, 1)
+    );
+}
+
 /// A request head that does not complete within `header_timeout` (counted
 /// from the accept for the first request) gets its connection closed; the
 /// server goes on.
@@ -768,6 +789,7 @@ macro_rules! scenarios {
             shutdown_hooks_cut_off_at_deadline,
             several_listeners_tcp_and_unix,
             raw_stream_tracking,
+            raw_stream_forced_at_deadline,
             header_timeout_closes_slow_head,
             idle_timeout_closes_idle_connection,
         );
