@@ -17,8 +17,8 @@ use std::time::Instant;
 use event_listener::Event;
 use futures_lite::FutureExt;
 use lameduck_core::{
-    Action, CloseReason, ConnId, Counts, DoneSender, Drained, Error, HookStage, ListenerId, Phase,
-    Server, done_signal,
+    Action, ConnId, Counts, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server,
+    done_signal,
 };
 
 use crate::control::Control;
@@ -178,10 +178,7 @@ impl<R: Runtime> Driver<R> {
                 }
                 Action::CloseConn { conn, reason } => {
                     if let Some(control) = state.conns.remove(&conn) {
-                        control.close(matches!(
-                            reason,
-                            CloseReason::Deadline | CloseReason::ServerClosed
-                        ));
+                        control.close(reason.is_forced());
                     }
                     self.push_event(after, LifecycleEvent::ConnClosed { conn, reason });
                 }

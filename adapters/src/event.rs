@@ -56,13 +56,7 @@ impl Event {
     /// ```
     #[must_use]
     pub fn is_forced_close(&self) -> bool {
-        matches!(
-            self,
-            Event::ConnClosed {
-                reason: CloseReason::Deadline | CloseReason::ServerClosed,
-                ..
-            }
-        )
+        matches!(self, Event::ConnClosed { reason, .. } if reason.is_forced())
     }
 }
 

@@ -514,6 +514,12 @@ pub fn lame_duck_reports_draining<T: TestRuntime>() {
     });
     let mut client = connect(server.addr);
     assert_ok(&client.get("/healthz").unwrap(), "ok");
+    // The client can read a response a moment before the server has marked
+    // it done; a shutdown in that moment rightly closes the connection after
+    // it (keep-alive off). Wait until it is idle.
+    wait_until("an idle connection", EVENTUALLY, || {
+        server.handle.counts().idle == 1
+    });
     server.handle.shutdown_within(EVENTUALLY);
     assert_eq!(server.handle.phase(), Phase::LameDuck);
     let health = client.get("/healthz").unwrap();

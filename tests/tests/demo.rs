@@ -312,7 +312,8 @@ fn lame_duck_reports_draining_then_drains() {
     assert_eq!(client.get("/healthz").unwrap().status, 200);
     demo.signal(Signal::TERM);
     demo.wait_stderr("phase: lame duck");
-    let health = client.get("/healthz").unwrap();
+    // A new connection: still accepted during the lame-duck delay.
+    let health = Client::connect(addr).unwrap().get("/healthz").unwrap();
     assert_eq!((health.status, health.text().as_str()), (503, "draining"));
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
