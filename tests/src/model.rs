@@ -94,7 +94,7 @@ impl Bytes<'_> {
 /// ```
 /// use lameduck_tests::model::{decode, Op};
 /// let scenario = decode(&[0; 8]);
-/// assert!(scenario.ops.is_empty());
+/// assert_eq!(scenario.ops, vec![Op::AddListener], "a listener from the start");
 /// assert_eq!(decode(&[0, 0, 0, 0, 0, 0, 0, 0, 2, 0]).ops, vec![Op::AddListener, Op::Accept(0)]);
 /// ```
 #[must_use]
@@ -568,6 +568,8 @@ pub struct Harness {
     listeners: Vec<ListenerId>,
     done: usize,
     observed: BTreeMap<String, usize>,
+    /// The earliest shutdown deadline ever given.
+    deadline: Option<Duration>,
 }
 
 impl Harness {
@@ -584,6 +586,7 @@ impl Harness {
             listeners: Vec::new(),
             done: 0,
             observed: BTreeMap::new(),
+            deadline: None,
         }
     }
 
@@ -700,6 +703,10 @@ impl Harness {
             }
             Op::Shutdown(ms) => {
                 let d = ms.map(|ms| Duration::from_millis(u64::from(ms)));
+                if let Some(d) = d {
+                    let at = m.now + d;
+                    self.deadline = Some(self.deadline.map_or(at, |old| old.min(at)));
+                }
                 server.shutdown(now, d.map(|d| now + d));
                 m.shutdown(d.map(|d| m.now + d));
                 (Ok(()), Ok(()))
@@ -807,7 +814,7 @@ impl Harness {
                 }
                 Action::CloseConn { conn, reason } => {
                     let prior = before.conns.iter().find(|c| c.id == conn).map(|c| c.st);
-                    let deadline_passed = before.deadline.is_some_and(|d| d <= now);
+                    let deadline_passed = self.deadline.is_some_and(|d| d <= now);
                     let ok = match prior {
                         Some(St::Hijacked) => false,
                         Some(St::Active) => match reason {
