@@ -9,3 +9,8 @@ pub mod model;
 #[path = "../../adapters/examples/serve/routes.rs"]
 pub mod routes;
 pub mod scenarios;
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
