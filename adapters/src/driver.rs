@@ -38,6 +38,8 @@ pub(crate) struct Driver<R: Runtime> {
     /// Set by `close()`'s completion: lingering closes stop at once.
     hard_closed: AtomicBool,
     pub(crate) hard_closed_event: Event,
+    /// Paused at the connection limit.
+    pub(crate) accept_gate: AcceptGate,
     drained: Drained,
     observer: Option<Observer>,
     hooks: Hooks,
@@ -78,18 +80,43 @@ impl Stop {
 
     /// Resolves once stopped.
     pub(crate) async fn wait(&self) {
-        // Bounded: `stopped` only goes from false to true, and the listener
-        // is registered before the check, so the second pass returns.
-        loop {
-            if self.is_stopped() {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.is_stopped() {
-                return;
-            }
-            listener.await;
+        wait_until(&self.stopped, &self.event, true).await;
+    }
+}
+
+/// Holds accept loops while the core has paused accepting (at
+/// `Config::max_connections`): clients wait in the listen backlog.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptGate {
+    paused: AtomicBool,
+    event: Event,
+}
+
+impl AcceptGate {
+    fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    /// Resolves once accepting is not paused.
+    pub(crate) async fn wait_open(&self) {
+        wait_until(&self.paused, &self.event, false).await;
+    }
+}
+
+/// Resolves once `flag` reads `want`. Each pass registers a listener before
+/// re-checking, so a change between the check and the wait is never missed;
+/// every change notifies, so each wake-up re-checks a fresh value.
+async fn wait_until(flag: &AtomicBool, event: &Event, want: bool) {
+    loop {
+        if flag.load(Ordering::Acquire) == want {
+            return;
         }
+        let listener = event.listen();
+        if flag.load(Ordering::Acquire) == want {
+            return;
+        }
+        listener.await;
     }
 }
 
@@ -131,6 +158,7 @@ impl<R: Runtime> Driver<R> {
             keep_alive: AtomicBool::new(keep_alive),
             hard_closed: AtomicBool::new(false),
             hard_closed_event: Event::new(),
+            accept_gate: AcceptGate::default(),
             drained,
             observer,
             hooks,
@@ -193,6 +221,8 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Action::RunHooks(stage) => after.hooks.push(stage),
+                Action::PauseAccepting => self.accept_gate.set_paused(true),
+                Action::ResumeAccepting => self.accept_gate.set_paused(false),
                 Action::Done(outcome) => {
                     if outcome.completion == lameduck_core::Completion::Closed {
                         self.hard_closed.store(true, Ordering::Release);

@@ -145,6 +145,19 @@ pub(crate) async fn accept_loop<R: Runtime>(
     // MAX_IMMEDIATE_RETRIES times in a row without sleeping); it ends when
     // the listener is stopped or broken.
     loop {
+        // At the connection limit, wait (in the backlog) until a slot frees.
+        let open = async {
+            driver.accept_gate.wait_open().await;
+            true
+        }
+        .or(async {
+            stop.wait().await;
+            false
+        })
+        .await;
+        if !open {
+            return;
+        }
         let accepted = async { Some(socket.accept().await) }
             .or(async {
                 stop.wait().await;
@@ -162,6 +175,9 @@ pub(crate) async fn accept_loop<R: Runtime>(
                 let control = Arc::new(Control::default());
                 match driver.accept(id, control.clone()) {
                     Ok(conn) => serve.serve(ConnIo::new(driver.clone(), conn, control, stream)),
+                    // Raced the pause at the connection limit: this one
+                    // client is refused; the loop waits at the gate.
+                    Err(lameduck_core::Error::AtCapacity) => drop(stream),
                     // Draining or closed: the listener is being stopped;
                     // dropping the stream refuses the connection.
                     Err(_) => return,

@@ -150,6 +150,9 @@ impl State {
                 Action::RunHooks(stage) => self.server.hooks_finished(stage, now),
                 // Nothing is hijacked by this server.
                 Action::NotifyHijacked(_) => {}
+                // No `max_connections` is configured here, so accepting is
+                // never paused.
+                Action::PauseAccepting | Action::ResumeAccepting => {}
                 Action::Done(outcome) => self.outcome = Some(outcome),
             }
         }

@@ -51,6 +51,12 @@ pub enum Action {
     /// Shutdown has begun: tell this hijacked connection (e.g. a WebSocket), so
     /// it can say goodbye and close on its own terms. Sent once per connection.
     NotifyHijacked(ConnId),
+    /// [`Config::max_connections`](crate::Config::max_connections) are open:
+    /// stop calling `accept()` on every listener until
+    /// [`Action::ResumeAccepting`]; clients wait in the listen backlog.
+    PauseAccepting,
+    /// A connection closed below the limit: accept again.
+    ResumeAccepting,
     /// Run the shutdown hooks of this stage, then report
     /// [`hooks_finished`](crate::Server::hooks_finished). Only with
     /// [`Config::shutdown_hooks`](crate::Config::shutdown_hooks).

@@ -54,6 +54,14 @@ pub struct Config {
     /// shutdown deadline) before the drain may complete. Set it when there are
     /// hooks to run. Default `false`.
     pub shutdown_hooks: bool,
+    /// At most this many connections open at once (hijacked ones included:
+    /// each holds a descriptor). At the limit the core queues
+    /// [`Action::PauseAccepting`](crate::Action::PauseAccepting) and the
+    /// caller stops calling `accept()`, so further clients wait in the
+    /// kernel's listen backlog (queued, not refused) until a connection
+    /// closes and [`Action::ResumeAccepting`](crate::Action::ResumeAccepting)
+    /// follows. `None`: no limit. Default `None`.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Config {
@@ -66,6 +74,7 @@ impl Default for Config {
             keep_alives: true,
             wait_for_hijacked: false,
             shutdown_hooks: false,
+            max_connections: None,
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum Error {
     UnknownListener(ListenerId),
     /// The listener is closed; drop the socket.
     ListenerClosed(ListenerId),
+    /// [`Config::max_connections`](crate::Config::max_connections) are open:
+    /// an accept that raced [`Action::PauseAccepting`](crate::Action::PauseAccepting).
+    /// Drop the socket.
+    AtCapacity,
     /// This server never issued that connection id.
     UnknownConn(ConnId),
     /// The connection is closed (the core may have closed it: look for its
@@ -82,6 +86,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::ServerClosed => f.write_str("server closed"),
+            Error::AtCapacity => f.write_str("at the maximum number of connections"),
             Error::UnknownListener(l) => write!(f, "unknown {l}"),
             Error::ListenerClosed(l) => write!(f, "{l} is closed"),
             Error::UnknownConn(c) => write!(f, "unknown {c}"),

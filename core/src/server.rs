@@ -107,6 +107,8 @@ pub struct Server {
     hooks_pending: u8,
     /// Connections closed by force so far (deadline or `close`).
     forced: usize,
+    /// `PauseAccepting` was queued and `ResumeAccepting` not yet.
+    accept_paused: bool,
     actions: VecDeque<Action>,
 }
 
@@ -135,6 +137,7 @@ impl Server {
             shutdown_deadline: Nanos::NEVER,
             hooks_pending: 0,
             forced: 0,
+            accept_paused: false,
             actions: VecDeque::new(),
         }
     }
@@ -226,8 +229,15 @@ impl Server {
             Some(false) => return Err(Error::ListenerClosed(listener)),
             Some(true) => {}
         }
+        if self.at_capacity() {
+            return Err(Error::AtCapacity);
+        }
         let id = self.conns.insert(listener, now);
         self.counts.new += 1;
+        if self.at_capacity() && !self.accept_paused {
+            self.accept_paused = true;
+            self.actions.push_back(Action::PauseAccepting);
+        }
         let (at, timer) = self.new_conn_timer(now);
         self.arm(id, timer, at);
         self.run_timers(now);
@@ -613,6 +623,26 @@ impl Server {
         self.phase == Phase::Closed
     }
 
+    /// Whether accepting is paused at [`Config::max_connections`] (between
+    /// [`Action::PauseAccepting`] and [`Action::ResumeAccepting`]).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Action, Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config { max_connections: Some(1), ..Config::default() }, now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// assert_eq!(server.poll_action(), Some(Action::PauseAccepting));
+    /// assert!(server.is_accepting_paused());
+    /// server.closed(c, now).unwrap();
+    /// assert_eq!(server.poll_action(), Some(Action::ResumeAccepting));
+    /// ```
+    #[must_use]
+    pub fn is_accepting_paused(&self) -> bool {
+        self.accept_paused
+    }
+
     /// Whether a response written now may keep its connection alive (Go's
     /// `doKeepAlives`): only while [`Serving`](Phase::Serving) with
     /// [`Config::keep_alives`]. When `false`, write `Connection: close`.
@@ -805,6 +835,22 @@ impl Server {
             *n -= 1;
         }
         self.conns.remove(conn);
+        if self.accept_paused && !self.at_capacity() && !self.listeners_closed() {
+            self.accept_paused = false;
+            self.actions.push_back(Action::ResumeAccepting);
+        }
+    }
+
+    /// [`Config::max_connections`] connections are open.
+    fn at_capacity(&self) -> bool {
+        self.config
+            .max_connections
+            .is_some_and(|max| self.conns.live() >= max)
+    }
+
+    /// No listener is open: nothing to resume.
+    fn listeners_closed(&self) -> bool {
+        self.listeners.open_ids().next().is_none()
     }
 
     /// The core closes a live connection: forget it and tell the caller.

@@ -806,3 +806,41 @@ fn time_going_backwards_counts_as_the_latest_time() {
     server.handle_timeout(clock.ms(1));
     assert!(server.is_done());
 }
+
+// ----- connection limit (beyond Go; like x/net/netutil.LimitListener) -----------
+
+#[test]
+fn at_the_connection_limit_accepting_pauses_and_resumes_below_it() {
+    let config = Config {
+        max_connections: Some(2),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let a = server.accept(l, clock.ms(0)).unwrap();
+    assert!(drain(&mut server).is_empty());
+    let b = server.accept(l, clock.ms(0)).unwrap();
+    assert_eq!(drain(&mut server), vec![Action::PauseAccepting]);
+    assert_eq!(
+        server.accept(l, clock.ms(1)),
+        Err(Error::AtCapacity),
+        "a racing accept"
+    );
+    server.request_started(b, clock.ms(1)).unwrap();
+    server.hijack(b, clock.ms(1)).unwrap();
+    assert!(
+        drain(&mut server).is_empty(),
+        "a hijacked connection still holds a descriptor"
+    );
+    server.closed(a, clock.ms(2)).unwrap();
+    assert_eq!(drain(&mut server), vec![Action::ResumeAccepting]);
+    assert!(!server.is_accepting_paused());
+    let c = server.accept(l, clock.ms(3)).unwrap();
+    assert_eq!(drain(&mut server), vec![Action::PauseAccepting]);
+    // Once draining, freed slots do not resume accepting: listeners are closed.
+    server.shutdown(clock.ms(4), None);
+    server.closed(b, clock.ms(4)).unwrap();
+    server.closed(c, clock.ms(4)).unwrap();
+    let actions = drain(&mut server);
+    assert!(!actions.contains(&Action::ResumeAccepting), "{actions:?}");
+    assert!(server.is_done());
+}

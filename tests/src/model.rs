@@ -111,6 +111,8 @@ pub fn decode(bytes: &[u8]) -> Scenario {
         keep_alives: flags & 1 == 0,
         wait_for_hijacked: flags & 2 != 0,
         shutdown_hooks: flags & 4 != 0,
+        // Small limits, so that scenarios reach them.
+        max_connections: (flags & 8 != 0).then_some(usize::from(flags >> 4) + 1),
     };
     let mut b = Bytes(body);
     // Most scenarios want a listener from the start.
@@ -199,6 +201,7 @@ struct Model {
     deadline: Option<Duration>,
     hooks: Vec<HookStage>,
     forced: usize,
+    paused: bool,
     actions: Vec<Action>,
 }
 
@@ -214,6 +217,7 @@ impl Model {
             deadline: None,
             hooks: Vec::new(),
             forced: 0,
+            paused: false,
             actions: Vec::new(),
         }
     }
@@ -287,6 +291,25 @@ impl Model {
     fn close_conn(&mut self, id: ConnId, reason: CloseReason) {
         self.conn(id).st = St::Closed;
         self.actions.push(Action::CloseConn { conn: id, reason });
+        self.after_removal();
+    }
+
+    fn open_count(&self) -> usize {
+        self.conns.iter().filter(|c| c.st != St::Closed).count()
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.cfg
+            .max_connections
+            .is_some_and(|max| self.open_count() >= max)
+    }
+
+    /// A connection went away: below the limit with a listener open, resume.
+    fn after_removal(&mut self) {
+        if self.paused && !self.at_capacity() && self.listeners.iter().any(|(_, open)| *open) {
+            self.paused = false;
+            self.actions.push(Action::ResumeAccepting);
+        }
     }
 
     fn close_listeners(&mut self) {
@@ -434,6 +457,9 @@ impl Model {
             Some((_, false)) => return Err(Error::ListenerClosed(l)),
             Some((_, true)) => {}
         }
+        if self.at_capacity() {
+            return Err(Error::AtCapacity);
+        }
         let id = id.expect("the core accepted when the model does");
         self.conns.push(MConn {
             id,
@@ -441,6 +467,10 @@ impl Model {
             accepted_at: self.now,
             since: self.now,
         });
+        if self.at_capacity() && !self.paused {
+            self.paused = true;
+            self.actions.push(Action::PauseAccepting);
+        }
         Ok(())
     }
 
@@ -502,6 +532,7 @@ impl Model {
     fn closed(&mut self, id: ConnId) {
         if self.conn(id).st != St::Closed {
             self.conn(id).st = St::Closed;
+            self.after_removal();
             self.maybe_complete();
         }
     }

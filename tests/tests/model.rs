@@ -55,6 +55,8 @@ fn random_scenarios_reach_every_behaviour() {
         "Done(Drained)",
         "Done(DeadlineExpired)",
         "Done(Closed)",
+        "PauseAccepting",
+        "ResumeAccepting",
     ];
     for kind in expected {
         assert!(
