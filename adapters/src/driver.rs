@@ -221,6 +221,7 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Action::RunHooks(stage) => after.hooks.push(stage),
+                Action::CutOffHooks(stage) => self.hooks.cut_off(stage),
                 Action::PauseAccepting => self.accept_gate.set_paused(true),
                 Action::ResumeAccepting => self.accept_gate.set_paused(false),
                 Action::Done(outcome) => {

@@ -1,6 +1,6 @@
 //! Shutdown hooks: async, run in registration order, awaited, and cut off
-//! when the server completes without them (at the shutdown deadline, or on
-//! `close()`).
+//! when the core says so (`Action::CutOffHooks`: at the shutdown deadline,
+//! or on `close()`) or when the server completes.
 
 use std::fmt;
 use std::future::Future;
@@ -11,17 +11,28 @@ use std::sync::Arc;
 use futures_lite::FutureExt;
 use lameduck_core::HookStage;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, Stop};
 use crate::runtime::Runtime;
 
 type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) type Hook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
 
-/// The hooks of a server, by stage.
+/// The hooks of a server, by stage, and each stage's cut-off signal.
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub(crate) lame_duck: Vec<Hook>,
     pub(crate) drain: Vec<Hook>,
+    pub(crate) forced_close: Vec<Hook>,
+    /// Set by `Action::CutOffHooks`, indexed by [`stage_index`].
+    cut_off: [Arc<Stop>; 3],
+}
+
+fn stage_index(stage: HookStage) -> usize {
+    match stage {
+        HookStage::LameDuck => 0,
+        HookStage::Drain => 1,
+        HookStage::ForcedClose => 2,
+    }
 }
 
 impl fmt::Debug for Hooks {
@@ -29,7 +40,8 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("lame_duck", &self.lame_duck.len())
             .field("drain", &self.drain.len())
-            .finish()
+            .field("forced_close", &self.forced_close.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,7 +55,12 @@ where
 
 impl Hooks {
     pub(crate) fn is_empty(&self) -> bool {
-        self.lame_duck.is_empty() && self.drain.is_empty()
+        self.lame_duck.is_empty() && self.drain.is_empty() && self.forced_close.is_empty()
+    }
+
+    /// Stops running the hooks of `stage` (the core gave up waiting).
+    pub(crate) fn cut_off(&self, stage: HookStage) {
+        self.cut_off[stage_index(stage)].stop();
     }
 
     /// Runs the hooks of `stage` in a task, then reports them finished —
@@ -52,7 +69,9 @@ impl Hooks {
         let hooks = match stage {
             HookStage::LameDuck => self.lame_duck.clone(),
             HookStage::Drain => self.drain.clone(),
+            HookStage::ForcedClose => self.forced_close.clone(),
         };
+        let cut = self.cut_off[stage_index(stage)].clone();
         let driver = driver.clone();
         let rt = driver.rt.clone();
         rt.spawn(async move {
@@ -65,9 +84,13 @@ impl Hooks {
                 true
             };
             let cut_off = async {
+                cut.wait().await;
+                false
+            }
+            .or(async {
                 let _ = driver.drained().wait().await;
                 false
-            };
+            });
             if run.or(cut_off).await {
                 driver.input(|core, now| core.hooks_finished(stage, now));
             }

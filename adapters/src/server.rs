@@ -208,6 +208,27 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Adds a hook run at the shutdown deadline, as the remaining
+    /// connections are forced closed (e.g. log what is being cut off). It has
+    /// [`Config::forced_close_hook_timeout`] (default 1 s) before the server
+    /// completes anyway.
+    ///
+    /// ```
+    /// let builder = lameduck::Builder::new().on_forced_close(|| async {
+    ///     eprintln!("deadline: forcing the remaining connections closed");
+    /// });
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn on_forced_close<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.forced_close.push(hook(f));
+        self
+    }
+
     /// Observes lifecycle [`Event`]s (phases, closes, accept errors, done).
     /// Called outside the server's lock; keep it quick.
     ///

@@ -148,6 +148,8 @@ impl State {
                 Action::PhaseChanged(phase) => log!("phase: {phase:?}"),
                 // No hooks here: report them finished at once.
                 Action::RunHooks(stage) => self.server.hooks_finished(stage, now),
+                // Hooks finish at once, so there is never one to cut off.
+                Action::CutOffHooks(_) => {}
                 // Nothing is hijacked by this server.
                 Action::NotifyHijacked(_) => {}
                 // No `max_connections` is configured here, so accepting is

@@ -57,6 +57,9 @@ pub enum Action {
     PauseAccepting,
     /// A connection closed below the limit: accept again.
     ResumeAccepting,
+    /// Stop running the hooks of this stage (drop their futures): the
+    /// deadline passed, or the server closed, before they finished.
+    CutOffHooks(HookStage),
     /// Run the shutdown hooks of this stage, then report
     /// [`hooks_finished`](crate::Server::hooks_finished). Only with
     /// [`Config::shutdown_hooks`](crate::Config::shutdown_hooks).
@@ -114,6 +117,9 @@ pub enum HookStage {
     LameDuck,
     /// On entering [`Phase::Draining`] (Go's `RegisterOnShutdown`, but awaited).
     Drain,
+    /// At the shutdown deadline, as the remaining connections are forced
+    /// closed; bounded by [`Config::forced_close_hook_timeout`](crate::Config::forced_close_hook_timeout).
+    ForcedClose,
 }
 
 impl HookStage {
@@ -121,6 +127,7 @@ impl HookStage {
         match self {
             HookStage::LameDuck => 1,
             HookStage::Drain => 2,
+            HookStage::ForcedClose => 4,
         }
     }
 }

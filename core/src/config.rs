@@ -62,6 +62,10 @@ pub struct Config {
     /// closes and [`Action::ResumeAccepting`](crate::Action::ResumeAccepting)
     /// follows. `None`: no limit. Default `None`.
     pub max_connections: Option<usize>,
+    /// How long the [`HookStage::ForcedClose`](crate::HookStage::ForcedClose)
+    /// hooks may run after the shutdown deadline before the server completes
+    /// anyway. Default 1 s.
+    pub forced_close_hook_timeout: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             wait_for_hijacked: false,
             shutdown_hooks: false,
             max_connections: None,
+            forced_close_hook_timeout: Duration::from_secs(1),
         }
     }
 }

@@ -138,4 +138,4 @@ pub use done::{Abandoned, DoneSender, Drained, done_signal};
 pub use error::{ConnEvent, Error};
 pub use listener::ListenerId;
 pub use phase::Phase;
-pub use server::{Counts, Server};
+pub use server::{Counts, DrainProgress, Server, Snapshot};

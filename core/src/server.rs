@@ -56,6 +56,64 @@ impl Counts {
     }
 }
 
+/// A point-in-time view of a server, for observability ([`Server::snapshot`]).
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// use lameduck_core::{Config, Phase, Server};
+/// let t0 = Instant::now();
+/// let mut server = Server::new(Config::default(), t0);
+/// let l = server.add_listener().unwrap();
+/// let c = server.accept(l, t0).unwrap();
+/// server.request_started(c, t0).unwrap();
+/// server.shutdown(t0, Some(t0 + Duration::from_secs(30)));
+/// let snap = server.snapshot();
+/// assert_eq!(snap.phase, Phase::Draining);
+/// assert_eq!(snap.deadline, Some(t0 + Duration::from_secs(30)));
+/// let drain = snap.drain.unwrap();
+/// assert_eq!((drain.connections_at_start, drain.remaining), (1, 1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The phase.
+    pub phase: Phase,
+    /// Connections by state.
+    pub counts: Counts,
+    /// Accepting is paused at [`Config::max_connections`].
+    pub accepting_paused: bool,
+    /// The shutdown deadline, while shutting down.
+    pub deadline: Option<Instant>,
+    /// Progress of the drain, once it has begun.
+    pub drain: Option<DrainProgress>,
+}
+
+/// How far a drain has come.
+///
+/// ```
+/// use std::time::Instant;
+/// use lameduck_core::DrainProgress;
+/// let p = DrainProgress { started: Instant::now(), connections_at_start: 10, remaining: 4 };
+/// assert_eq!(p.finished(), 6);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainProgress {
+    /// When the drain began (listeners closed).
+    pub started: Instant,
+    /// Connections tracked when it began.
+    pub connections_at_start: usize,
+    /// Connections tracked now.
+    pub remaining: usize,
+}
+
+impl DrainProgress {
+    /// Connections that have gone since the drain began (clamped at zero:
+    /// New connections accepted in a lame-duck delay count from the start).
+    #[must_use]
+    pub fn finished(&self) -> usize {
+        self.connections_at_start.saturating_sub(self.remaining)
+    }
+}
+
 /// The lifecycle of one server and its connections: a sans-IO state machine.
 ///
 /// It owns no socket, reads no clock and starts no task. The caller (an
@@ -109,6 +167,14 @@ pub struct Server {
     forced: usize,
     /// `PauseAccepting` was queued and `ResumeAccepting` not yet.
     accept_paused: bool,
+    /// The shutdown deadline passed; only the forced-close hooks remain,
+    /// until `shutdown_deadline` (now their time limit).
+    expired: bool,
+    /// Some hooks were cut off at the deadline.
+    hooks_cut_off: bool,
+    /// When the drain began, and how many connections it started with.
+    drain_started: Nanos,
+    tracked_at_drain: usize,
     actions: VecDeque<Action>,
 }
 
@@ -138,6 +204,10 @@ impl Server {
             hooks_pending: 0,
             forced: 0,
             accept_paused: false,
+            expired: false,
+            hooks_cut_off: false,
+            drain_started: Nanos::NEVER,
+            tracked_at_drain: 0,
             actions: VecDeque::new(),
         }
     }
@@ -623,6 +693,38 @@ impl Server {
         self.phase == Phase::Closed
     }
 
+    /// Phase, counts, deadline and drain progress at once. O(1).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Phase, Server};
+    /// let server = Server::new(Config::default(), Instant::now());
+    /// let snap = server.snapshot();
+    /// assert_eq!((snap.phase, snap.drain), (Phase::Serving, None));
+    /// ```
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let shutting_down = matches!(self.phase, Phase::LameDuck | Phase::Draining);
+        Snapshot {
+            phase: self.phase,
+            counts: self.counts,
+            accepting_paused: self.accept_paused,
+            deadline: if shutting_down && !self.expired {
+                self.time.instant(self.shutdown_deadline)
+            } else {
+                None
+            },
+            drain: self
+                .time
+                .instant(self.drain_started)
+                .map(|started| DrainProgress {
+                    started,
+                    connections_at_start: self.tracked_at_drain,
+                    remaining: self.counts.tracked(),
+                }),
+        }
+    }
+
     /// Whether accepting is paused at [`Config::max_connections`] (between
     /// [`Action::PauseAccepting`] and [`Action::ResumeAccepting`]).
     ///
@@ -763,7 +865,13 @@ impl Server {
         }
         if matches!(self.phase, Phase::LameDuck | Phase::Draining) && self.shutdown_deadline <= now
         {
-            self.expire(now);
+            if !self.expired {
+                self.expire(now);
+            }
+            // The forced-close hooks' own time limit (which may be zero).
+            if self.expired && self.phase == Phase::Draining && self.shutdown_deadline <= now {
+                self.finish(Completion::DeadlineExpired);
+            }
         }
         // Leave a current entry on top, so that `poll_timeout(&self)` can peek.
         let _ = self.deadlines.earliest(&self.conns);
@@ -896,6 +1004,8 @@ impl Server {
     /// beyond Go, arm the exact grace of every New connection.
     fn begin_drain(&mut self, now: Nanos) {
         let keep_alive_was_on = self.keep_alive();
+        self.drain_started = now;
+        self.tracked_at_drain = self.counts.tracked();
         self.phase = Phase::Draining;
         self.lame_duck_end = Nanos::NEVER;
         self.actions
@@ -942,6 +1052,14 @@ impl Server {
         if self.phase != Phase::Draining {
             return; // begin_drain found nothing to wait for
         }
+        // Hooks still running are cut off now; the forced-close hooks get
+        // their own, short, time limit.
+        self.cut_off_hooks();
+        if self.config.shutdown_hooks {
+            self.expired = true;
+            self.shutdown_deadline = now.after(self.config.forced_close_hook_timeout);
+            self.start_hooks(HookStage::ForcedClose);
+        }
         for index in 0..self.conns.capacity() {
             let Some(conn) = self.conns.live_id(index) else {
                 continue;
@@ -951,12 +1069,33 @@ impl Server {
                 self.close_conn(conn, CloseReason::Deadline);
             }
         }
-        self.finish(Completion::DeadlineExpired);
+        if self.hooks_pending == 0 {
+            self.finish(Completion::DeadlineExpired);
+        }
+    }
+
+    /// Stops waiting for every hook stage still running, and says so.
+    fn cut_off_hooks(&mut self) {
+        for stage in [
+            HookStage::LameDuck,
+            HookStage::Drain,
+            HookStage::ForcedClose,
+        ] {
+            if self.hooks_pending & stage.bit() != 0 {
+                self.hooks_pending &= !stage.bit();
+                self.hooks_cut_off = true;
+                self.actions.push_back(Action::CutOffHooks(stage));
+            }
+        }
     }
 
     /// Completes the drain if nothing is left to wait for.
     fn maybe_complete(&mut self) {
-        if self.phase == Phase::Draining
+        if self.expired {
+            if self.phase == Phase::Draining && self.hooks_pending == 0 {
+                self.finish(Completion::DeadlineExpired);
+            }
+        } else if self.phase == Phase::Draining
             && self.counts.tracked() == 0
             && self.hooks_pending == 0
             && (!self.config.wait_for_hijacked || self.counts.hijacked == 0)
@@ -966,16 +1105,16 @@ impl Server {
     }
 
     fn finish(&mut self, completion: Completion) {
+        self.cut_off_hooks();
         self.phase = Phase::Closed;
         self.lame_duck_end = Nanos::NEVER;
         self.shutdown_deadline = Nanos::NEVER;
         let outcome = Outcome {
             completion,
             forced: self.forced,
-            hooks_cut_off: self.hooks_pending != 0,
+            hooks_cut_off: self.hooks_cut_off,
             hijacked_open: self.counts.hijacked,
         };
-        self.hooks_pending = 0;
         self.actions.push_back(Action::PhaseChanged(Phase::Closed));
         self.actions.push_back(Action::Done(outcome));
     }

@@ -585,20 +585,79 @@ fn hooks_are_awaited_before_done() {
 }
 
 #[test]
-fn hooks_that_hang_are_cut_off_at_the_deadline() {
+fn hooks_that_hang_are_cut_off_at_the_deadline_and_forced_close_hooks_run() {
     let config = Config {
         shutdown_hooks: true,
         ..Config::default()
     };
-    let (clock, mut server, _l) = setup(config);
+    let (clock, mut server, l) = setup(config);
+    let stuck = active_conn(&mut server, l, clock.ms(0));
     server.shutdown(clock.ms(0), Some(clock.ms(1_000)));
     drain(&mut server);
     server.handle_timeout(clock.ms(1_000));
+    let actions = drain(&mut server);
+    assert_eq!(
+        &actions[..3],
+        &[
+            Action::CutOffHooks(HookStage::Drain),
+            Action::RunHooks(HookStage::ForcedClose),
+            Action::CloseConn {
+                conn: stuck,
+                reason: CloseReason::Deadline
+            },
+        ]
+    );
+    assert!(!server.is_done(), "the forced-close hooks are awaited");
+    server.hooks_finished(HookStage::Drain, clock.ms(1_001)); // late: harmless
+    assert!(drain(&mut server).is_empty());
+    server.hooks_finished(HookStage::ForcedClose, clock.ms(1_002));
     let outcome = done_outcome(&drain(&mut server)).unwrap();
     assert_eq!(outcome.completion, Completion::DeadlineExpired);
+    assert_eq!(outcome.forced, 1);
+    assert!(outcome.hooks_cut_off, "the drain hooks were cut off");
+}
+
+#[test]
+fn forced_close_hooks_are_bounded_too() {
+    let config = Config {
+        shutdown_hooks: true,
+        forced_close_hook_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let _stuck = active_conn(&mut server, l, clock.ms(0));
+    server.shutdown(clock.ms(0), Some(clock.ms(1_000)));
+    server.hooks_finished(HookStage::Drain, clock.ms(10));
+    server.handle_timeout(clock.ms(1_000));
+    drain(&mut server);
+    assert_eq!(
+        server.poll_timeout(),
+        Some(clock.ms(1_300)),
+        "the forced-close hooks' limit"
+    );
+    server.handle_timeout(clock.ms(1_300));
+    let actions = drain(&mut server);
+    assert_eq!(actions[0], Action::CutOffHooks(HookStage::ForcedClose));
+    let outcome = done_outcome(&actions).unwrap();
     assert!(outcome.hooks_cut_off);
-    server.hooks_finished(HookStage::Drain, clock.ms(2_000)); // late: harmless
-    assert!(drain(&mut server).is_empty());
+    assert_eq!(outcome.completion, Completion::DeadlineExpired);
+}
+
+#[test]
+fn snapshot_reports_drain_progress() {
+    let (clock, mut server, l) = setup(Config::default());
+    let a = active_conn(&mut server, l, clock.ms(0));
+    let _b = active_conn(&mut server, l, clock.ms(0));
+    let _idle = idle_conn(&mut server, l, clock.ms(0));
+    assert_eq!(server.snapshot().drain, None);
+    server.shutdown(clock.ms(100), Some(clock.ms(9_000)));
+    server.response_done(a, clock.ms(200)).unwrap();
+    let snap = server.snapshot();
+    assert_eq!(snap.deadline, Some(clock.ms(9_000)));
+    let progress = snap.drain.unwrap();
+    assert_eq!(progress.started, clock.ms(100));
+    assert_eq!((progress.connections_at_start, progress.remaining), (3, 1));
+    assert_eq!(progress.finished(), 2);
 }
 
 // ----- IdleTimeout and ReadHeaderTimeout ---------------------------------------

@@ -113,6 +113,7 @@ pub fn decode(bytes: &[u8]) -> Scenario {
         shutdown_hooks: flags & 4 != 0,
         // Small limits, so that scenarios reach them.
         max_connections: (flags & 8 != 0).then_some(usize::from(flags >> 4) + 1),
+        forced_close_hook_timeout: Duration::from_millis(u64::from(h.u8()) * 20),
     };
     let mut b = Bytes(body);
     // Most scenarios want a listener from the start.
@@ -137,10 +138,10 @@ pub fn decode(bytes: &[u8]) -> Scenario {
                 0..=63 => Op::Close,
                 n => Op::Jump(u16::from(n) * 20),
             },
-            24 => Op::HooksFinished(if b.u8() & 1 == 0 {
-                HookStage::Drain
-            } else {
-                HookStage::LameDuck
+            24 => Op::HooksFinished(match b.u8() % 3 {
+                0 => HookStage::Drain,
+                1 => HookStage::LameDuck,
+                _ => HookStage::ForcedClose,
             }),
             25..=29 => Op::Advance(b.u16() % 6_000),
             _ => Op::Jump(b.u16() % 6_000),
@@ -202,6 +203,10 @@ struct Model {
     hooks: Vec<HookStage>,
     forced: usize,
     paused: bool,
+    /// Past the shutdown deadline, waiting only for forced-close hooks
+    /// (until `deadline`, now their time limit).
+    expired: bool,
+    hooks_cut_off: bool,
     actions: Vec<Action>,
 }
 
@@ -218,6 +223,8 @@ impl Model {
             hooks: Vec::new(),
             forced: 0,
             paused: false,
+            expired: false,
+            hooks_cut_off: false,
             actions: Vec::new(),
         }
     }
@@ -340,7 +347,11 @@ impl Model {
 
     fn maybe_complete(&mut self) {
         let c = self.counts();
-        if self.phase == Phase::Draining
+        if self.expired {
+            if self.phase == Phase::Draining && self.hooks.is_empty() {
+                self.finish(Completion::DeadlineExpired);
+            }
+        } else if self.phase == Phase::Draining
             && c.tracked() == 0
             && self.hooks.is_empty()
             && (!self.cfg.wait_for_hijacked || c.hijacked == 0)
@@ -350,16 +361,16 @@ impl Model {
     }
 
     fn finish(&mut self, completion: Completion) {
+        self.cut_off_hooks();
         self.phase = Phase::Closed;
         self.lame_duck_end = None;
         self.deadline = None;
         let outcome = Outcome {
             completion,
             forced: self.forced,
-            hooks_cut_off: !self.hooks.is_empty(),
+            hooks_cut_off: self.hooks_cut_off,
             hijacked_open: self.counts().hijacked,
         };
-        self.hooks.clear();
         self.actions.push(Action::PhaseChanged(Phase::Closed));
         self.actions.push(Action::Done(outcome));
     }
@@ -399,6 +410,12 @@ impl Model {
         if self.phase != Phase::Draining {
             return;
         }
+        self.cut_off_hooks();
+        if self.cfg.shutdown_hooks {
+            self.expired = true;
+            self.deadline = Some(self.now + self.cfg.forced_close_hook_timeout);
+            self.start_hooks(HookStage::ForcedClose);
+        }
         for i in 0..self.conns.len() {
             let c = self.conns[i].clone();
             if c.st.tracked() {
@@ -406,7 +423,23 @@ impl Model {
                 self.close_conn(c.id, CloseReason::Deadline);
             }
         }
-        self.finish(Completion::DeadlineExpired);
+        if self.hooks.is_empty() {
+            self.finish(Completion::DeadlineExpired);
+        }
+    }
+
+    fn cut_off_hooks(&mut self) {
+        for stage in [
+            HookStage::LameDuck,
+            HookStage::Drain,
+            HookStage::ForcedClose,
+        ] {
+            if self.hooks.contains(&stage) {
+                self.hooks.retain(|s| *s != stage);
+                self.hooks_cut_off = true;
+                self.actions.push(Action::CutOffHooks(stage));
+            }
+        }
     }
 
     fn run_timers(&mut self) {
@@ -427,7 +460,15 @@ impl Model {
         if matches!(self.phase, Phase::LameDuck | Phase::Draining)
             && self.deadline.is_some_and(|d| d <= self.now)
         {
-            self.expire();
+            if !self.expired {
+                self.expire();
+            }
+            if self.expired
+                && self.phase == Phase::Draining
+                && self.deadline.is_some_and(|d| d <= self.now)
+            {
+                self.finish(Completion::DeadlineExpired);
+            }
         }
     }
 
