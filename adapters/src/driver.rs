@@ -59,13 +59,20 @@ struct State<R: Runtime> {
 pub(crate) struct ListenerEntry<R: Runtime> {
     pub(crate) socket: Arc<ListenSocket<R>>,
     pub(crate) stop: Arc<Stop>,
+    /// Its name for a hand-off (`LISTEN_FDNAMES`).
+    pub(crate) name: Arc<str>,
 }
 
-/// Tells an accept loop to stop.
+/// Tells an accept loop to stop; the loop says when it started accepting
+/// and when it ended (for a hand-off, which waits for both).
 #[derive(Debug, Default)]
 pub(crate) struct Stop {
     stopped: AtomicBool,
     event: Event,
+    armed: AtomicBool,
+    exited: AtomicBool,
+    /// Notified when `armed` or `exited` is set.
+    loop_event: Event,
 }
 
 impl Stop {
@@ -81,6 +88,26 @@ impl Stop {
     /// Resolves once stopped.
     pub(crate) async fn wait(&self) {
         wait_until(&self.stopped, &self.event, true).await;
+    }
+
+    /// The accept loop is running (it accepts from now on).
+    pub(crate) fn armed(&self) {
+        self.armed.store(true, Ordering::Release);
+        self.loop_event.notify(usize::MAX);
+    }
+
+    /// The accept loop ended (or will never run): it accepts no more.
+    pub(crate) fn exited(&self) {
+        self.exited.store(true, Ordering::Release);
+        self.loop_event.notify(usize::MAX);
+    }
+
+    async fn wait_armed(&self) {
+        wait_until(&self.armed, &self.loop_event, true).await;
+    }
+
+    async fn wait_exited(&self) {
+        wait_until(&self.exited, &self.loop_event, true).await;
     }
 }
 
@@ -282,6 +309,56 @@ impl<R: Runtime> Driver<R> {
             state.listeners.insert(id, entry);
             Ok(id)
         })
+    }
+
+    /// The listeners still open, in the order they were added, with their
+    /// names: what a successor is given at a hand-off.
+    #[cfg(unix)]
+    pub(crate) fn open_listeners(&self) -> Vec<(Arc<ListenSocket<R>>, Arc<str>)> {
+        let state = self.lock();
+        let mut open: Vec<_> = state.listeners.iter().collect();
+        open.sort_by_key(|(id, _)| **id);
+        open.into_iter()
+            .map(|(_, entry)| (entry.socket.clone(), entry.name.clone()))
+            .collect()
+    }
+
+    /// Resolves once every open listener's accept loop is running.
+    #[cfg(unix)]
+    pub(crate) async fn listeners_armed(&self) {
+        let stops: Vec<Arc<Stop>> = self
+            .lock()
+            .listeners
+            .values()
+            .map(|entry| entry.stop.clone())
+            .collect();
+        for stop in stops {
+            stop.wait_armed().await;
+        }
+    }
+
+    /// Hands the listeners over to a successor that has them: every accept
+    /// loop stops **without** `shutdown(2)` on the socket (that would stop
+    /// it in the successor too) and without removing a Unix socket's file;
+    /// a connection accepted meanwhile is still served here. Resolves once
+    /// every loop has ended and the core knows the listeners are closed;
+    /// this process's descriptors close then. Call it before the drain.
+    #[cfg(unix)]
+    pub(crate) async fn release_listeners(self: &Arc<Self>) {
+        let released: Vec<(ListenerId, ListenerEntry<R>)> = self.lock().listeners.drain().collect();
+        for (_, entry) in &released {
+            entry.socket.keep_file();
+            entry.stop.stop();
+        }
+        for (_, entry) in &released {
+            entry.stop.wait_exited().await;
+        }
+        self.input_with(|state, _| {
+            for (id, _) in &released {
+                // Unknown only if the core already closed it: nothing to do.
+                let _ = state.core.listener_closed(*id);
+            }
+        });
     }
 
     /// The accept loop of `listener` ended on its own (a fatal error).

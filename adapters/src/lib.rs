@@ -76,6 +76,8 @@ mod listener;
 pub mod runtime;
 mod server;
 mod stream;
+#[cfg(unix)]
+pub mod unix;
 
 pub use conn::Notice;
 pub use event::Event;

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
@@ -51,8 +51,9 @@ pub(crate) enum ListenSocket<R: Runtime> {
     Tcp(R::TcpListener),
     Unix {
         listener: R::UnixListener,
-        /// Removed when the listener is dropped (we bound it).
-        unlink: Option<PathBuf>,
+        /// Removed when the listener is dropped (we bound it), unless it
+        /// was handed to a successor ([`ListenSocket::keep_file`]).
+        unlink: Mutex<Option<PathBuf>>,
     },
 }
 
@@ -77,6 +78,13 @@ impl<R: Runtime> ListenSocket<R> {
         let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
     }
 
+    /// The socket lives on in a successor: leave its file in place.
+    pub(crate) fn keep_file(&self) {
+        if let ListenSocket::Unix { unlink, .. } = self {
+            unlink.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+    }
+
     async fn accept(&self) -> io::Result<Socket<R>> {
         match self {
             ListenSocket::Tcp(l) => R::accept_tcp(l).await.map(Socket::Tcp),
@@ -87,11 +95,11 @@ impl<R: Runtime> ListenSocket<R> {
 
 impl<R: Runtime> Drop for ListenSocket<R> {
     fn drop(&mut self) {
-        if let ListenSocket::Unix {
-            unlink: Some(path), ..
-        } = self
-        {
-            let _ = std::fs::remove_file(path);
+        if let ListenSocket::Unix { unlink, .. } = self {
+            let path = unlink.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if let Some(path) = path {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -139,6 +147,10 @@ pub(crate) async fn accept_loop<R: Runtime>(
     stop: Arc<Stop>,
     serve: Arc<dyn ServeConn<R>>,
 ) {
+    // Tells whoever releases the listeners (a hand-off) that this loop no
+    // longer accepts, however it ends.
+    let _exited = ExitGuard(&stop);
+    stop.armed();
     let mut backoff: Option<Duration> = None;
     let mut immediate = 0u32;
     // Each pass accepts one connection, or retries an error (at most
@@ -165,9 +177,11 @@ pub(crate) async fn accept_loop<R: Runtime>(
             })
             .await;
         let Some(result) = accepted else { return };
-        if stop.is_stopped() {
-            return; // an accept that raced the stop: dropping it refuses it
-        }
+        // An accept that raced the stop is served if the core still takes
+        // it (a hand-off releases the listeners before its drain begins);
+        // after a shutdown the core refuses it, and dropping it refuses the
+        // connection.
+        let stopped = stop.is_stopped();
         match result {
             Ok(stream) => {
                 backoff = None;
@@ -182,7 +196,11 @@ pub(crate) async fn accept_loop<R: Runtime>(
                     // dropping the stream refuses the connection.
                     Err(_) => return,
                 }
+                if stopped {
+                    return;
+                }
             }
+            Err(_) if stopped => return,
             Err(error) => {
                 let retry = match classify(&error) {
                     Retry::Now if immediate < MAX_IMMEDIATE_RETRIES => {
@@ -223,5 +241,14 @@ pub(crate) async fn accept_loop<R: Runtime>(
                 }
             }
         }
+    }
+}
+
+/// Reports an accept loop's end to its [`Stop`].
+struct ExitGuard<'a>(&'a Stop);
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.exited();
     }
 }

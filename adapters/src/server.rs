@@ -26,11 +26,18 @@ use crate::stream::{RawConn, Streams};
 #[cfg(feature = "smol")]
 use crate::runtime::Smol;
 
-/// A listener not yet registered with the runtime.
-enum Pending {
-    Tcp(std::net::TcpListener),
-    Unix(UnixListener, Option<PathBuf>),
+/// A listener not yet registered with the runtime, with its name for a
+/// hand-off (`LISTEN_FDNAMES`).
+pub(crate) enum Pending {
+    Tcp(std::net::TcpListener, Arc<str>),
+    /// With the path to remove at the end, if this process bound it.
+    Unix(UnixListener, Option<PathBuf>, Arc<str>),
 }
+
+/// The name of a TCP listener that was given none.
+pub(crate) const DEFAULT_TCP_NAME: &str = "tcp";
+/// The name of a Unix listener that was given none.
+pub(crate) const DEFAULT_UNIX_NAME: &str = "unix";
 
 /// Configures a server: its listeners, its lifecycle [`Config`], its
 /// shutdown hooks and an event observer. [`build`](Builder::build) (or one
@@ -117,7 +124,8 @@ impl<R: Runtime> Builder<R> {
     /// ```
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
-        self.pending.push(Pending::Tcp(listener));
+        self.pending
+            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into()));
         Ok(self)
     }
 
@@ -134,8 +142,11 @@ impl<R: Runtime> Builder<R> {
     pub fn bind_unix(mut self, path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         let listener = UnixListener::bind(path)?;
-        self.pending
-            .push(Pending::Unix(listener, Some(path.to_path_buf())));
+        self.pending.push(Pending::Unix(
+            listener,
+            Some(path.to_path_buf()),
+            DEFAULT_UNIX_NAME.into(),
+        ));
         Ok(self)
     }
 
@@ -149,7 +160,8 @@ impl<R: Runtime> Builder<R> {
     /// ```
     #[must_use]
     pub fn tcp_listener(mut self, listener: std::net::TcpListener) -> Self {
-        self.pending.push(Pending::Tcp(listener));
+        self.pending
+            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into()));
         self
     }
 
@@ -164,7 +176,8 @@ impl<R: Runtime> Builder<R> {
     /// ```
     #[must_use]
     pub fn unix_listener(mut self, listener: UnixListener) -> Self {
-        self.pending.push(Pending::Unix(listener, None));
+        self.pending
+            .push(Pending::Unix(listener, None, DEFAULT_UNIX_NAME.into()));
         self
     }
 
@@ -242,6 +255,13 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Adds a listener with its name (for [`crate::unix`]'s hand-off).
+    #[cfg(unix)]
+    pub(crate) fn push_listener(mut self, pending: Pending) -> Self {
+        self.pending.push(pending);
+        self
+    }
+
     /// Registers the listeners and starts the driver. Nothing is accepted
     /// until [`Server::serve_http`] or [`Server::serve_stream`].
     ///
@@ -256,12 +276,12 @@ impl<R: Runtime> Builder<R> {
         let mut addrs = Vec::with_capacity(self.pending.len());
         for pending in self.pending {
             match pending {
-                Pending::Tcp(listener) => {
+                Pending::Tcp(listener, name) => {
                     let socket = self.rt.tcp_listener(listener)?;
                     addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
-                    sockets.push(ListenSocket::Tcp(socket));
+                    sockets.push((ListenSocket::Tcp(socket), name));
                 }
-                Pending::Unix(listener, unlink) => {
+                Pending::Unix(listener, unlink, name) => {
                     let path = listener
                         .local_addr()?
                         .as_pathname()
@@ -269,21 +289,25 @@ impl<R: Runtime> Builder<R> {
                         .unwrap_or_default();
                     let socket = self.rt.unix_listener(listener)?;
                     addrs.push(ListenAddr::Unix(path));
-                    sockets.push(ListenSocket::Unix {
-                        listener: socket,
-                        unlink,
-                    });
+                    sockets.push((
+                        ListenSocket::Unix {
+                            listener: socket,
+                            unlink: unlink.into(),
+                        },
+                        name,
+                    ));
                 }
             }
         }
         let driver = Driver::start(self.rt, self.config, self.hooks, self.observer);
         let mut listeners = Vec::with_capacity(sockets.len());
-        for socket in sockets {
+        for (socket, name) in sockets {
             let socket = Arc::new(socket);
             let stop = Arc::new(Stop::default());
             let entry = ListenerEntry {
                 socket: socket.clone(),
                 stop: stop.clone(),
+                name,
             };
             // A fresh core is Serving: adding a listener cannot be refused.
             let id = driver
@@ -466,6 +490,10 @@ impl<R: Runtime> Drop for Server<R> {
     fn drop(&mut self) {
         if !self.serving {
             self.handle.close();
+        }
+        // Listeners never served have no accept loop to report its end.
+        for (_, _, stop) in &self.listeners {
+            stop.exited();
         }
     }
 }

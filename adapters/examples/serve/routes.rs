@@ -30,12 +30,24 @@ const MAX_MS: u64 = 3_600_000;
 const MAX_CHUNKS: u64 = 100_000;
 
 /// The demo's handler: `GET /`, `/sleep?ms=N`, `/stream?chunks=N&ms=M`,
-/// `/pid`, `/healthz`, `POST /echo`, `GET /upgrade` (echo protocol).
+/// `/pid`, `/healthz`, `POST /echo`, `GET /upgrade` (echo protocol). Every
+/// response carries `X-Pid`: the process that served it (across restarts,
+/// a request is answered by the process it reached).
 pub fn router<R: Runtime>(
     rt: R,
     handle: Handle<R>,
 ) -> impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'static {
-    move |req| route(rt.clone(), handle.clone(), req)
+    move |req| {
+        let reply = route(rt.clone(), handle.clone(), req);
+        Box::pin(async move {
+            let mut response = reply.await?;
+            response.headers_mut().insert(
+                "x-pid",
+                hyper::header::HeaderValue::from(std::process::id()),
+            );
+            Ok(response)
+        })
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

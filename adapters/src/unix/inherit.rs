@@ -1,0 +1,718 @@
+//! Adopting inherited listening sockets (systemd socket activation, or a
+//! predecessor's hand-off: the same format), strictly validated.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::net::ToSocketAddrs;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lameduck_core::activation::{ActivationError, InheritedFd, ListenEnv};
+use rustix::io::{Errno, FdFlags};
+use rustix::net::{AddressFamily, SocketType};
+
+use super::ready::ReadyChannel;
+use super::spawn::READY_FD_VAR;
+use crate::listener::ListenAddr;
+use crate::runtime::Runtime;
+use crate::server::{Builder, Pending};
+
+/// The variables removed once the sockets are adopted.
+const VARS: [&str; 4] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR];
+
+/// Set once a process has adopted its inherited descriptors: they are
+/// owned from then on and must not be adopted twice.
+static ADOPTED: AtomicBool = AtomicBool::new(false);
+
+/// Why the inherited sockets were refused. The process should report it
+/// and exit non-zero: it was told to serve on sockets it cannot use.
+///
+/// ```
+/// use lameduck::unix::InheritError;
+/// use lameduck::core::activation::ActivationError;
+///
+/// let error = InheritError::Env(ActivationError::InvalidCount("x".into()));
+/// assert_eq!(error.to_string(), "LISTEN_FDS=\"x\" is not a count");
+/// let error = InheritError::NotASocket { fd: 3, name: "http".into() };
+/// assert_eq!(error.to_string(), "inherited fd 3 (http) is not a socket");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InheritError {
+    /// `LISTEN_PID`, `LISTEN_FDS` or `LISTEN_FDNAMES` is malformed, or the
+    /// sockets are for another process.
+    Env(ActivationError),
+    /// The descriptor is not open.
+    NotOpen {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// The descriptor is not a socket.
+    NotASocket {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// The socket is not a stream socket (a datagram socket, say).
+    NotStream {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// The socket is not listening (`SO_ACCEPTCONN` is off).
+    NotListening {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// The socket is neither IPv4, IPv6 nor Unix.
+    UnsupportedFamily {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// `LAMEDUCK_READY_FD` does not name the write end of a pipe.
+    ReadyFd {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`Inherited::from_env`] already adopted this process's descriptors.
+    AlreadyAdopted,
+    /// A system call failed while checking or adopting a descriptor.
+    Io {
+        /// The descriptor.
+        fd: RawFd,
+        /// The error.
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for InheritError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InheritError::Env(e) => write!(f, "{e}"),
+            InheritError::NotOpen { fd, name } => {
+                write!(f, "inherited fd {fd} ({name}) is not open")
+            }
+            InheritError::NotASocket { fd, name } => {
+                write!(f, "inherited fd {fd} ({name}) is not a socket")
+            }
+            InheritError::NotStream { fd, name } => {
+                write!(f, "inherited fd {fd} ({name}) is not a stream socket")
+            }
+            InheritError::NotListening { fd, name } => {
+                write!(f, "inherited fd {fd} ({name}) is not a listening socket")
+            }
+            InheritError::UnsupportedFamily { fd, name } => write!(
+                f,
+                "inherited fd {fd} ({name}) is neither an IPv4, IPv6 nor Unix socket"
+            ),
+            InheritError::ReadyFd { value, reason } => {
+                write!(f, "{READY_FD_VAR}={value:?}: {reason}")
+            }
+            InheritError::AlreadyAdopted => {
+                f.write_str("the inherited sockets were already adopted by this process")
+            }
+            InheritError::Io { fd, error } => write!(f, "inherited fd {fd}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for InheritError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InheritError::Env(e) => Some(e),
+            InheritError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<ActivationError> for InheritError {
+    fn from(e: ActivationError) -> Self {
+        InheritError::Env(e)
+    }
+}
+
+/// An inherited listening socket, checked and owned (close-on-exec,
+/// non-blocking).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut inherited = lameduck::unix::Inherited::from_env()?;
+/// for listener in inherited.take_all() {
+///     println!("{} {}: {}", listener.fd(), listener.name(), listener.local_addr()?);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct InheritedListener {
+    fd: RawFd,
+    name: String,
+    socket: Socket,
+}
+
+#[derive(Debug)]
+enum Socket {
+    Tcp(std::net::TcpListener),
+    Unix(UnixListener),
+}
+
+impl InheritedListener {
+    /// The descriptor number it was passed at (3, 4, …).
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// if let Some(listener) = inherited.take("http") {
+    ///     assert!(listener.fd() >= 3);
+    /// }
+    /// ```
+    #[must_use]
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Its name from `LISTEN_FDNAMES` (`unknown` when none was given).
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// if let Some(listener) = inherited.take("http") {
+    ///     assert_eq!(listener.name(), "http");
+    /// }
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a TCP (IPv4 or IPv6) socket; otherwise a Unix one.
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// let tcp = inherited.take_all().into_iter().filter(|l| l.is_tcp()).count();
+    /// # let _ = tcp;
+    /// ```
+    #[must_use]
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.socket, Socket::Tcp(_))
+    }
+
+    /// The address it listens on.
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// for listener in inherited.take_all() {
+    ///     println!("{}", listener.local_addr().unwrap());
+    /// }
+    /// ```
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        Ok(match &self.socket {
+            Socket::Tcp(l) => ListenAddr::Tcp(l.local_addr()?),
+            Socket::Unix(l) => ListenAddr::Unix(
+                l.local_addr()?
+                    .as_pathname()
+                    .unwrap_or(Path::new(""))
+                    .into(),
+            ),
+        })
+    }
+
+    fn into_pending(self) -> Pending {
+        let name: Arc<str> = self.name.into();
+        match self.socket {
+            Socket::Tcp(l) => Pending::Tcp(l, name),
+            // Whoever created the file (systemd, or the first generation)
+            // owns it: an inherited socket's file is left in place.
+            Socket::Unix(l) => Pending::Unix(l, None, name),
+        }
+    }
+}
+
+/// The sockets (and readiness channel) this process inherited, adopted by
+/// [`Inherited::from_env`]. Hand them to the [`Builder`] by name
+/// ([`Builder::inherit_or_bind`]) or all at once
+/// ([`Builder::inherit_rest`]), and the rest to
+/// [`Lifecycle::inherited`](super::Lifecycle::inherited). Sockets never
+/// taken are closed when it is dropped.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Started by hand: nothing inherited.
+/// let inherited = lameduck::unix::Inherited::from_env()?;
+/// assert!(inherited.is_empty() || std::env::var_os("LISTEN_FDS").is_none());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct Inherited {
+    listeners: Vec<Option<InheritedListener>>,
+    pub(crate) ready: Option<ReadyChannel>,
+    env_cleared: bool,
+}
+
+impl Inherited {
+    /// Adopts what this process inherited: the sockets named by
+    /// `LISTEN_FDS`/`LISTEN_PID`/`LISTEN_FDNAMES` (each checked: open, a
+    /// socket, a stream, listening, IPv4/IPv6/Unix; then made close-on-exec
+    /// and non-blocking), and a predecessor's readiness channel
+    /// (`LAMEDUCK_READY_FD`). Nothing inherited is not an error.
+    ///
+    /// The variables are then removed from the environment, so no child
+    /// inherits them — when this process is still single-threaded (as
+    /// checked in `/proc/self/task`), because changing the environment
+    /// while another thread may read it is undefined behaviour. So call it
+    /// first thing in `main`, before any runtime starts threads;
+    /// [`env_cleared`](Self::env_cleared) says whether it could. (Left in
+    /// place they are inert: `LISTEN_PID` names this process only, and
+    /// lameduck builds a successor's environment without them.)
+    ///
+    /// Call it once: the descriptors are owned from then on, and a second
+    /// call is [`InheritError::AlreadyAdopted`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inherited = lameduck::unix::Inherited::from_env()?;
+    /// println!("{} inherited sockets", inherited.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Inherited, InheritError> {
+        if ADOPTED.swap(true, Ordering::AcqRel) {
+            return Err(InheritError::AlreadyAdopted);
+        }
+        let env = ListenEnv::from_process();
+        let ready_var = std::env::var_os(READY_FD_VAR);
+        let result = Self::adopt(&env, ready_var.as_deref());
+        let env_cleared = clear_env();
+        let mut inherited = result?;
+        inherited.env_cleared = env_cleared;
+        Ok(inherited)
+    }
+
+    fn adopt(
+        env: &ListenEnv,
+        ready_var: Option<&std::ffi::OsStr>,
+    ) -> Result<Inherited, InheritError> {
+        let fds = env.parse(std::process::id())?.unwrap_or_default();
+        // Check every descriptor before owning any: on an error nothing is
+        // closed behind the caller's back.
+        let kinds = fds.iter().map(check).collect::<Result<Vec<_>, _>>()?;
+        let ready = ready_var.map(ReadyChannel::adopt).transpose()?;
+        let listeners = fds
+            .into_iter()
+            .zip(kinds)
+            .map(|(inherited, family)| own(inherited, family).map(Some))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inherited {
+            listeners,
+            ready,
+            env_cleared: false,
+        })
+    }
+
+    /// Whether the variables were removed from the environment (see
+    /// [`from_env`](Self::from_env)).
+    ///
+    /// ```
+    /// # let inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// if !inherited.env_cleared() {
+    ///     eprintln!("LISTEN_* left in the environment: threads were running");
+    /// }
+    /// ```
+    #[must_use]
+    pub fn env_cleared(&self) -> bool {
+        self.env_cleared
+    }
+
+    /// How many inherited sockets are left to take.
+    ///
+    /// ```
+    /// let inherited = lameduck::unix::Inherited::default();
+    /// assert_eq!(inherited.len(), 0);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.listeners.iter().flatten().count()
+    }
+
+    /// Whether no inherited socket is left to take.
+    ///
+    /// ```
+    /// assert!(lameduck::unix::Inherited::default().is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a predecessor is waiting for this process to report ready
+    /// (it was started by a restart).
+    ///
+    /// ```
+    /// assert!(!lameduck::unix::Inherited::default().is_successor());
+    /// ```
+    #[must_use]
+    pub fn is_successor(&self) -> bool {
+        self.ready.is_some()
+    }
+
+    /// The names of the sockets left, in descriptor order.
+    ///
+    /// ```
+    /// assert!(lameduck::unix::Inherited::default().names().is_empty());
+    /// ```
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.listeners.iter().flatten().map(|l| l.name()).collect()
+    }
+
+    /// Takes the first socket left with this name.
+    ///
+    /// ```
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// assert!(inherited.take("http").is_none());
+    /// ```
+    pub fn take(&mut self, name: &str) -> Option<InheritedListener> {
+        self.listeners
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|l| l.name == name))
+            .and_then(Option::take)
+    }
+
+    /// Takes every socket left, in descriptor order.
+    ///
+    /// ```
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// assert!(inherited.take_all().is_empty());
+    /// ```
+    pub fn take_all(&mut self) -> Vec<InheritedListener> {
+        self.listeners.iter_mut().filter_map(Option::take).collect()
+    }
+}
+
+/// Removes the variables if no other thread can be reading the
+/// environment; says whether it did.
+fn clear_env() -> bool {
+    if !VARS.iter().any(|k| std::env::var_os(k).is_some()) {
+        return true;
+    }
+    if !single_threaded() {
+        return false;
+    }
+    for key in VARS {
+        // SAFETY: this process has one thread (checked just above), this
+        // one, so nothing reads or writes the environment concurrently; a
+        // thread started later sees the result.
+        unsafe { std::env::remove_var(key) };
+    }
+    true
+}
+
+/// Whether this process has exactly one thread (Linux: `/proc/self/task`).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.take(2).count() == 1)
+}
+
+/// Whether `fd` is an open descriptor (without claiming it).
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: `fcntl(F_GETFD)` reads the descriptor's flags and nothing
+    // else; for a number that is not open it fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    Inet,
+    Unix,
+}
+
+/// Checks that an inherited descriptor is a listening stream socket.
+fn check(inherited: &InheritedFd) -> Result<Family, InheritError> {
+    let (fd, name) = (inherited.fd, inherited.name.clone());
+    if !is_open(fd) {
+        return Err(InheritError::NotOpen { fd, name });
+    }
+    // SAFETY: `fd` is open (checked just above) and, by the LISTEN_FDS
+    // protocol, was passed to this process; it is only borrowed for these
+    // checks, within this function.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let io_error = |e: Errno| InheritError::Io {
+        fd,
+        error: e.into(),
+    };
+    match rustix::net::sockopt::socket_type(borrowed) {
+        Ok(SocketType::STREAM) => {}
+        Ok(_) => return Err(InheritError::NotStream { fd, name }),
+        Err(Errno::NOTSOCK) => return Err(InheritError::NotASocket { fd, name }),
+        Err(e) => return Err(io_error(e)),
+    }
+    if !rustix::net::sockopt::socket_acceptconn(borrowed).map_err(io_error)? {
+        return Err(InheritError::NotListening { fd, name });
+    }
+    let family = socket_family(borrowed).map_err(io_error)?;
+    if family == AddressFamily::INET || family == AddressFamily::INET6 {
+        Ok(Family::Inet)
+    } else if family == AddressFamily::UNIX {
+        Ok(Family::Unix)
+    } else {
+        Err(InheritError::UnsupportedFamily { fd, name })
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn socket_family(fd: BorrowedFd<'_>) -> Result<AddressFamily, Errno> {
+    rustix::net::sockopt::socket_domain(fd)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn socket_family(fd: BorrowedFd<'_>) -> Result<AddressFamily, Errno> {
+    rustix::net::getsockname(fd).map(|addr| addr.address_family())
+}
+
+/// Takes ownership of a checked descriptor.
+fn own(inherited: InheritedFd, family: Family) -> Result<InheritedListener, InheritError> {
+    let fd = inherited.fd;
+    // SAFETY: the descriptor is open and a listening socket (checked), it
+    // was passed to this process by LISTEN_FDS for it to own, the parsed
+    // numbers are distinct, and `ADOPTED` makes sure no descriptor is
+    // adopted twice in this process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let io_error = |error: io::Error| InheritError::Io { fd, error };
+    // Nothing inherited leaks into this process's own children.
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC).map_err(|e| io_error(e.into()))?;
+    let socket = match family {
+        Family::Inet => {
+            let l = std::net::TcpListener::from(owned);
+            // Non-blocking whatever it arrived as (systemd passes blocking
+            // sockets, a predecessor non-blocking ones): one mode from here.
+            l.set_nonblocking(true).map_err(io_error)?;
+            Socket::Tcp(l)
+        }
+        Family::Unix => {
+            let l = UnixListener::from(owned);
+            l.set_nonblocking(true).map_err(io_error)?;
+            Socket::Unix(l)
+        }
+    };
+    Ok(InheritedListener {
+        fd,
+        name: inherited.name,
+        socket,
+    })
+}
+
+/// Checks a listener name for `LISTEN_FDNAMES`.
+fn valid_name(name: &str) -> io::Result<()> {
+    ListenEnv::for_successor(1, &[name])
+        .map(drop)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+impl<R: Runtime> Builder<R> {
+    /// Serves on an adopted socket, under its inherited name.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let mut builder = lameduck::Builder::new();
+    /// for listener in inherited.take_all() {
+    ///     builder = builder.inherited_listener(listener);
+    /// }
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn inherited_listener(self, listener: InheritedListener) -> Self {
+        self.push_listener(listener.into_pending())
+    }
+
+    /// Serves on the inherited TCP socket named `name` if there is one (a
+    /// restart, or a systemd socket with `FileDescriptorName=name`);
+    /// otherwise binds `addr` and names the new listener `name`, so that a
+    /// successor finds it under that name. A socket of that name that is
+    /// not TCP is an error.
+    ///
+    /// Names are 1–255 printable ASCII characters without `:`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let builder = lameduck::Builder::new()
+    ///     .inherit_or_bind(&mut inherited, "http", "127.0.0.1:0")?
+    ///     .inherit_or_bind(&mut inherited, "admin", "127.0.0.1:0")?;
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    pub fn inherit_or_bind(
+        self,
+        inherited: &mut Inherited,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<Self> {
+        valid_name(name)?;
+        match inherited.take(name) {
+            Some(listener) if listener.is_tcp() => Ok(self.inherited_listener(listener)),
+            Some(listener) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "inherited fd {} ({name}) is a Unix socket; a TCP one was expected",
+                    listener.fd
+                ),
+            )),
+            None => {
+                let listener = std::net::TcpListener::bind(addr)?;
+                Ok(self.push_listener(Pending::Tcp(listener, name.into())))
+            }
+        }
+    }
+
+    /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
+    /// socket at `path` (which must not exist when it is bound; a bound
+    /// socket's file is removed at the end, an inherited one's is not).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join(format!("lameduck-doc-inherit-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let server = lameduck::Builder::new()
+    ///     .inherit_or_bind_unix(&mut inherited, "local", &path)?
+    ///     .build()?;
+    /// # drop(server); Ok(()) }
+    /// ```
+    pub fn inherit_or_bind_unix(
+        self,
+        inherited: &mut Inherited,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> io::Result<Self> {
+        valid_name(name)?;
+        match inherited.take(name) {
+            Some(listener) if !listener.is_tcp() => Ok(self.inherited_listener(listener)),
+            Some(listener) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "inherited fd {} ({name}) is a TCP socket; a Unix one was expected",
+                    listener.fd
+                ),
+            )),
+            None => {
+                let path = path.as_ref();
+                let listener = UnixListener::bind(path)?;
+                Ok(self.push_listener(Pending::Unix(
+                    listener,
+                    Some(path.to_path_buf()),
+                    name.into(),
+                )))
+            }
+        }
+    }
+
+    /// Serves on every inherited socket not taken yet (e.g. all of a
+    /// systemd `.socket` unit's), in descriptor order.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let builder = lameduck::Builder::new().inherit_rest(&mut inherited);
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn inherit_rest(mut self, inherited: &mut Inherited) -> Self {
+        for listener in inherited.take_all() {
+            self = self.inherited_listener(listener);
+        }
+        self
+    }
+}
+
+impl AsFd for InheritedListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.socket {
+            Socket::Tcp(l) => l.as_fd(),
+            Socket::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pid: u32, fds: &str, names: Option<&str>) -> ListenEnv {
+        ListenEnv {
+            pid: Some(pid.to_string()),
+            fds: Some(fds.into()),
+            fdnames: names.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn bad_variables_are_precise_errors() {
+        let me = std::process::id();
+        let e = Inherited::adopt(&env(me + 1, "1", None), None).unwrap_err();
+        assert!(matches!(
+            e,
+            InheritError::Env(ActivationError::PidMismatch { .. })
+        ));
+        assert!(e.to_string().contains("names another process"), "{e}");
+        let e = Inherited::adopt(&env(me, "x", None), None).unwrap_err();
+        assert_eq!(e.to_string(), "LISTEN_FDS=\"x\" is not a count");
+    }
+
+    #[test]
+    fn descriptors_that_are_not_listening_sockets_are_refused() {
+        // A pipe, a connected-less stream socket, a datagram socket: each
+        // placed where the check looks, without adopting (check only).
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let pipe = InheritedFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&r),
+            name: "p".into(),
+        };
+        assert!(matches!(check(&pipe), Err(InheritError::NotASocket { .. })));
+
+        let stream = std::os::unix::net::UnixStream::pair().unwrap().0;
+        let not_listening = InheritedFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+            name: "s".into(),
+        };
+        let e = check(&not_listening).unwrap_err();
+        assert!(matches!(e, InheritError::NotListening { .. }));
+        assert!(e.to_string().ends_with("is not a listening socket"), "{e}");
+
+        let dgram = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = InheritedFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&dgram),
+            name: "u".into(),
+        };
+        assert!(matches!(check(&udp), Err(InheritError::NotStream { .. })));
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ok = InheritedFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+            name: "l".into(),
+        };
+        assert!(matches!(check(&ok), Ok(Family::Inet)));
+
+        let closed = InheritedFd {
+            fd: 999_999,
+            name: "gone".into(),
+        };
+        assert!(matches!(check(&closed), Err(InheritError::NotOpen { .. })));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("http").is_ok());
+        assert!(valid_name("a:b").is_err());
+        assert!(valid_name("").is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! Signals, zero-downtime restart by passing the listening sockets, and
+//! systemd.
+//!
+//! # The pieces
+//!
+//! - [`Inherited`]: adopt listening sockets passed in systemd's
+//!   socket-activation format (`LISTEN_FDS`, `LISTEN_PID`,
+//!   `LISTEN_FDNAMES`, descriptors 3, 4, …) — from a systemd `.socket`
+//!   unit on first start, or from a restarting predecessor. Strictly
+//!   validated: a bad variable, a `LISTEN_PID` for another process, or a
+//!   descriptor that is not a listening stream socket is a precise
+//!   [`InheritError`]. The variables are removed after adoption.
+//! - [`Builder::inherit_or_bind`](crate::Builder::inherit_or_bind): serve
+//!   the inherited socket of that name, or bind a new one.
+//! - [`Lifecycle`]: runs the server's life: signals ([`SignalConfig`]:
+//!   `SIGTERM`/`SIGINT` drain, a second one closes at once, `SIGHUP`
+//!   restarts, `SIGUSR2` closes at once), readiness, restarts, systemd
+//!   notifications and the pid file. Everything is also a method
+//!   ([`Lifecycle::shutdown`], [`Lifecycle::close`], [`Lifecycle::restart`]).
+//! - [`spawn_with_listeners`]: start any program with listening sockets
+//!   handed over the way systemd does it.
+//!
+//! # A restart, step by step
+//!
+//! The protocol's decisions (one restart at a time, the readiness
+//! deadline, rollback) are [`lameduck_core::restart::Restart`]'s; this
+//! module carries out its actions.
+//!
+//! 1. `SIGHUP` (or [`Lifecycle::restart`]): systemd is told `RELOADING=1`
+//!    with `MONOTONIC_USEC`.
+//! 2. The successor — this executable, as it is on disk now, with the same
+//!    arguments — is started with the listeners at descriptors 3, 4, … (in
+//!    the order they were added, named), `LISTEN_FDS`, `LISTEN_FDNAMES`,
+//!    `LISTEN_PID` set to its own pid (written between `fork` and `exec`),
+//!    and the write end of a private readiness pipe at the next descriptor,
+//!    named by `LAMEDUCK_READY_FD`. Every other descriptor is closed on
+//!    `exec`. Both processes now accept on the same sockets: a connection
+//!    waits in the kernel's backlog until one of them takes it.
+//! 3. The successor adopts the sockets ([`Inherited::from_env`]), starts
+//!    serving, and once every accept loop runs, [`Lifecycle::run`] writes
+//!    `READY=1` to the pipe.
+//! 4. This process then writes the pid file, tells systemd
+//!    `MAINPID=<successor>` and `READY=1` (a `Type=notify-reload` unit
+//!    follows the new process), stops accepting **without** shutting the
+//!    sockets down (a connection it already accepted is still served), and
+//!    drains: its in-flight requests finish here, idle keep-alive
+//!    connections close, and it exits.
+//! 5. If the successor cannot be started, exits, or is not ready by the
+//!    deadline ([`Lifecycle::ready_timeout`], default 60 s), it is killed
+//!    and reaped, systemd hears `READY=1` again, and this process keeps
+//!    serving: [`RestartError::Failed`] says why.
+//!
+//! # systemd
+//!
+//! Example units are in the repository's `docs/systemd/`:
+//! `lameduck-demo.service` (`Type=notify-reload`, so `systemctl reload`
+//! sends `SIGHUP` and waits for the hand-off) and `lameduck-demo.socket`
+//! (systemd owns the listening socket; the server adopts it). The service
+//! needs `NotifyAccess=main` (the default for `Type=notify`): only the main
+//! process talks to systemd, and the hand-off moves "main" to the
+//! successor. `NOTIFY_SOCKET` is left in the environment, so the successor
+//! reaches systemd too.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::Incoming};
+//! use lameduck::unix::{Inherited, Lifecycle};
+//!
+//! async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from("hello\n"))))
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // First thing, before any thread starts: adopt what systemd or a
+//!     // predecessor passed (nothing, when started by hand).
+//!     let mut inherited = Inherited::from_env()?;
+//!     smol::block_on(async {
+//!         let handle = lameduck::Builder::new()
+//!             .inherit_or_bind(&mut inherited, "http", "127.0.0.1:8080")?
+//!             .serve_http(hello)?;
+//!         let ended = Lifecycle::new(handle)
+//!             .inherited(inherited)
+//!             .drain_timeout(Duration::from_secs(30))
+//!             .pid_file("/run/hello.pid")
+//!             .on_event(|event| eprintln!("{event}"))
+//!             .run()
+//!             .await?;
+//!         eprintln!("done: {:?}", ended.outcome);
+//!         Ok(())
+//!     })
+//! }
+//! ```
+
+mod child;
+mod inherit;
+mod notify;
+mod pidfile;
+mod ready;
+mod restart;
+mod signals;
+mod spawn;
+
+pub use inherit::{InheritError, Inherited, InheritedListener};
+pub use notify::notify;
+pub use restart::{Ended, Lifecycle, LifecycleEvent, RestartError};
+pub use signals::{Signal, SignalAction, SignalConfig};
+pub use spawn::{READY_FD_VAR, spawn_with_listeners};

@@ -1,0 +1,1102 @@
+//! The [`Lifecycle`]: signals, readiness, restarts (carrying out
+//! [`lameduck_core::restart::Restart`]'s actions), systemd notifications
+//! and the pid file.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::future::pending;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_signal::Signals;
+use futures_lite::{FutureExt, StreamExt};
+use lameduck_core::Outcome;
+use lameduck_core::restart::{
+    Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
+};
+
+use super::child::ChildWatch;
+use super::inherit::Inherited;
+use super::notify::{monotonic_usec, notify};
+use super::pidfile;
+use super::ready::{ReadyChannel, ReadyReader, ready_pipe};
+use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
+use super::spawn::spawn;
+use crate::handle::Handle;
+use crate::runtime::Runtime;
+
+/// Why a restart did not happen. After any of these the server goes on
+/// serving, unchanged.
+///
+/// ```
+/// use lameduck::unix::RestartError;
+/// use lameduck::core::restart::RestartFailure;
+///
+/// let e = RestartError::Failed {
+///     failure: RestartFailure::ChildExited { child: 42 },
+///     detail: Some("exit status: 3".into()),
+/// };
+/// assert_eq!(e.to_string(), "the successor (pid 42) exited before it was ready (exit status: 3)");
+/// assert_eq!(RestartError::InProgress.to_string(), "a restart is already in progress");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartError {
+    /// Refused: a restart is already in flight (repeated requests are
+    /// debounced).
+    InProgress,
+    /// Refused: the server is stopping, or already handed off.
+    Stopping,
+    /// The restart was tried and rolled back: the successor was killed and
+    /// reaped (if it was started at all).
+    Failed {
+        /// What went wrong.
+        failure: RestartFailure,
+        /// More about it: the spawn error, the exit status, ….
+        detail: Option<String>,
+    },
+}
+
+impl fmt::Display for RestartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartError::InProgress => f.write_str("a restart is already in progress"),
+            RestartError::Stopping => f.write_str("the server is stopping"),
+            RestartError::Failed {
+                failure,
+                detail: Some(detail),
+            } => write!(f, "{failure} ({detail})"),
+            RestartError::Failed {
+                failure,
+                detail: None,
+            } => write!(f, "{failure}"),
+        }
+    }
+}
+
+impl std::error::Error for RestartError {}
+
+/// Something the [`Lifecycle`] did, for logs ([`Lifecycle::on_event`]).
+/// `Display` gives one line.
+///
+/// ```
+/// use lameduck::unix::{LifecycleEvent, Signal, SignalAction};
+/// let event = LifecycleEvent::Signal {
+///     signal: Signal::Hup,
+///     action: SignalAction::Restart,
+///     repeated: false,
+///     deadline: None,
+/// };
+/// assert_eq!(event.to_string(), "SIGHUP: restarting");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum LifecycleEvent {
+    /// Serving, every accept loop running; reported to systemd (first
+    /// start) or to the predecessor (a restart's successor).
+    Ready {
+        /// This process.
+        pid: u32,
+        /// Reported to a predecessor.
+        successor: bool,
+    },
+    /// A signal arrived.
+    Signal {
+        /// Which.
+        signal: Signal,
+        /// What it does.
+        action: SignalAction,
+        /// A drain signal while already draining.
+        repeated: bool,
+        /// The drain's deadline, from now.
+        deadline: Option<Duration>,
+    },
+    /// A restart began.
+    RestartStarted {
+        /// 1 for this process's first.
+        attempt: u64,
+    },
+    /// The successor was started; it has until the readiness deadline.
+    SuccessorStarted {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The successor is ready and serving: this process stopped accepting
+    /// and drains.
+    HandedOff {
+        /// This process.
+        pid: u32,
+        /// The successor.
+        successor: u32,
+    },
+    /// A restart was refused or rolled back.
+    RestartFailed(RestartError),
+    /// Something went wrong that does not stop the server (a pid file
+    /// that cannot be written, a notification that cannot be sent).
+    Problem(String),
+}
+
+impl fmt::Display for LifecycleEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LifecycleEvent::Ready {
+                pid,
+                successor: false,
+            } => write!(f, "ready (pid {pid})"),
+            LifecycleEvent::Ready {
+                pid,
+                successor: true,
+            } => write!(f, "ready (pid {pid}); told the predecessor"),
+            LifecycleEvent::Signal {
+                signal,
+                action,
+                repeated,
+                deadline,
+            } => {
+                let name = SignalName(*signal);
+                match (action, repeated) {
+                    (SignalAction::Drain, false) => match deadline {
+                        Some(d) => write!(
+                            f,
+                            "{name}: draining (deadline {:.3} s; again to close at once)",
+                            d.as_secs_f64()
+                        ),
+                        None => write!(f, "{name}: draining (no deadline; again to close at once)"),
+                    },
+                    (SignalAction::Drain, true) => write!(f, "{name} again: already draining"),
+                    (SignalAction::Close, true) => write!(f, "{name} again: closing now"),
+                    (SignalAction::Close, false) => write!(f, "{name}: closing now"),
+                    (SignalAction::Restart, _) => write!(f, "{name}: restarting"),
+                }
+            }
+            LifecycleEvent::RestartStarted { attempt } => {
+                write!(f, "restart {attempt}: starting a successor")
+            }
+            LifecycleEvent::SuccessorStarted { pid } => {
+                write!(
+                    f,
+                    "restart: successor pid {pid} started; waiting until it is ready"
+                )
+            }
+            LifecycleEvent::HandedOff { pid, successor } => {
+                write!(
+                    f,
+                    "restart: pid {pid} handed off to pid {successor}; draining"
+                )
+            }
+            LifecycleEvent::RestartFailed(RestartError::Failed {
+                failure: RestartFailure::Stopping,
+                ..
+            }) => f.write_str("restart abandoned: the server is stopping"),
+            LifecycleEvent::RestartFailed(e @ RestartError::Failed { .. }) => {
+                write!(
+                    f,
+                    "restart failed: {e}; still serving (pid {})",
+                    std::process::id()
+                )
+            }
+            LifecycleEvent::RestartFailed(e) => write!(f, "restart refused: {e}"),
+            LifecycleEvent::Problem(message) => f.write_str(message),
+        }
+    }
+}
+
+/// How [`Lifecycle::run`] ended.
+///
+/// ```
+/// # fn demo(ended: lameduck::unix::Ended) {
+/// match ended.successor {
+///     Some(pid) => println!("handed off to {pid}; drained: {}", ended.outcome.is_graceful()),
+///     None => println!("stopped; drained: {}", ended.outcome.is_graceful()),
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Ended {
+    /// How the drain ended.
+    pub outcome: Outcome,
+    /// The successor this process handed off to, if it did.
+    pub successor: Option<u32>,
+}
+
+type Observer = Arc<dyn Fn(&LifecycleEvent) + Send + Sync>;
+
+struct Settings {
+    signals: SignalConfig,
+    executable: io::Result<PathBuf>,
+    args: Vec<OsString>,
+    drain_timeout: Option<Duration>,
+    pid_file: Option<PathBuf>,
+    notify: bool,
+}
+
+struct Machine {
+    restart: Restart,
+    /// The successor being started (or killed), until it is handed off to
+    /// or reaped.
+    child: Option<Arc<ChildWatch>>,
+}
+
+struct Shared<R: Runtime> {
+    handle: Handle<R>,
+    settings: Mutex<Settings>,
+    machine: Mutex<Machine>,
+    /// Notified when an attempt is over (its child handed off or reaped).
+    attempt_over: event_listener::Event,
+    ready: Mutex<Option<ReadyChannel>>,
+    signals: Mutex<Option<Signals>>,
+    /// Readiness was reported.
+    reported_ready: AtomicBool,
+    observer: Mutex<Option<Observer>>,
+    /// The successor handed off to (0: none).
+    handed_off: AtomicU32,
+    /// A drain for exit began (`shutdown`/`close`, or a signal).
+    stopping: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks panics; the state is still the best there is.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A server's life on Unix: readiness, signals, restarts, systemd and the
+/// pid file, around a [`Handle`]. Cheap to clone; every method may be
+/// called from any thread.
+///
+/// See the [module docs](super) for the restart protocol.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use lameduck::unix::{Lifecycle, SignalConfig};
+///
+/// let handle = lameduck::Builder::new()
+///     .bind("127.0.0.1:0")?
+///     .serve_stream(|conn| async move { drop(conn) })?;
+/// let lifecycle = Lifecycle::new(handle)
+///     .signals(SignalConfig::none()) // methods only, in this example
+///     .drain_timeout(Duration::from_secs(5))
+///     .notify(false);
+/// let stopper = lifecycle.clone();
+/// let ended = smol::block_on(async {
+///     smol::spawn(async move { stopper.shutdown() }).detach();
+///     lifecycle.run().await
+/// })?;
+/// assert!(ended.outcome.is_graceful());
+/// assert_eq!(ended.successor, None);
+/// # Ok(()) }
+/// ```
+pub struct Lifecycle<R: Runtime> {
+    shared: Arc<Shared<R>>,
+}
+
+impl<R: Runtime> Clone for Lifecycle<R> {
+    fn clone(&self) -> Self {
+        Lifecycle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for Lifecycle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("handle", &self.shared.handle)
+            .field("restart", &self.restart_phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Lifecycle<R> {
+    /// The lifecycle of the server behind `handle` (serving or about to).
+    /// Defaults: [`SignalConfig::default`], the successor is this
+    /// executable (as found now) with this process's arguments, 60 s to be
+    /// ready, no drain deadline, no pid file, systemd notifications on
+    /// (sent only under systemd).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn new(handle: Handle<R>) -> Lifecycle<R> {
+        let settings = Settings {
+            signals: SignalConfig::default(),
+            executable: std::env::current_exe(),
+            args: std::env::args_os().skip(1).collect(),
+            drain_timeout: None,
+            pid_file: None,
+            notify: true,
+        };
+        Lifecycle {
+            shared: Arc::new(Shared {
+                handle,
+                settings: Mutex::new(settings),
+                machine: Mutex::new(Machine {
+                    restart: Restart::new(RestartConfig::default(), Instant::now()),
+                    child: None,
+                }),
+                attempt_over: event_listener::Event::new(),
+                ready: Mutex::new(None),
+                signals: Mutex::new(None),
+                reported_ready: AtomicBool::new(false),
+                observer: Mutex::new(None),
+                handed_off: AtomicU32::new(0),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        lock(&self.shared.settings)
+    }
+
+    /// Which signals drain, close or restart.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use lameduck::unix::{Lifecycle, Signal, SignalAction, SignalConfig};
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = Lifecycle::new(handle)
+    ///     .signals(SignalConfig::default().on(Signal::Usr1, SignalAction::Restart));
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn signals(self, signals: SignalConfig) -> Self {
+        self.settings().signals = signals;
+        self
+    }
+
+    /// The successor's executable (default: this one, as found when the
+    /// lifecycle was created — so an upgrade replaces the file there).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    ///     .restart_executable("/usr/local/bin/server");
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn restart_executable(self, path: impl Into<PathBuf>) -> Self {
+        self.settings().executable = Ok(path.into());
+        self
+    }
+
+    /// The successor's arguments (default: this process's).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).restart_args(["--config", "/etc/server.toml"]);
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn restart_args<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.settings().args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long a successor has, from the restart, to report ready (default
+    /// 60 s); then it is killed and the restart rolled back.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    ///     .ready_timeout(std::time::Duration::from_secs(10));
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn ready_timeout(self, timeout: Duration) -> Self {
+        {
+            let mut machine = lock(&self.shared.machine);
+            // Only before any restart: the machine keeps its attempt count.
+            if machine.restart.phase() == RestartPhase::Running && machine.child.is_none() {
+                machine.restart = Restart::new(
+                    RestartConfig {
+                        ready_timeout: timeout,
+                    },
+                    Instant::now(),
+                );
+            }
+        }
+        self
+    }
+
+    /// The deadline of drains begun by [`shutdown`](Self::shutdown), a
+    /// drain signal or a hand-off: then what remains is closed by force
+    /// (default: none).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    ///     .drain_timeout(std::time::Duration::from_secs(30));
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn drain_timeout(self, timeout: Duration) -> Self {
+        self.settings().drain_timeout = Some(timeout);
+        self
+    }
+
+    /// Writes the serving process's pid to `path` (atomically): at start,
+    /// and at a hand-off the successor's, before systemd hears `MAINPID`.
+    /// Removed at exit unless handed off.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).pid_file("/run/server.pid");
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn pid_file(self, path: impl Into<PathBuf>) -> Self {
+        self.settings().pid_file = Some(path.into());
+        self
+    }
+
+    /// Whether to send systemd notifications (default `true`; nothing is
+    /// sent when `NOTIFY_SOCKET` is unset).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn notify(self, notify: bool) -> Self {
+        self.settings().notify = notify;
+        self
+    }
+
+    /// What this process inherited: if a predecessor started it, readiness
+    /// is reported to that predecessor (on its private channel) instead of
+    /// systemd. Listeners left in `inherited` are closed.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let handle = lameduck::Builder::new()
+    ///     .inherit_or_bind(&mut inherited, "http", "127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).inherited(inherited);
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn inherited(self, mut inherited: Inherited) -> Self {
+        *lock(&self.shared.ready) = inherited.ready.take();
+        self
+    }
+
+    /// Observes [`LifecycleEvent`]s (e.g. to log them).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).on_event(|e| eprintln!("{e}"));
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn on_event(self, f: impl Fn(&LifecycleEvent) + Send + Sync + 'static) -> Self {
+        *lock(&self.shared.observer) = Some(Arc::new(f));
+        self
+    }
+
+    /// Installs the signal handlers now ([`run`](Self::run) does it
+    /// otherwise): call it before announcing the server, so that a signal
+    /// sent right after is handled rather than killing the process.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// lifecycle.handle_signals()?;
+    /// println!("listening");
+    /// # Ok(()) }
+    /// ```
+    pub fn handle_signals(&self) -> io::Result<()> {
+        let wanted = self.settings().signals.signals();
+        let mut signals = lock(&self.shared.signals);
+        if signals.is_none() && !wanted.is_empty() {
+            *signals = Some(Signals::new(wanted)?);
+        }
+        Ok(())
+    }
+
+    /// Where the restart protocol is.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// use lameduck::core::restart::RestartPhase;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// assert_eq!(lifecycle.restart_phase(), RestartPhase::Running);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn restart_phase(&self) -> RestartPhase {
+        lock(&self.shared.machine).restart.phase()
+    }
+
+    fn event(&self, event: LifecycleEvent) {
+        let observer = lock(&self.shared.observer).clone();
+        if let Some(observer) = observer {
+            observer(&event);
+        }
+    }
+
+    fn send_notify(&self, state: &str) {
+        if !self.settings().notify {
+            return;
+        }
+        if let Err(e) = notify(state) {
+            let first = state.lines().next().unwrap_or("");
+            self.event(LifecycleEvent::Problem(format!("sd_notify {first}: {e}")));
+        }
+    }
+
+    fn drain_deadline(&self) -> Option<Duration> {
+        self.settings().drain_timeout
+    }
+
+    /// Serves until the server is done: reports readiness (to systemd, the
+    /// pid file, or a predecessor) once every accept loop runs, then
+    /// handles signals until the drain completes — after a shutdown, a
+    /// close, or a hand-off to a successor.
+    ///
+    /// Errors only if the signal handlers cannot be installed.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// lifecycle.close(); // (normally: a signal, later)
+    /// let ended = smol::block_on(lifecycle.run())?;
+    /// assert_eq!(ended.successor, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self) -> io::Result<Ended> {
+        self.handle_signals()?;
+        let mut signals = lock(&self.shared.signals).take();
+        let config = self.settings().signals.clone();
+        self.ready().await;
+        let drained = self.shared.handle.drained();
+        enum Woke {
+            Signal(Option<io::Result<Signal>>),
+            Done(Result<Outcome, lameduck_core::Abandoned>),
+        }
+        // One signal per pass; ends when the server is done (a second
+        // drain signal closes it, which completes it at once).
+        let outcome = loop {
+            let woke = async {
+                match &mut signals {
+                    Some(signals) => Woke::Signal(signals.next().await),
+                    None => pending().await,
+                }
+            }
+            .or(async { Woke::Done(drained.wait().await) })
+            .await;
+            match woke {
+                Woke::Done(outcome) => break outcome.map_err(io::Error::other)?,
+                Woke::Signal(Some(Ok(signal))) => self.on_signal(signal, &config),
+                Woke::Signal(Some(Err(e))) => return Err(e),
+                Woke::Signal(None) => return Err(io::Error::other("signal handling stopped")),
+            }
+        };
+        // No successor is left behind half-started: a restart in flight
+        // was told to stop; wait until its child is reaped.
+        self.stop_restarts();
+        self.attempt_finished().await;
+        let successor = match self.shared.handed_off.load(Ordering::Acquire) {
+            0 => None,
+            pid => Some(pid),
+        };
+        if successor.is_none() {
+            if let Some(path) = &self.settings().pid_file {
+                pidfile::remove_if(path, std::process::id());
+            }
+        }
+        Ok(Ended { outcome, successor })
+    }
+
+    /// Reports readiness once every accept loop runs ([`run`](Self::run)
+    /// does it otherwise): the pid file and systemd's `READY=1` on a first
+    /// start; `READY=1` on the private channel to the predecessor after a
+    /// restart. Call it before announcing the server if whoever reads the
+    /// announcement may look at the pid file. Only the first call reports.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// smol::block_on(lifecycle.ready());
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self) {
+        self.shared.handle.driver().listeners_armed().await;
+        if self.shared.reported_ready.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pid = std::process::id();
+        let channel = lock(&self.shared.ready).take();
+        if let Some(channel) = channel {
+            match channel.report() {
+                Ok(()) => self.event(LifecycleEvent::Ready {
+                    pid,
+                    successor: true,
+                }),
+                Err(e) => self.event(LifecycleEvent::Problem(format!(
+                    "cannot report ready to the predecessor: {e}"
+                ))),
+            }
+            return;
+        }
+        let pid_file = self.settings().pid_file.clone();
+        if let Some(path) = pid_file {
+            if let Err(e) = pidfile::write(&path, pid) {
+                self.event(LifecycleEvent::Problem(format!(
+                    "cannot write the pid file {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        self.send_notify("READY=1");
+        self.event(LifecycleEvent::Ready {
+            pid,
+            successor: false,
+        });
+    }
+
+    fn on_signal(&self, signal: Signal, config: &SignalConfig) {
+        let Some(action) = config.action(signal) else {
+            return;
+        };
+        let deadline = self.drain_deadline();
+        match action {
+            SignalAction::Drain if self.shared.stopping.load(Ordering::Acquire) => {
+                let action = if config.closes_on_repeat() {
+                    SignalAction::Close
+                } else {
+                    SignalAction::Drain
+                };
+                self.event(LifecycleEvent::Signal {
+                    signal,
+                    action,
+                    repeated: true,
+                    deadline,
+                });
+                if action == SignalAction::Close {
+                    self.close();
+                }
+            }
+            SignalAction::Drain => {
+                self.event(LifecycleEvent::Signal {
+                    signal,
+                    action,
+                    repeated: false,
+                    deadline,
+                });
+                self.shutdown();
+            }
+            SignalAction::Close => {
+                self.event(LifecycleEvent::Signal {
+                    signal,
+                    action,
+                    repeated: false,
+                    deadline,
+                });
+                self.close();
+            }
+            SignalAction::Restart => {
+                self.event(LifecycleEvent::Signal {
+                    signal,
+                    action,
+                    repeated: false,
+                    deadline,
+                });
+                let this = self.clone();
+                // Reported through events; the signal loop goes on meanwhile.
+                self.shared.handle.driver().rt.spawn(async move {
+                    let _ = this.restart().await;
+                });
+            }
+        }
+    }
+
+    /// Drains for exit (as `SIGTERM` does): systemd hears `STOPPING=1`, no
+    /// restart starts from now on (one in flight is rolled back), and the
+    /// server shuts down with the [drain deadline](Self::drain_timeout).
+    /// Harmless to repeat.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle.clone()).notify(false);
+    /// lifecycle.shutdown();
+    /// assert!(handle.phase().is_shutting_down());
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown(&self) {
+        self.begin_stopping();
+        match self.drain_deadline() {
+            Some(timeout) => self.shared.handle.shutdown_within(timeout),
+            None => self.shared.handle.shutdown(None),
+        }
+    }
+
+    /// Closes everything now (as a second `SIGTERM`, or `SIGUSR2`):
+    /// systemd hears `STOPPING=1`; a restart in flight is rolled back.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle.clone()).notify(false);
+    /// lifecycle.close();
+    /// assert!(handle.drained().is_done());
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.begin_stopping();
+        self.shared.handle.close();
+    }
+
+    fn begin_stopping(&self) {
+        let first = !self.shared.stopping.swap(true, Ordering::AcqRel);
+        self.stop_restarts();
+        // After a hand-off the successor is systemd's main process: this
+        // one says nothing more.
+        if first && self.shared.handed_off.load(Ordering::Acquire) == 0 {
+            self.send_notify("STOPPING=1");
+        }
+    }
+
+    /// Tells the restart machine the server is stopping, and carries out
+    /// what follows (kill a successor still starting).
+    fn stop_restarts(&self) {
+        let (actions, child) = {
+            let mut machine = lock(&self.shared.machine);
+            machine.restart.stopping(Instant::now());
+            let actions: Vec<_> = std::iter::from_fn(|| machine.restart.poll_action()).collect();
+            (actions, machine.child.clone())
+        };
+        let mut progress = Progress::default();
+        self.carry_out(actions, child.as_deref(), &mut progress, None);
+    }
+
+    /// Resolves once no restart attempt has a child left to hand off to or
+    /// reap.
+    async fn attempt_finished(&self) {
+        // Each pass re-checks after registering, so the end of an attempt
+        // is never missed; attempts end (hand-off, or a reap after a kill).
+        loop {
+            if lock(&self.shared.machine).child.is_none() {
+                return;
+            }
+            let listener = self.shared.attempt_over.listen();
+            if lock(&self.shared.machine).child.is_none() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Restarts (as `SIGHUP` does): starts the successor, waits until it is
+    /// ready, hands off and begins this process's drain. Resolves to the
+    /// successor's pid, or why not — then this process goes on serving.
+    /// Every step is also reported as a [`LifecycleEvent`].
+    ///
+    /// ```no_run
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// match smol::block_on(lifecycle.restart()) {
+    ///     Ok(pid) => println!("pid {pid} serves now; this process drains"),
+    ///     Err(e) => println!("not restarted: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn restart(&self) -> Result<u32, RestartError> {
+        // A drain begun through the Handle directly stops restarts too.
+        if self.shared.handle.phase().is_shutting_down() {
+            self.stop_restarts();
+        }
+        let attempt = {
+            let mut machine = lock(&self.shared.machine);
+            match machine.restart.request(Instant::now()) {
+                Ok(()) => {}
+                Err(e) => {
+                    drop(machine);
+                    let e = match e {
+                        CoreError::InProgress => RestartError::InProgress,
+                        _ => RestartError::Stopping,
+                    };
+                    self.event(LifecycleEvent::RestartFailed(e.clone()));
+                    return Err(e);
+                }
+            }
+            match machine.restart.poll_action() {
+                Some(RestartAction::Spawn { attempt }) => attempt,
+                // `request` from Running queues exactly one Spawn.
+                other => unreachable!("a restart request queues Spawn, not {other:?}"),
+            }
+        };
+        self.event(LifecycleEvent::RestartStarted { attempt });
+        self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let mut progress = Progress::default();
+        let (watch, reader) = match self.start_successor() {
+            Ok(started) => started,
+            Err(e) => {
+                let actions = {
+                    let mut machine = lock(&self.shared.machine);
+                    let _ = machine.restart.spawn_failed(Instant::now());
+                    std::iter::from_fn(|| machine.restart.poll_action()).collect()
+                };
+                self.carry_out(actions, None, &mut progress, Some(e.to_string()));
+                self.shared.attempt_over.notify(usize::MAX);
+                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+            }
+        };
+        let pid = watch.pid();
+        self.event(LifecycleEvent::SuccessorStarted { pid });
+        let actions = {
+            let mut machine = lock(&self.shared.machine);
+            machine.child = Some(watch.clone());
+            let _ = machine.restart.spawned(pid, Instant::now());
+            std::iter::from_fn(|| machine.restart.poll_action()).collect()
+        };
+        self.carry_out(actions, Some(&watch), &mut progress, None);
+        let result = self.await_successor(&watch, reader, progress).await;
+        lock(&self.shared.machine).child = None;
+        self.shared.attempt_over.notify(usize::MAX);
+        result
+    }
+
+    /// Starts the successor with the listeners and a readiness pipe.
+    fn start_successor(&self) -> io::Result<(Arc<ChildWatch>, ReadyReader)> {
+        let (program, args) = {
+            let settings = self.settings();
+            let program = match &settings.executable {
+                Ok(path) => path.clone(),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("this executable's path is unknown: {e}"),
+                    ));
+                }
+            };
+            (program, settings.args.clone())
+        };
+        let listeners = self.shared.handle.driver().open_listeners();
+        if listeners.is_empty() {
+            return Err(io::Error::other("no open listener to hand over"));
+        }
+        let (reader, writer) = ready_pipe()?;
+        let mut command = Command::new(&program);
+        command.args(&args);
+        let fds: Vec<_> = listeners
+            .iter()
+            .map(|(socket, name)| (socket.as_fd(), &**name))
+            .collect();
+        let child = spawn(command, &fds, Some(writer.as_fd()))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
+        // Only the successor holds the write end now: its exit is an end
+        // of file here.
+        drop(writer);
+        Ok((Arc::new(ChildWatch::start(child)?), reader))
+    }
+
+    /// Waits for the successor's readiness, exit, or deadline; hands off or
+    /// rolls back.
+    async fn await_successor(
+        &self,
+        watch: &Arc<ChildWatch>,
+        reader: ReadyReader,
+        mut progress: Progress,
+    ) -> Result<u32, RestartError> {
+        let pid = watch.pid();
+        let rt = self.shared.handle.driver().rt.clone();
+        let mut ready = Some(Box::pin(reader.wait()));
+        let mut exit = Some(Box::pin(watch.exited()));
+        enum Step {
+            Ready(io::Result<bool>),
+            Exited(io::Result<ExitStatus>),
+            Deadline,
+        }
+        // Each pass handles one event: readiness (or its end of file), the
+        // exit, or the deadline; the machine's deadline and the kill that
+        // follows it bound the attempt.
+        loop {
+            if let Some(successor) = progress.hand_off {
+                self.hand_off(successor).await;
+                return Ok(successor);
+            }
+            let (phase, deadline, child) = {
+                let machine = lock(&self.shared.machine);
+                (
+                    machine.restart.phase(),
+                    machine.restart.poll_timeout(),
+                    machine.restart.child(),
+                )
+            };
+            let over = match phase {
+                RestartPhase::Running => true,
+                RestartPhase::Stopped => child.is_none(),
+                _ => false,
+            };
+            if over {
+                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+            }
+            if exit.is_none() {
+                // Reaped, yet the machine still expects it: cannot happen
+                // (child_exited ends every phase that has a child).
+                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+            }
+            let step = async {
+                match &mut ready {
+                    Some(f) => Step::Ready(f.await),
+                    None => pending().await,
+                }
+            }
+            .or(async {
+                match &mut exit {
+                    Some(f) => Step::Exited(f.await),
+                    None => pending().await,
+                }
+            })
+            .or(async {
+                match deadline {
+                    Some(at) => {
+                        rt.sleep_until(at).await;
+                        Step::Deadline
+                    }
+                    None => pending().await,
+                }
+            })
+            .await;
+            let now = Instant::now();
+            let (actions, detail) = {
+                let mut machine = lock(&self.shared.machine);
+                let detail = match step {
+                    Step::Ready(Ok(true)) => {
+                        ready = None;
+                        if self.shared.handle.phase().is_shutting_down() {
+                            // The drain began meanwhile (its listeners are
+                            // stopped): the successor is not wanted.
+                            machine.restart.stopping(now);
+                        } else {
+                            let _ = machine.restart.child_ready(pid, now);
+                        }
+                        None
+                    }
+                    Step::Ready(_) => {
+                        // End of file without READY: wait for the exit or
+                        // the deadline.
+                        ready = None;
+                        None
+                    }
+                    Step::Exited(status) => {
+                        exit = None;
+                        let _ = machine.restart.child_exited(pid, now);
+                        Some(match status {
+                            Ok(status) => status.to_string(),
+                            Err(e) => e.to_string(),
+                        })
+                    }
+                    Step::Deadline => {
+                        machine.restart.handle_timeout(now);
+                        Some(format!(
+                            "no READY on {} within the readiness deadline",
+                            super::spawn::READY_FD_VAR
+                        ))
+                    }
+                };
+                let actions: Vec<_> =
+                    std::iter::from_fn(|| machine.restart.poll_action()).collect();
+                (actions, detail)
+            };
+            self.carry_out(actions, Some(watch), &mut progress, detail);
+        }
+    }
+
+    /// Carries out the restart machine's actions (not `Spawn`: only
+    /// `restart` asks for one, and handles it).
+    fn carry_out(
+        &self,
+        actions: Vec<RestartAction>,
+        child: Option<&ChildWatch>,
+        progress: &mut Progress,
+        detail: Option<String>,
+    ) {
+        for action in actions {
+            match action {
+                RestartAction::Spawn { .. } => {}
+                RestartAction::Kill { child: pid } => {
+                    if let Some(watch) = child.filter(|w| w.pid() == pid) {
+                        watch.kill();
+                    }
+                }
+                RestartAction::HandOff { child } => progress.hand_off = Some(child),
+                RestartAction::Failed(failure) => {
+                    if failure != RestartFailure::Stopping {
+                        // Ends systemd's reload: still the same main process.
+                        self.send_notify("READY=1");
+                    }
+                    let error = RestartError::Failed {
+                        failure,
+                        detail: detail.clone(),
+                    };
+                    self.event(LifecycleEvent::RestartFailed(error.clone()));
+                    progress.failure = Some(error);
+                }
+            }
+        }
+    }
+
+    /// The successor is ready: pid file, systemd, stop accepting, drain.
+    async fn hand_off(&self, successor: u32) {
+        let pid_file = self.settings().pid_file.clone();
+        if let Some(path) = pid_file {
+            if let Err(e) = pidfile::write(&path, successor) {
+                self.event(LifecycleEvent::Problem(format!(
+                    "cannot write the pid file {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
+        self.shared.handed_off.store(successor, Ordering::Release);
+        self.event(LifecycleEvent::HandedOff {
+            pid: std::process::id(),
+            successor,
+        });
+        let driver = self.shared.handle.driver().clone();
+        driver.release_listeners().await;
+        match self.drain_deadline() {
+            Some(timeout) => self.shared.handle.shutdown_within(timeout),
+            None => self.shared.handle.shutdown(None),
+        }
+    }
+}
+
+/// What carrying out actions left for the restart to do.
+#[derive(Default)]
+struct Progress {
+    hand_off: Option<u32>,
+    failure: Option<RestartError>,
+}
