@@ -1,4 +1,4 @@
-//! Graceful shutdown for network servers on smol (and, later, async-std),
+//! Graceful shutdown for network servers on smol and async-std,
 //! built on the runtime-free state machine of [`lameduck_core`] (re-exported
 //! as [`core`]).
 //!
@@ -45,7 +45,19 @@
 //!
 //! The seam is [`runtime::Runtime`]: spawn, a timer, sockets — nothing else.
 //! The `smol` feature (default) provides [`runtime::Smol`], on smol's global
-//! executor or on your own `smol::Executor`.
+//! executor or on your own `smol::Executor` ([`Builder::new`] is smol's
+//! global executor). The `async-std` feature provides
+//! `runtime::AsyncStd`: `Builder::with_runtime(AsyncStd)`. Everything
+//! above the seam — the driver, HTTP/1.1, raw streams, the handle — is one
+//! implementation shared by every runtime.
+//!
+//! **Another runtime** takes one small implementation of
+//! [`runtime::Runtime`]; the [`runtime`] module docs say what each item
+//! must guarantee and show a complete binding. Where even that does not
+//! fit, drive [`lameduck_core::Server`] from your own loop: the
+//! [`runtime`] module docs list the calls a driver makes and in which
+//! order, under the core's
+//! [run-loop contract](lameduck_core#the-run-loop-contract).
 //!
 //! # Closing sockets
 //!
