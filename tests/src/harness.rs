@@ -20,8 +20,8 @@ pub trait TestRuntime: 'static {
     type Rt: Runtime;
     /// A name for messages.
     const NAME: &'static str;
-    /// A runtime whose tasks run on executor threads of their own, until
-    /// the guard is dropped.
+    /// A runtime to serve on, and a guard that stops its executor when
+    /// dropped (if the test owns one; a global executor keeps running).
     fn start() -> (Self::Rt, RuntimeGuard);
     /// Runs a future to completion on the calling thread.
     fn block_on<F: Future>(future: F) -> F::Output;
@@ -41,6 +41,17 @@ impl RuntimeGuard {
         RuntimeGuard {
             stop: Some(stop),
             thread: Some(thread),
+        }
+    }
+}
+
+impl RuntimeGuard {
+    /// A guard with nothing to stop (a runtime whose executor is global).
+    #[must_use]
+    pub fn none() -> Self {
+        RuntimeGuard {
+            stop: None,
+            thread: None,
         }
     }
 }
@@ -82,6 +93,28 @@ impl TestRuntime for SmolRt {
 
     fn block_on<F: Future>(future: F) -> F::Output {
         smol::block_on(future)
+    }
+}
+
+/// async-std, on its global executor: async-std has one per process, so
+/// tasks a test leaves behind run on until they end by themselves (every
+/// one of the server's does: the driver's when the server is done, a
+/// connection's when its socket closes).
+#[cfg(feature = "async-std")]
+#[derive(Debug)]
+pub struct AsyncStdRt;
+
+#[cfg(feature = "async-std")]
+impl TestRuntime for AsyncStdRt {
+    type Rt = lameduck::runtime::AsyncStd;
+    const NAME: &'static str = "async-std";
+
+    fn start() -> (Self::Rt, RuntimeGuard) {
+        (lameduck::runtime::AsyncStd, RuntimeGuard::none())
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        async_std::task::block_on(future)
     }
 }
 
@@ -196,6 +229,14 @@ where
         rt,
         events,
         _guard: guard,
+    }
+}
+
+/// Closes the server, so that its tasks end on a runtime whose executor
+/// outlives the test (async-std's global one); harmless when it is done.
+impl<T: TestRuntime> Drop for TestServer<T> {
+    fn drop(&mut self) {
+        self.handle.close();
     }
 }
 

@@ -73,8 +73,11 @@ impl Demo {
         let stderr = lines(child.stderr.take().unwrap());
         let first_line = stdout.recv_timeout(EVENTUALLY).unwrap_or_else(|_| {
             let _ = child.kill();
-            let leftovers: Vec<String> = stderr.try_iter().collect();
-            panic!("no first line on stdout; stderr: {leftovers:?}")
+            let status = child.wait();
+            // The pipe ends once the process is gone.
+            let leftovers: Vec<String> =
+                std::iter::from_fn(|| stderr.recv_timeout(EVENTUALLY).ok()).collect();
+            panic!("no first line on stdout ({status:?}); stderr: {leftovers:?}")
         });
         Demo {
             child,
@@ -328,16 +331,86 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--bogus"],
         &["--listen", "not-an-address"],
         &["--runtime", "tokio"],
-        &["--runtime", "async-std"],
+        &["--runtime"],
     ] {
         let (status, stderr) = run_to_exit(args);
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("serve: "), "{args:?}: {stderr}");
         assert!(stderr.contains("usage: serve"), "{args:?}: {stderr}");
     }
-    let (status, stderr) = run_to_exit(&["--runtime", "async-std"]);
-    assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("async-std: not available yet"), "{stderr}");
+    #[cfg(not(feature = "async-std"))]
+    {
+        let (status, stderr) = run_to_exit(&["--runtime", "async-std"]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("lacks lameduck's async-std feature"),
+            "{stderr}"
+        );
+    }
+}
+
+/// The names of a process's threads (Linux: `/proc/PID/task/*/comm`, at
+/// most 15 bytes each).
+#[cfg(all(feature = "async-std", target_os = "linux"))]
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("reading /proc/PID/task");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+/// `--runtime async-std` serves on async-std: its executor's threads run
+/// and smol's global executor never starts; the first line, routes and a
+/// clean SIGTERM drain are the same as on smol.
+#[cfg(feature = "async-std")]
+#[test]
+fn runtime_async_std_serves_and_drains() {
+    let mut demo = Demo::start(&["--runtime", "async-std", "--listen", "127.0.0.1:0"]);
+    let pid = demo.child.id();
+    let addrs = demo.tcp_addrs();
+    assert_eq!(addrs.len(), 1);
+    assert_eq!(
+        demo.first_line,
+        format!("listening on {} pid={pid}", addrs[0])
+    );
+    let mut client = Client::connect(addrs[0]).unwrap();
+    let hello = client.get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+    let slept = client.get("/sleep?ms=20").unwrap();
+    assert_eq!((slept.status, slept.text().as_str()), (200, "slept 20"));
+
+    #[cfg(target_os = "linux")]
+    {
+        // async-std names its executor threads `async-std/runtime`.
+        let names = thread_names(pid);
+        assert!(
+            names.iter().any(|n| n.starts_with("async-std/")),
+            "no async-std executor thread: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("smol-")),
+            "smol's executor runs: {names:?}"
+        );
+    }
+
+    // A response in progress when SIGTERM comes completes; then exit 0.
+    let mut busy = in_progress(addrs[0], "/stream?chunks=3&ms=100");
+    demo.signal(Signal::TERM);
+    demo.wait_stderr("phase: draining");
+    let response = busy.read_response().unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "chunk 0\nchunk 1\nchunk 2\n")
+    );
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
+        "{stderr:?}"
+    );
 }
 
 #[test]

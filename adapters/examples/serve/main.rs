@@ -22,7 +22,9 @@ use std::time::Duration;
 use async_signal::{Signal, Signals};
 use futures_lite::{FutureExt, StreamExt};
 use lameduck::core::Config;
-use lameduck::runtime::Smol;
+#[cfg(feature = "async-std")]
+use lameduck::runtime::AsyncStd;
+use lameduck::runtime::{Runtime, Smol};
 use lameduck::{Builder, Event};
 
 const USAGE: &str = "\
@@ -38,7 +40,7 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --idle-timeout SECS    close keep-alive connections idle this long (default: never)
   --header-timeout SECS  a request head must arrive within this (default: no limit)
   --lame-duck SECS       on shutdown, report draining this long before draining (default 0)
-  --runtime NAME         smol (default); async-std is not available yet
+  --runtime NAME         smol (default) or async-std
   --pid-file PATH        write the pid there (atomically)
 
 SECS may be decimal (0.25). SIGTERM or SIGINT drains; a second one closes at once.
@@ -52,6 +54,15 @@ struct Args {
     grace: Duration,
     config: Config,
     pid_file: Option<PathBuf>,
+    runtime: RuntimeName,
+}
+
+/// `--runtime`: which binding serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuntimeName {
+    Smol,
+    #[cfg(feature = "async-std")]
+    AsyncStd,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -69,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         grace: Duration::from_secs(30),
         config: Config::default(),
         pid_file: None,
+        runtime: RuntimeName::Smol,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -108,10 +120,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--header-timeout" => parsed.config.header_timeout = Some(seconds(&flag, &value)?),
             "--lame-duck" => parsed.config.lame_duck = seconds(&flag, &value)?,
             "--runtime" => match value.as_str() {
-                "smol" => {}
+                "smol" => parsed.runtime = RuntimeName::Smol,
+                #[cfg(feature = "async-std")]
+                "async-std" => parsed.runtime = RuntimeName::AsyncStd,
+                #[cfg(not(feature = "async-std"))]
                 "async-std" => {
                     return Err(
-                        "--runtime async-std: not available yet; this build has smol only".into(),
+                        "--runtime async-std: this build lacks lameduck's async-std \
+                         feature (build with --features async-std)"
+                            .into(),
                     );
                 }
                 other => {
@@ -168,7 +185,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match smol::block_on(run(args)) {
+    let result = match args.runtime {
+        RuntimeName::Smol => smol::block_on(run(Smol::global(), args)),
+        #[cfg(feature = "async-std")]
+        RuntimeName::AsyncStd => async_std::task::block_on(run(AsyncStd, args)),
+    };
+    match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("serve: {message}");
@@ -177,7 +199,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+/// Serves on `rt` until done; the same code for every runtime.
+async fn run<R: Runtime>(rt: R, args: Args) -> Result<ExitCode, String> {
     // Registered first, so a signal sent right after the first line drains.
     let mut signals = Signals::new([Signal::Term, Signal::Int])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -188,7 +211,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         wait_for_hijacked: true,
         ..args.config
     };
-    let mut builder = Builder::new().config(config).on_event(log_event);
+    let mut builder = Builder::with_runtime(rt.clone())
+        .config(config)
+        .on_event(log_event);
     for addr in &args.listen {
         builder = builder
             .bind(addr)
@@ -201,7 +226,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     }
     let server = builder.build().map_err(|e| format!("cannot start: {e}"))?;
     let handle = server.handle();
-    let handle = server.serve_http(routes::router(Smol::global(), handle));
+    let handle = server.serve_http(routes::router(rt, handle));
 
     if let Some(path) = &args.pid_file {
         write_pid_file(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
