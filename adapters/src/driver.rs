@@ -248,9 +248,18 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Action::RunHooks(stage) => after.hooks.push(stage),
-                Action::CutOffHooks(stage) => self.hooks.cut_off(stage),
-                Action::PauseAccepting => self.accept_gate.set_paused(true),
-                Action::ResumeAccepting => self.accept_gate.set_paused(false),
+                Action::CutOffHooks(stage) => {
+                    self.hooks.cut_off(stage);
+                    self.push_event(after, LifecycleEvent::HooksCutOff(stage));
+                }
+                Action::PauseAccepting => {
+                    self.accept_gate.set_paused(true);
+                    self.push_event(after, LifecycleEvent::AcceptPaused);
+                }
+                Action::ResumeAccepting => {
+                    self.accept_gate.set_paused(false);
+                    self.push_event(after, LifecycleEvent::AcceptResumed);
+                }
                 Action::Done(outcome) => {
                     if outcome.completion == lameduck_core::Completion::Closed {
                         self.hard_closed.store(true, Ordering::Release);
@@ -271,23 +280,26 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// Tells the observer, if any (never under the lock).
+    /// Logs the event (the `log` facade, target `lameduck`) and tells the
+    /// observer, if any (never under the lock).
     pub(crate) fn observe(&self, event: &LifecycleEvent) {
+        log::log!(target: "lameduck", event.level(), "{event}");
         if let Some(observer) = &self.observer {
             observer(event);
         }
     }
 
+    /// Keeps `event` for [`observe`](Self::observe) once the lock is
+    /// released — only if someone will see it.
     fn push_event(&self, after: &mut AfterLock, event: LifecycleEvent) {
-        if self.observer.is_some() {
+        if self.observer.is_some() || log::log_enabled!(target: "lameduck", event.level()) {
             after.events.push(event);
         }
     }
 
     fn after_lock(self: &Arc<Self>, after: AfterLock) {
-        if let Some(observer) = &self.observer {
-            for event in &after.events {
-                observer(event);
-            }
+        for event in &after.events {
+            self.observe(event);
         }
         for stage in after.hooks {
             self.hooks.spawn_stage(self, stage);
@@ -416,6 +428,10 @@ impl<R: Runtime> Driver<R> {
 
     pub(crate) fn phase(&self) -> Phase {
         self.lock().core.phase()
+    }
+
+    pub(crate) fn snapshot(&self) -> lameduck_core::Snapshot {
+        self.lock().core.snapshot()
     }
 
     pub(crate) fn armed(&self) -> (Option<Instant>, bool) {

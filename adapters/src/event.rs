@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lameduck_core::{CloseReason, Completion, ConnId, ListenerId, Outcome, Phase};
+use lameduck_core::{CloseReason, Completion, ConnId, HookStage, ListenerId, Outcome, Phase};
 
 /// Something that happened in a server's life, reported to the observer
 /// given to [`Builder::on_event`](crate::Builder::on_event). `Display` gives
@@ -41,6 +41,14 @@ pub enum Event {
         /// When it retries; `None`: it stopped.
         retry_in: Option<Duration>,
     },
+    /// `Config::max_connections` are open: accepting paused (new clients
+    /// wait in the listen backlog).
+    AcceptPaused,
+    /// Below the connection limit again: accepting resumed.
+    AcceptResumed,
+    /// Hooks of this stage were still running when the core stopped waiting
+    /// (the shutdown deadline, or `close()`): they were dropped.
+    HooksCutOff(HookStage),
     /// The server is done; how it ended.
     Done(Outcome),
 }
@@ -57,6 +65,33 @@ impl Event {
     #[must_use]
     pub fn is_forced_close(&self) -> bool {
         matches!(self, Event::ConnClosed { reason, .. } if reason.is_forced())
+    }
+
+    /// The `log` level lameduck logs this event at (target `lameduck`):
+    /// phases and a graceful end are `Info`; closes the application expects
+    /// (idle, timeouts, keep-alive off) `Debug`; forced closes, cut-off
+    /// hooks, accept back-off, the connection limit and a forced end `Warn`;
+    /// a lost listener `Error`.
+    ///
+    /// ```
+    /// use lameduck::Event;
+    /// use lameduck::core::Phase;
+    /// assert_eq!(Event::Phase(Phase::Draining).level(), log::Level::Info);
+    /// ```
+    #[must_use]
+    pub fn level(&self) -> log::Level {
+        match self {
+            Event::Phase(_) => log::Level::Info,
+            Event::ConnClosed { reason, .. } if reason.is_forced() => log::Level::Warn,
+            Event::ConnClosed { .. } => log::Level::Debug,
+            Event::AcceptError {
+                retry_in: Some(_), ..
+            } => log::Level::Warn,
+            Event::AcceptError { retry_in: None, .. } => log::Level::Error,
+            Event::AcceptPaused | Event::AcceptResumed | Event::HooksCutOff(_) => log::Level::Warn,
+            Event::Done(outcome) if outcome.is_graceful() => log::Level::Info,
+            Event::Done(_) => log::Level::Warn,
+        }
     }
 }
 
@@ -100,6 +135,9 @@ impl fmt::Display for Event {
             Event::AcceptError {
                 listener, error, ..
             } => write!(f, "accept on {listener} failed: {error}; listener stopped"),
+            Event::AcceptPaused => f.write_str("at the connection limit: accepting paused"),
+            Event::AcceptResumed => f.write_str("below the connection limit: accepting resumed"),
+            Event::HooksCutOff(stage) => write!(f, "{stage:?} hooks cut off"),
             Event::Done(outcome) => {
                 let how = match outcome.completion {
                     Completion::Drained => "drained",

@@ -137,6 +137,23 @@ impl<R: Runtime> Handle<R> {
         self.driver.counts()
     }
 
+    /// Phase, counts, shutdown deadline and drain progress, read together.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use lameduck::core::Phase;
+    /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// let snapshot = handle.snapshot();
+    /// assert_eq!(snapshot.phase, Phase::Serving);
+    /// assert!(snapshot.drain.is_none());
+    /// # handle.close(); Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn snapshot(&self) -> lameduck_core::Snapshot {
+        self.driver.snapshot()
+    }
+
     /// The server's phase, now ([`Phase::is_ready`] for readiness probes).
     ///
     /// ```

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use lameduck::core::{Abandoned, Config, Outcome};
+use lameduck::core::{Abandoned, Config, HookStage, Outcome};
 use lameduck::runtime::Runtime;
 use lameduck::{Builder, Event, Handle, ListenAddr};
 
@@ -145,6 +145,8 @@ pub struct Options {
     pub unix: Option<std::path::PathBuf>,
     /// A shutdown hook.
     pub on_shutdown: Option<Hook>,
+    /// Hooks by stage, registered in this order.
+    pub hooks: Vec<(HookStage, Hook)>,
 }
 
 impl std::fmt::Debug for Options {
@@ -175,6 +177,14 @@ fn builder<T: TestRuntime>(
     if let Some(hook) = options.on_shutdown {
         let hook = Arc::new(hook);
         builder = builder.on_shutdown(move || hook());
+    }
+    for (stage, hook) in options.hooks {
+        let hook = Arc::new(hook);
+        builder = match stage {
+            HookStage::LameDuck => builder.on_lame_duck(move || hook()),
+            HookStage::Drain => builder.on_shutdown(move || hook()),
+            HookStage::ForcedClose => builder.on_forced_close(move || hook()),
+        };
     }
     builder
 }

@@ -769,6 +769,199 @@ pub fn idle_timeout_closes_idle_connection<T: TestRuntime>() {
     });
 }
 
+// ----- lame duck, hooks and observability (issue 8) ----------------------------
+
+/// A client polling `/healthz` on new connections while the server is told
+/// to stop sees 200, then 503 for the lame-duck delay (new connections still
+/// accepted and served), then refused connections — and no request fails.
+pub fn healthz_sequence_through_lame_duck<T: TestRuntime>() {
+    let lame_duck = Duration::from_millis(600);
+    let server = demo_server::<T>(Config {
+        lame_duck,
+        ..Config::default()
+    });
+    let addr = server.addr;
+    let (seen_ok, ok_seen) = std::sync::mpsc::channel::<()>();
+    let poller = std::thread::spawn(move || {
+        // Bounded: at most 5 000 polls or 20 s, ending at the first refusal.
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        for _ in 0..5_000 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "polling too long: {seen:?}"
+            );
+            let mut client = match Client::connect(addr) {
+                Ok(client) => client,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    seen.push(0);
+                    return seen;
+                }
+                Err(e) => panic!("connect failed other than by refusal: {e}"),
+            };
+            let response = client
+                .get("/healthz")
+                .unwrap_or_else(|e| panic!("a /healthz request failed: {e} after {seen:?}"));
+            let want = if response.status == 200 {
+                "ok"
+            } else {
+                "draining"
+            };
+            assert_eq!(response.text(), want, "{response:?}");
+            if response.status == 200 && seen.is_empty() {
+                let _ = seen_ok.send(());
+            }
+            seen.push(response.status);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("never refused: {seen:?}");
+    });
+    ok_seen.recv_timeout(EVENTUALLY).expect("a first 200");
+    server.handle.shutdown_within(EVENTUALLY);
+    let shutdown_at = Instant::now();
+    let seen = poller.join().expect("the poller");
+    let refused_after = shutdown_at.elapsed();
+    // The sequence is 200…, 503…, refused; nothing else, in that order.
+    let first_503 = seen
+        .iter()
+        .position(|s| *s == 503)
+        .expect("503 during the lame duck");
+    assert!(seen[..first_503].iter().all(|s| *s == 200), "{seen:?}");
+    let refused = seen.len() - 1;
+    assert_eq!(seen[refused], 0, "{seen:?}");
+    assert!(
+        seen[first_503..refused].iter().all(|s| *s == 503),
+        "{seen:?}"
+    );
+    assert!(
+        refused - first_503 >= 3,
+        "several new connections served while lame: {seen:?}"
+    );
+    assert!(
+        refused_after >= lame_duck,
+        "refused only after the delay: {refused_after:?}"
+    );
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+}
+
+/// Hooks run in stage order and registration order, each awaited; one that
+/// hangs is cut off at the deadline, the forced-close hooks still run, and
+/// the drain ends without waiting for the hung hook.
+pub fn hooks_run_in_order_and_a_hung_hook_is_cut_off<T: TestRuntime>() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
+    let record = |name: &'static str, hang: bool| -> crate::harness::Hook {
+        let log = log.clone();
+        Box::new(move || {
+            let log = log.clone();
+            Box::pin(async move {
+                log.lock().unwrap().push(name);
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+            })
+        })
+    };
+    let deadline = Duration::from_millis(800);
+    let server = demo_server_with::<T>(
+        Config {
+            lame_duck: Duration::from_millis(100),
+            ..Config::default()
+        },
+        Options {
+            hooks: vec![
+                (lameduck::core::HookStage::Drain, record("drain 1", false)),
+                (
+                    lameduck::core::HookStage::ForcedClose,
+                    record("forced close", false),
+                ),
+                (
+                    lameduck::core::HookStage::LameDuck,
+                    record("lame duck", false),
+                ),
+                (
+                    lameduck::core::HookStage::Drain,
+                    record("drain 2 (hangs)", true),
+                ),
+            ],
+            ..Options::default()
+        },
+    );
+    let started = Instant::now();
+    server.handle.shutdown_within(deadline);
+    let (outcome, done_at) = server.wait_done(EVENTUALLY);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["lame duck", "drain 1", "drain 2 (hangs)", "forced close"]
+    );
+    assert_eq!(outcome.completion, Completion::DeadlineExpired);
+    assert!(outcome.hooks_cut_off);
+    assert_eq!(outcome.forced, 0);
+    let took = done_at - started;
+    assert!(
+        took >= deadline && took < deadline + PROMPT,
+        "done after {took:?}"
+    );
+    assert!(
+        server.events().iter().any(|e| e == "Drain hooks cut off"),
+        "{:?}",
+        server.events()
+    );
+}
+
+/// The snapshot's counts match the real connections: N idle, M active, K
+/// upgraded; once draining, its progress counts down.
+pub fn snapshot_matches_real_connections<T: TestRuntime>() {
+    let server = demo_server::<T>(Config::default());
+    let (n, m, k) = (3, 2, 2);
+    let mut idle: Vec<Client> = (0..n).map(|_| connect(server.addr)).collect();
+    for client in &mut idle {
+        assert_ok(&client.get("/").unwrap(), "hello");
+    }
+    let mut active: Vec<Client> = (0..m).map(|_| connect(server.addr)).collect();
+    for client in &mut active {
+        client.send_get("/sleep?ms=1500").unwrap();
+    }
+    let upgraded: Vec<Client> = (0..k).map(|_| upgrade(&server)).collect();
+    let want = lameduck::Counts {
+        new: 0,
+        active: m,
+        idle: n,
+        hijacked: k,
+    };
+    wait_until("the counts to match", EVENTUALLY, || {
+        server.handle.snapshot().counts == want
+    });
+    let before = server.handle.snapshot();
+    assert_eq!(
+        (before.phase, before.drain, before.deadline),
+        (Phase::Serving, None, None)
+    );
+
+    server.handle.shutdown_within(EVENTUALLY);
+    let snap = server.handle.snapshot();
+    assert_eq!(snap.phase, Phase::Draining);
+    assert!(snap.deadline.is_some());
+    let progress = snap.drain.expect("draining");
+    assert_eq!(progress.connections_at_start, n + m);
+    assert!(
+        progress.remaining <= m,
+        "idle ones closed at once: {progress:?}"
+    );
+    for client in &mut active {
+        let response = client.read_response().unwrap();
+        assert_eq!(response.status, 200);
+    }
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+    // The upgraded connections were told, said goodbye and closed.
+    for mut client in upgraded {
+        let (bytes, _) = client.read_until_closed().unwrap();
+        assert_eq!(bytes, b"bye\n");
+    }
+    assert_eq!(server.handle.counts(), lameduck::Counts::default());
+}
+
 /// Instantiates every scenario as a `#[test]` for one [`TestRuntime`]:
 /// `lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);`
 #[macro_export]
@@ -798,6 +991,9 @@ macro_rules! scenarios {
             raw_stream_forced_at_deadline,
             header_timeout_closes_slow_head,
             idle_timeout_closes_idle_connection,
+            healthz_sequence_through_lame_duck,
+            hooks_run_in_order_and_a_hung_hook_is_cut_off,
+            snapshot_matches_real_connections,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {
