@@ -64,6 +64,9 @@ const RESP_END: u8 = 4;
 const UPGRADING: u8 = 8;
 /// Reported hijacked: no more tracking.
 const HIJACKED: u8 = 16;
+/// The current response's head goes out without `Connection: close`: the
+/// client may send another request on the connection.
+const KEPT_ALIVE: u8 = 32;
 
 fn track(control: &Control) -> u8 {
     control.track.load(Ordering::Acquire)
@@ -137,7 +140,11 @@ where
         if cmd & CLOSE != 0 {
             return Poll::Ready(()); // dropping hyper's connection closes the socket
         }
-        if cmd & FINISH != 0 && !graceful && track(&control) & IN_SERVICE != 0 {
+        let bits = track(&control);
+        // A response whose head already went out with keep-alive completes
+        // as promised: the core then keeps or closes the connection
+        // (`response_done_kept_alive`).
+        if cmd & FINISH != 0 && !graceful && bits & IN_SERVICE != 0 && bits & KEPT_ALIVE == 0 {
             // The request is in the handler: keep-alive off, close after the
             // response. (Before the service is called hyper would take this
             // as "idle" and close at once; then the response's own
@@ -229,12 +236,15 @@ impl<R: Runtime> Write for TrackedIo<R> {
                 set_track(control, HIJACKED);
                 let _ = this.io.driver.input(|core, now| core.hijack(id, now));
             } else {
-                clear_track(control, IN_REQUEST | IN_SERVICE | RESP_END);
+                clear_track(control, IN_REQUEST | IN_SERVICE | RESP_END | KEPT_ALIVE);
                 // An error means the core closed it already (a deadline).
-                let _ = this
-                    .io
-                    .driver
-                    .input(|core, now| core.response_done(id, now));
+                let _ = this.io.driver.input(|core, now| {
+                    if bits & KEPT_ALIVE != 0 {
+                        core.response_done_kept_alive(id, now)
+                    } else {
+                        core.response_done(id, now)
+                    }
+                });
             }
         }
         Poll::Ready(Ok(()))
@@ -312,6 +322,8 @@ where
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
+            } else {
+                set_track(&control, KEPT_ALIVE);
             }
             Ok(response.map(|body| TrackedBody {
                 inner: body,

@@ -1,7 +1,7 @@
 //! The server lifecycle machine.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::action::{Action, CloseReason, Completion, HookStage, Outcome};
 use crate::config::Config;
@@ -394,12 +394,50 @@ impl Server {
     /// assert_eq!(server.conn_state(c), Ok(ConnState::Idle));
     /// ```
     pub fn response_done(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        self.finish_response(conn, now, false)
+    }
+
+    /// Like [`response_done`](Self::response_done), for a response that
+    /// went out **without** `Connection: close` although keep-alive is off
+    /// by now (its head was written before the shutdown began, e.g. a
+    /// streamed body): the client may already be sending its next request
+    /// on the connection. During the lame-duck delay — or a hand-off's
+    /// linger ([`hand_off`](Self::hand_off)) — the connection then goes
+    /// Idle, so that request is answered (with `Connection: close`) instead
+    /// of meeting a closed connection; the drain closes it if it stays
+    /// idle. Otherwise it is `response_done`.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { lame_duck: Duration::from_secs(1), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.request_started(c, t0).unwrap();
+    /// // The head went out with keep-alive; then the shutdown began.
+    /// server.shutdown(t0, None);
+    /// server.response_done_kept_alive(c, t0).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Idle));
+    /// ```
+    pub fn response_done_kept_alive(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        self.finish_response(conn, now, true)
+    }
+
+    fn finish_response(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        kept_alive: bool,
+    ) -> Result<(), Error> {
         let now = self.enter(now);
         let stage = self.live_stage(conn)?;
         if !matches!(stage, Stage::ReadingHead | Stage::Active) {
             return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
         }
-        if self.keep_alive() {
+        let promised = kept_alive && self.config.keep_alives && self.phase == Phase::LameDuck;
+        if self.keep_alive() || promised {
             self.set_stage(conn, Stage::Idle);
             match self.config.idle_timeout {
                 Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
@@ -504,19 +542,71 @@ impl Server {
     /// assert_eq!(server.phase(), Phase::Closed, "nothing to drain");
     /// ```
     pub fn shutdown(&mut self, now: Instant, deadline: Option<Instant>) {
+        let lame_duck = self.config.lame_duck;
+        self.begin_shutdown(now, deadline, lame_duck, true);
+    }
+
+    /// Begins the shutdown of a server whose listeners a successor has
+    /// taken over (a restart's hand-off): keep-alive goes off at once, but
+    /// idle keep-alive connections stay open for `linger`
+    /// ([`Phase::LameDuck`]), so that each client's next request is still
+    /// answered — with `Connection: close` — instead of finding its
+    /// connection closed under it; then the drain, as
+    /// [`shutdown`](Self::shutdown)'s. [`Config::lame_duck`] does not apply
+    /// and lame-duck hooks do not run (the service stays available, through
+    /// the successor); drain hooks do. Once shutting down, it only brings the
+    /// deadline earlier, like `shutdown`.
+    ///
+    /// The listeners should be closed already
+    /// ([`listener_closed`](Self::listener_closed)): the successor accepts now.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Action, CloseReason, Config, Phase, Server};
+    /// let t0 = Instant::now();
+    /// let mut server = Server::new(Config::default(), t0);
+    /// let l = server.add_listener().unwrap();
+    /// let idle = server.accept(l, t0).unwrap();
+    /// server.request_started(idle, t0).unwrap();
+    /// server.response_done(idle, t0).unwrap();
+    /// server.listener_closed(l).unwrap();
+    /// server.hand_off(t0, Duration::from_secs(1), None);
+    /// assert_eq!(server.phase(), Phase::LameDuck);
+    /// assert!(!server.keep_alive());
+    /// // The idle client's next request is answered, then its connection closes.
+    /// server.request_started(idle, t0 + Duration::from_millis(10)).unwrap();
+    /// server.response_done(idle, t0 + Duration::from_millis(20)).unwrap();
+    /// let closes: Vec<_> = std::iter::from_fn(|| server.poll_action()).collect();
+    /// assert!(closes.contains(&Action::CloseConn { conn: idle, reason: CloseReason::KeepAliveOff }));
+    /// server.handle_timeout(t0 + Duration::from_secs(1));
+    /// assert_eq!(server.phase(), Phase::Closed);
+    /// ```
+    pub fn hand_off(&mut self, now: Instant, linger: Duration, deadline: Option<Instant>) {
+        self.begin_shutdown(now, deadline, linger, false);
+    }
+
+    fn begin_shutdown(
+        &mut self,
+        now: Instant,
+        deadline: Option<Instant>,
+        lame_duck: Duration,
+        lame_duck_hooks: bool,
+    ) {
         let now = self.enter(now);
         let deadline = deadline.map_or(Nanos::NEVER, |d| self.time.nanos(d));
         match self.phase {
             Phase::Serving => {
                 self.shutdown_deadline = deadline;
-                if self.config.lame_duck.is_zero() {
+                if lame_duck.is_zero() {
                     self.begin_drain(now);
                 } else {
                     self.phase = Phase::LameDuck;
-                    self.lame_duck_end = now.after(self.config.lame_duck);
+                    self.lame_duck_end = now.after(lame_duck);
                     self.actions
                         .push_back(Action::PhaseChanged(Phase::LameDuck));
-                    self.start_hooks(HookStage::LameDuck);
+                    if lame_duck_hooks {
+                        self.start_hooks(HookStage::LameDuck);
+                    }
                     self.keep_alive_turned_off();
                 }
             }
