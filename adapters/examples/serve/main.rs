@@ -3,13 +3,24 @@
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-//!       [--runtime smol|async-std] [--pid-file PATH]
+//!       [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
 //! ```
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
 //! lifecycle events on stderr, drains on SIGTERM/SIGINT (a second one closes
-//! at once), and exits 0 after a clean drain, 1 when connections were forced
-//! closed or start-up failed, 2 on bad arguments.
+//! at once), restarts on SIGHUP (a successor takes the listening sockets;
+//! this process drains and exits), closes at once on SIGUSR2, and exits 0
+//! after a clean drain, 1 when connections were forced closed or start-up
+//! failed, 2 on bad arguments.
+//!
+//! Started with inherited sockets (`LISTEN_FDS`: a systemd `.socket` unit,
+//! or a restarting predecessor) it serves on those: `--listen` number *i*
+//! and `--unix` are the inherited sockets named `listen-i` and `unix` when
+//! there are such (a restart passes them under these names), and are bound
+//! otherwise; inherited sockets of other names are served too. With
+//! inherited sockets and no `--listen`/`--unix`, nothing else is bound.
+//! Under systemd it sends `READY=1`, `RELOADING=1`, `MAINPID=`,
+//! `STOPPING=1` (see `docs/systemd/`).
 
 pub mod routes;
 
@@ -19,18 +30,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use async_signal::{Signal, Signals};
-use futures_lite::{FutureExt, StreamExt};
 use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
 use lameduck::runtime::{Runtime, Smol};
+use lameduck::unix::{Inherited, Lifecycle};
 use lameduck::{Builder, Event};
 
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-             [--runtime smol|async-std] [--pid-file PATH]
+             [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
@@ -41,9 +51,12 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --header-timeout SECS  a request head must arrive within this (default: no limit)
   --lame-duck SECS       on shutdown, report draining this long before draining (default 0)
   --runtime NAME         smol (default) or async-std
-  --pid-file PATH        write the pid there (atomically)
+  --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
+  --ready-timeout SECS   a restart's successor must be ready within this (default 60)
 
 SECS may be decimal (0.25). SIGTERM or SIGINT drains; a second one closes at once.
+SIGHUP restarts without dropping a connection; SIGUSR2 closes at once.
+Inherited sockets (LISTEN_FDS, as systemd passes them) are served.
 Exit status: 0 after a clean drain, 1 if connections were forced closed or
 start-up failed, 2 on bad arguments.";
 
@@ -55,6 +68,7 @@ struct Args {
     config: Config,
     pid_file: Option<PathBuf>,
     runtime: RuntimeName,
+    ready_timeout: Duration,
 }
 
 /// `--runtime`: which binding serves.
@@ -81,6 +95,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         config: Config::default(),
         pid_file: None,
         runtime: RuntimeName::Smol,
+        ready_timeout: Duration::from_secs(60),
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -101,6 +116,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--lame-duck",
             "--runtime",
             "--pid-file",
+            "--ready-timeout",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -138,24 +154,28 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
+            "--ready-timeout" => parsed.ready_timeout = seconds(&flag, &value)?,
             _ => unreachable!("every known flag is matched above"),
         }
     }
-    if parsed.listen.is_empty() && parsed.unix.is_none() {
-        parsed.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
-    }
+    // The default address is applied in `run`: not when sockets are inherited.
     Ok(parsed)
 }
 
-/// Writes the pid to `path` atomically: a temporary file beside it, renamed.
-fn write_pid_file(path: &PathBuf) -> std::io::Result<()> {
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+/// The variables a successor must not see again once adopted.
+const HAND_OFF_VARS: [&str; 4] = [
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    lameduck::unix::READY_FD_VAR,
+];
+
+/// One line on stderr, `serve: ` first, in a single write: processes of
+/// several generations share the stream, and a pipe keeps writes of up to
+/// `PIPE_BUF` bytes whole.
+fn say(line: std::fmt::Arguments<'_>) {
+    let line = format!("serve: {line}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn log_event(event: &Event) {
@@ -169,7 +189,7 @@ fn log_event(event: &Event) {
         _ => true,
     };
     if worth_a_line {
-        eprintln!("serve: {event}");
+        say(format_args!("{event}"));
     }
 }
 
@@ -185,26 +205,59 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // First, while this is the only thread: adopt inherited sockets (and
+    // remove the variables from the environment).
+    let inherited = match Inherited::from_env() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            say(format_args!("cannot use the inherited sockets: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    if !inherited.is_empty() || inherited.is_successor() {
+        let left: Vec<&str> = HAND_OFF_VARS
+            .into_iter()
+            .filter(|k| std::env::var_os(k).is_some())
+            .collect();
+        say(format_args!(
+            "inherited {} socket(s) ({}){}; {}",
+            inherited.len(),
+            inherited.names().join(", "),
+            if inherited.is_successor() {
+                ", from a restarting predecessor"
+            } else {
+                ""
+            },
+            if left.is_empty() {
+                "LISTEN_* variables removed".to_owned()
+            } else {
+                format!("still set: {}", left.join(" "))
+            }
+        ));
+    }
     let result = match args.runtime {
-        RuntimeName::Smol => smol::block_on(run(Smol::global(), args)),
+        RuntimeName::Smol => smol::block_on(run(Smol::global(), args, inherited)),
         #[cfg(feature = "async-std")]
-        RuntimeName::AsyncStd => async_std::task::block_on(run(AsyncStd, args)),
+        RuntimeName::AsyncStd => async_std::task::block_on(run(AsyncStd, args, inherited)),
     };
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("serve: {message}");
+            say(format_args!("{message}"));
             ExitCode::from(1)
         }
     }
 }
 
 /// Serves on `rt` until done; the same code for every runtime.
-async fn run<R: Runtime>(rt: R, args: Args) -> Result<ExitCode, String> {
-    // Registered first, so a signal sent right after the first line drains.
-    let mut signals = Signals::new([Signal::Term, Signal::Int])
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
-
+async fn run<R: Runtime>(
+    rt: R,
+    mut args: Args,
+    mut inherited: Inherited,
+) -> Result<ExitCode, String> {
+    if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
+        args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
     // Upgraded (echo) connections say `bye` and close when shutdown begins;
     // the drain waits for them (bounded by --grace) so the goodbye is sent.
     let config = Config {
@@ -214,23 +267,36 @@ async fn run<R: Runtime>(rt: R, args: Args) -> Result<ExitCode, String> {
     let mut builder = Builder::with_runtime(rt.clone())
         .config(config)
         .on_event(log_event);
-    for addr in &args.listen {
+    // Named, so that a restart's successor finds each under its flag.
+    for (i, addr) in args.listen.iter().enumerate() {
         builder = builder
-            .bind(addr)
+            .inherit_or_bind(&mut inherited, &format!("listen-{i}"), addr)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
     if let Some(path) = &args.unix {
         builder = builder
-            .bind_unix(path)
+            .inherit_or_bind_unix(&mut inherited, "unix", path)
             .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
     }
+    builder = builder.inherit_rest(&mut inherited);
     let server = builder.build().map_err(|e| format!("cannot start: {e}"))?;
     let handle = server.handle();
     let handle = server.serve_http(routes::router(rt, handle));
 
+    let mut lifecycle = Lifecycle::new(handle.clone())
+        .drain_timeout(args.grace)
+        .ready_timeout(args.ready_timeout)
+        .inherited(inherited)
+        .on_event(|event| say(format_args!("{event}")));
     if let Some(path) = &args.pid_file {
-        write_pid_file(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        lifecycle = lifecycle.pid_file(path);
     }
+    // Before the first line, so a signal sent right after it is handled,
+    // and the pid file is there for whoever reads the line.
+    lifecycle
+        .handle_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    lifecycle.ready().await;
     let addrs: Vec<String> = handle
         .local_addrs()
         .iter()
@@ -246,45 +312,13 @@ async fn run<R: Runtime>(rt: R, args: Args) -> Result<ExitCode, String> {
     let _ = stdout.flush();
     drop(stdout);
 
-    let drained = handle.drained();
-    let mut signalled = 0u32;
-    // One signal per pass; ends when the server is done (the second signal
-    // closes it, which completes it at once).
-    enum Woke {
-        Signal(Option<std::io::Result<Signal>>),
-        Done(Result<lameduck::Outcome, lameduck::core::Abandoned>),
-    }
-    let outcome = loop {
-        let woke = async { Woke::Signal(signals.next().await) }
-            .or(async { Woke::Done(drained.wait().await) })
-            .await;
-        match woke {
-            Woke::Done(outcome) => break outcome,
-            Woke::Signal(Some(Ok(signal))) => {
-                signalled += 1;
-                let name = if signal == Signal::Term {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                if signalled == 1 {
-                    eprintln!(
-                        "serve: {name}: draining (deadline {:.3} s; again to close at once)",
-                        args.grace.as_secs_f64()
-                    );
-                    handle.shutdown_within(args.grace);
-                } else {
-                    eprintln!("serve: {name} again: closing now");
-                    handle.close();
-                }
-            }
-            Woke::Signal(Some(Err(e))) => return Err(format!("signal handling failed: {e}")),
-            Woke::Signal(None) => return Err("signal handling stopped".into()),
-        }
-    };
-    match outcome {
-        Ok(outcome) if outcome.is_graceful() => Ok(ExitCode::SUCCESS),
-        Ok(_) => Ok(ExitCode::from(1)),
-        Err(e) => Err(e.to_string()),
-    }
+    let ended = lifecycle
+        .run()
+        .await
+        .map_err(|e| format!("signal handling failed: {e}"))?;
+    Ok(if ended.outcome.is_graceful() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

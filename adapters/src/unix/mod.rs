@@ -43,8 +43,12 @@
 //!    `MAINPID=<successor>` and `READY=1` (a `Type=notify-reload` unit
 //!    follows the new process), stops accepting **without** shutting the
 //!    sockets down (a connection it already accepted is still served), and
-//!    drains: its in-flight requests finish here, idle keep-alive
-//!    connections close, and it exits.
+//!    drains ([`lameduck_core::Server::hand_off`]): its in-flight requests
+//!    finish here with `Connection: close`; idle keep-alive connections
+//!    stay open for a moment ([`Lifecycle::handoff_linger`], 1 s), so a
+//!    client's next request is answered (and the client reconnects, to
+//!    the successor) rather than finding its connection closed under it;
+//!    then the rest close, and the process exits.
 //! 5. If the successor cannot be started, exits, or is not ready by the
 //!    deadline ([`Lifecycle::ready_timeout`], default 60 s), it is killed
 //!    and reaped, systemd hears `READY=1` again, and this process keeps

@@ -227,11 +227,15 @@ pub struct Ended {
 
 type Observer = Arc<dyn Fn(&LifecycleEvent) + Send + Sync>;
 
+/// [`Lifecycle::handoff_linger`]'s default.
+const DEFAULT_HANDOFF_LINGER: Duration = Duration::from_secs(1);
+
 struct Settings {
     signals: SignalConfig,
     executable: io::Result<PathBuf>,
     args: Vec<OsString>,
     drain_timeout: Option<Duration>,
+    handoff_linger: Duration,
     pid_file: Option<PathBuf>,
     notify: bool,
 }
@@ -334,6 +338,7 @@ impl<R: Runtime> Lifecycle<R> {
             executable: std::env::current_exe(),
             args: std::env::args_os().skip(1).collect(),
             drain_timeout: None,
+            handoff_linger: DEFAULT_HANDOFF_LINGER,
             pid_file: None,
             notify: true,
         };
@@ -451,6 +456,27 @@ impl<R: Runtime> Lifecycle<R> {
     #[must_use]
     pub fn drain_timeout(self, timeout: Duration) -> Self {
         self.settings().drain_timeout = Some(timeout);
+        self
+    }
+
+    /// After a hand-off, how long idle keep-alive connections stay open
+    /// (default 1 s): a client that sends its next request meanwhile gets
+    /// its answer, with `Connection: close`, and reconnects — to the
+    /// successor — instead of finding its connection closed under the
+    /// request (an HTTP/1.1 race no server-side close can avoid otherwise).
+    /// Then the drain closes those still idle. Zero: close them at once.
+    /// It counts towards the [drain deadline](Self::drain_timeout).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    ///     .handoff_linger(std::time::Duration::from_secs(5));
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn handoff_linger(self, linger: Duration) -> Self {
+        self.settings().handoff_linger = linger;
         self
     }
 
@@ -869,7 +895,7 @@ impl<R: Runtime> Lifecycle<R> {
                 };
                 self.carry_out(actions, None, &mut progress, Some(e.to_string()));
                 self.shared.attempt_over.notify(usize::MAX);
-                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+                return Err(self.rolled_back(progress.failure));
             }
         };
         let pid = watch.pid();
@@ -884,7 +910,29 @@ impl<R: Runtime> Lifecycle<R> {
         let result = self.await_successor(&watch, reader, progress).await;
         lock(&self.shared.machine).child = None;
         self.shared.attempt_over.notify(usize::MAX);
-        result
+        result.map_err(|failure| self.rolled_back(failure))
+    }
+
+    /// A restart attempt is over without a hand-off, its successor (if any)
+    /// reaped: systemd hears `READY=1` (the reload is over; same main
+    /// process) unless the server is stopping, and the failure is reported.
+    fn rolled_back(&self, failure: Option<RestartError>) -> RestartError {
+        let error = failure.unwrap_or(RestartError::Failed {
+            failure: RestartFailure::Stopping,
+            detail: None,
+        });
+        let stopping = matches!(
+            error,
+            RestartError::Failed {
+                failure: RestartFailure::Stopping,
+                ..
+            }
+        );
+        if !stopping {
+            self.send_notify("READY=1");
+        }
+        self.event(LifecycleEvent::RestartFailed(error.clone()));
+        error
     }
 
     /// Starts the successor with the listeners and a readiness pipe.
@@ -928,7 +976,7 @@ impl<R: Runtime> Lifecycle<R> {
         watch: &Arc<ChildWatch>,
         reader: ReadyReader,
         mut progress: Progress,
-    ) -> Result<u32, RestartError> {
+    ) -> Result<u32, Option<RestartError>> {
         let pid = watch.pid();
         let rt = self.shared.handle.driver().rt.clone();
         let mut ready = Some(Box::pin(reader.wait()));
@@ -960,12 +1008,12 @@ impl<R: Runtime> Lifecycle<R> {
                 _ => false,
             };
             if over {
-                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+                return Err(progress.failure);
             }
             if exit.is_none() {
                 // Reaped, yet the machine still expects it: cannot happen
                 // (child_exited ends every phase that has a child).
-                return Err(progress.failure.unwrap_or(RestartError::Stopping));
+                return Err(progress.failure);
             }
             let step = async {
                 match &mut ready {
@@ -1052,17 +1100,13 @@ impl<R: Runtime> Lifecycle<R> {
                     }
                 }
                 RestartAction::HandOff { child } => progress.hand_off = Some(child),
+                // Reported once the attempt is over (`rolled_back`): after
+                // the successor is reaped.
                 RestartAction::Failed(failure) => {
-                    if failure != RestartFailure::Stopping {
-                        // Ends systemd's reload: still the same main process.
-                        self.send_notify("READY=1");
-                    }
-                    let error = RestartError::Failed {
+                    progress.failure = Some(RestartError::Failed {
                         failure,
                         detail: detail.clone(),
-                    };
-                    self.event(LifecycleEvent::RestartFailed(error.clone()));
-                    progress.failure = Some(error);
+                    });
                 }
             }
         }
@@ -1087,10 +1131,14 @@ impl<R: Runtime> Lifecycle<R> {
         });
         let driver = self.shared.handle.driver().clone();
         driver.release_listeners().await;
-        match self.drain_deadline() {
-            Some(timeout) => self.shared.handle.shutdown_within(timeout),
-            None => self.shared.handle.shutdown(None),
-        }
+        let (linger, timeout) = {
+            let settings = self.settings();
+            (settings.handoff_linger, settings.drain_timeout)
+        };
+        driver.input(|core, now| {
+            let deadline = timeout.and_then(|t| now.checked_add(t));
+            core.hand_off(now, linger, deadline);
+        });
     }
 }
 
