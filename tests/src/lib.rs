@@ -5,6 +5,7 @@ pub mod client;
 pub mod fuzz;
 pub mod harness;
 pub mod model;
+pub mod process;
 /// The demo server's routes, shared word for word with `adapters/examples/serve`.
 #[path = "../../adapters/examples/serve/routes.rs"]
 pub mod routes;

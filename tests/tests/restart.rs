@@ -1,0 +1,1012 @@
+//! Zero-downtime restart, signals and systemd, as process tests of the demo
+//! server (`examples/serve`) with real signals on loopback: restarts under
+//! load, failing successors, signal storms, descriptor and environment
+//! hygiene, socket activation, and the `sd_notify` sequence.
+
+use std::io::{IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lameduck_tests::client::{Client, Ending};
+use lameduck_tests::process::{
+    Demo, EVENTUALLY, children_of, fds, has_exited, parse_first_line, serve_binary,
+    start_environment, wait_exited, zombies_of,
+};
+use rustix::process::{Pid, Signal};
+
+fn signal(pid: u32, signal: Signal) {
+    let pid = Pid::from_raw(pid as i32).expect("a positive pid");
+    rustix::process::kill_process(pid, signal).expect("signalling the demo");
+}
+
+/// A fresh directory under the target directory (the same filesystem as
+/// the demo binary, so it can be hard-linked there).
+fn scratch_dir(name: &str) -> PathBuf {
+    let target = serve_binary()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let dir = target.join(format!("restart-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
+/// Puts `source` at `path` atomically (a new file renamed over it), as an
+/// upgrade would: the running binary's file is not touched.
+fn install(path: &Path, contents: Install<'_>) {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    match contents {
+        Install::Binary(source) => {
+            if std::fs::hard_link(source, &tmp).is_err() {
+                std::fs::copy(source, &tmp).expect("copying the demo binary");
+            }
+        }
+        Install::Script(text, executable) => {
+            std::fs::write(&tmp, text).expect("writing a script");
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    std::fs::rename(&tmp, path).expect("installing");
+}
+
+enum Install<'a> {
+    Binary(&'a Path),
+    Script(&'a str, bool),
+}
+
+/// `GET /pid` on a new connection.
+fn pid_at(addr: SocketAddr) -> std::io::Result<u32> {
+    let response = Client::connect(addr)?.get("/pid")?;
+    response
+        .text()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("bad /pid answer {response:?}")))
+}
+
+/// Waits until new connections reach `pid` (the predecessor may still take
+/// one it accepted just before it let the listener go).
+fn wait_serving(addr: SocketAddr, pid: u32) {
+    let deadline = Instant::now() + EVENTUALLY;
+    // One request per pass; bounded by the deadline.
+    loop {
+        let got = pid_at(addr);
+        if got.as_ref().is_ok_and(|p| *p == pid) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/pid never answered {pid}: {got:?}"
+        );
+    }
+}
+
+/// One SIGHUP to the current generation; returns the successor's pid once
+/// it is handed off to and new connections reach it.
+fn restart(demo: &mut Demo, addrs: &[SocketAddr]) -> u32 {
+    let old = demo.current();
+    let stderr_from = demo.stderr_seen.len();
+    signal(old, Signal::HUP);
+    let line = demo.next_first_line();
+    let (new_addrs, new) = parse_first_line(&line);
+    assert_eq!(new_addrs, addrs, "the successor serves the same sockets");
+    assert_ne!(new, old);
+    demo.wait_stderr_from(stderr_from, &format!("pid {old} handed off to pid {new}"));
+    wait_serving(addrs[0], new);
+    new
+}
+
+// ----- restart under load ---------------------------------------------------
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    /// Requests whose idle keep-alive connection the draining predecessor
+    /// had closed before any byte of a response: resent on a new
+    /// connection, as HTTP clients do (the server never answered them).
+    resent: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, what: String) {
+        self.failures.lock().unwrap().push(what);
+    }
+}
+
+/// Shared by the load clients and the restarting thread.
+struct Load {
+    addr: SocketAddr,
+    stop: AtomicBool,
+    /// Bumped after each hand-off is seen.
+    restarts: AtomicU64,
+    /// A slow request is in flight that was sent after the hand-off with
+    /// this number (`restarts` when it was sent), plus one; 0: none.
+    slow_in_flight: AtomicU64,
+    /// Slow responses whose request was in flight across a hand-off.
+    slow_across_restart: AtomicU64,
+    until: Instant,
+}
+
+impl Load {
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Acquire) && Instant::now() < self.until
+    }
+}
+
+/// Keep-alive client: `GET /` over one connection for as long as the
+/// server keeps it; a new one when it says `Connection: close` or has
+/// closed it while idle.
+fn keep_alive_client(load: &Load, tally: &Tally) {
+    let mut conn: Option<Client> = None;
+    // One request per pass; bounded by `load.until` and the count.
+    for _ in 0..1_000_000 {
+        if !load.running() {
+            return;
+        }
+        let (mut client, fresh) = match conn.take() {
+            Some(c) => (c, false),
+            None => match Client::connect(load.addr) {
+                Ok(c) => (c, true),
+                Err(e) => return tally.fail(format!("keep-alive connect: {e}")),
+            },
+        };
+        let outcome = client
+            .send_get("/")
+            .map_err(|e| (e.kind(), e.to_string()))
+            .and_then(|()| {
+                client
+                    .read_response_or_close()
+                    .map_err(|e| (e.kind(), e.to_string()))
+            });
+        match outcome {
+            Ok(Ok(response)) => {
+                if response.status != 200 || response.text() != "hello" {
+                    return tally.fail(format!("keep-alive: bad response {response:?}"));
+                }
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                if !response.connection_close() {
+                    conn = Some(client);
+                }
+            }
+            // The idle connection was closed under the request: nothing was
+            // answered; send it again on a new connection.
+            Ok(Err(Ending::Eof | Ending::Reset)) if !fresh => {
+                tally.resent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset, _))
+                if !fresh =>
+            {
+                tally.resent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(ending)) => {
+                return tally.fail(format!("keep-alive: new connection ended ({ending:?})"));
+            }
+            Err((_, e)) => return tally.fail(format!("keep-alive: {e}")),
+        }
+    }
+}
+
+/// A new connection per request.
+fn new_connection_client(load: &Load, tally: &Tally) {
+    // One request per pass; bounded by `load.until` and the count.
+    for _ in 0..1_000_000 {
+        if !load.running() {
+            return;
+        }
+        let response = Client::connect(load.addr).and_then(|mut c| c.get("/"));
+        match response {
+            Ok(r) if r.status == 200 && r.text() == "hello" => {
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => return tally.fail(format!("new connection: bad response {r:?}")),
+            Err(e) => return tally.fail(format!("new connection: {e}")),
+        }
+    }
+}
+
+/// Slow requests (`/sleep?ms=300`, `/stream`): on each connection `/pid`
+/// first, then every slow response must come from that same process.
+fn slow_client(load: &Load, tally: &Tally) {
+    let mut conn: Option<(Client, u32)> = None;
+    // One request per pass; bounded by `load.until` and the count.
+    for i in 0..1_000_000u64 {
+        if !load.running() {
+            return;
+        }
+        let (mut client, pid) = match conn.take() {
+            Some((c, pid)) => (c, pid),
+            None => {
+                let mut client = match Client::connect(load.addr) {
+                    Ok(c) => c,
+                    Err(e) => return tally.fail(format!("slow connect: {e}")),
+                };
+                match client.get("/pid") {
+                    Ok(r) => match r.text().parse::<u32>() {
+                        Ok(pid) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                            if r.connection_close() {
+                                continue;
+                            }
+                            (client, pid)
+                        }
+                        Err(_) => return tally.fail(format!("slow: bad /pid {r:?}")),
+                    },
+                    Err(e) => return tally.fail(format!("slow: /pid on a new connection: {e}")),
+                }
+            }
+        };
+        let (path, body) = if i % 2 == 0 {
+            ("/sleep?ms=300", "slept 300".to_owned())
+        } else {
+            (
+                "/stream?chunks=4&ms=100",
+                "chunk 0\nchunk 1\nchunk 2\nchunk 3\n".to_owned(),
+            )
+        };
+        let restarts_before = load.restarts.load(Ordering::Acquire);
+        load.slow_in_flight
+            .store(restarts_before + 1, Ordering::Release);
+        let outcome = client
+            .send_get(path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| client.read_response_or_close().map_err(|e| e.to_string()));
+        let _ = load.slow_in_flight.compare_exchange(
+            restarts_before + 1,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        match outcome {
+            Ok(Ok(response)) => {
+                let served_by = response.header("x-pid").and_then(|p| p.parse::<u32>().ok());
+                if response.status != 200 || response.text() != body {
+                    return tally.fail(format!("slow {path}: bad or truncated {response:?}"));
+                }
+                if served_by != Some(pid) {
+                    return tally.fail(format!(
+                        "slow {path}: served by {served_by:?}, the connection is to {pid}"
+                    ));
+                }
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                if load.restarts.load(Ordering::Acquire) > restarts_before {
+                    load.slow_across_restart.fetch_add(1, Ordering::Relaxed);
+                }
+                if !response.connection_close() {
+                    conn = Some((client, pid));
+                }
+            }
+            // Always on a used connection (`/pid` went first): a drain that
+            // began just then may have closed it while idle.
+            Ok(Err(_)) => {
+                tally.resent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return tally.fail(format!("slow {path}: {e}")),
+        }
+    }
+}
+
+const RESTARTS: usize = 20;
+
+/// The demo restarted 20 times by SIGHUP while keep-alive clients, clients
+/// with a new connection per request, and slow requests run: no request
+/// fails or is cut short, `/pid` changes every time, every slow response
+/// comes from the process its connection reached, and every generation
+/// drains cleanly.
+#[test]
+fn restart_under_load_loses_nothing() {
+    let started = Instant::now();
+    let dir = scratch_dir("load");
+    let pid_file = dir.join("serve.pid");
+    let mut demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--grace",
+        "30",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
+    let addrs = demo.tcp_addrs();
+    let load = Arc::new(Load {
+        addr: addrs[0],
+        stop: AtomicBool::new(false),
+        restarts: AtomicU64::new(0),
+        slow_in_flight: AtomicU64::new(0),
+        slow_across_restart: AtomicU64::new(0),
+        until: Instant::now() + Duration::from_secs(120),
+    });
+    let tallies: Vec<(&str, Arc<Tally>)> = [
+        "keep-alive",
+        "keep-alive",
+        "new-conn",
+        "new-conn",
+        "slow",
+        "slow",
+    ]
+    .into_iter()
+    .map(|kind| (kind, Arc::new(Tally::default())))
+    .collect();
+    let clients: Vec<_> = tallies
+        .iter()
+        .map(|(kind, tally)| {
+            let (load, tally, kind) = (load.clone(), tally.clone(), *kind);
+            std::thread::spawn(move || match kind {
+                "keep-alive" => keep_alive_client(&load, &tally),
+                "new-conn" => new_connection_client(&load, &tally),
+                _ => slow_client(&load, &tally),
+            })
+        })
+        .collect();
+
+    let mut pids = vec![demo.pid()];
+    for round in 1..=RESTARTS {
+        // A slow request sent since the last hand-off is in flight when
+        // the signal goes out.
+        let deadline = Instant::now() + EVENTUALLY;
+        let wanted = load.restarts.load(Ordering::Acquire) + 1;
+        // One look per pass; bounded by the deadline.
+        while load.slow_in_flight.load(Ordering::Acquire) != wanted {
+            assert!(Instant::now() < deadline, "no slow request in flight");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let new = restart(&mut demo, &addrs);
+        load.restarts.fetch_add(1, Ordering::AcqRel);
+        assert!(!pids.contains(&new), "round {round}: pid {new} again");
+        pids.push(new);
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).unwrap().trim(),
+            new.to_string(),
+            "round {round}: the pid file names the successor"
+        );
+    }
+    // Let the clients run against the last generation too, then stop them.
+    let before = tallies
+        .iter()
+        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
+        .sum::<u64>();
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    while tallies
+        .iter()
+        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
+        .sum::<u64>()
+        < before + 50
+    {
+        assert!(Instant::now() < deadline, "the clients stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    load.stop.store(true, Ordering::Release);
+    for client in clients {
+        client.join().expect("a client thread panicked");
+    }
+    let last = demo.current();
+    signal(last, Signal::TERM);
+    wait_exited(last);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    for (kind, tally) in &tallies {
+        let ok = tally.ok.load(Ordering::Relaxed);
+        report.push(format!(
+            "{kind}: {ok} ok, {} resent",
+            tally.resent.load(Ordering::Relaxed)
+        ));
+        failures.extend(tally.failures.lock().unwrap().iter().cloned());
+    }
+    assert!(
+        failures.is_empty(),
+        "failed requests: {failures:#?}; {report:?}"
+    );
+    // Not even a request on an idle keep-alive connection met a close: the
+    // old process answers them (with `Connection: close`) while it lingers.
+    let resent: u64 = tallies
+        .iter()
+        .map(|(_, t)| t.resent.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(
+        resent, 0,
+        "requests that found their connection closed: {report:?}"
+    );
+    for (kind, tally) in &tallies {
+        let ok = tally.ok.load(Ordering::Relaxed);
+        assert!(ok >= 10, "{kind}: only {ok} requests");
+    }
+    let total: u64 = tallies
+        .iter()
+        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
+        .sum();
+    let across = load.slow_across_restart.load(Ordering::Relaxed);
+    assert!(across > 0, "no slow request was in flight across a restart");
+    let drained = stderr
+        .iter()
+        .filter(|l| {
+            l.as_str() == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"
+        })
+        .count();
+    assert_eq!(
+        drained,
+        RESTARTS + 1,
+        "every generation drains cleanly: {stderr:?}"
+    );
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    assert!(
+        !pid_file.exists(),
+        "the last generation removes its pid file"
+    );
+    eprintln!(
+        "restart under load: {RESTARTS} restarts, {total} responses, 0 failed, \
+         {across} slow responses across a restart; {}; {:.1} s",
+        report.join("; "),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- failing successors ---------------------------------------------------
+
+/// Successors that exit at once, never report ready, or cannot be executed
+/// at all: each time the old process keeps serving (a keep-alive
+/// connection included), no zombie is left, and a later restart with a good
+/// executable succeeds.
+#[test]
+fn failing_successors_roll_back() {
+    let dir = scratch_dir("failing");
+    let exe = dir.join("serve");
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args(["--listen", "127.0.0.1:0", "--ready-timeout", "1.5"]);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let pid = demo.pid();
+    let mut kept = Client::connect(addrs[0]).unwrap();
+    assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string());
+
+    let cases: [(&str, Install<'_>, &str); 4] = [
+        (
+            "exits at once",
+            Install::Script("#!/bin/sh\nexit 7\n", true),
+            "exited before it was ready (exit status: 7)",
+        ),
+        (
+            "never ready",
+            Install::Script("#!/bin/sh\nexec sleep 60\n", true),
+            "was not ready in time",
+        ),
+        (
+            "not executable",
+            Install::Script("#!/bin/sh\nexit 0\n", false),
+            "could not be started",
+        ),
+        (
+            "not a program",
+            Install::Script("\u{7f}ELF? not really\n", true),
+            "could not be started",
+        ),
+    ];
+    for (what, contents, expected) in cases {
+        install(&exe, contents);
+        let from = demo.stderr_seen.len();
+        let t0 = Instant::now();
+        signal(pid, Signal::HUP);
+        let line = demo.wait_stderr_from(from, "restart failed: ");
+        assert!(line.contains(expected), "{what}: {line}");
+        assert!(
+            line.ends_with(&format!("still serving (pid {pid})")),
+            "{what}: {line}"
+        );
+        if what == "never ready" {
+            assert!(
+                t0.elapsed() >= Duration::from_millis(1400),
+                "{what}: too early"
+            );
+        }
+        // The failed successor, if it was started, is gone and reaped.
+        if let Some(started) = demo.stderr_seen[from..]
+            .iter()
+            .find_map(|l| l.strip_prefix("serve: restart: successor pid "))
+        {
+            let child: u32 = started.split(' ').next().unwrap().parse().unwrap();
+            wait_exited(child);
+        }
+        assert!(
+            zombies_of(pid).is_empty(),
+            "{what}: zombies {:?}",
+            zombies_of(pid)
+        );
+        let reaper_deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        while !children_of(pid).is_empty() {
+            assert!(
+                Instant::now() < reaper_deadline,
+                "{what}: children {:?}",
+                children_of(pid)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Still serving: new connections and the old keep-alive one.
+        assert_eq!(pid_at(addrs[0]).unwrap(), pid, "{what}");
+        assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string(), "{what}");
+        assert!(!has_exited(pid));
+    }
+
+    install(&exe, Install::Binary(&serve_binary()));
+    let new = restart(&mut demo, &addrs);
+    // The old keep-alive connection is closed by the old process's drain.
+    let (rest, _) = kept.read_until_closed().unwrap();
+    assert!(rest.is_empty());
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- signal storms --------------------------------------------------------
+
+/// Twenty SIGHUPs at once: exactly one successor starts; the others are
+/// refused while it is in flight or once the old process has handed off.
+#[test]
+fn a_burst_of_sighups_gives_one_successor() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0"]);
+    let addrs = demo.tcp_addrs();
+    let pid = demo.pid();
+    for _ in 0..20 {
+        signal(pid, Signal::HUP);
+    }
+    let line = demo.next_first_line();
+    let (_, new) = parse_first_line(&line);
+    demo.wait_stderr(&format!("pid {pid} handed off to pid {new}"));
+    wait_serving(addrs[0], new);
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the old process drained: {stderr:?}"
+    );
+    let started = stderr
+        .iter()
+        .filter(|l| l.contains("restart: successor pid"))
+        .count();
+    assert_eq!(started, 1, "{stderr:#?}");
+    let first_lines = demo
+        .stdout_seen
+        .iter()
+        .filter(|l| l.starts_with("listening on "))
+        .count();
+    assert_eq!(first_lines, 2, "{:?}", demo.stdout_seen);
+    assert!(zombies_of(pid).is_empty());
+}
+
+/// SIGTERM while a successor is starting: the restart is abandoned (the
+/// successor killed and reaped), and the server drains and exits 0.
+#[test]
+fn sigterm_during_a_restart_abandons_it() {
+    let dir = scratch_dir("abandon");
+    let exe = dir.join("serve");
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args(["--listen", "127.0.0.1:0"]);
+    let mut demo = Demo::spawn(command);
+    let pid = demo.pid();
+    // The successor will be a program that never reports ready.
+    install(&exe, Install::Script("#!/bin/sh\nexec sleep 60\n", true));
+    signal(pid, Signal::HUP);
+    let started = demo.wait_stderr("restart: successor pid ");
+    let child: u32 = started
+        .split("successor pid ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the successor's pid");
+    signal(pid, Signal::TERM);
+    demo.wait_stderr("restart abandoned: the server is stopping");
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(has_exited(child), "the successor was killed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGUSR2 closes at once, a response in progress included (exit status 1:
+/// it was forced).
+#[test]
+fn sigusr2_closes_at_once() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "60"]);
+    let addr = demo.tcp_addrs()[0];
+    let mut stuck = Client::connect(addr).unwrap();
+    stuck.send_get("/stream?chunks=2&ms=60000").unwrap();
+    stuck.read_until_contains(b"chunk 0\n").unwrap();
+    let t0 = Instant::now();
+    signal(demo.pid(), Signal::USR2);
+    let (status, stderr) = demo.wait_exit();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l == "serve: SIGUSR2: closing now"),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.iter().any(|l| l.contains("done: closed, forced=1")),
+        "{stderr:?}"
+    );
+    assert!(stuck.read_response().is_err(), "the response was cut");
+}
+
+// ----- descriptors and environment ------------------------------------------
+
+/// What kinds of descriptors a process holds (`socket`, `pipe`,
+/// `anon_inode`, a path), sorted: numbers and inodes differ per run.
+fn kinds(fds: &[(i32, String)]) -> Vec<String> {
+    let mut kinds: Vec<String> = fds
+        .iter()
+        .map(|(_, target)| target.split(':').next().unwrap_or(target).to_owned())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Five generations, each with two TCP listeners and a Unix one: the same
+/// descriptors each time (none leaks from one to the next), the listeners
+/// at 3, 4, 5 under their names, `LISTEN_PID` its own pid, and the
+/// variables gone from each process once adopted.
+#[test]
+fn generations_keep_the_same_descriptors_and_no_stale_variables() {
+    let dir = scratch_dir("fds");
+    let sock = dir.join("serve.sock");
+    let mut demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--unix",
+        sock.to_str().unwrap(),
+    ]);
+    let addrs = demo.tcp_addrs();
+    assert_eq!(addrs.len(), 2);
+    let first = fds(demo.pid());
+    let mut successors: Vec<Vec<String>> = Vec::new();
+    for round in 1..=4 {
+        // No connection to the successor before its descriptors are
+        // counted: what is open then is its own.
+        let old = demo.current();
+        let from = demo.stderr_seen.len();
+        signal(old, Signal::HUP);
+        let (new_addrs, new) = parse_first_line(&demo.next_first_line());
+        assert_eq!(new_addrs, addrs);
+        demo.wait_stderr_from(from, &format!("pid {old} handed off to pid {new}"));
+        wait_exited(old);
+        let now = fds(new);
+        for fd in [3, 4, 5] {
+            assert!(
+                now.iter()
+                    .any(|(n, t)| *n == fd && t.starts_with("socket:")),
+                "round {round}: fd {fd} is not a socket: {now:?}"
+            );
+        }
+        successors.push(kinds(&now));
+
+        let env = start_environment(new);
+        let listen: Vec<&String> = env.iter().filter(|e| e.starts_with("LISTEN_")).collect();
+        assert_eq!(
+            listen,
+            [
+                &"LISTEN_FDS=3".to_owned(),
+                &"LISTEN_FDNAMES=listen-0:listen-1:unix".to_owned(),
+                &format!("LISTEN_PID={new}"),
+            ],
+            "round {round}"
+        );
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.starts_with("LAMEDUCK_READY_FD="))
+                .count(),
+            1
+        );
+
+        // Serves on all three: both TCP listeners and the Unix socket.
+        wait_serving(addrs[0], new);
+        assert_eq!(pid_at(addrs[1]).unwrap(), new);
+        let mut unix = UnixStream::connect(&sock).unwrap();
+        unix.set_read_timeout(Some(EVENTUALLY)).unwrap();
+        unix.write_all(b"GET /pid HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        unix.read_to_string(&mut answer).unwrap();
+        assert!(answer.ends_with(&format!("\r\n\r\n{new}")), "{answer}");
+    }
+    let counts: Vec<usize> = std::iter::once(first.len())
+        .chain(successors.iter().map(Vec::len))
+        .collect();
+    eprintln!("descriptor counts per generation: {counts:?}");
+    assert!(
+        successors.windows(2).all(|w| w[0] == w[1]),
+        "descriptors per generation: {successors:#?}"
+    );
+    // The first generation may hold descriptors it inherited from this test
+    // process (not close-on-exec here); none is passed on.
+    assert!(
+        successors[0].len() <= first.len(),
+        "first {first:?}, then {:?}",
+        successors[0]
+    );
+    let stderr = demo.wait_stderr("LISTEN_* variables removed");
+    assert!(stderr.contains("from a restarting predecessor"), "{stderr}");
+    let adopted = demo
+        .stderr_seen
+        .iter()
+        .filter(|l| l.contains("inherited 3 socket(s) (listen-0, listen-1, unix), from a restarting predecessor; LISTEN_* variables removed"))
+        .count();
+    assert_eq!(adopted, 4, "{:?}", demo.stderr_seen);
+    let last = demo.current();
+    signal(last, Signal::TERM);
+    wait_exited(last);
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- socket activation ----------------------------------------------------
+
+/// Started as systemd does it (a listener at fd 3, `LISTEN_FDS=1`,
+/// `LISTEN_PID` its pid, a name), the demo serves on that socket and binds
+/// nothing else.
+#[test]
+fn socket_activation_serves_the_passed_socket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut command = Command::new(serve_binary());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child =
+        lameduck::unix::spawn_with_listeners(command, &[(listener.as_fd(), "http")]).unwrap();
+    drop(listener); // only the demo has it now
+    let mut demo = Demo::from_child(child);
+    let pid = demo.pid();
+    assert_eq!(demo.first_line, format!("listening on {addr} pid={pid}"));
+    demo.wait_stderr("serve: inherited 1 socket(s) (http); LISTEN_* variables removed");
+    assert_eq!(pid_at(addr).unwrap(), pid);
+    let env = start_environment(pid);
+    assert!(env.contains(&format!("LISTEN_PID={pid}")), "{env:?}");
+    // And it restarts from there like any other.
+    let new = restart(&mut demo, &[addr]);
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+}
+
+/// Malformed socket-activation input: a precise message, exit status 1, no
+/// panic.
+#[test]
+fn malformed_activation_is_a_clear_error() {
+    // `exec` keeps the shell's pid, so `$$` is the demo's pid.
+    let via_shell = |script: &str| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{script}; exec \"$0\" --listen 127.0.0.1:0"))
+            .arg(serve_binary())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the demo");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let cases = [
+        (
+            "export LISTEN_PID=$$ LISTEN_FDS=abc",
+            "LISTEN_FDS=\"abc\" is not a count",
+        ),
+        (
+            "export LISTEN_PID=1 LISTEN_FDS=1",
+            "LISTEN_PID=1 names another process",
+        ),
+        (
+            "export LISTEN_PID=$$",
+            "LISTEN_PID is set but LISTEN_FDS is not",
+        ),
+        (
+            "export LISTEN_FDS=1",
+            "LISTEN_FDS is set but LISTEN_PID is not",
+        ),
+        ("export LISTEN_PID=$$ LISTEN_FDS=0", "LISTEN_FDS=0"),
+        (
+            "export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=a:b",
+            "LISTEN_FDNAMES has 2 names for LISTEN_FDS=1",
+        ),
+        (
+            "exec 3<&-; export LISTEN_PID=$$ LISTEN_FDS=1",
+            "inherited fd 3 (unknown) is not open",
+        ),
+        (
+            "exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1",
+            "inherited fd 3 (unknown) is not a socket",
+        ),
+        (
+            "export LAMEDUCK_READY_FD=junk",
+            "LAMEDUCK_READY_FD=\"junk\": not a descriptor number",
+        ),
+    ];
+    for (script, expected) in cases {
+        let (status, stderr) = via_shell(script);
+        assert_eq!(status.code(), Some(1), "{script}: {stderr}");
+        assert!(
+            stderr.starts_with("serve: cannot use the inherited sockets: "),
+            "{script}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{script}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{script}: {stderr}");
+    }
+
+    // Sockets of the wrong kind, passed as systemd would pass them.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let unbound = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .unwrap();
+    for (fd, expected) in [
+        (udp.as_fd(), "inherited fd 3 (x) is not a stream socket"),
+        (
+            unbound.as_fd(),
+            "inherited fd 3 (x) is not a listening socket",
+        ),
+    ] {
+        let command = Command::new(serve_binary());
+        let mut command = command;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = lameduck::unix::spawn_with_listeners(command, &[(fd, "x")]).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+// ----- systemd notifications ------------------------------------------------
+
+/// A `NOTIFY_SOCKET` that records each datagram with its sender's pid.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        // The kernel attaches each sender's credentials.
+        rustix::net::sockopt::set_socket_passcred(&socket, true).unwrap();
+        NotifySocket { socket, path }
+    }
+
+    /// The next datagram, waiting up to [`EVENTUALLY`].
+    fn next(&self) -> (u32, String) {
+        self.socket.set_read_timeout(Some(EVENTUALLY)).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            &self.socket,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            rustix::net::RecvFlags::empty(),
+        )
+        .expect("a notification in time");
+        let pid = control
+            .drain()
+            .find_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmCredentials(cred) => {
+                    Some(cred.pid.as_raw_nonzero().get() as u32)
+                }
+                _ => None,
+            })
+            .expect("the sender's credentials");
+        (pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned())
+    }
+
+    /// Datagrams already queued, without waiting.
+    fn rest(&self) -> Vec<String> {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 4096];
+        // One datagram per pass; at most 100.
+        for _ in 0..100 {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => rest.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => break,
+            }
+        }
+        rest
+    }
+}
+
+/// The notifications over a start, a failed restart, a restart and a stop:
+/// `READY=1`; `RELOADING=1` + `MONOTONIC_USEC` and `READY=1` again on the
+/// failure; `RELOADING=1` + `MONOTONIC_USEC`, then `MAINPID=<successor>` +
+/// `READY=1`, all from the first process; then `STOPPING=1` from the
+/// successor only. The old process says nothing after the hand-off.
+#[test]
+fn notify_sequence() {
+    let dir = scratch_dir("notify");
+    let notify = NotifySocket::bind(&dir);
+    let exe = dir.join("serve");
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &notify.path);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let pid = demo.pid();
+    assert_eq!(notify.next(), (pid, "READY=1".to_owned()));
+
+    let monotonic = |message: &str| -> u64 {
+        let value = message
+            .lines()
+            .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {message:?}"));
+        value.parse().expect("a number")
+    };
+
+    // A failed restart: reloading, then ready again (same main process).
+    install(&exe, Install::Script("#!/bin/sh\nexit 3\n", true));
+    signal(pid, Signal::HUP);
+    let (from, reloading) = notify.next();
+    assert_eq!(from, pid);
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let first_reload = monotonic(&reloading);
+    assert_eq!(notify.next(), (pid, "READY=1".to_owned()));
+    demo.wait_stderr("restart failed: ");
+
+    // A good restart.
+    install(&exe, Install::Binary(&serve_binary()));
+    let new = restart(&mut demo, &addrs);
+    let (from, reloading) = notify.next();
+    assert_eq!(from, pid);
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(monotonic(&reloading) > first_reload);
+    assert_eq!(notify.next(), (pid, format!("MAINPID={new}\nREADY=1")));
+
+    wait_exited(pid);
+    signal(new, Signal::TERM);
+    assert_eq!(notify.next(), (new, "STOPPING=1".to_owned()));
+    wait_exited(new);
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(notify.rest(), Vec::<String>::new(), "nothing else was sent");
+    let _ = std::fs::remove_dir_all(&dir);
+}
