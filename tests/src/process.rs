@@ -10,6 +10,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rustix::process::Pid;
+pub use rustix::process::Signal;
+
 /// How long a process test waits for anything that should happen.
 pub const EVENTUALLY: Duration = Duration::from_secs(20);
 
@@ -148,6 +151,14 @@ impl Demo {
         demo
     }
 
+    /// Sends `signal` to the first generation.
+    ///
+    /// # Panics
+    /// If it cannot be sent.
+    pub fn signal(&self, signal: Signal) {
+        send_signal(self.pid(), signal);
+    }
+
     /// The first generation's pid.
     #[must_use]
     pub fn pid(&self) -> u32 {
@@ -257,6 +268,18 @@ impl Demo {
         }
         (status, self.stderr_seen.clone())
     }
+}
+
+/// Sends `signal` to `pid`.
+///
+/// # Panics
+/// If it cannot be sent (no such process, say).
+pub fn send_signal(pid: u32, signal: Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .expect("a positive pid");
+    rustix::process::kill_process(pid, signal).expect("signalling the demo");
 }
 
 /// A process's state letter and parent from `/proc/PID/stat`, or `None`

@@ -3,140 +3,13 @@
 //! and exit status. Runs the example binary that `cargo test --workspace`
 //! builds (target/<profile>/examples/serve).
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
-use rustix::process::Signal;
-
-const EVENTUALLY: Duration = Duration::from_secs(20);
-
-fn serve_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/demo-<hash> -> target/<profile>/examples/serve
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("serve");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --workspace` builds it (or run `cargo build --example serve -p lameduck`)",
-        binary.display()
-    );
-    binary
-}
-
-/// A running demo server, killed if the test fails.
-struct Demo {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    stderr_seen: Vec<String>,
-    first_line: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(source: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // One line per pass; ends at the pipe's end.
-        for line in BufReader::new(source).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-impl Demo {
-    fn start(args: &[&str]) -> Demo {
-        let mut child = Command::new(serve_binary())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the demo server");
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        let first_line = stdout.recv_timeout(EVENTUALLY).unwrap_or_else(|_| {
-            let _ = child.kill();
-            let status = child.wait();
-            // The pipe ends once the process is gone.
-            let leftovers: Vec<String> =
-                std::iter::from_fn(|| stderr.recv_timeout(EVENTUALLY).ok()).collect();
-            panic!("no first line on stdout ({status:?}); stderr: {leftovers:?}")
-        });
-        Demo {
-            child,
-            stderr,
-            stderr_seen: Vec::new(),
-            first_line,
-        }
-    }
-
-    /// The TCP addresses of the first line.
-    fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        let rest = self
-            .first_line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("bad first line {:?}", self.first_line));
-        let (addrs, _) = rest.rsplit_once(" pid=").unwrap();
-        addrs
-            .split(',')
-            .filter(|a| !a.starts_with("unix:"))
-            .map(|a| a.parse().unwrap())
-            .collect()
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a positive pid");
-        rustix::process::kill_process(pid, signal).expect("signalling the demo");
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    fn wait_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + EVENTUALLY;
-        // One line per pass; bounded by the deadline.
-        while !self.stderr_seen.iter().any(|l| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.stderr_seen.push(line),
-                Err(_) => panic!("no stderr line with {needle:?}; saw {:?}", self.stderr_seen),
-            }
-        }
-    }
-
-    /// Waits for the exit; returns its status and all of stderr.
-    fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + EVENTUALLY;
-        // Bounded by the deadline.
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the demo did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        // The pipe ends once the process is gone.
-        while let Ok(line) = self.stderr.recv_timeout(EVENTUALLY) {
-            self.stderr_seen.push(line);
-        }
-        (status, self.stderr_seen.clone())
-    }
-}
+use lameduck_tests::process::{Demo, EVENTUALLY, Signal, serve_binary};
 
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     let output = Command::new(serve_binary())
@@ -434,7 +307,7 @@ fn accept_emfile_backs_off_and_recovers() {
     // `ulimit -n` in a shell that then execs the demo: the limit applies to
     // the demo only.
     let binary = serve_binary();
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 48 && exec \"$0\" \"$@\"")
         .arg(&binary)
@@ -444,15 +317,7 @@ fn accept_emfile_backs_off_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting the demo under sh");
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let first_line = stdout.recv_timeout(EVENTUALLY).expect("a first line");
-    let mut demo = Demo {
-        child,
-        stderr,
-        stderr_seen: Vec::new(),
-        first_line,
-    };
+    let mut demo = Demo::from_child(child);
     let addr = demo.tcp_addrs()[0];
     // More connections than the demo has descriptors for: the kernel
     // completes them (backlog), the demo's accept runs out.

@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use lameduck_tests::client::{Client, Ending};
 use lameduck_tests::process::{
-    Demo, EVENTUALLY, children_of, fds, has_exited, parse_first_line, serve_binary,
-    start_environment, wait_exited, zombies_of,
+    Demo, EVENTUALLY, Signal, children_of, fds, has_exited, parse_first_line, send_signal,
+    serve_binary, start_environment, wait_exited, zombies_of,
 };
-use rustix::process::{Pid, Signal};
 
 fn signal(pid: u32, signal: Signal) {
-    let pid = Pid::from_raw(pid as i32).expect("a positive pid");
-    rustix::process::kill_process(pid, signal).expect("signalling the demo");
+    send_signal(pid, signal);
 }
 
 /// A fresh directory under the target directory (the same filesystem as
@@ -620,6 +618,29 @@ fn sigterm_during_a_restart_abandons_it() {
     assert_eq!(status.code(), Some(0), "{stderr:?}");
     assert!(has_exited(child), "the successor was killed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same hand-off with the demo on async-std (`--runtime async-std`):
+/// the lifecycle is runtime-generic.
+#[cfg(feature = "async-std")]
+#[test]
+fn restart_on_async_std() {
+    let mut demo = Demo::start(&["--runtime", "async-std", "--listen", "127.0.0.1:0"]);
+    let addrs = demo.tcp_addrs();
+    let mut slow = Client::connect(addrs[0]).unwrap();
+    slow.send_get("/stream?chunks=3&ms=200").unwrap();
+    slow.read_until_contains(b"chunk 0\n").unwrap();
+    let new = restart(&mut demo, &addrs);
+    let streamed = slow.read_response().unwrap();
+    assert_eq!(streamed.text(), "chunk 0\nchunk 1\nchunk 2\n");
+    assert_eq!(
+        streamed.header("x-pid"),
+        Some(demo.pid().to_string().as_str())
+    );
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
 }
 
 /// SIGUSR2 closes at once, a response in progress included (exit status 1:
