@@ -59,6 +59,18 @@
 //! order, under the core's
 //! [run-loop contract](lameduck_core#the-run-loop-contract).
 //!
+//! # Signals, zero-downtime restart and systemd
+//!
+//! [`unix::Lifecycle`] runs a served [`Handle`]'s life: `SIGTERM`/`SIGINT`
+//! drain (a second one closes at once), `SIGHUP` restarts by handing the
+//! listening sockets to a new process in systemd's socket-activation format
+//! (the old one finishes its in-flight requests, then exits; a successor
+//! that fails is killed and reaped and the old one keeps serving),
+//! `SIGUSR2` closes at once — all configurable, all also methods. It speaks
+//! `sd_notify` (`Type=notify-reload` units follow the new process), keeps a
+//! pid file, and [`unix::Inherited`] adopts sockets from a systemd `.socket`
+//! unit. Example units: `docs/systemd/` in the repository.
+//!
 //! # Closing sockets
 //!
 //! A connection the core closes after a complete response (idle at the
