@@ -36,12 +36,17 @@ pub enum Op {
     HeadersComplete(u8),
     /// [`Server::response_done`]
     ResponseDone(u8),
+    /// [`Server::response_done_kept_alive`]
+    ResponseDoneKeptAlive(u8),
     /// [`Server::hijack`]
     Hijack(u8),
     /// [`Server::closed`]
     Closed(u8),
     /// [`Server::shutdown`] with a deadline this many ms from now, or none.
     Shutdown(Option<u16>),
+    /// [`Server::hand_off`] with a linger of this many ms and a deadline
+    /// this many ms from now, or none.
+    HandOff(u16, Option<u16>),
     /// [`Server::close`]
     Close,
     /// [`Server::hooks_finished`]
@@ -121,7 +126,7 @@ pub fn decode(bytes: &[u8]) -> Scenario {
     while !b.0.is_empty() {
         // Weighted so that scenarios live long enough to reach every
         // behaviour: ending ops (shutdown, close) are rare, traffic common.
-        let op = match b.u8() % 32 {
+        let op = match b.u8() % 35 {
             0 => Op::AddListener,
             1 => Op::ListenerClosed(b.u8()),
             2..=6 => Op::Accept(b.u8()),
@@ -144,7 +149,13 @@ pub fn decode(bytes: &[u8]) -> Scenario {
                 _ => HookStage::ForcedClose,
             }),
             25..=29 => Op::Advance(b.u16() % 6_000),
-            _ => Op::Jump(b.u16() % 6_000),
+            30 | 31 => Op::Jump(b.u16() % 6_000),
+            32 | 33 => Op::ResponseDoneKeptAlive(b.u8()),
+            _ => {
+                let linger = u16::from(b.u8()) * 10;
+                let d = b.u16();
+                Op::HandOff(linger, (d & 1 == 1).then_some((d >> 1) % 8_000))
+            }
         };
         ops.push(op);
     }
@@ -538,10 +549,14 @@ impl Model {
         }
     }
 
-    fn response_done(&mut self, id: ConnId) -> Result<(), Error> {
+    /// `kept_alive`: the response's head promised keep-alive (written
+    /// before the shutdown); during a lame-duck delay or a hand-off's linger
+    /// the connection then stays, idle.
+    fn response_done(&mut self, id: ConnId, kept_alive: bool) -> Result<(), Error> {
         match self.live(id)? {
             St::Head | St::Active => {
-                if self.keep_alive() {
+                let promised = kept_alive && self.cfg.keep_alives && self.phase == Phase::LameDuck;
+                if self.keep_alive() || promised {
                     let now = self.now;
                     let c = self.conn(id);
                     c.st = St::Idle;
@@ -579,16 +594,24 @@ impl Model {
     }
 
     fn shutdown(&mut self, deadline: Option<Duration>) {
+        self.begin_shutdown(deadline, self.cfg.lame_duck, true);
+    }
+
+    /// `lame_duck`: the delay (a hand-off's linger); `hooks`: whether the
+    /// lame-duck hooks run (not for a hand-off).
+    fn begin_shutdown(&mut self, deadline: Option<Duration>, lame_duck: Duration, hooks: bool) {
         match self.phase {
             Phase::Serving => {
                 self.deadline = deadline;
-                if self.cfg.lame_duck.is_zero() {
+                if lame_duck.is_zero() {
                     self.begin_drain();
                 } else {
                     self.phase = Phase::LameDuck;
-                    self.lame_duck_end = Some(self.now + self.cfg.lame_duck);
+                    self.lame_duck_end = Some(self.now + lame_duck);
                     self.actions.push(Action::PhaseChanged(Phase::LameDuck));
-                    self.start_hooks(HookStage::LameDuck);
+                    if hooks {
+                        self.start_hooks(HookStage::LameDuck);
+                    }
                     self.finish_and_close_active();
                 }
             }
@@ -703,6 +726,7 @@ impl Harness {
             Op::RequestStarted(i)
             | Op::HeadersComplete(i)
             | Op::ResponseDone(i)
+            | Op::ResponseDoneKeptAlive(i)
             | Op::Hijack(i)
             | Op::Closed(i) => match self.conn(i) {
                 Some(c) => Some(c),
@@ -767,7 +791,11 @@ impl Harness {
             }
             Op::RequestStarted(_) => (server.request_started(c(), now), m.request_started(c())),
             Op::HeadersComplete(_) => (server.headers_complete(c(), now), m.headers_complete(c())),
-            Op::ResponseDone(_) => (server.response_done(c(), now), m.response_done(c())),
+            Op::ResponseDone(_) => (server.response_done(c(), now), m.response_done(c(), false)),
+            Op::ResponseDoneKeptAlive(_) => (
+                server.response_done_kept_alive(c(), now),
+                m.response_done(c(), true),
+            ),
             Op::Hijack(_) => (server.hijack(c(), now), m.hijack(c())),
             Op::Closed(_) => {
                 m.closed(c());
@@ -781,6 +809,17 @@ impl Harness {
                 }
                 server.shutdown(now, d.map(|d| now + d));
                 m.shutdown(d.map(|d| m.now + d));
+                (Ok(()), Ok(()))
+            }
+            Op::HandOff(linger, ms) => {
+                let linger = Duration::from_millis(u64::from(linger));
+                let d = ms.map(|ms| Duration::from_millis(u64::from(ms)));
+                if let Some(d) = d {
+                    let at = m.now + d;
+                    self.deadline = Some(self.deadline.map_or(at, |old| old.min(at)));
+                }
+                server.hand_off(now, linger, d.map(|d| now + d));
+                m.begin_shutdown(d.map(|d| m.now + d), linger, false);
                 (Ok(()), Ok(()))
             }
             Op::Close => {
@@ -824,7 +863,7 @@ impl Harness {
         // A response just completed: within this call the connection was Idle
         // (and a zero idle timeout may have closed it as such).
         let mut before = before;
-        if let (Op::ResponseDone(_), Some(c)) = (op, conn) {
+        if let (Op::ResponseDone(_) | Op::ResponseDoneKeptAlive(_), Some(c)) = (op, conn) {
             for mc in &mut before.conns {
                 if mc.id == c && matches!(mc.st, St::Head | St::Active) {
                     mc.st = St::Idle;
