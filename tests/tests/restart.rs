@@ -453,6 +453,55 @@ fn restart_under_load_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The negative control: the same clients against a naive restart (stop,
+/// then start a new process on the same port) do see failures — so the
+/// zero above is the hand-off's doing, not the clients' blindness.
+#[test]
+fn negative_control_a_naive_stop_start_fails_requests() {
+    let first = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "5"]);
+    let addr = first.tcp_addrs()[0];
+    let load = Arc::new(Load {
+        addr,
+        stop: AtomicBool::new(false),
+        restarts: AtomicU64::new(0),
+        slow_in_flight: AtomicU64::new(0),
+        slow_across_restart: AtomicU64::new(0),
+        until: Instant::now() + Duration::from_secs(60),
+    });
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (load, tally) = (load.clone(), tally.clone());
+            std::thread::spawn(move || new_connection_client(&load, &tally))
+        })
+        .collect();
+    let mut first = first;
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    while tally.ok.load(Ordering::Relaxed) < 100 {
+        assert!(Instant::now() < deadline, "the clients stalled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    first.signal(Signal::TERM);
+    let (status, _) = first.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    // The port is free again only once the first process is gone.
+    let second = Demo::start(&["--listen", &addr.to_string()]);
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    while tally.failures.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    load.stop.store(true, Ordering::Release);
+    for client in clients {
+        client.join().expect("a client thread panicked");
+    }
+    let failures = tally.failures.lock().unwrap().clone();
+    assert!(!failures.is_empty(), "a naive stop/start refused nothing?");
+    eprintln!("negative control (naive stop/start): {failures:?}");
+    drop(second);
+}
+
 // ----- failing successors ---------------------------------------------------
 
 /// Successors that exit at once, never report ready, or cannot be executed
