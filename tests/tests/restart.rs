@@ -520,6 +520,7 @@ fn failing_successors_roll_back() {
     let pid = demo.pid();
     let mut kept = Client::connect(addrs[0]).unwrap();
     assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string());
+    let baseline = fds(pid);
 
     let cases: [(&str, Install<'_>, &str); 4] = [
         (
@@ -587,6 +588,22 @@ fn failing_successors_roll_back() {
         assert_eq!(pid_at(addrs[0]).unwrap(), pid, "{what}");
         assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string(), "{what}");
         assert!(!has_exited(pid));
+        // Nothing of the failed attempt stays open here (pipe, sockets):
+        // once the test's short connections are closed on both ends, the
+        // descriptors are the ones from before (a leak never gets there).
+        let deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        loop {
+            let now = fds(pid);
+            if kinds(&now) == kinds(&baseline) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: descriptors {now:?}, before {baseline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     install(&exe, Install::Binary(&serve_binary()));
