@@ -105,3 +105,31 @@ fn after_a_shutdown_it_only_brings_the_deadline_earlier() {
     assert_eq!(server.phase(), Phase::Draining);
     assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(2)));
 }
+
+#[test]
+fn a_kept_alive_response_closes_once_draining_and_idles_while_serving() {
+    let t0 = Instant::now();
+    let mut server = Server::new(Config::default(), t0);
+    let l = server.add_listener().unwrap();
+    let serving = server.accept(l, t0).unwrap();
+    server.request_started(serving, t0).unwrap();
+    server.response_done_kept_alive(serving, t0).unwrap();
+    assert_eq!(
+        server.conn_state(serving),
+        Ok(lameduck_core::ConnState::Idle)
+    );
+    let draining = server.accept(l, t0).unwrap();
+    server.request_started(draining, t0).unwrap();
+    server.shutdown(t0, None);
+    drain(&mut server);
+    // No lame-duck delay: draining at once, so the promise cannot be kept.
+    server.response_done_kept_alive(draining, t0).unwrap();
+    assert_eq!(
+        drain(&mut server).first(),
+        Some(&Action::CloseConn {
+            conn: draining,
+            reason: CloseReason::KeepAliveOff
+        })
+    );
+    assert!(server.is_done());
+}
