@@ -1,0 +1,3 @@
+module lameduck.invalid/bench/go-peer
+
+go 1.19

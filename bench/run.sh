@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# lameduck's benchmark suite, one command (BENCHMARKS.md):
+#
+#   bench/run.sh [runner flags...]
+#
+# Installs wrk and Go (Debian's wrk and golang-go) if missing, builds the
+# demo server, the untracked baseline, the runner (release) and the Go peer,
+# runs the core micro-benchmarks (divan), raises the descriptor limit, and
+# runs the end-to-end runner. The report is printed, written to
+# bench/results.md, and put into BENCHMARKS.md between its result markers.
+# Extra arguments go to the runner (e.g. --only drain,overhead).
+set -euo pipefail
+
+started=$SECONDS
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+say() { printf 'bench/run.sh: %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------
+if ! command -v wrk >/dev/null || ! command -v go >/dev/null; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    say "installing wrk and golang-go (apt-get)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk golang-go >/dev/null
+fi
+
+# --- builds ------------------------------------------------------------------
+say "building (release): the demo server, the baseline, the runner"
+cargo build --release -p lameduck --example serve -p lameduck-bench
+
+say "building the Go peer (standard library only, no network)"
+export GOCACHE="${GOCACHE:-$target/go-build-cache}"
+export GOPATH="${GOPATH:-$target/go-path}"
+(cd bench/go-peer && GOPROXY=off GOFLAGS=-mod=mod go build -o "$target/release/go-peer" .)
+
+say "core micro-benchmarks (divan)"
+micro="$target/bench-micro.txt"
+cargo bench -p lameduck-core --bench lifecycle 2>&1 | tee "$micro" >&2
+
+# --- descriptor limit --------------------------------------------------------
+# The scale section holds 50,000 connections: as many descriptors in the
+# server. Raise the hard limit if allowed (root with CAP_SYS_RESOURCE), else
+# use the hard limit as it is; the runner reports what it could run.
+hard="$(ulimit -Hn)"
+if [ "$hard" != unlimited ] && [ "$hard" -lt 65536 ]; then
+    ulimit -Hn 65536 2>/dev/null || say "cannot raise the hard descriptor limit above $hard"
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+say "descriptor limit: $(ulimit -n)"
+
+# --- the runner --------------------------------------------------------------
+say "running the benchmarks (output: bench/results.md, BENCHMARKS.md)"
+"$target/release/runner" \
+    --bin-dir "$target/release" \
+    --micro "$micro" \
+    --out "$root/bench/results.md" \
+    --doc "$root/BENCHMARKS.md" \
+    "$@"
+
+say "done in $((SECONDS - started)) s"

@@ -1,0 +1,269 @@
+//! lameduck's end-to-end benchmark runner (DESIGN §7): drain tail, tracking
+//! overhead, scale, and the restart drill, side by side with an untracked
+//! hyper + smol baseline and a Go `net/http` peer, in one run. Prints a
+//! Markdown report and writes it to `--out` (and into `--doc` between its
+//! result markers). Run it through `bench/run.sh`, which installs wrk and
+//! Go, builds everything in release, and raises the descriptor limit.
+//!
+//! ```text
+//! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
+//!        [--only drain,overhead,scale,restart] [--drain-reps N]
+//!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
+//!        [--restarts N]
+//! runner hold ADDR COUNT SOURCE      (a helper of the scale section)
+//! ```
+
+mod drain;
+mod http;
+mod micro;
+mod overhead;
+mod proc;
+mod report;
+mod restart;
+mod scale;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Resource, Rlimit};
+
+use crate::proc::Binaries;
+
+/// Raises this process's soft descriptor limit to its hard limit (children
+/// inherit it); returns the soft limit now in force.
+pub(crate) fn raise_nofile() -> u64 {
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        let _ = rustix::process::setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(max),
+                maximum: Some(max),
+            },
+        );
+    }
+    rustix::process::getrlimit(Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// What to run, and how much of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) doc: Option<PathBuf>,
+    pub(crate) micro: Option<PathBuf>,
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) sections: Vec<String>,
+    pub(crate) drain_reps: usize,
+    pub(crate) rounds: usize,
+    pub(crate) wrk_secs: u32,
+    pub(crate) scale_conns: usize,
+    pub(crate) scale_reps: usize,
+    pub(crate) restarts: usize,
+}
+
+const SECTIONS: [&str; 4] = ["drain", "overhead", "scale", "restart"];
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let mut options = Options {
+        out: None,
+        doc: None,
+        micro: None,
+        bin_dir: exe.parent().ok_or("own directory")?.to_path_buf(),
+        sections: SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
+        drain_reps: 20,
+        rounds: 3,
+        wrk_secs: 10,
+        scale_conns: 50_000,
+        scale_reps: 3,
+        restarts: 50,
+    };
+    let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
+        v.and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a whole number"))
+    };
+    // One flag (and its value) per pass; ends with the arguments.
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--out" => options.out = args.next().map(PathBuf::from),
+            "--doc" => options.doc = args.next().map(PathBuf::from),
+            "--micro" => options.micro = args.next().map(PathBuf::from),
+            "--bin-dir" => {
+                options.bin_dir = args
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("--bin-dir needs a value")?;
+            }
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list")?;
+                options.sections = list.split(',').map(str::to_owned).collect();
+                if let Some(bad) = options
+                    .sections
+                    .iter()
+                    .find(|s| !SECTIONS.contains(&s.as_str()))
+                {
+                    return Err(format!("--only: unknown section '{bad}'"));
+                }
+            }
+            "--drain-reps" => options.drain_reps = number(&flag, args.next())?,
+            "--rounds" => options.rounds = number(&flag, args.next())?,
+            "--wrk-secs" => {
+                options.wrk_secs = u32::try_from(number(&flag, args.next())?)
+                    .map_err(|_| "--wrk-secs: too large")?;
+            }
+            "--scale-conns" => options.scale_conns = number(&flag, args.next())?,
+            "--scale-reps" => options.scale_reps = number(&flag, args.next())?,
+            "--restarts" => options.restarts = number(&flag, args.next())?,
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("hold") {
+        return match scale::hold(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("error {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let options = match parse_args(args.into_iter()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("runner: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bins = Binaries::beside(&options.bin_dir);
+    for path in [&bins.demo, &bins.baseline, &bins.go] {
+        if !path.exists() {
+            eprintln!(
+                "runner: {} is missing (bench/run.sh builds it)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let nofile = raise_nofile();
+    let started = Instant::now();
+    let mut results = report::Results {
+        machine: report::Machine::read(nofile),
+        ..report::Results::default()
+    };
+    let want = |s: &str| options.sections.iter().any(|x| x == s);
+    let section = |name: &str| {
+        eprintln!(
+            "runner: {name} ... ({:.0} s so far)",
+            started.elapsed().as_secs_f64()
+        );
+        Instant::now()
+    };
+
+    if let Some(path) = &options.micro {
+        match std::fs::read_to_string(path) {
+            Ok(text) => results.micro = Some((micro::parse(&text), text)),
+            Err(e) => eprintln!("runner: cannot read {}: {e}", path.display()),
+        }
+    }
+    if want("drain") {
+        let t = section("drain tail");
+        let demo = drain::run(&bins, proc::Kind::Demo, options.drain_reps);
+        let go = drain::run(&bins, proc::Kind::Go, options.drain_reps);
+        results.drain = Some((demo, go));
+        results.timings.push(("drain tail", t.elapsed()));
+    }
+    if want("overhead") {
+        let t = section("overhead");
+        let plan = overhead::Plan {
+            rounds: options.rounds,
+            seconds: options.wrk_secs,
+            connections: 64,
+            threads: 2,
+        };
+        results.overhead = Some(overhead::run(&bins, &plan));
+        results.timings.push(("overhead", t.elapsed()));
+    }
+    if want("scale") {
+        let t = section("scale");
+        // Each idle connection is a descriptor in the server; leave room
+        // for the rest, in whole thousands.
+        let fit = usize::try_from(nofile.saturating_sub(200) / 1000 * 1000).unwrap_or(usize::MAX);
+        let conns = options.scale_conns.min(fit);
+        let runner = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runner"));
+        let mut runs = Vec::new();
+        for _ in 0..options.scale_reps {
+            for kind in [proc::Kind::Demo, proc::Kind::Baseline, proc::Kind::Go] {
+                match scale::run(&bins, &runner, kind, conns) {
+                    Ok(f) => runs.push(Ok(f)),
+                    Err(e) => runs.push(Err(format!("{}: {e}", kind.name()))),
+                }
+            }
+        }
+        results.scale = Some(report::Scale {
+            requested: options.scale_conns,
+            nofile,
+            runs,
+            core_at_target: scale::core_memory(options.scale_conns),
+            core_sweep: [1_000, 10_000, conns, 50_000, 100_000]
+                .into_iter()
+                .map(scale::core_memory)
+                .collect(),
+        });
+        results.timings.push(("scale", t.elapsed()));
+    }
+    if want("restart") {
+        let t = section("restart drill");
+        let plan = restart::Plan {
+            restarts: options.restarts,
+            between: Duration::from_millis(100),
+            load: restart::Load {
+                keep_alive: 4,
+                new_conn: 4,
+                slow: 2,
+                slow_ms: 200,
+                pause: Duration::from_millis(2),
+            },
+        };
+        let mut drills = Vec::new();
+        if restart::demo_restarts(&bins) {
+            drills.push(restart::run(&bins, restart::Method::Lameduck, &plan));
+        } else {
+            results.notes.push(
+                "The demo server has no SIGHUP restart in this build (issue 5): \
+                 the lameduck restart drill did not run."
+                    .into(),
+            );
+        }
+        drills.push(restart::run(&bins, restart::Method::KillStart, &plan));
+        drills.push(restart::run(&bins, restart::Method::ReusePort, &plan));
+        results.restart = Some((plan, drills));
+        results.timings.push(("restart drill", t.elapsed()));
+    }
+    results.total = started.elapsed();
+    results.machine.load_after = report::loadavg();
+    results.options = Some(options.clone());
+
+    let text = report::render(&results);
+    println!("{text}");
+    if let Some(path) = &options.out {
+        if let Err(e) = std::fs::write(path, &text) {
+            eprintln!("runner: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(path) = &options.doc {
+        if let Err(e) = report::splice(path, &text) {
+            eprintln!("runner: cannot update {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
