@@ -76,6 +76,13 @@ impl<R: Runtime> ListenSocket<R> {
     /// that close alone stops the listener.
     pub(crate) fn stop_accepting(&self) {
         let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
+        // The file goes now, not when the last reference is dropped (an
+        // accept loop on another thread, maybe after the process exits).
+        if let ListenSocket::Unix { unlink, .. } = self {
+            if let Some(path) = unlink.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// The socket lives on in a successor: leave its file in place.

@@ -848,6 +848,13 @@ fn generations_keep_the_same_descriptors_and_no_stale_variables() {
     wait_exited(last);
     let (status, _) = demo.wait_exit();
     assert_eq!(status.code(), Some(0));
+    // The Unix socket's file outlives the last generation (it inherited
+    // it); a new start on the same path replaces it.
+    let mut again = Demo::start(&["--unix", sock.to_str().unwrap()]);
+    again.signal(Signal::TERM);
+    let (status, stderr) = again.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!sock.exists(), "the new process bound it, and removed it");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

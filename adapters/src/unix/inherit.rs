@@ -512,6 +512,17 @@ fn own(inherited: InheritedFd, family: Family) -> Result<InheritedListener, Inhe
     })
 }
 
+/// Whether `path` is a Unix socket file that nothing listens on.
+fn is_stale_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+        )
+}
+
 /// Checks a listener name for `LISTEN_FDNAMES`.
 fn valid_name(name: &str) -> io::Result<()> {
     ListenEnv::for_successor(1, &[name])
@@ -576,8 +587,12 @@ impl<R: Runtime> Builder<R> {
     }
 
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
-    /// socket at `path` (which must not exist when it is bound; a bound
-    /// socket's file is removed at the end, an inherited one's is not).
+    /// socket at `path`. A bound socket's file is removed at the end, an
+    /// inherited one's is not (systemd, or the generation that bound it,
+    /// owns it) — so after restarts the file outlives the last process. When
+    /// binding, a socket file nobody listens on any more (connecting to it
+    /// is refused: left by such a last generation, or by a crash) is
+    /// replaced; one that is listened on, or any other file, is an error.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -606,7 +621,13 @@ impl<R: Runtime> Builder<R> {
             )),
             None => {
                 let path = path.as_ref();
-                let listener = UnixListener::bind(path)?;
+                let listener = match UnixListener::bind(path) {
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
+                        std::fs::remove_file(path)?;
+                        UnixListener::bind(path)?
+                    }
+                    bound => bound?,
+                };
                 Ok(self.push_listener(Pending::Unix(
                     listener,
                     Some(path.to_path_buf()),
@@ -707,6 +728,32 @@ mod tests {
             name: "gone".into(),
         };
         assert!(matches!(check(&closed), Err(InheritError::NotOpen { .. })));
+    }
+
+    #[cfg(feature = "smol")]
+    #[test]
+    fn a_stale_socket_file_is_replaced_a_live_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("lameduck-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        // Left behind: the file stays when a std listener is dropped.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(is_stale_socket(&path));
+        let mut none = Inherited::default();
+        let server = Builder::new()
+            .inherit_or_bind_unix(&mut none, "unix", &path)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!is_stale_socket(&path), "listened on now");
+        let again = Builder::new().inherit_or_bind_unix(&mut none, "unix", &path);
+        assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        drop(server);
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(!is_stale_socket(&plain));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

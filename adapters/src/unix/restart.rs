@@ -894,8 +894,9 @@ impl<R: Runtime> Lifecycle<R> {
                     std::iter::from_fn(|| machine.restart.poll_action()).collect()
                 };
                 self.carry_out(actions, None, &mut progress, Some(e.to_string()));
+                let error = self.rolled_back(progress.failure);
                 self.shared.attempt_over.notify(usize::MAX);
-                return Err(self.rolled_back(progress.failure));
+                return Err(error);
             }
         };
         let pid = watch.pid();
@@ -907,10 +908,15 @@ impl<R: Runtime> Lifecycle<R> {
             std::iter::from_fn(|| machine.restart.poll_action()).collect()
         };
         self.carry_out(actions, Some(&watch), &mut progress, None);
-        let result = self.await_successor(&watch, reader, progress).await;
+        let result = self
+            .await_successor(&watch, reader, progress)
+            .await
+            .map_err(|failure| self.rolled_back(failure));
+        // Reported first: whoever waits for the attempt's end (`run`,
+        // before the process exits) sees its outcome logged.
         lock(&self.shared.machine).child = None;
         self.shared.attempt_over.notify(usize::MAX);
-        result.map_err(|failure| self.rolled_back(failure))
+        result
     }
 
     /// A restart attempt is over without a hand-off, its successor (if any)
