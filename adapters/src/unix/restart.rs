@@ -275,6 +275,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// See the [module docs](super) for the restart protocol.
 ///
+/// Begin drains through the lifecycle ([`shutdown`](Self::shutdown),
+/// [`close`](Self::close), or its signals) rather than the [`Handle`]'s
+/// own methods: it first calls off a restart in flight. (A drain begun on
+/// the handle stops the listeners with `shutdown(2)`, which a successor
+/// sharing them would feel too; the lifecycle notices such a drain and
+/// kills a successor that was not yet handed off to, but cannot undo it.)
+///
 /// ```
 /// # fn main() -> std::io::Result<()> {
 /// use std::time::Duration;
