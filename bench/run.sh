@@ -29,7 +29,8 @@ fi
 
 # --- builds ------------------------------------------------------------------
 say "building (release): the demo server, the baseline, the runner"
-cargo build --release -p lameduck --example serve -p lameduck-bench
+cargo build --release -p lameduck --example serve
+cargo build --release -p lameduck-bench --bins
 
 say "building the Go peer (standard library only, no network)"
 export GOCACHE="${GOCACHE:-$target/go-build-cache}"
