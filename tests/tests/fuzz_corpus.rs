@@ -5,13 +5,16 @@
 use std::path::PathBuf;
 
 fn replay(target: &str, body: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let dir = fuzz.join("corpus").join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("readable corpus directory").path())
         .collect();
+    // Crashes once found, kept by name where `cargo fuzz cmin` cannot drop them.
+    if let Ok(regressions) = std::fs::read_dir(fuzz.join("regressions").join(target)) {
+        files.extend(regressions.map(|entry| entry.expect("readable regressions").path()));
+    }
     files.sort();
     assert!(
         !files.is_empty(),
