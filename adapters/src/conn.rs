@@ -4,12 +4,12 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use lameduck_core::ConnId;
 
 use crate::control::{ABORT, CLOSE, Control, NOTIFIED};
@@ -23,17 +23,34 @@ use crate::runtime::Runtime;
 /// not read yet; waiting a little for its FIN avoids that.
 pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
-/// An accepted socket: TCP or Unix.
+/// An accepted socket: TCP or Unix, or a stream accepted elsewhere and
+/// handed in ([`Handle::serve_io`](crate::Handle::serve_io)).
 pub(crate) enum Socket<R: Runtime> {
     Tcp(R::TcpStream),
     Unix(R::UnixStream),
+    /// Only ever used through `&mut` (`Mutex::get_mut`, never locked): the
+    /// mutex makes the connection `Sync` without asking it of the stream.
+    Io(Mutex<Box<dyn AnyIo>>),
+}
+
+/// A stream handed in by the application.
+pub(crate) trait AnyIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AnyIo for S {}
+
+/// The handed-in stream, pinned for a call (it is `Unpin`).
+fn handed_in(io: &mut Mutex<Box<dyn AnyIo>>) -> Pin<&mut dyn AnyIo> {
+    Pin::new(&mut **io.get_mut().unwrap_or_else(PoisonError::into_inner))
 }
 
 impl<R: Runtime> Socket<R> {
-    fn shutdown_write(&self) -> io::Result<()> {
+    /// Sends our end of stream (FIN), keeping the read half open.
+    async fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => R::tcp_shutdown_write(s),
             Socket::Unix(s) => R::unix_shutdown_write(s),
+            // `futures-io`'s close is the write half's shutdown.
+            Socket::Io(s) => handed_in(s).close().await,
         }
     }
 }
@@ -47,6 +64,7 @@ impl<R: Runtime> AsyncRead for Socket<R> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Io(s) => handed_in(s).poll_read(cx, buf),
         }
     }
 }
@@ -60,6 +78,7 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Io(s) => handed_in(s).poll_write(cx, buf),
         }
     }
 
@@ -71,6 +90,7 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Io(s) => handed_in(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -78,6 +98,7 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
             Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+            Socket::Io(s) => handed_in(s).poll_flush(cx),
         }
     }
 
@@ -85,6 +106,7 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_close(cx),
             Socket::Unix(s) => Pin::new(s).poll_close(cx),
+            Socket::Io(s) => handed_in(s).poll_close(cx),
         }
     }
 }
@@ -176,11 +198,11 @@ impl<R: Runtime> Drop for ConnIo<R> {
 /// A gentle close: FIN, then read and discard until the peer's FIN, at most
 /// [`LINGER`], cut short by `close()`.
 async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>) {
-    // An error here (e.g. already shut down by the HTTP layer, or reset)
-    // leaves reading, which ends at once in those cases.
-    let _ = socket.shutdown_write();
     let deadline = Instant::now() + LINGER;
     let drain = async {
+        // An error here (e.g. already shut down by the HTTP layer, or reset)
+        // leaves reading, which ends at once in those cases.
+        let _ = socket.shutdown_write().await;
         let mut scratch = [0u8; 1024];
         // Bounded by the timer below (and ends at end of stream or error).
         loop {

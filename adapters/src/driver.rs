@@ -40,6 +40,8 @@ pub(crate) struct Driver<R: Runtime> {
     pub(crate) hard_closed_event: Event,
     /// Paused at the connection limit.
     pub(crate) accept_gate: AcceptGate,
+    /// For connections handed in through `Handle::serve_io`.
+    pub(crate) adopt: crate::adopt::Adopt<R>,
     drained: Drained,
     observer: Option<Observer>,
     hooks: Hooks,
@@ -186,6 +188,7 @@ impl<R: Runtime> Driver<R> {
             hard_closed: AtomicBool::new(false),
             hard_closed_event: Event::new(),
             accept_gate: AcceptGate::default(),
+            adopt: crate::adopt::Adopt::default(),
             drained,
             observer,
             hooks,

@@ -4,7 +4,9 @@
 //! - **`request_started`** (New/Idle → Active) when the first bytes of a
 //!   request are read from the socket, or — for a pipelined request whose
 //!   head hyper already buffered — when hyper hands that request to the
-//!   service;
+//!   service. Bare CRLFs do not count: HTTP/1.1 servers ignore blank lines
+//!   before a request line (RFC 9112 §2.2), and so does hyper, so a
+//!   connection that has sent only those is still New or Idle;
 //! - **`headers_complete`** when hyper calls the service;
 //! - **`response_done`** (Active → Idle) when the response body has ended
 //!   *and* hyper has flushed it to the socket (the first successful flush
@@ -23,10 +25,31 @@
 //!   handler gets hyper's `graceful_shutdown` (keep-alive off);
 //! - `NotifyHijacked`: the [`Notice`] of the [`Hijacked`] connection fires.
 //!
+//! A client that half-closes its connection (`shutdown(SHUT_WR)`) after a
+//! request still gets the whole response, then the server closes: hyper's
+//! `half_close` is on (as in Go). A client gone altogether is noticed when
+//! the response is written.
+//!
 //! Malformed requests are answered `400 Bad Request` by hyper itself, and the
-//! connection is closed (and reported closed). Request bytes that arrive on
-//! an idle connection the drain has just closed are dropped without an
-//! answer, as Go does.
+//! connection is closed (and reported closed); an HTTP/2 preface is closed
+//! without an answer. Request bytes that arrive on an idle connection the
+//! drain has just closed are dropped without an answer, as Go does.
+//!
+//! # Limits
+//!
+//! Requests beyond hyper's limits are refused the same way: a request head
+//! larger than its read buffer (about 400 KiB) or with more than 100
+//! headers gets `431 Request Header Fields Too Large`, a URI over 64 KiB
+//! `414 URI Too Long`. lameduck sets no limit on request bodies: that is
+//! the handler's call — wrap the body in `http_body_util::Limited` and
+//! answer `413 Payload Too Large`, as the demo's `POST /echo` does. A
+//! request head trickled in slowly is bounded by
+//! [`Config::header_timeout`](lameduck_core::Config::header_timeout), an
+//! idle keep-alive connection by
+//! [`Config::idle_timeout`](lameduck_core::Config::idle_timeout), a
+//! client that never reads its response by the shutdown deadline; how many
+//! connections are open at once by
+//! [`Config::max_connections`](lameduck_core::Config::max_connections).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -130,6 +153,7 @@ where
         id,
     };
     let conn = http1::Builder::new()
+        .half_close(true)
         .serve_connection(TrackedIo { io }, service)
         .with_upgrades();
     let mut conn = pin!(conn);
@@ -186,7 +210,9 @@ impl<R: Runtime> Read for TrackedIo<R> {
         let mut scratch = [0u8; READ_CHUNK];
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(this.io.poll_read(cx, &mut scratch[..want]))?;
-        if n > 0 && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
+        // Blank lines before a request line are not a request (hyper skips them).
+        let begins = scratch[..n].iter().any(|b| !matches!(b, b'\r' | b'\n'));
+        if begins && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
             let id = this.io.id;
             match this
                 .io

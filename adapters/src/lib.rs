@@ -11,7 +11,9 @@
 //!
 //! Serve **HTTP/1.1** through hyper ([`Server::serve_http`], tracking in
 //! [`http1`]) or **raw streams** for custom protocols
-//! ([`Server::serve_stream`], [`RawConn`]). Control it with a [`Handle`]:
+//! ([`Server::serve_stream`], [`RawConn`]). Connections accepted elsewhere
+//! (a listener of your own, a TLS acceptor, an in-memory pipe) are served
+//! the same way through [`Handle::serve_io`]. Control it with a [`Handle`]:
 //! [`shutdown`](Handle::shutdown) (with a deadline),
 //! [`close`](Handle::close), the done signal [`drained`](Handle::drained),
 //! [`counts`](Handle::counts), [`phase`](Handle::phase).
@@ -89,6 +91,7 @@ pub use lameduck_core::{
     CloseReason, Completion, Config, ConnId, Counts, Drained, ListenerId, Outcome, Phase,
 };
 
+mod adopt;
 mod conn;
 mod control;
 mod driver;

@@ -477,6 +477,7 @@ impl<R: Runtime> Server<R> {
     fn serve(mut self, serve: Arc<dyn ServeConn<R>>) -> Handle<R> {
         self.serving = true;
         let driver = self.handle.driver().clone();
+        driver.adopt.set_serve(serve.clone());
         for (id, socket, stop) in self.listeners.drain(..) {
             driver
                 .rt

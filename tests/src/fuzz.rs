@@ -159,3 +159,454 @@ pub fn restart_events(data: &[u8]) {
         );
     }
 }
+
+// ----- http_frontend -----------------------------------------------------------
+
+/// Target `http_frontend`: arbitrary bytes into the adapter's HTTP/1.1 front
+/// end, through an in-memory stream handed to the same code path as an
+/// accepted socket ([`Handle::serve_io`](lameduck::Handle::serve_io)).
+///
+/// Input: `[flags, separator, bytes...]`.
+/// - `flags & 1`: split `bytes` at each `separator` byte (dropped) and let
+///   the server run between the pieces (partial heads, split bodies).
+/// - `(flags >> 1) & 3`: when to call `shutdown(None)`: never, before the
+///   first piece, after the first piece, after the last one.
+/// - `flags & 8`: the ending. Unset: the client half-closes after the last
+///   piece, and the server must then close the connection **by itself and
+///   promptly** (its timeouts are long enough never to fire). Set: the
+///   client keeps the connection open, the server has 10 ms header and idle
+///   timeouts, and a `shutdown_within(30 ms)` must complete the drain in
+///   time.
+///
+/// Checks: no panic (in any task); everything the server wrote parses as a
+/// sequence of complete HTTP/1.x responses with expected statuses (until a
+/// `101`); the connection ends up closed, nothing left tracked; a fresh
+/// connection still gets `200` for `GET /` (unless shut down, when it is
+/// refused); the drain completes, gracefully unless forced by the deadline.
+pub fn http_frontend(data: &[u8]) {
+    let (flags, separator, bytes) = match data {
+        [flags, separator, bytes @ ..] => (*flags, *separator, bytes),
+        _ => return,
+    };
+    let pieces: Vec<&[u8]> = if flags & 1 != 0 {
+        bytes.split(|b| *b == separator).collect()
+    } else {
+        vec![bytes]
+    };
+    let shutdown_at = (flags >> 1) & 3;
+    let keep_open = flags & 8 != 0;
+    let executor = std::sync::Arc::new(smol::Executor::new());
+    let runner = executor.clone();
+    futures_lite::future::block_on(runner.run(http_frontend_run(
+        executor,
+        &pieces,
+        shutdown_at,
+        keep_open,
+    )));
+}
+
+mod http_fuzz {
+    //! The server and the response checker of [`http_frontend`](super::http_frontend).
+
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper::body::Incoming;
+    use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
+    use hyper::{Method, Request, Response, StatusCode};
+    use lameduck::runtime::{Runtime, Smol};
+
+    /// What the handler answers with.
+    pub(super) type Reply =
+        Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+    /// Largest request body the handler reads.
+    const BODY_LIMIT: usize = 64 * 1024;
+
+    /// `/upgrade` (with an `Upgrade` header): `101`, then echo on the hijacked
+    /// connection until the peer's end (or `bye` at shutdown). Anything
+    /// else: read the body (at most 64 KiB) and answer `200 got N bytes`, or
+    /// `413`. Every answer carries `x-method` so the checker knows which
+    /// responses are to `HEAD`.
+    pub(super) fn handler(rt: Smol) -> impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'static {
+        move |mut req: Request<Incoming>| -> Reply {
+            let method = HeaderValue::from_str(req.method().as_str())
+                .unwrap_or(HeaderValue::from_static("?"));
+            let reply = move |status: StatusCode, body: String| {
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = status;
+                response.headers_mut().insert("x-method", method.clone());
+                response
+            };
+            if req.uri().path() == "/upgrade" && req.method() == Method::GET {
+                if let Some(upgrading) = lameduck::http1::upgrade(&mut req) {
+                    rt.spawn(async move {
+                        if let Ok(conn) = upgrading.await {
+                            let _ = echo(conn).await;
+                        }
+                    });
+                    let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, String::new());
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                    response
+                        .headers_mut()
+                        .insert(UPGRADE, HeaderValue::from_static("echo"));
+                    return Box::pin(async move { Ok(response) });
+                }
+            }
+            Box::pin(async move {
+                Ok(
+                    match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+                        Ok(body) => reply(
+                            StatusCode::OK,
+                            format!("got {} bytes", body.to_bytes().len()),
+                        ),
+                        Err(_) => {
+                            reply(StatusCode::PAYLOAD_TOO_LARGE, "too large or broken".into())
+                        }
+                    },
+                )
+            })
+        }
+    }
+
+    async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
+        let notice = conn.notice();
+        let mut buf = [0u8; 4096];
+        // One read per pass; ends at the peer's end, an error or shutdown.
+        loop {
+            let read = async { Some(conn.read(&mut buf).await) };
+            let shutdown = async {
+                notice.notified().await;
+                None
+            };
+            match read.or(shutdown).await {
+                Some(Ok(0)) => return Ok(()),
+                Some(Ok(n)) => conn.write_all(&buf[..n]).await?,
+                Some(Err(e)) => return Err(e),
+                None => {
+                    conn.write_all(b"bye\n").await?;
+                    return conn.close().await;
+                }
+            }
+        }
+    }
+
+    /// Resolves with `future`'s output, or `None` after `timeout`.
+    pub(super) async fn within<T>(timeout: Duration, future: impl Future<Output = T>) -> Option<T> {
+        async { Some(future.await) }
+            .or(async {
+                smol::Timer::after(timeout).await;
+                None
+            })
+            .await
+    }
+
+    /// Polls `condition` between the executor's other tasks until it holds
+    /// or `timeout` passes; whether it held.
+    pub(super) async fn settle(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        // Each pass lets every runnable task run once; bounded by the deadline.
+        loop {
+            if condition() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    /// What is wrong with the server's output.
+    #[derive(Debug)]
+    pub(super) enum Bad {
+        /// It ends inside a response (fine only after a forced close).
+        Truncated(&'static str),
+        /// It is not what an HTTP/1.1 server may send.
+        Malformed(String),
+    }
+
+    impl std::fmt::Display for Bad {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Bad::Truncated(where_) => write!(f, "truncated {where_}"),
+                Bad::Malformed(what) => f.write_str(what),
+            }
+        }
+    }
+
+    impl From<String> for Bad {
+        fn from(e: String) -> Bad {
+            Bad::Malformed(e)
+        }
+    }
+
+    impl From<&str> for Bad {
+        fn from(e: &str) -> Bad {
+            Bad::Malformed(e.to_owned())
+        }
+    }
+
+    /// Splits one CRLF-terminated line off `rest`.
+    fn line<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], Bad> {
+        let at = find(rest, b"\r\n").ok_or(Bad::Truncated("inside a line"))?;
+        let (line, tail) = rest.split_at(at);
+        *rest = &tail[2..];
+        Ok(line)
+    }
+
+    /// Statuses the handler or hyper itself may send.
+    const EXPECTED: [u16; 8] = [100, 101, 200, 400, 413, 414, 431, 505];
+
+    /// Checks that `out` is a sequence of complete HTTP/1.x responses (the
+    /// last one may be a `101`, after which anything goes). Returns the
+    /// statuses.
+    pub(super) fn check_responses(out: &[u8]) -> Result<Vec<u16>, Bad> {
+        let mut rest = out;
+        let mut statuses = Vec::new();
+        // Each pass consumes one whole response; bounded by `out`'s length.
+        while !rest.is_empty() {
+            let status_line = line(&mut rest)?;
+            let text = std::str::from_utf8(status_line).map_err(|_| "a non-UTF-8 status line")?;
+            let mut parts = text.splitn(3, ' ');
+            let version = parts.next().unwrap_or("");
+            let code = parts.next().unwrap_or("");
+            let reason = parts.next().unwrap_or("");
+            if version != "HTTP/1.1" && version != "HTTP/1.0" {
+                return Err(format!("bad version in {text:?}").into());
+            }
+            let status: u16 = code
+                .parse()
+                .ok()
+                .filter(|_| code.len() == 3)
+                .ok_or_else(|| format!("bad status in {text:?}"))?;
+            if !EXPECTED.contains(&status) || reason.is_empty() {
+                return Err(format!("unexpected status line {text:?}").into());
+            }
+            statuses.push(status);
+            let mut length = None;
+            let mut chunked = false;
+            let mut head = false;
+            // One header per pass; bounded by `out`'s length.
+            loop {
+                let header = line(&mut rest)?;
+                if header.is_empty() {
+                    break;
+                }
+                let header = std::str::from_utf8(header).map_err(|_| "a non-UTF-8 header")?;
+                let (name, value) = header
+                    .split_once(": ")
+                    .ok_or_else(|| format!("bad header {header:?}"))?;
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                    return Err(format!("bad header name {header:?}").into());
+                }
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => {
+                        let n: usize = value
+                            .parse()
+                            .map_err(|_| format!("bad content-length {value:?}"))?;
+                        if length.replace(n).is_some() {
+                            return Err("two content-lengths".into());
+                        }
+                    }
+                    "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                    "x-method" => head = value == "HEAD",
+                    _ => {}
+                }
+            }
+            if chunked && length.is_some() {
+                return Err("both chunked and content-length".into());
+            }
+            match status {
+                101 => return Ok(statuses),
+                100..=199 => continue,
+                _ => {}
+            }
+            if head {
+                continue;
+            }
+            if chunked {
+                // One chunk per pass; bounded by `out`'s length.
+                loop {
+                    let size = line(&mut rest)?;
+                    let size = std::str::from_utf8(size)
+                        .ok()
+                        .and_then(|s| usize::from_str_radix(s, 16).ok())
+                        .ok_or("bad chunk size")?;
+                    if rest.len() < size + 2 {
+                        return Err(Bad::Truncated("inside a chunk"));
+                    }
+                    if &rest[size..size + 2] != b"\r\n" {
+                        return Err("a chunk without its CRLF".into());
+                    }
+                    rest = &rest[size + 2..];
+                    if size == 0 {
+                        break;
+                    }
+                }
+            } else {
+                let n = length.ok_or_else(|| format!("{status} without a length"))?;
+                if rest.len() < n {
+                    return Err(Bad::Truncated("inside a body"));
+                }
+                rest = &rest[n..];
+            }
+        }
+        Ok(statuses)
+    }
+}
+
+async fn http_frontend_run(
+    executor: std::sync::Arc<smol::Executor<'static>>,
+    pieces: &[&[u8]],
+    shutdown_at: u8,
+    keep_open: bool,
+) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use http_fuzz::{check_responses, settle, within};
+    use lameduck::core::{Completion, Config};
+
+    /// Long enough never to fire while an input runs.
+    const LONG: Duration = Duration::from_secs(10);
+    /// Short enough to fire in every input that keeps its connection open.
+    const SHORT: Duration = Duration::from_millis(5);
+    /// A generous bound for "promptly" (the machine may be busy).
+    const PROMPT: Duration = Duration::from_secs(2);
+    const FRESH_GET: &[u8] = b"GET / HTTP/1.1\r\nhost: fuzz\r\nconnection: close\r\n\r\n";
+
+    let rt = lameduck::runtime::Smol::with_executor(executor.clone());
+    let timeout = if keep_open { SHORT } else { LONG };
+    let config = Config {
+        header_timeout: Some(timeout),
+        idle_timeout: Some(timeout),
+        new_conn_grace: timeout,
+        ..Config::default()
+    };
+    let handle = lameduck::Builder::with_runtime(rt.clone())
+        .config(config)
+        .build()
+        .expect("a server without listeners")
+        .serve_http(http_fuzz::handler(rt));
+
+    let (mut client, server_end) = crate::duplex::duplex();
+    handle
+        .serve_io(server_end)
+        .expect("serving a handed-in stream");
+    let mut shut_down = false;
+    if shutdown_at == 1 {
+        handle.shutdown(None);
+        shut_down = true;
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        // A write fails only once the server has dropped the connection.
+        if client.write_all(piece).await.is_err() {
+            break;
+        }
+        // Let the server take in this piece before the next one.
+        settle(PROMPT, || {
+            client.unread_by_peer() == 0 || client.peer_gone()
+        })
+        .await;
+        for _ in 0..8 {
+            futures_lite::future::yield_now().await;
+        }
+        if (shutdown_at == 2 && i == 0) || (shutdown_at == 3 && i + 1 == pieces.len()) {
+            handle.shutdown(None);
+            shut_down = true;
+        }
+    }
+    let mut out = Vec::new();
+    if !keep_open {
+        // Half-close: the server must finish up and close on its own.
+        client.close().await.expect("half-closing the client");
+        let read = within(PROMPT, client.read_to_end(&mut out)).await;
+        assert!(
+            read.is_some(),
+            "the server never closed a half-closed connection: counts {:?}, output {:?}",
+            handle.counts(),
+            String::from_utf8_lossy(&out)
+        );
+        let gone = settle(PROMPT, || {
+            let counts = handle.counts();
+            counts.tracked() + counts.hijacked == 0
+        })
+        .await;
+        assert!(gone, "still tracked after its end: {:?}", handle.counts());
+    }
+
+    // A fresh, well-formed request on a new connection (written before it
+    // is handed in, so the short timeouts cannot beat it).
+    let (mut fresh, server_end) = crate::duplex::duplex();
+    fresh
+        .write_all(FRESH_GET)
+        .await
+        .expect("buffering a request");
+    match handle.serve_io(server_end) {
+        Ok(_) => {
+            assert!(!shut_down, "a connection accepted while draining");
+            let mut answer = Vec::new();
+            let read = within(PROMPT, fresh.read_to_end(&mut answer)).await;
+            assert!(read.is_some(), "no answer to a fresh GET /");
+            let answer = String::from_utf8_lossy(&answer);
+            // With 5 ms timeouts, a busy machine may let the header timeout
+            // close it first: then without a byte of answer.
+            let timed_out = keep_open && answer.is_empty();
+            assert!(
+                timed_out
+                    || answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("got 0 bytes"),
+                "a fresh GET / got {answer:?}"
+            );
+        }
+        Err(e) => {
+            assert!(shut_down, "a fresh connection refused while serving: {e}");
+            assert_eq!(
+                e.get_ref()
+                    .and_then(|e| e.downcast_ref::<lameduck::core::Error>()),
+                Some(&lameduck::core::Error::ServerClosed)
+            );
+        }
+    }
+    drop(fresh);
+
+    // The drain completes: at once when nothing is left; with the input's
+    // connection kept open, by its timeouts or the deadline.
+    let deadline = if keep_open { SHORT * 2 } else { PROMPT };
+    handle.shutdown_within(deadline);
+    let outcome = within(deadline + PROMPT, handle.drained().wait())
+        .await
+        .expect("the drain completes by its deadline")
+        .expect("the driver ran to its end");
+    if keep_open {
+        assert!(outcome.forced <= 1, "{outcome:?}");
+        // The server has let go of the connection (closed, forced, or an
+        // upgraded one said bye): read the rest.
+        let read = within(PROMPT, client.read_to_end(&mut out)).await;
+        assert!(read.is_some(), "the connection outlived the drain");
+    } else {
+        assert_eq!(outcome.completion, Completion::Drained, "{outcome:?}");
+        assert_eq!(outcome.forced, 0, "{outcome:?}");
+    }
+    let clear = settle(PROMPT, || handle.counts() == lameduck::Counts::default()).await;
+    assert!(clear, "left after the drain: {:?}", handle.counts());
+    match check_responses(&out) {
+        Ok(_) => {}
+        Err(http_fuzz::Bad::Truncated(_)) if outcome.forced > 0 => {}
+        Err(e) => panic!("{e}: {:?}", String::from_utf8_lossy(&out)),
+    }
+    // With the peers gone, every task of the server ends (gentle closes
+    // included): none is left behind.
+    drop(client);
+    let ended = settle(PROMPT, || executor.is_empty()).await;
+    assert!(ended, "tasks left behind after the drain");
+}

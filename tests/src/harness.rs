@@ -242,6 +242,31 @@ where
     }
 }
 
+/// An HTTP server with the handler `make` builds from the runtime and the
+/// server's handle (e.g. the demo routes plus a route of the test's own),
+/// on a fresh runtime.
+pub fn http_server<T, M, F>(config: Config, make: M) -> TestServer<T>
+where
+    T: TestRuntime,
+    M: FnOnce(T::Rt, Handle<T::Rt>) -> F,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + Send + Sync + 'static,
+{
+    let (rt, guard) = T::start();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let server = builder::<T>(&rt, config, Options::default(), &events)
+        .build()
+        .expect("starting the server");
+    let handler = make(rt.clone(), server.handle());
+    let handle = server.serve_http(handler);
+    TestServer {
+        addr: first_tcp(handle.local_addrs()),
+        handle,
+        rt,
+        events,
+        _guard: guard,
+    }
+}
+
 /// Closes the server, so that its tasks end on a runtime whose executor
 /// outlives the test (async-std's global one); harmless when it is done.
 impl<T: TestRuntime> Drop for TestServer<T> {

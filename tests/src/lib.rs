@@ -1,7 +1,9 @@
 //! Shared test machinery for lameduck: the reference model of the lifecycle
 //! core and the op decoder shared by the property tests and the fuzz targets.
 
+pub mod adversarial;
 pub mod client;
+pub mod duplex;
 pub mod fuzz;
 pub mod harness;
 pub mod model;

@@ -42,3 +42,8 @@ fn activation_env_corpus() {
 fn restart_events_corpus() {
     replay("restart_events", lameduck_tests::fuzz::restart_events);
 }
+
+#[test]
+fn http_frontend_corpus() {
+    replay("http_frontend", lameduck_tests::fuzz::http_frontend);
+}

@@ -1,0 +1,4 @@
+//! Fuzz target `http_frontend`: see `lameduck_tests::fuzz::http_frontend`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lameduck_tests::fuzz::http_frontend(data));
