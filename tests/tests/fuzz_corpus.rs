@@ -1,6 +1,7 @@
 //! Replays every saved fuzz input (`fuzz/corpus/TARGET/*`) through the fuzz
 //! targets' bodies on stable Rust, so CI keeps every input the fuzzer ever
-//! found interesting — crashes included, once fixed — as a regression test.
+//! found interesting as a regression test; crashes, once fixed, are kept by
+//! name in `fuzz/regressions/TARGET/`.
 
 use std::path::PathBuf;
 
