@@ -3,10 +3,10 @@
 #
 #   bench/run.sh [runner flags...]
 #
-# Installs wrk and Go (Debian's wrk and golang-go) if missing, builds the
-# demo server, the untracked baseline, the runner (release) and the Go peer,
-# runs the core micro-benchmarks (divan), raises the descriptor limit, and
-# runs the end-to-end runner. The report is printed, written to
+# Installs wrk, Go and valgrind (Debian's wrk, golang-go, valgrind) if
+# missing, builds the demo server, the untracked baseline, the runner
+# (release) and the Go peer, runs the core micro-benchmarks (divan), raises
+# the descriptor limit, and runs the end-to-end runner. The report is printed, written to
 # bench/results.md, and put into BENCHMARKS.md between its result markers.
 # Extra arguments go to the runner (e.g. --only drain,overhead).
 set -euo pipefail
@@ -19,12 +19,16 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 say() { printf 'bench/run.sh: %s\n' "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------
-if ! command -v wrk >/dev/null || ! command -v go >/dev/null; then
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v go >/dev/null || missing+=(golang-go)
+command -v callgrind_annotate >/dev/null || missing+=(valgrind)
+if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    say "installing wrk and golang-go (apt-get)"
+    say "installing ${missing[*]} (apt-get)"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk golang-go >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # --- builds ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! The benchmarks' untracked baseline: the demo server's hyper + smol HTTP/1.1
 //! serving of `GET /` and `GET /sleep?ms=N`, built the same way (smol's
 //! global executor, a task per connection, hyper's `http1` connection with
-//! upgrades, the same futures-io → hyper bridge copying through an 8 KiB
+//! upgrades and half-close, the same futures-io → hyper bridge copying through an 8 KiB
 //! initialized scratch, boxed handler futures, `X-Pid` on every response) —
 //! **without** lameduck: no driver, no core, no per-connection control, no
 //! tracking of requests. Comparing it with the demo isolates the cost of
@@ -185,7 +185,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve_conn(stream: Async<TcpStream>) {
+    // The demo's builder options exactly (`lameduck::http1`): keep in step.
     let _ = http1::Builder::new()
+        .half_close(true)
         .serve_connection(PlainIo { stream }, Routes)
         .with_upgrades()
         .await;

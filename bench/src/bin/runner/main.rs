@@ -9,7 +9,7 @@
 //! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
 //!        [--only drain,overhead,scale,restart] [--drain-reps N]
 //!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
-//!        [--restarts N]
+//!        [--restarts N] [--no-callgrind]
 //! runner hold ADDR COUNT SOURCE      (a helper of the scale section)
 //! ```
 
@@ -63,6 +63,7 @@ pub(crate) struct Options {
     pub(crate) scale_conns: usize,
     pub(crate) scale_reps: usize,
     pub(crate) restarts: usize,
+    pub(crate) callgrind: bool,
 }
 
 const SECTIONS: [&str; 4] = ["drain", "overhead", "scale", "restart"];
@@ -76,11 +77,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         bin_dir: exe.parent().ok_or("own directory")?.to_path_buf(),
         sections: SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
         drain_reps: 20,
-        rounds: 3,
+        rounds: 5,
         wrk_secs: 10,
         scale_conns: 50_000,
         scale_reps: 3,
         restarts: 50,
+        callgrind: true,
     };
     let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
         v.and_then(|v| v.parse().ok())
@@ -118,6 +120,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--scale-conns" => options.scale_conns = number(&flag, args.next())?,
             "--scale-reps" => options.scale_reps = number(&flag, args.next())?,
             "--restarts" => options.restarts = number(&flag, args.next())?,
+            "--no-callgrind" => options.callgrind = false,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -188,7 +191,15 @@ fn main() -> ExitCode {
             connections: 64,
             threads: 2,
         };
-        results.overhead = Some(overhead::run(&bins, &plan));
+        let mut overhead = overhead::run(&bins, &plan);
+        if options.callgrind {
+            eprintln!("runner: instructions per request (callgrind)");
+            for kind in [proc::Kind::Demo, proc::Kind::Baseline] {
+                let counted = overhead::instructions(&bins, kind, 8, 2_000, 12_000);
+                overhead.instructions.push((kind, counted));
+            }
+        }
+        results.overhead = Some(overhead);
         results.timings.push(("overhead", t.elapsed()));
     }
     if want("scale") {

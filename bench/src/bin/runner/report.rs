@@ -257,6 +257,54 @@ fn summary(out: &mut String, r: &Results) {
                 |x| format!("{:.3}× → {}", x, verdict(Some(x >= OVERHEAD_TARGET)))
             )
         );
+        let cpu = |k: Kind| {
+            o.runs
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .and_then(|(_, runs)| {
+                    median(
+                        &runs
+                            .iter()
+                            .filter_map(|r| r.cpu_us_per_req)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+        };
+        let (cd, cb, cg) = (cpu(Kind::Demo), cpu(Kind::Baseline), cpu(Kind::Go));
+        let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} µs"));
+        let _ = writeln!(
+            out,
+            "| … server CPU time per request (all its threads, median of the runs): less sensitive to the machine's other load than req/s | {} | {} | {} | — | context: untracked ÷ tracked = {} |",
+            us(cd),
+            us(cb),
+            us(cg),
+            cd.zip(cb)
+                .map_or("—".into(), |(d, b)| format!("{:.3}×", b / d))
+        );
+        let ins = |k: Kind| {
+            o.instructions
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .and_then(|(_, r)| r.as_ref().ok())
+        };
+        if let (Some(id), Some(ib)) = (ins(Kind::Demo), ins(Kind::Baseline)) {
+            let added = id.per_request - ib.per_request;
+            let (xd, xb) = (
+                id.per_request - id.memset_per_request,
+                ib.per_request - ib.memset_per_request,
+            );
+            let _ = writeln!(
+                out,
+                "| … user-space instructions per request (callgrind: deterministic; kernel time not seen) | {} | {} | — | — | context: tracking adds {:+.0} per request; {:+.1}% ({:+.1}% leaving out `memset`, {} vs {}) |",
+                thousands(id.per_request as u64),
+                thousands(ib.per_request as u64),
+                added,
+                100.0 * added / ib.per_request,
+                100.0 * (xd - xb) / xb,
+                thousands(xd as u64),
+                thousands(xb as u64)
+            );
+        }
         let vs_go = d.zip(g).map(|(d, g)| d / g);
         let _ = writeln!(
             out,
@@ -476,23 +524,77 @@ fn details(out: &mut String, r: &Results) {
         );
         let _ = writeln!(
             out,
-            "| server | req/s per run | median req/s | latency p50 / p99 (last run) | errors |"
+            "| server | req/s per run | median req/s | server CPU per request, per run | latency p50 / p99 (last run) | errors |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
         for (kind, runs) in &o.runs {
             let last = runs.last();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 kind.name(),
                 runs.iter()
                     .map(|r| thousands(r.rps as u64))
                     .collect::<Vec<_>>()
                     .join(", "),
                 rps_median(runs).map_or("—".into(), |v| thousands(v as u64)),
+                runs.iter()
+                    .map(|r| r
+                        .cpu_us_per_req
+                        .map_or("?".into(), |c| format!("{c:.2} µs")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 last.map_or("—".into(), |r| format!("{} / {}", r.p50, r.p99)),
                 runs.iter().map(|r| r.errors).sum::<u64>()
             );
+        }
+        let runs_of = |k: Kind| o.runs.iter().find(|(kind, _)| *kind == k).map(|(_, r)| r);
+        if let (Some(d), Some(b)) = (runs_of(Kind::Demo), runs_of(Kind::Baseline)) {
+            let per_round: Vec<String> = d
+                .iter()
+                .zip(b)
+                .map(|(d, b)| format!("{:.3}", d.rps / b.rps))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nlameduck ÷ baseline req/s, round by round: {}.",
+                per_round.join(", ")
+            );
+        }
+        if !o.instructions.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nInstructions per request, counted by callgrind (valgrind): each server \
+                 runs under callgrind twice, serving 2,000 and then 12,000 keep-alive \
+                 `GET /` requests over 8 connections; the difference of the totals over the \
+                 10,000 extra requests is the cost of a request, start-up and shutdown \
+                 cancelled out. User space only. valgrind counts each byte of a `rep stosb` \
+                 as an instruction, so the bridge's zeroed 8 KiB read scratch (the same in \
+                 both servers) shows as ~8,200 `memset` instructions per request though it \
+                 costs a few hundred cycles.\n"
+            );
+            let _ = writeln!(
+                out,
+                "| server | instructions per request | of which `memset` | without `memset` |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|");
+            for (kind, counted) in &o.instructions {
+                match counted {
+                    Ok(i) => {
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} | {} |",
+                            kind.name(),
+                            thousands(i.per_request as u64),
+                            thousands(i.memset_per_request as u64),
+                            thousands((i.per_request - i.memset_per_request) as u64)
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "| {} | failed: {e} | | |", kind.name());
+                    }
+                }
+            }
         }
         for e in &o.errors {
             let _ = writeln!(out, "\n- error: {e}");
