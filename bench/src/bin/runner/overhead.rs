@@ -21,6 +21,8 @@ pub(crate) struct Run {
     pub(crate) p99: String,
     /// Non-2xx responses and socket errors wrk reported.
     pub(crate) errors: u64,
+    /// wrk's own words for them, if any.
+    pub(crate) error_lines: Vec<String>,
 }
 
 /// Every round's runs, per server (in `KINDS` order).
@@ -82,6 +84,7 @@ fn parse(text: &str) -> Option<Run> {
     let mut p50 = String::from("?");
     let mut p99 = String::from("?");
     let mut errors = 0u64;
+    let mut error_lines = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         if let Some((n, rest)) = line.split_once(" requests in ") {
@@ -97,7 +100,9 @@ fn parse(text: &str) -> Option<Run> {
             p99 = v.trim().to_owned();
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
             errors += v.trim().parse::<u64>().unwrap_or(0);
+            error_lines.push(line.to_owned());
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            error_lines.push(line.to_owned());
             // "connect 0, read 0, write 0, timeout 0"
             errors += v
                 .split(',')
@@ -112,6 +117,7 @@ fn parse(text: &str) -> Option<Run> {
         p50,
         p99,
         errors,
+        error_lines,
     })
 }
 

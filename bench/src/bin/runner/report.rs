@@ -548,6 +548,20 @@ fn details(out: &mut String, r: &Results) {
                 runs.iter().map(|r| r.errors).sum::<u64>()
             );
         }
+        for (kind, runs) in &o.runs {
+            let lines: Vec<&str> = runs
+                .iter()
+                .flat_map(|r| r.error_lines.iter().map(String::as_str))
+                .collect();
+            if !lines.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "\n{} errors, as wrk put them: {}.",
+                    kind.name(),
+                    lines.join("; ")
+                );
+            }
+        }
         let runs_of = |k: Kind| o.runs.iter().find(|(kind, _)| *kind == k).map(|(_, r)| r);
         if let (Some(d), Some(b)) = (runs_of(Kind::Demo), runs_of(Kind::Baseline)) {
             let per_round: Vec<String> = d
