@@ -71,7 +71,10 @@
 //! `SIGUSR2` closes at once — all configurable, all also methods. It speaks
 //! `sd_notify` (`Type=notify-reload` units follow the new process), keeps a
 //! pid file, and [`unix::Inherited`] adopts sockets from a systemd `.socket`
-//! unit. Example units: `docs/systemd/` in the repository.
+//! unit. Example units: `docs/systemd/` in the repository. Where the
+//! process id must not change (supervisord, a container's PID 1,
+//! `docker stop`), [`unix::Supervisor`] restarts child generations of a
+//! small parent that holds the sockets and reaps every child.
 //!
 //! # Closing sockets
 //!

@@ -6,6 +6,7 @@ pub mod client;
 pub mod duplex;
 pub mod fuzz;
 pub mod harness;
+pub mod load;
 pub mod model;
 pub mod process;
 /// The demo server's routes, shared word for word with `adapters/examples/serve`.

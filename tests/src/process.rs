@@ -3,9 +3,11 @@
 //! `/proc` says about processes (exit, zombies, descriptors). Every wait is
 //! bounded.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, IoSliceMut, Read};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -287,12 +289,19 @@ pub fn send_signal(pid: u32, signal: Signal) {
 #[must_use]
 pub fn proc_state(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, state, ppid)| (state, ppid))
+}
+
+/// The pid, state letter and parent in a `/proc/PID/stat` line.
+#[must_use]
+pub fn parse_stat(stat: &str) -> Option<(u32, char, u32)> {
     // `pid (comm) S ppid ...`; comm may hold spaces and parentheses.
+    let pid = stat.split_whitespace().next()?.parse().ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
     let mut fields = after.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    Some((pid, state, ppid))
 }
 
 /// Whether `pid` has exited (gone, or a zombie left for someone to reap).
@@ -368,4 +377,76 @@ pub fn start_environment(pid: u32) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A `NOTIFY_SOCKET` that records each datagram with its sender's pid.
+#[derive(Debug)]
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    /// Its path: the value for `NOTIFY_SOCKET`.
+    pub path: PathBuf,
+}
+
+impl NotifySocket {
+    /// Binds `notify.sock` in `dir`.
+    ///
+    /// # Panics
+    /// If it cannot.
+    #[must_use]
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        // The kernel attaches each sender's credentials.
+        rustix::net::sockopt::set_socket_passcred(&socket, true).unwrap();
+        NotifySocket { socket, path }
+    }
+
+    /// The next datagram and its sender's pid, waiting up to
+    /// [`EVENTUALLY`].
+    ///
+    /// # Panics
+    /// If none comes in time.
+    #[must_use]
+    pub fn next(&self) -> (u32, String) {
+        self.socket.set_read_timeout(Some(EVENTUALLY)).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            &self.socket,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            rustix::net::RecvFlags::empty(),
+        )
+        .expect("a notification in time");
+        let pid = control
+            .drain()
+            .find_map(|m| match m {
+                rustix::net::RecvAncillaryMessage::ScmCredentials(cred) => {
+                    Some(cred.pid.as_raw_nonzero().get() as u32)
+                }
+                _ => None,
+            })
+            .expect("the sender's credentials");
+        (pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned())
+    }
+
+    /// Datagrams already queued, without waiting.
+    ///
+    /// # Panics
+    /// If the socket cannot be made non-blocking.
+    #[must_use]
+    pub fn rest(&self) -> Vec<String> {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 4096];
+        // One datagram per pass; at most 100.
+        for _ in 0..100 {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => rest.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => break,
+            }
+        }
+        rest
+    }
 }

@@ -3,91 +3,27 @@
 //! load, failing successors, signal storms, descriptor and environment
 //! hygiene, socket activation, and the `sd_notify` sequence.
 
-use std::io::{IoSliceMut, Read, Write};
-use std::mem::MaybeUninit;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::{Client, Ending};
+use lameduck_tests::client::Client;
+use lameduck_tests::load::{
+    Install, Load, LoadRun, Tally, install, new_connection_client, pid_at, scratch_dir,
+    wait_serving,
+};
 use lameduck_tests::process::{
-    Demo, EVENTUALLY, Signal, children_of, fds, has_exited, parse_first_line, send_signal,
-    serve_binary, start_environment, wait_exited, zombies_of,
+    Demo, EVENTUALLY, NotifySocket, Signal, children_of, fds, has_exited, parse_first_line,
+    send_signal, serve_binary, start_environment, wait_exited, zombies_of,
 };
 
 fn signal(pid: u32, signal: Signal) {
     send_signal(pid, signal);
-}
-
-/// A fresh directory under the target directory (the same filesystem as
-/// the demo binary, so it can be hard-linked there).
-fn scratch_dir(name: &str) -> PathBuf {
-    let target = serve_binary()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    let dir = target.join(format!("restart-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
-    dir
-}
-
-/// Puts `source` at `path` atomically (a new file renamed over it), as an
-/// upgrade would: the running binary's file is not touched.
-fn install(path: &Path, contents: Install<'_>) {
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    match contents {
-        Install::Binary(source) => {
-            if std::fs::hard_link(source, &tmp).is_err() {
-                std::fs::copy(source, &tmp).expect("copying the demo binary");
-            }
-        }
-        Install::Script(text, executable) => {
-            std::fs::write(&tmp, text).expect("writing a script");
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-    }
-    std::fs::rename(&tmp, path).expect("installing");
-}
-
-enum Install<'a> {
-    Binary(&'a Path),
-    Script(&'a str, bool),
-}
-
-/// `GET /pid` on a new connection.
-fn pid_at(addr: SocketAddr) -> std::io::Result<u32> {
-    let response = Client::connect(addr)?.get("/pid")?;
-    response
-        .text()
-        .parse()
-        .map_err(|_| std::io::Error::other(format!("bad /pid answer {response:?}")))
-}
-
-/// Waits until new connections reach `pid` (the predecessor may still take
-/// one it accepted just before it let the listener go).
-fn wait_serving(addr: SocketAddr, pid: u32) {
-    let deadline = Instant::now() + EVENTUALLY;
-    // One request per pass; bounded by the deadline.
-    loop {
-        let got = pid_at(addr);
-        if got.as_ref().is_ok_and(|p| *p == pid) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/pid never answered {pid}: {got:?}"
-        );
-    }
 }
 
 /// One SIGHUP to the current generation; returns the successor's pid once
@@ -106,194 +42,6 @@ fn restart(demo: &mut Demo, addrs: &[SocketAddr]) -> u32 {
 }
 
 // ----- restart under load ---------------------------------------------------
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    /// Requests whose idle keep-alive connection the draining predecessor
-    /// had closed before any byte of a response: resent on a new
-    /// connection, as HTTP clients do (the server never answered them).
-    resent: AtomicU64,
-    failures: Mutex<Vec<String>>,
-}
-
-impl Tally {
-    fn fail(&self, what: String) {
-        self.failures.lock().unwrap().push(what);
-    }
-}
-
-/// Shared by the load clients and the restarting thread.
-struct Load {
-    addr: SocketAddr,
-    stop: AtomicBool,
-    /// Bumped after each hand-off is seen.
-    restarts: AtomicU64,
-    /// A slow request is in flight that was sent after the hand-off with
-    /// this number (`restarts` when it was sent), plus one; 0: none.
-    slow_in_flight: AtomicU64,
-    /// Slow responses whose request was in flight across a hand-off.
-    slow_across_restart: AtomicU64,
-    until: Instant,
-}
-
-impl Load {
-    fn running(&self) -> bool {
-        !self.stop.load(Ordering::Acquire) && Instant::now() < self.until
-    }
-}
-
-/// Keep-alive client: `GET /` over one connection for as long as the
-/// server keeps it; a new one when it says `Connection: close` or has
-/// closed it while idle.
-fn keep_alive_client(load: &Load, tally: &Tally) {
-    let mut conn: Option<Client> = None;
-    // One request per pass; bounded by `load.until` and the count.
-    for _ in 0..1_000_000 {
-        if !load.running() {
-            return;
-        }
-        let (mut client, fresh) = match conn.take() {
-            Some(c) => (c, false),
-            None => match Client::connect(load.addr) {
-                Ok(c) => (c, true),
-                Err(e) => return tally.fail(format!("keep-alive connect: {e}")),
-            },
-        };
-        let outcome = client
-            .send_get("/")
-            .map_err(|e| (e.kind(), e.to_string()))
-            .and_then(|()| {
-                client
-                    .read_response_or_close()
-                    .map_err(|e| (e.kind(), e.to_string()))
-            });
-        match outcome {
-            Ok(Ok(response)) => {
-                if response.status != 200 || response.text() != "hello" {
-                    return tally.fail(format!("keep-alive: bad response {response:?}"));
-                }
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                if !response.connection_close() {
-                    conn = Some(client);
-                }
-            }
-            // The idle connection was closed under the request: nothing was
-            // answered; send it again on a new connection.
-            Ok(Err(Ending::Eof | Ending::Reset)) if !fresh => {
-                tally.resent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset, _))
-                if !fresh =>
-            {
-                tally.resent.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Err(ending)) => {
-                return tally.fail(format!("keep-alive: new connection ended ({ending:?})"));
-            }
-            Err((_, e)) => return tally.fail(format!("keep-alive: {e}")),
-        }
-    }
-}
-
-/// A new connection per request.
-fn new_connection_client(load: &Load, tally: &Tally) {
-    // One request per pass; bounded by `load.until` and the count.
-    for _ in 0..1_000_000 {
-        if !load.running() {
-            return;
-        }
-        let response = Client::connect(load.addr).and_then(|mut c| c.get("/"));
-        match response {
-            Ok(r) if r.status == 200 && r.text() == "hello" => {
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(r) => return tally.fail(format!("new connection: bad response {r:?}")),
-            Err(e) => return tally.fail(format!("new connection: {e}")),
-        }
-    }
-}
-
-/// Slow requests (`/sleep?ms=300`, `/stream`): on each connection `/pid`
-/// first, then every slow response must come from that same process.
-fn slow_client(load: &Load, tally: &Tally) {
-    let mut conn: Option<(Client, u32)> = None;
-    // One request per pass; bounded by `load.until` and the count.
-    for i in 0..1_000_000u64 {
-        if !load.running() {
-            return;
-        }
-        let (mut client, pid) = match conn.take() {
-            Some((c, pid)) => (c, pid),
-            None => {
-                let mut client = match Client::connect(load.addr) {
-                    Ok(c) => c,
-                    Err(e) => return tally.fail(format!("slow connect: {e}")),
-                };
-                match client.get("/pid") {
-                    Ok(r) => match r.text().parse::<u32>() {
-                        Ok(pid) => {
-                            tally.ok.fetch_add(1, Ordering::Relaxed);
-                            if r.connection_close() {
-                                continue;
-                            }
-                            (client, pid)
-                        }
-                        Err(_) => return tally.fail(format!("slow: bad /pid {r:?}")),
-                    },
-                    Err(e) => return tally.fail(format!("slow: /pid on a new connection: {e}")),
-                }
-            }
-        };
-        let (path, body) = if i % 2 == 0 {
-            ("/sleep?ms=300", "slept 300".to_owned())
-        } else {
-            (
-                "/stream?chunks=4&ms=100",
-                "chunk 0\nchunk 1\nchunk 2\nchunk 3\n".to_owned(),
-            )
-        };
-        let restarts_before = load.restarts.load(Ordering::Acquire);
-        load.slow_in_flight
-            .store(restarts_before + 1, Ordering::Release);
-        let outcome = client
-            .send_get(path)
-            .map_err(|e| e.to_string())
-            .and_then(|()| client.read_response_or_close().map_err(|e| e.to_string()));
-        let _ = load.slow_in_flight.compare_exchange(
-            restarts_before + 1,
-            0,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        match outcome {
-            Ok(Ok(response)) => {
-                let served_by = response.header("x-pid").and_then(|p| p.parse::<u32>().ok());
-                if response.status != 200 || response.text() != body {
-                    return tally.fail(format!("slow {path}: bad or truncated {response:?}"));
-                }
-                if served_by != Some(pid) {
-                    return tally.fail(format!(
-                        "slow {path}: served by {served_by:?}, the connection is to {pid}"
-                    ));
-                }
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                if load.restarts.load(Ordering::Acquire) > restarts_before {
-                    load.slow_across_restart.fetch_add(1, Ordering::Relaxed);
-                }
-                if !response.connection_close() {
-                    conn = Some((client, pid));
-                }
-            }
-            // Always on a used connection (`/pid` went first): a drain that
-            // began just then may have closed it while idle.
-            Ok(Err(_)) => {
-                tally.resent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => return tally.fail(format!("slow {path}: {e}")),
-        }
-    }
-}
 
 const RESTARTS: usize = 20;
 
@@ -316,50 +64,14 @@ fn restart_under_load_loses_nothing() {
         pid_file.to_str().unwrap(),
     ]);
     let addrs = demo.tcp_addrs();
-    let load = Arc::new(Load {
-        addr: addrs[0],
-        stop: AtomicBool::new(false),
-        restarts: AtomicU64::new(0),
-        slow_in_flight: AtomicU64::new(0),
-        slow_across_restart: AtomicU64::new(0),
-        until: Instant::now() + Duration::from_secs(120),
-    });
-    let tallies: Vec<(&str, Arc<Tally>)> = [
-        "keep-alive",
-        "keep-alive",
-        "new-conn",
-        "new-conn",
-        "slow",
-        "slow",
-    ]
-    .into_iter()
-    .map(|kind| (kind, Arc::new(Tally::default())))
-    .collect();
-    let clients: Vec<_> = tallies
-        .iter()
-        .map(|(kind, tally)| {
-            let (load, tally, kind) = (load.clone(), tally.clone(), *kind);
-            std::thread::spawn(move || match kind {
-                "keep-alive" => keep_alive_client(&load, &tally),
-                "new-conn" => new_connection_client(&load, &tally),
-                _ => slow_client(&load, &tally),
-            })
-        })
-        .collect();
-
+    let run = LoadRun::start(addrs[0]);
     let mut pids = vec![demo.pid()];
     for round in 1..=RESTARTS {
         // A slow request sent since the last hand-off is in flight when
         // the signal goes out.
-        let deadline = Instant::now() + EVENTUALLY;
-        let wanted = load.restarts.load(Ordering::Acquire) + 1;
-        // One look per pass; bounded by the deadline.
-        while load.slow_in_flight.load(Ordering::Acquire) != wanted {
-            assert!(Instant::now() < deadline, "no slow request in flight");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        run.wait_slow_in_flight();
         let new = restart(&mut demo, &addrs);
-        load.restarts.fetch_add(1, Ordering::AcqRel);
+        run.restarted();
         assert!(!pids.contains(&new), "round {round}: pid {new} again");
         pids.push(new);
         assert_eq!(
@@ -369,65 +81,13 @@ fn restart_under_load_loses_nothing() {
         );
     }
     // Let the clients run against the last generation too, then stop them.
-    let before = tallies
-        .iter()
-        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
-        .sum::<u64>();
-    let deadline = Instant::now() + EVENTUALLY;
-    // One look per pass; bounded by the deadline.
-    while tallies
-        .iter()
-        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
-        .sum::<u64>()
-        < before + 50
-    {
-        assert!(Instant::now() < deadline, "the clients stalled");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    load.stop.store(true, Ordering::Release);
-    for client in clients {
-        client.join().expect("a client thread panicked");
-    }
+    let report = run.finish();
     let last = demo.current();
     signal(last, Signal::TERM);
     wait_exited(last);
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
-
-    let mut failures = Vec::new();
-    let mut report = Vec::new();
-    for (kind, tally) in &tallies {
-        let ok = tally.ok.load(Ordering::Relaxed);
-        report.push(format!(
-            "{kind}: {ok} ok, {} resent",
-            tally.resent.load(Ordering::Relaxed)
-        ));
-        failures.extend(tally.failures.lock().unwrap().iter().cloned());
-    }
-    assert!(
-        failures.is_empty(),
-        "failed requests: {failures:#?}; {report:?}"
-    );
-    // Not even a request on an idle keep-alive connection met a close: the
-    // old process answers them (with `Connection: close`) while it lingers.
-    let resent: u64 = tallies
-        .iter()
-        .map(|(_, t)| t.resent.load(Ordering::Relaxed))
-        .sum();
-    assert_eq!(
-        resent, 0,
-        "requests that found their connection closed: {report:?}"
-    );
-    for (kind, tally) in &tallies {
-        let ok = tally.ok.load(Ordering::Relaxed);
-        assert!(ok >= 10, "{kind}: only {ok} requests");
-    }
-    let total: u64 = tallies
-        .iter()
-        .map(|(_, t)| t.ok.load(Ordering::Relaxed))
-        .sum();
-    let across = load.slow_across_restart.load(Ordering::Relaxed);
-    assert!(across > 0, "no slow request was in flight across a restart");
+    report.assert_lossless(10);
     let drained = stderr
         .iter()
         .filter(|l| {
@@ -445,9 +105,11 @@ fn restart_under_load_loses_nothing() {
         "the last generation removes its pid file"
     );
     eprintln!(
-        "restart under load: {RESTARTS} restarts, {total} responses, 0 failed, \
-         {across} slow responses across a restart; {}; {:.1} s",
-        report.join("; "),
+        "restart under load: {RESTARTS} restarts, {} responses, 0 failed, \
+         {} slow responses across a restart; {}; {:.1} s",
+        report.total,
+        report.across,
+        report.per_kind.join("; "),
         started.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -460,14 +122,7 @@ fn restart_under_load_loses_nothing() {
 fn negative_control_a_naive_stop_start_fails_requests() {
     let first = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "5"]);
     let addr = first.tcp_addrs()[0];
-    let load = Arc::new(Load {
-        addr,
-        stop: AtomicBool::new(false),
-        restarts: AtomicU64::new(0),
-        slow_in_flight: AtomicU64::new(0),
-        slow_across_restart: AtomicU64::new(0),
-        until: Instant::now() + Duration::from_secs(60),
-    });
+    let load = Arc::new(Load::new(addr, Duration::from_secs(60)));
     let tally = Arc::new(Tally::default());
     let clients: Vec<_> = (0..2)
         .map(|_| {
@@ -985,62 +640,6 @@ fn malformed_activation_is_a_clear_error() {
 }
 
 // ----- systemd notifications ------------------------------------------------
-
-/// A `NOTIFY_SOCKET` that records each datagram with its sender's pid.
-struct NotifySocket {
-    socket: UnixDatagram,
-    path: PathBuf,
-}
-
-impl NotifySocket {
-    fn bind(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        // The kernel attaches each sender's credentials.
-        rustix::net::sockopt::set_socket_passcred(&socket, true).unwrap();
-        NotifySocket { socket, path }
-    }
-
-    /// The next datagram, waiting up to [`EVENTUALLY`].
-    fn next(&self) -> (u32, String) {
-        self.socket.set_read_timeout(Some(EVENTUALLY)).unwrap();
-        let mut buf = [0u8; 4096];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
-        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
-            &self.socket,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut control,
-            rustix::net::RecvFlags::empty(),
-        )
-        .expect("a notification in time");
-        let pid = control
-            .drain()
-            .find_map(|m| match m {
-                rustix::net::RecvAncillaryMessage::ScmCredentials(cred) => {
-                    Some(cred.pid.as_raw_nonzero().get() as u32)
-                }
-                _ => None,
-            })
-            .expect("the sender's credentials");
-        (pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned())
-    }
-
-    /// Datagrams already queued, without waiting.
-    fn rest(&self) -> Vec<String> {
-        self.socket.set_nonblocking(true).unwrap();
-        let mut rest = Vec::new();
-        let mut buf = [0u8; 4096];
-        // One datagram per pass; at most 100.
-        for _ in 0..100 {
-            match self.socket.recv(&mut buf) {
-                Ok(n) => rest.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(_) => break,
-            }
-        }
-        rest
-    }
-}
 
 /// The notifications over a start, a failed restart, a restart and a stop:
 /// `READY=1`; `RELOADING=1` + `MONOTONIC_USEC` and `READY=1` again on the

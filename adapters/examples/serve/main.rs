@@ -4,6 +4,7 @@
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
 //!       [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
+//!       [--supervise]
 //! ```
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
@@ -21,6 +22,26 @@
 //! inherited sockets and no `--listen`/`--unix`, nothing else is bound.
 //! Under systemd it sends `READY=1`, `RELOADING=1`, `MAINPID=`,
 //! `STOPPING=1` (see `docs/systemd/`).
+//!
+//! **Supervisor mode** (`--supervise`; `lameduck::unix::Supervisor`): for
+//! process managers that track the pid they started (supervisord, a
+//! container whose PID 1 is the server, `docker stop`). This process binds
+//! (or adopts) the sockets, serves nothing itself, and runs the server as
+//! a child generation: this executable with the same arguments, minus
+//! `--supervise` and `--pid-file`. Its pid never changes: the first stdout
+//! line is `listening on ADDR[,ADDR...] pid=PID` with the **supervisor's**
+//! pid, printed once generation 1 is ready, and `--pid-file` holds it too.
+//! SIGHUP starts the next generation and, once it is ready, the previous
+//! one hands off and drains (`/pid` and the `X-Pid` header name the
+//! generation that served). SIGTERM/SIGINT/SIGUSR2 are forwarded to the
+//! generations; the supervisor exits with the serving generation's status
+//! once all have exited (SIGKILL to any still running `--grace` + 5 s
+//! after the stop began). Generations print nothing on stdout; their
+//! `generation listening on ... pid=PID` line and events go to stderr, the
+//! supervisor's events as `serve: supervisor: ...`. It reaps every child,
+//! orphans included when it is PID 1. Under systemd the supervisor is the
+//! main process: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`, no
+//! `MAINPID=` (the generations say nothing).
 
 pub mod routes;
 
@@ -34,13 +55,14 @@ use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
 use lameduck::runtime::{Runtime, Smol};
-use lameduck::unix::{Inherited, Lifecycle};
+use lameduck::unix::{Inherited, Lifecycle, Supervisor, SupervisorEvent};
 use lameduck::{Builder, Event};
 
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
              [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
+             [--supervise]
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
@@ -53,12 +75,21 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --runtime NAME         smol (default) or async-std
   --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
   --ready-timeout SECS   a restart's successor must be ready within this (default 60)
+  --supervise            supervisor mode: a stable pid across restarts (for supervisord,
+                         containers, docker); this process holds the sockets and runs
+                         the server as child generations (see below)
 
 SECS may be decimal (0.25). SIGTERM or SIGINT drains; a second one closes at once.
 SIGHUP restarts without dropping a connection; SIGUSR2 closes at once.
 Inherited sockets (LISTEN_FDS, as systemd passes them) are served.
 Exit status: 0 after a clean drain, 1 if connections were forced closed or
-start-up failed, 2 on bad arguments.";
+start-up failed, 2 on bad arguments.
+
+With --supervise the pid printed (and in --pid-file) is the supervisor's and never
+changes; SIGHUP starts a new generation and the previous one drains; SIGTERM, SIGINT
+and SIGUSR2 are forwarded to the generations, and the supervisor exits with the
+serving generation's status (generations still running --grace + 5 s after the stop
+began are killed). Under systemd prefer direct restarts (MAINPID follows them).";
 
 #[derive(Debug)]
 struct Args {
@@ -69,6 +100,7 @@ struct Args {
     pid_file: Option<PathBuf>,
     runtime: RuntimeName,
     ready_timeout: Duration,
+    supervise: bool,
 }
 
 /// `--runtime`: which binding serves.
@@ -96,11 +128,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         pid_file: None,
         runtime: RuntimeName::Smol,
         ready_timeout: Duration::from_secs(60),
+        supervise: false,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
+        }
+        if flag == "--supervise" {
+            parsed.supervise = true;
+            continue;
         }
         let (flag, inline) = match flag.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -163,11 +200,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// The variables a successor must not see again once adopted.
-const HAND_OFF_VARS: [&str; 4] = [
+const HAND_OFF_VARS: [&str; 5] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     lameduck::unix::READY_FD_VAR,
+    lameduck::unix::SUPERVISOR_FD_VAR,
 ];
 
 /// One line on stderr, `serve: ` first, in a single write: processes of
@@ -223,7 +261,9 @@ fn main() -> ExitCode {
             "inherited {} socket(s) ({}){}; {}",
             inherited.len(),
             inherited.names().join(", "),
-            if inherited.is_successor() {
+            if inherited.is_supervised() {
+                ", from the supervisor"
+            } else if inherited.is_successor() {
                 ", from a restarting predecessor"
             } else {
                 ""
@@ -235,6 +275,9 @@ fn main() -> ExitCode {
             }
         ));
     }
+    if args.supervise {
+        return supervise(args, inherited);
+    }
     let result = match args.runtime {
         RuntimeName::Smol => smol::block_on(run(Smol::global(), args, inherited)),
         #[cfg(feature = "async-std")]
@@ -244,6 +287,97 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(message) => {
             say(format_args!("{message}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The generations' arguments: this process's, without `--supervise` and
+/// `--pid-file` (the pid file is the supervisor's).
+fn generation_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    // One argument (and a flag's value) per pass; ends with the arguments.
+    while let Some(arg) = args.next() {
+        if arg == "--supervise" || arg.starts_with("--pid-file=") {
+            continue;
+        }
+        if arg == "--pid-file" {
+            let _ = args.next();
+            continue;
+        }
+        out.push(arg);
+    }
+    out
+}
+
+/// Supervisor mode: binds (or adopts) the sockets, runs the generations,
+/// and exits with the serving one's status.
+fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
+    if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
+        args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+    let mut supervisor = Supervisor::new();
+    // Named as `run` names them, so each generation finds its sockets.
+    for (i, addr) in args.listen.iter().enumerate() {
+        supervisor = match supervisor.inherit_or_bind(&mut inherited, &format!("listen-{i}"), addr)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                say(format_args!("cannot listen on {addr}: {e}"));
+                return ExitCode::from(1);
+            }
+        };
+    }
+    if let Some(path) = &args.unix {
+        supervisor = match supervisor.inherit_or_bind_unix(&mut inherited, "unix", path) {
+            Ok(s) => s,
+            Err(e) => {
+                say(format_args!(
+                    "cannot listen on unix:{}: {e}",
+                    path.display()
+                ));
+                return ExitCode::from(1);
+            }
+        };
+    }
+    supervisor = supervisor.inherit_rest(&mut inherited);
+    let addrs: Vec<String> = supervisor
+        .local_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let addrs = addrs.join(",");
+    supervisor = supervisor
+        .args(generation_args())
+        .ready_timeout(args.ready_timeout)
+        .stop_timeout(args.grace.saturating_add(Duration::from_secs(5)))
+        .on_event(move |event| {
+            say(format_args!("supervisor: {event}"));
+            if let SupervisorEvent::Ready { pid, .. } = event {
+                // The first line: the supervisor's pid, the stable one.
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "listening on {addrs} pid={pid}");
+                let _ = stdout.flush();
+            }
+        });
+    if let Some(path) = &args.pid_file {
+        supervisor = supervisor.pid_file(path);
+    }
+    match supervisor.run() {
+        Ok(status) => {
+            let code = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => code,
+                (None, Some(signal)) => 128 + signal,
+                (None, None) => 1,
+            };
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+        Err(e) => {
+            say(format_args!("supervisor: {e}"));
             ExitCode::from(1)
         }
     }
@@ -283,6 +417,7 @@ async fn run<R: Runtime>(
     let handle = server.handle();
     let handle = server.serve_http(routes::router(rt, handle));
 
+    let supervised = inherited.is_supervised();
     let mut lifecycle = Lifecycle::new(handle.clone())
         .drain_timeout(args.grace)
         .ready_timeout(args.ready_timeout)
@@ -302,15 +437,23 @@ async fn run<R: Runtime>(
         .iter()
         .map(ToString::to_string)
         .collect();
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "listening on {} pid={}",
-        addrs.join(","),
-        std::process::id()
-    );
-    let _ = stdout.flush();
-    drop(stdout);
+    if supervised {
+        // The first stdout line is the supervisor's (its stable pid).
+        say(format_args!(
+            "generation listening on {} pid={}",
+            addrs.join(","),
+            std::process::id()
+        ));
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(
+            stdout,
+            "listening on {} pid={}",
+            addrs.join(","),
+            std::process::id()
+        );
+        let _ = stdout.flush();
+    }
 
     let ended = lifecycle
         .run()

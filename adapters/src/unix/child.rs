@@ -1,18 +1,42 @@
-//! Watching a successor: its exit is reported, it is always reaped (never
-//! a zombie), and killing it can never hit a recycled pid.
+//! Watching a child: its exit is reported, it is always reaped (never a
+//! zombie), and signalling it can never hit a recycled pid.
+//!
+//! Two ways to reap:
+//! - [`ChildWatch::start`]: a thread of its own waits for that one pid.
+//!   For a process that may have other children of its own (a server
+//!   restarting itself): nothing else is waited for.
+//! - [`ChildWatch::spawn_reaped`]: one process-wide reaper thread waits for
+//!   **every** child (`waitpid(-1)`), the watched ones and any other —
+//!   orphans re-parented to this process when it is PID 1 (a container's
+//!   init, a new pid namespace) included. For the
+//!   [`Supervisor`](super::Supervisor), which owns every child of its
+//!   process.
 
+#![cfg_attr(test, allow(unsafe_code))]
+
+use std::collections::HashMap;
 use std::io;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rustix::io::Errno;
-use rustix::process::{Pid, WaitId, WaitIdOptions};
+use rustix::process::{Pid, WaitId, WaitIdOptions, WaitOptions};
 
-/// A started child, watched by a thread of its own until it exits.
+type Exit = io::Result<ExitStatus>;
+
+/// A started child, watched until it exits.
 pub(crate) struct ChildWatch {
     pid: u32,
-    slot: Arc<Mutex<Slot>>,
-    exited: async_channel::Receiver<io::Result<ExitStatus>>,
+    by: ReapedBy,
+    exited: async_channel::Receiver<Exit>,
+}
+
+enum ReapedBy {
+    /// A thread of its own.
+    Thread(Arc<Mutex<Slot>>),
+    /// The process-wide reaper.
+    Reaper(&'static Reaper),
 }
 
 struct Slot {
@@ -21,9 +45,15 @@ struct Slot {
     reaped: bool,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks panics; the state is still the best there is.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl ChildWatch {
-    /// Starts watching `child`. If no thread can be started, the child is
-    /// killed and reaped here, and that is the error.
+    /// Starts watching `child` on a thread of its own. If no thread can be
+    /// started, the child is killed and reaped here, and that is the
+    /// error.
     pub(crate) fn start(child: Child) -> io::Result<ChildWatch> {
         let pid = child.id();
         let slot = Arc::new(Mutex::new(Slot {
@@ -39,7 +69,7 @@ impl ChildWatch {
                 // the pid cannot be reused, so a kill meanwhile is safe.
                 wait_exit_keep_zombie(pid);
                 let status = {
-                    let mut slot = watched.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut slot = lock(&watched);
                     let status = slot.child.wait();
                     slot.reaped = true;
                     status
@@ -48,13 +78,40 @@ impl ChildWatch {
                 let _ = tx.try_send(status);
             });
         if let Err(e) = started {
-            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = lock(&slot);
             let _ = slot.child.kill();
             let _ = slot.child.wait();
             slot.reaped = true;
             return Err(e);
         }
-        Ok(ChildWatch { pid, slot, exited })
+        Ok(ChildWatch {
+            pid,
+            by: ReapedBy::Thread(slot),
+            exited,
+        })
+    }
+
+    /// Starts a child with `spawn` and watches it through the process-wide
+    /// reaper, which from then on reaps every child of this process (see
+    /// the module docs). The spawn runs under the reaper's lock, so the
+    /// child is known before its exit can be seen.
+    pub(crate) fn spawn_reaped(
+        spawn: impl FnOnce() -> io::Result<Child>,
+    ) -> io::Result<ChildWatch> {
+        let reaper = Reaper::get()?;
+        let mut registry = lock(&reaper.registry);
+        let child = spawn()?;
+        let pid = child.id();
+        // Dropping a `Child` neither waits nor kills; the reaper waits.
+        drop(child);
+        let (tx, exited) = async_channel::bounded(1);
+        registry.watched.insert(pid, tx);
+        reaper.spawned.notify_all();
+        Ok(ChildWatch {
+            pid,
+            by: ReapedBy::Reaper(reaper),
+            exited,
+        })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -63,14 +120,31 @@ impl ChildWatch {
 
     /// Kills it (`SIGKILL`) unless it was already reaped.
     pub(crate) fn kill(&self) {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if !slot.reaped {
-            let _ = slot.child.kill();
+        self.signal(rustix::process::Signal::KILL);
+    }
+
+    /// Sends it `signal` unless it was already reaped; says whether it was
+    /// sent.
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) -> bool {
+        let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
+        match &self.by {
+            ReapedBy::Thread(slot) => {
+                let slot = lock(slot);
+                !slot.reaped && rustix::process::kill_process(pid, signal).is_ok()
+            }
+            ReapedBy::Reaper(reaper) => {
+                // Under the reaper's lock: not reaped meanwhile.
+                let registry = lock(&reaper.registry);
+                registry.watched.contains_key(&self.pid)
+                    && rustix::process::kill_process(pid, signal).is_ok()
+            }
         }
     }
 
     /// Resolves once it exited and was reaped.
-    pub(crate) async fn exited(&self) -> io::Result<ExitStatus> {
+    pub(crate) async fn exited(&self) -> Exit {
         match self.exited.recv().await {
             Ok(status) => status,
             // The watcher ended without a word: it cannot, short of a panic.
@@ -98,6 +172,160 @@ fn wait_exit_keep_zombie(pid: u32) {
     }
 }
 
+/// Called for every child the reaper reaps that nobody watched (an orphan
+/// re-parented to this process), with its pid and status.
+pub(crate) type OrphanObserver = Arc<dyn Fn(u32, ExitStatus) + Send + Sync>;
+
+/// The process-wide reaper: one thread that reaps every child.
+struct Reaper {
+    registry: Mutex<Registry>,
+    /// Notified when a child is registered (the thread sleeps on it while
+    /// this process has no child at all).
+    spawned: Condvar,
+}
+
+struct Registry {
+    /// Watched children not reaped yet, and where their exit goes.
+    watched: HashMap<u32, async_channel::Sender<Exit>>,
+    on_orphan: Option<OrphanObserver>,
+}
+
+/// The reaper, once started (`None`: its thread could not be started).
+static REAPER: OnceLock<Option<&'static Reaper>> = OnceLock::new();
+
+/// Observes the children the reaper reaps that nobody watched (replacing
+/// the previous observer). Starts the reaper if it is not running yet.
+pub(crate) fn on_orphan_reaped(observer: OrphanObserver) -> io::Result<()> {
+    let reaper = Reaper::get()?;
+    lock(&reaper.registry).on_orphan = Some(observer);
+    Ok(())
+}
+
+impl Reaper {
+    /// The reaper, started on first use (once per process: two would
+    /// compete for the same children).
+    fn get() -> io::Result<&'static Reaper> {
+        let reaper = REAPER.get_or_init(|| {
+            // Lives as long as the process, like its thread.
+            let reaper: &'static Reaper = Box::leak(Box::new(Reaper {
+                registry: Mutex::new(Registry {
+                    watched: HashMap::new(),
+                    on_orphan: None,
+                }),
+                spawned: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("lameduck-reaper".into())
+                .spawn(move || reaper.run())
+                .ok()
+                .map(|_| reaper)
+        });
+        reaper.ok_or_else(|| io::Error::other("the reaper thread could not be started"))
+    }
+
+    /// Reaps every child as it exits, forever.
+    fn run(&self) {
+        // One wait per pass: for any child to have exited (not reaping it,
+        // and not holding the lock, so spawns go on meanwhile); then every
+        // exited child is reaped under the lock.
+        loop {
+            match rustix::process::waitid(
+                WaitId::All,
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+            ) {
+                Ok(_) => self.reap_exited(),
+                Err(Errno::INTR) => {}
+                Err(Errno::CHILD) => self.wait_for_a_child(),
+                // Not expected (waitid's other errors are for bad
+                // arguments): reap what can be reaped, and sleep while
+                // there is no child.
+                Err(_) => {
+                    self.reap_exited();
+                    self.wait_for_a_child();
+                }
+            }
+        }
+    }
+
+    /// Reaps every child that has exited, under the lock: no spawn (and no
+    /// `Command::spawn` reaping a child whose `exec` failed) runs meanwhile,
+    /// and no signal is sent to a watched child once it is reaped.
+    fn reap_exited(&self) {
+        let mut orphans = Vec::new();
+        let mut registry = lock(&self.registry);
+        // One child per pass; ends when none has exited (or none is left).
+        loop {
+            match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) => {
+                    let pid = pid.as_raw_nonzero().get().unsigned_abs();
+                    let status = ExitStatus::from_raw(status.as_raw());
+                    match registry.watched.remove(&pid) {
+                        // Nobody listening any more is fine.
+                        Some(tx) => drop(tx.try_send(Ok(status))),
+                        None => orphans.push((pid, status)),
+                    }
+                }
+                Ok(None) => break,
+                Err(Errno::INTR) => {}
+                // No child left: any still registered was reaped by
+                // someone else (code in this process that should not
+                // have): its status is lost.
+                Err(Errno::CHILD) => {
+                    registry.lost_all();
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // Told without the lock held: the observer may take its time.
+        let observer = registry.on_orphan.clone();
+        drop(registry);
+        if let Some(observer) = observer {
+            for (pid, status) in orphans {
+                observer(pid, status);
+            }
+        }
+    }
+
+    /// This process had no child a moment ago: sleeps until one is
+    /// registered.
+    fn wait_for_a_child(&self) {
+        let mut registry = lock(&self.registry);
+        // Checked again under the lock (a spawn may have come in between):
+        // with the lock held no child is being started.
+        let none = matches!(
+            rustix::process::waitid(
+                WaitId::All,
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+            ),
+            Err(Errno::CHILD)
+        );
+        if !none {
+            return;
+        }
+        // A watched child that is no child of ours any more was reaped by
+        // someone else; said so, it is forgotten.
+        registry.lost_all();
+        // Each pass wakes on a registration (or spuriously) and re-checks.
+        while registry.watched.is_empty() {
+            registry = self
+                .spawned
+                .wait(registry)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Registry {
+    fn lost_all(&mut self) {
+        for (pid, tx) in self.watched.drain() {
+            let _ = tx.try_send(Err(io::Error::other(format!(
+                "child {pid} was reaped by someone else: its exit status is lost"
+            ))));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +349,104 @@ mod tests {
         assert!(!status.success());
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", watch.pid()));
         assert!(stat.is_err(), "reaped: no /proc entry left");
+    }
+
+    /// The process-wide reaper reaps every child of its process, so it is
+    /// tested in a process of its own: this test runs itself again, alone,
+    /// with `REAPER_TEST` set.
+    const REAPER_TEST: &str = "LAMEDUCK_REAPER_TEST";
+
+    #[test]
+    fn the_reaper_reaps_watched_children_and_orphans() {
+        if std::env::var_os(REAPER_TEST).is_some() {
+            return reaper_in_this_process();
+        }
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "unix::child::tests::the_reaper_reaps_watched_children_and_orphans",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(REAPER_TEST, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    fn reaper_in_this_process() {
+        use std::time::Duration;
+        // Orphans of our children come to this process (as to a PID 1).
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) sets a flag of this
+        // process; no memory is passed.
+        let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        let (orphan_tx, orphans) = std::sync::mpsc::channel();
+        let orphan_tx = Mutex::new(orphan_tx);
+        on_orphan_reaped(Arc::new(move |pid, status| {
+            let _ = lock(&orphan_tx).send((pid, status));
+        }))
+        .unwrap();
+
+        let exits =
+            ChildWatch::spawn_reaped(|| Command::new("sh").args(["-c", "exit 3"]).spawn()).unwrap();
+        assert_eq!(smol::block_on(exits.exited()).unwrap().code(), Some(3));
+        assert!(
+            !exits.signal(rustix::process::Signal::TERM),
+            "reaped: not sent"
+        );
+
+        let sleeps = ChildWatch::spawn_reaped(|| Command::new("sleep").arg("600").spawn()).unwrap();
+        assert!(sleeps.signal(rustix::process::Signal::TERM));
+        let status = smol::block_on(sleeps.exited()).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+
+        // A program that cannot be executed: `Command::spawn` reaps it
+        // itself, under the reaper's lock, so nothing competes.
+        for _ in 0..20 {
+            let e = ChildWatch::spawn_reaped(|| Command::new("/nonexistent/x").spawn());
+            assert!(e.is_err());
+        }
+
+        // Many at once, each status to its own watcher.
+        let watches: Vec<_> = (0..40)
+            .map(|i| {
+                ChildWatch::spawn_reaped(|| {
+                    Command::new("sh")
+                        .args(["-c", &format!("exit {}", i % 7)])
+                        .spawn()
+                })
+                .unwrap()
+            })
+            .collect();
+        for (i, watch) in watches.iter().enumerate() {
+            let status = smol::block_on(watch.exited()).unwrap();
+            assert_eq!(status.code(), Some(i as i32 % 7));
+        }
+
+        // An orphan: the shell's background child outlives it and is
+        // re-parented here; the reaper reaps it and says so.
+        let mut stdout = None;
+        let parent = ChildWatch::spawn_reaped(|| {
+            let mut child = Command::new("sh")
+                .args(["-c", "sleep 0.2 >/dev/null & echo $!; exit 0"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            stdout = child.stdout.take();
+            Ok(child)
+        })
+        .unwrap();
+        let mut out = String::new();
+        io::Read::read_to_string(&mut stdout.unwrap(), &mut out).unwrap();
+        let orphan: u32 = out.trim().parse().unwrap();
+        assert!(smol::block_on(parent.exited()).unwrap().success());
+        let (pid, status) = orphans.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(pid, orphan);
+        assert!(status.success());
+        let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat"));
+        assert!(stat.is_err(), "the orphan was reaped: {stat:?}");
     }
 }

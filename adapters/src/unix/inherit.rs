@@ -16,14 +16,15 @@ use lameduck_core::activation::{ActivationError, InheritedFd, ListenEnv};
 use rustix::io::{Errno, FdFlags};
 use rustix::net::{AddressFamily, SocketType};
 
+use super::link::Link;
 use super::ready::ReadyChannel;
-use super::spawn::READY_FD_VAR;
+use super::spawn::{HAND_OFF_VARS, READY_FD_VAR, SUPERVISOR_FD_VAR};
 use crate::listener::ListenAddr;
 use crate::runtime::Runtime;
 use crate::server::{Builder, Pending};
 
 /// The variables removed once the sockets are adopted.
-const VARS: [&str; 4] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR];
+const VARS: [&str; 5] = HAND_OFF_VARS;
 
 /// Set once a process has adopted its inherited descriptors: they are
 /// owned from then on and must not be adopted twice.
@@ -89,6 +90,13 @@ pub enum InheritError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `LAMEDUCK_SUPERVISOR_FD` does not name the read end of a pipe.
+    SupervisorFd {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// [`Inherited::from_env`] already adopted this process's descriptors.
     AlreadyAdopted,
     /// A system call failed while checking or adopting a descriptor.
@@ -122,6 +130,9 @@ impl fmt::Display for InheritError {
             ),
             InheritError::ReadyFd { value, reason } => {
                 write!(f, "{READY_FD_VAR}={value:?}: {reason}")
+            }
+            InheritError::SupervisorFd { value, reason } => {
+                write!(f, "{SUPERVISOR_FD_VAR}={value:?}: {reason}")
             }
             InheritError::AlreadyAdopted => {
                 f.write_str("the inherited sockets were already adopted by this process")
@@ -230,7 +241,7 @@ impl InheritedListener {
         })
     }
 
-    fn into_pending(self) -> Pending {
+    pub(crate) fn into_pending(self) -> Pending {
         let name: Arc<str> = self.name.into();
         match self.socket {
             Socket::Tcp(l) => Pending::Tcp(l, name),
@@ -241,8 +252,8 @@ impl InheritedListener {
     }
 }
 
-/// The sockets (and readiness channel) this process inherited, adopted by
-/// [`Inherited::from_env`]. Hand them to the [`Builder`] by name
+/// The sockets (and readiness channel, and supervisor link) this process
+/// inherited, adopted by [`Inherited::from_env`]. Hand them to the [`Builder`] by name
 /// ([`Builder::inherit_or_bind`]) or all at once
 /// ([`Builder::inherit_rest`]), and the rest to
 /// [`Lifecycle::inherited`](super::Lifecycle::inherited). Sockets never
@@ -259,6 +270,7 @@ impl InheritedListener {
 pub struct Inherited {
     listeners: Vec<Option<InheritedListener>>,
     pub(crate) ready: Option<ReadyChannel>,
+    pub(crate) link: Option<Link>,
     env_cleared: bool,
 }
 
@@ -266,8 +278,10 @@ impl Inherited {
     /// Adopts what this process inherited: the sockets named by
     /// `LISTEN_FDS`/`LISTEN_PID`/`LISTEN_FDNAMES` (each checked: open, a
     /// socket, a stream, listening, IPv4/IPv6/Unix; then made close-on-exec
-    /// and non-blocking), and a predecessor's readiness channel
-    /// (`LAMEDUCK_READY_FD`). Nothing inherited is not an error.
+    /// and non-blocking), a predecessor's (or supervisor's) readiness
+    /// channel (`LAMEDUCK_READY_FD`), and a supervisor's link
+    /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)).
+    /// Nothing inherited is not an error.
     ///
     /// The variables are then removed from the environment, so no child
     /// inherits them — when this process is still single-threaded (as
@@ -293,7 +307,8 @@ impl Inherited {
         }
         let env = ListenEnv::from_process();
         let ready_var = std::env::var_os(READY_FD_VAR);
-        let result = Self::adopt(&env, ready_var.as_deref());
+        let link_var = std::env::var_os(SUPERVISOR_FD_VAR);
+        let result = Self::adopt(&env, ready_var.as_deref(), link_var.as_deref());
         let env_cleared = clear_env();
         let mut inherited = result?;
         inherited.env_cleared = env_cleared;
@@ -303,12 +318,14 @@ impl Inherited {
     fn adopt(
         env: &ListenEnv,
         ready_var: Option<&std::ffi::OsStr>,
+        link_var: Option<&std::ffi::OsStr>,
     ) -> Result<Inherited, InheritError> {
         let fds = env.parse(std::process::id())?.unwrap_or_default();
         // Check every descriptor before owning any: on an error nothing is
         // closed behind the caller's back.
         let kinds = fds.iter().map(check).collect::<Result<Vec<_>, _>>()?;
         let ready = ready_var.map(ReadyChannel::adopt).transpose()?;
+        let link = link_var.map(Link::adopt).transpose()?;
         let listeners = fds
             .into_iter()
             .zip(kinds)
@@ -317,6 +334,7 @@ impl Inherited {
         Ok(Inherited {
             listeners,
             ready,
+            link,
             env_cleared: false,
         })
     }
@@ -365,6 +383,19 @@ impl Inherited {
     #[must_use]
     pub fn is_successor(&self) -> bool {
         self.ready.is_some()
+    }
+
+    /// Whether this process is a generation run by a
+    /// [`Supervisor`](super::Supervisor): it reports ready to the
+    /// supervisor, hands off when told to, and leaves restarts, systemd and
+    /// the pid file to it (see [`Lifecycle::inherited`](super::Lifecycle::inherited)).
+    ///
+    /// ```
+    /// assert!(!lameduck::unix::Inherited::default().is_supervised());
+    /// ```
+    #[must_use]
+    pub fn is_supervised(&self) -> bool {
+        self.link.is_some()
     }
 
     /// The names of the sockets left, in descriptor order.
@@ -523,6 +554,64 @@ fn is_stale_socket(path: &Path) -> bool {
         )
 }
 
+/// The inherited TCP socket named `name`, or a new one bound to `addr`
+/// (see [`Builder::inherit_or_bind`]).
+pub(crate) fn take_or_bind(
+    inherited: &mut Inherited,
+    name: &str,
+    addr: impl ToSocketAddrs,
+) -> io::Result<Pending> {
+    valid_name(name)?;
+    match inherited.take(name) {
+        Some(listener) if listener.is_tcp() => Ok(listener.into_pending()),
+        Some(listener) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "inherited fd {} ({name}) is a Unix socket; a TCP one was expected",
+                listener.fd
+            ),
+        )),
+        None => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            Ok(Pending::Tcp(listener, name.into()))
+        }
+    }
+}
+
+/// The inherited Unix socket named `name`, or a new one bound at `path`
+/// (see [`Builder::inherit_or_bind_unix`]).
+pub(crate) fn take_or_bind_unix(
+    inherited: &mut Inherited,
+    name: &str,
+    path: &Path,
+) -> io::Result<Pending> {
+    valid_name(name)?;
+    match inherited.take(name) {
+        Some(listener) if !listener.is_tcp() => Ok(listener.into_pending()),
+        Some(listener) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "inherited fd {} ({name}) is a TCP socket; a Unix one was expected",
+                listener.fd
+            ),
+        )),
+        None => {
+            let listener = match UnixListener::bind(path) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
+                    std::fs::remove_file(path)?;
+                    UnixListener::bind(path)?
+                }
+                bound => bound?,
+            };
+            Ok(Pending::Unix(
+                listener,
+                Some(path.to_path_buf()),
+                name.into(),
+            ))
+        }
+    }
+}
+
 /// Checks a listener name for `LISTEN_FDNAMES`.
 fn valid_name(name: &str) -> io::Result<()> {
     ListenEnv::for_successor(1, &[name])
@@ -569,21 +658,7 @@ impl<R: Runtime> Builder<R> {
         name: &str,
         addr: impl ToSocketAddrs,
     ) -> io::Result<Self> {
-        valid_name(name)?;
-        match inherited.take(name) {
-            Some(listener) if listener.is_tcp() => Ok(self.inherited_listener(listener)),
-            Some(listener) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "inherited fd {} ({name}) is a Unix socket; a TCP one was expected",
-                    listener.fd
-                ),
-            )),
-            None => {
-                let listener = std::net::TcpListener::bind(addr)?;
-                Ok(self.push_listener(Pending::Tcp(listener, name.into())))
-            }
-        }
+        Ok(self.push_listener(take_or_bind(inherited, name, addr)?))
     }
 
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
@@ -609,32 +684,7 @@ impl<R: Runtime> Builder<R> {
         name: &str,
         path: impl AsRef<Path>,
     ) -> io::Result<Self> {
-        valid_name(name)?;
-        match inherited.take(name) {
-            Some(listener) if !listener.is_tcp() => Ok(self.inherited_listener(listener)),
-            Some(listener) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "inherited fd {} ({name}) is a TCP socket; a Unix one was expected",
-                    listener.fd
-                ),
-            )),
-            None => {
-                let path = path.as_ref();
-                let listener = match UnixListener::bind(path) {
-                    Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
-                        std::fs::remove_file(path)?;
-                        UnixListener::bind(path)?
-                    }
-                    bound => bound?,
-                };
-                Ok(self.push_listener(Pending::Unix(
-                    listener,
-                    Some(path.to_path_buf()),
-                    name.into(),
-                )))
-            }
-        }
+        Ok(self.push_listener(take_or_bind_unix(inherited, name, path.as_ref())?))
     }
 
     /// Serves on every inherited socket not taken yet (e.g. all of a
@@ -679,13 +729,13 @@ mod tests {
     #[test]
     fn bad_variables_are_precise_errors() {
         let me = std::process::id();
-        let e = Inherited::adopt(&env(me + 1, "1", None), None).unwrap_err();
+        let e = Inherited::adopt(&env(me + 1, "1", None), None, None).unwrap_err();
         assert!(matches!(
             e,
             InheritError::Env(ActivationError::PidMismatch { .. })
         ));
         assert!(e.to_string().contains("names another process"), "{e}");
-        let e = Inherited::adopt(&env(me, "x", None), None).unwrap_err();
+        let e = Inherited::adopt(&env(me, "x", None), None, None).unwrap_err();
         assert_eq!(e.to_string(), "LISTEN_FDS=\"x\" is not a count");
     }
 

@@ -17,6 +17,8 @@
 //!   restarts, `SIGUSR2` closes at once), readiness, restarts, systemd
 //!   notifications and the pid file. Everything is also a method
 //!   ([`Lifecycle::shutdown`], [`Lifecycle::close`], [`Lifecycle::restart`]).
+//! - [`Supervisor`]: supervisor mode — restarts that keep one process id
+//!   for the service's whole life (see below).
 //! - [`spawn_with_listeners`]: start any program with listening sockets
 //!   handed over the way systemd does it.
 //!
@@ -54,6 +56,38 @@
 //!    and reaped, systemd hears `READY=1` again, and this process keeps
 //!    serving: [`RestartError::Failed`] says why.
 //!
+//! # Which restart mode
+//!
+//! - **Direct restart** ([`Lifecycle`], the default): the successor
+//!   replaces this process, so the main pid changes at every restart. Under
+//!   **systemd** that is what you want: `Type=notify-reload` with
+//!   `MAINPID=` follows the new process, and nothing stays behind.
+//! - **Supervisor mode** ([`Supervisor`]): a small parent binds the
+//!   sockets once and runs the server as child generations over the same
+//!   hand-off; its pid is the service's for its whole life. For process
+//!   managers that track the pid they started and cannot follow a new one
+//!   — **supervisord**, **containers** whose PID 1 is the server,
+//!   **`docker stop`** (which signals PID 1) — and anything watching a pid
+//!   file that must not change. As PID 1 it also reaps orphans.
+//!
+//! In supervisor mode the protocol is the restart's, between the
+//! supervisor and its generations: each generation gets the listeners at
+//! 3, 4, …, a readiness pipe (`LAMEDUCK_READY_FD`) and a **link**
+//! (`LAMEDUCK_SUPERVISOR_FD`, [`SUPERVISOR_FD_VAR`]): a pipe only the
+//! supervisor writes to. On `SIGHUP` the supervisor starts the next
+//! generation, waits for its `READY=1`, then writes `HANDOFF <pid>` on the
+//! previous one's link: that one stops accepting *without* `shutdown(2)`
+//! on the shared sockets (nor removing a Unix socket's file: the
+//! supervisor owns it), lingers for idle keep-alive clients, drains and
+//! exits — step 4 above. Stopping is not a message: `SIGTERM`, `SIGINT`
+//! and `SIGUSR2` are forwarded as they are, so a generation stops exactly
+//! as it would alone. The end of the link means the supervisor died: the
+//! generation drains and exits. A generation adopts all of it with
+//! [`Inherited::from_env`] and [`Lifecycle::inherited`], unchanged code:
+//! it then reports readiness to the supervisor, refuses to restart itself
+//! ([`RestartError::Supervised`]), and leaves systemd and the pid file to
+//! the supervisor.
+//!
 //! # systemd
 //!
 //! Example units are in the repository's `docs/systemd/`:
@@ -63,7 +97,9 @@
 //! needs `NotifyAccess=main` (the default for `Type=notify`): only the main
 //! process talks to systemd, and the hand-off moves "main" to the
 //! successor. `NOTIFY_SOCKET` is left in the environment, so the successor
-//! reaches systemd too.
+//! reaches systemd too. (In supervisor mode the supervisor is the main
+//! process throughout: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`,
+//! never `MAINPID=`; its generations send nothing.)
 //!
 //! # Example
 //!
@@ -100,17 +136,21 @@
 //! }
 //! ```
 
+mod attempt;
 mod child;
 mod inherit;
+mod link;
 mod notify;
 mod pidfile;
 mod ready;
 mod restart;
 mod signals;
 mod spawn;
+mod supervisor;
 
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, RestartError};
 pub use signals::{Signal, SignalAction, SignalConfig};
-pub use spawn::{READY_FD_VAR, spawn_with_listeners};
+pub use spawn::{READY_FD_VAR, SUPERVISOR_FD_VAR, spawn_with_listeners};
+pub use supervisor::{Supervisor, SupervisorEvent};

@@ -68,39 +68,12 @@ impl ReadyChannel {
     /// Adopts the descriptor named by the variable: it must be the write
     /// end of a pipe. It is made close-on-exec.
     pub(crate) fn adopt(value: &OsStr) -> Result<ReadyChannel, InheritError> {
-        let text = value.to_string_lossy().into_owned();
-        let bad = |reason| InheritError::ReadyFd {
-            value: text.clone(),
-            reason,
-        };
-        let fd: RawFd = text
-            .parse()
-            .ok()
-            .filter(|fd| *fd >= 3 && text.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| bad("not a descriptor number (3 or more)"))?;
-        // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it
-        // fails with EBADF for a number that is not open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            return Err(bad("not an open descriptor"));
-        }
-        // SAFETY: open (checked just above) and passed to this process for
-        // it to use; only borrowed for the checks below.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let stat = rustix::fs::fstat(borrowed).map_err(|_| bad("cannot be examined"))?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
-            return Err(bad("not a pipe"));
-        }
-        let mode = rustix::fs::fcntl_getfl(borrowed).map_err(|_| bad("cannot be examined"))?;
-        if mode & rustix::fs::OFlags::RWMODE != rustix::fs::OFlags::WRONLY {
-            return Err(bad("not the write end of a pipe"));
-        }
-        // SAFETY: checked above to be an open pipe's write end that a
-        // predecessor passed to this process for it to own; `Inherited`
-        // adopts at most once per process.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)
-            .map_err(|_| bad("cannot be made close-on-exec"))?;
-        Ok(ReadyChannel(owned))
+        adopt_pipe_end(value, PipeEnd::Write)
+            .map(ReadyChannel)
+            .map_err(|reason| InheritError::ReadyFd {
+                value: value.to_string_lossy().into_owned(),
+                reason,
+            })
     }
 
     /// Tells the predecessor this process is ready, and closes the channel.
@@ -118,6 +91,52 @@ impl ReadyChannel {
         }
         Ok(())
     }
+}
+
+/// Which end of a pipe a descriptor must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PipeEnd {
+    Read,
+    Write,
+}
+
+/// Adopts the descriptor whose number is `value` (a variable's): it must
+/// be open and that end of a pipe. It is made close-on-exec. The error
+/// says what is wrong.
+pub(crate) fn adopt_pipe_end(value: &OsStr, end: PipeEnd) -> Result<OwnedFd, &'static str> {
+    let text = value.to_string_lossy();
+    let fd: RawFd = text
+        .parse()
+        .ok()
+        .filter(|fd| *fd >= 3 && text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or("not a descriptor number (3 or more)")?;
+    // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it
+    // fails with EBADF for a number that is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err("not an open descriptor");
+    }
+    // SAFETY: open (checked just above) and passed to this process for it
+    // to use; only borrowed for the checks below.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let stat = rustix::fs::fstat(borrowed).map_err(|_| "cannot be examined")?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Fifo {
+        return Err("not a pipe");
+    }
+    let mode = rustix::fs::fcntl_getfl(borrowed).map_err(|_| "cannot be examined")?;
+    let (wanted, wrong) = match end {
+        PipeEnd::Write => (rustix::fs::OFlags::WRONLY, "not the write end of a pipe"),
+        PipeEnd::Read => (rustix::fs::OFlags::RDONLY, "not the read end of a pipe"),
+    };
+    if mode & rustix::fs::OFlags::RWMODE != wanted {
+        return Err(wrong);
+    }
+    // SAFETY: checked above to be an open pipe end that a parent passed to
+    // this process for it to own; `Inherited` adopts at most once per
+    // process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)
+        .map_err(|_| "cannot be made close-on-exec")?;
+    Ok(owned)
 }
 
 #[cfg(test)]

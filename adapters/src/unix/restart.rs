@@ -4,11 +4,10 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::future::pending;
+use std::future::{Future, pending};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,16 +16,16 @@ use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
 use lameduck_core::Outcome;
 use lameduck_core::restart::{
-    Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
+    RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
 };
 
-use super::child::ChildWatch;
+use super::attempt::{Attempts, Carrier, Launched, launch};
 use super::inherit::Inherited;
+use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::{ReadyChannel, ReadyReader, ready_pipe};
+use super::ready::ReadyChannel;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
-use super::spawn::spawn;
 use crate::handle::Handle;
 use crate::runtime::Runtime;
 
@@ -52,6 +51,13 @@ pub enum RestartError {
     InProgress,
     /// Refused: the server is stopping, or already handed off.
     Stopping,
+    /// Refused: this process is a generation run by a
+    /// [`Supervisor`](super::Supervisor), which does the restarts (send it
+    /// `SIGHUP`).
+    Supervised {
+        /// The supervisor's pid (this process's parent).
+        supervisor: u32,
+    },
     /// The restart was tried and rolled back: the successor was killed and
     /// reaped (if it was started at all).
     Failed {
@@ -67,6 +73,11 @@ impl fmt::Display for RestartError {
         match self {
             RestartError::InProgress => f.write_str("a restart is already in progress"),
             RestartError::Stopping => f.write_str("the server is stopping"),
+            RestartError::Supervised { supervisor } => write!(
+                f,
+                "this process is a supervised generation: restarts are its supervisor's \
+                 (send SIGHUP to pid {supervisor})"
+            ),
             RestartError::Failed {
                 failure,
                 detail: Some(detail),
@@ -102,8 +113,10 @@ pub enum LifecycleEvent {
     Ready {
         /// This process.
         pid: u32,
-        /// Reported to a predecessor.
+        /// Reported to a predecessor (or supervisor), not systemd.
         successor: bool,
+        /// Reported to a [`Supervisor`](super::Supervisor).
+        supervised: bool,
     },
     /// A signal arrived.
     Signal {
@@ -146,11 +159,18 @@ impl fmt::Display for LifecycleEvent {
         match self {
             LifecycleEvent::Ready {
                 pid,
+                supervised: true,
+                ..
+            } => write!(f, "ready (pid {pid}); told the supervisor"),
+            LifecycleEvent::Ready {
+                pid,
                 successor: false,
+                ..
             } => write!(f, "ready (pid {pid})"),
             LifecycleEvent::Ready {
                 pid,
                 successor: true,
+                ..
             } => write!(f, "ready (pid {pid}); told the predecessor"),
             LifecycleEvent::Signal {
                 signal,
@@ -240,20 +260,19 @@ struct Settings {
     notify: bool,
 }
 
-struct Machine {
-    restart: Restart,
-    /// The successor being started (or killed), until it is handed off to
-    /// or reaped.
-    child: Option<Arc<ChildWatch>>,
-}
-
 struct Shared<R: Runtime> {
     handle: Handle<R>,
     settings: Mutex<Settings>,
-    machine: Mutex<Machine>,
-    /// Notified when an attempt is over (its child handed off or reaped).
-    attempt_over: event_listener::Event,
+    /// The restart machine and the attempt in flight.
+    attempts: Attempts,
     ready: Mutex<Option<ReadyChannel>>,
+    /// The supervisor's link, until `run` reads it.
+    link: Mutex<Option<Link>>,
+    /// This process is a supervised generation.
+    supervised: AtomicBool,
+    /// Its supervisor's pid (its parent's when it was adopted; 0 if the
+    /// parent is outside this process's pid namespace).
+    supervisor: AtomicU32,
     signals: Mutex<Option<Signals>>,
     /// Readiness was reported.
     reported_ready: AtomicBool,
@@ -353,12 +372,11 @@ impl<R: Runtime> Lifecycle<R> {
             shared: Arc::new(Shared {
                 handle,
                 settings: Mutex::new(settings),
-                machine: Mutex::new(Machine {
-                    restart: Restart::new(RestartConfig::default(), Instant::now()),
-                    child: None,
-                }),
-                attempt_over: event_listener::Event::new(),
+                attempts: Attempts::new(RestartConfig::default()),
                 ready: Mutex::new(None),
+                link: Mutex::new(None),
+                supervised: AtomicBool::new(false),
+                supervisor: AtomicU32::new(0),
                 signals: Mutex::new(None),
                 reported_ready: AtomicBool::new(false),
                 observer: Mutex::new(None),
@@ -434,18 +452,7 @@ impl<R: Runtime> Lifecycle<R> {
     /// ```
     #[must_use]
     pub fn ready_timeout(self, timeout: Duration) -> Self {
-        {
-            let mut machine = lock(&self.shared.machine);
-            // Only before any restart: the machine keeps its attempt count.
-            if machine.restart.phase() == RestartPhase::Running && machine.child.is_none() {
-                machine.restart = Restart::new(
-                    RestartConfig {
-                        ready_timeout: timeout,
-                    },
-                    Instant::now(),
-                );
-            }
-        }
+        self.shared.attempts.set_ready_timeout(timeout);
         self
     }
 
@@ -522,6 +529,15 @@ impl<R: Runtime> Lifecycle<R> {
     /// is reported to that predecessor (on its private channel) instead of
     /// systemd. Listeners left in `inherited` are closed.
     ///
+    /// If a [`Supervisor`](super::Supervisor) started it
+    /// ([`Inherited::is_supervised`]), this process is one of its
+    /// generations: readiness goes to the supervisor; `HANDOFF` from the
+    /// supervisor hands off (stop accepting without shutting the shared
+    /// sockets down, drain, exit — as after a restart here); the end of the
+    /// link (the supervisor is gone) drains for exit; restarts are refused
+    /// ([`RestartError::Supervised`]: the supervisor restarts); and
+    /// systemd notifications and the pid file are left to the supervisor.
+    ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let mut inherited = lameduck::unix::Inherited::from_env()?;
@@ -534,7 +550,34 @@ impl<R: Runtime> Lifecycle<R> {
     #[must_use]
     pub fn inherited(self, mut inherited: Inherited) -> Self {
         *lock(&self.shared.ready) = inherited.ready.take();
+        if let Some(link) = inherited.link.take() {
+            let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+            self.shared
+                .supervisor
+                .store(parent.unsigned_abs(), Ordering::Release);
+            self.shared.supervised.store(true, Ordering::Release);
+            *lock(&self.shared.link) = Some(link);
+        }
         self
+    }
+
+    /// The supervisor's pid, if this process is a supervised generation
+    /// (see [`inherited`](Self::inherited)): its parent when it started (0
+    /// if that is outside this process's pid namespace).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// assert_eq!(lifecycle.supervisor(), None);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn supervisor(&self) -> Option<u32> {
+        self.shared
+            .supervised
+            .load(Ordering::Acquire)
+            .then(|| self.shared.supervisor.load(Ordering::Acquire))
     }
 
     /// Observes [`LifecycleEvent`]s (e.g. to log them).
@@ -584,7 +627,7 @@ impl<R: Runtime> Lifecycle<R> {
     /// ```
     #[must_use]
     pub fn restart_phase(&self) -> RestartPhase {
-        lock(&self.shared.machine).restart.phase()
+        self.shared.attempts.phase()
     }
 
     fn event(&self, event: LifecycleEvent) {
@@ -595,7 +638,8 @@ impl<R: Runtime> Lifecycle<R> {
     }
 
     fn send_notify(&self, state: &str) {
-        if !self.settings().notify {
+        // A supervised generation leaves systemd to its supervisor.
+        if !self.settings().notify || self.supervisor().is_some() {
             return;
         }
         if let Err(e) = notify(state) {
@@ -630,12 +674,27 @@ impl<R: Runtime> Lifecycle<R> {
         let config = self.settings().signals.clone();
         self.ready().await;
         let drained = self.shared.handle.drained();
+        let link = lock(&self.shared.link).take();
+        let mut link = match link.map(Link::into_reader).transpose() {
+            Ok(link) => link,
+            Err(e) => {
+                // Cannot happen short of the reactor failing; without the
+                // link this generation would never hear of a hand-off.
+                self.event(LifecycleEvent::Problem(format!(
+                    "cannot read the supervisor's link: {e}; draining"
+                )));
+                self.shutdown();
+                None
+            }
+        };
         enum Woke {
             Signal(Option<io::Result<Signal>>),
+            Link(LinkMessage),
             Done(Result<Outcome, lameduck_core::Abandoned>),
         }
-        // One signal per pass; ends when the server is done (a second
-        // drain signal closes it, which completes it at once).
+        // One signal or supervisor message per pass; ends when the server
+        // is done (a second drain signal closes it, which completes it at
+        // once).
         let outcome = loop {
             let woke = async {
                 match &mut signals {
@@ -643,6 +702,12 @@ impl<R: Runtime> Lifecycle<R> {
                     None => pending().await,
                 }
             }
+            .or(async {
+                match &mut link {
+                    Some(link) => Woke::Link(link.next().await),
+                    None => pending().await,
+                }
+            })
             .or(async { Woke::Done(drained.wait().await) })
             .await;
             match woke {
@@ -650,12 +715,17 @@ impl<R: Runtime> Lifecycle<R> {
                 Woke::Signal(Some(Ok(signal))) => self.on_signal(signal, &config),
                 Woke::Signal(Some(Err(e))) => return Err(e),
                 Woke::Signal(None) => return Err(io::Error::other("signal handling stopped")),
+                Woke::Link(message) => {
+                    if self.on_supervisor(message) {
+                        link = None;
+                    }
+                }
             }
         };
         // No successor is left behind half-started: a restart in flight
         // was told to stop; wait until its child is reaped.
         self.stop_restarts();
-        self.attempt_finished().await;
+        self.shared.attempts.finished().await;
         let successor = match self.shared.handed_off.load(Ordering::Acquire) {
             0 => None,
             pid => Some(pid),
@@ -689,13 +759,20 @@ impl<R: Runtime> Lifecycle<R> {
         let pid = std::process::id();
         let channel = lock(&self.shared.ready).take();
         if let Some(channel) = channel {
+            let supervised = self.supervisor().is_some();
             match channel.report() {
                 Ok(()) => self.event(LifecycleEvent::Ready {
                     pid,
                     successor: true,
+                    supervised,
                 }),
                 Err(e) => self.event(LifecycleEvent::Problem(format!(
-                    "cannot report ready to the predecessor: {e}"
+                    "cannot report ready to the {}: {e}",
+                    if supervised {
+                        "supervisor"
+                    } else {
+                        "predecessor"
+                    }
                 ))),
             }
             return;
@@ -713,7 +790,45 @@ impl<R: Runtime> Lifecycle<R> {
         self.event(LifecycleEvent::Ready {
             pid,
             successor: false,
+            supervised: false,
         });
+    }
+
+    /// Obeys the supervisor; says whether the link is done with (after a
+    /// hand-off, or its end).
+    fn on_supervisor(&self, message: LinkMessage) -> bool {
+        match message {
+            LinkMessage::HandOff(successor) => {
+                if self.shared.stopping.load(Ordering::Acquire) {
+                    // Already draining for exit: nothing to hand off.
+                    return true;
+                }
+                // No restart of this generation from now on.
+                self.shared.attempts.stop();
+                let this = self.clone();
+                self.shared.handle.driver().rt.spawn(async move {
+                    this.hand_off_to(successor).await;
+                });
+                true
+            }
+            LinkMessage::Gone => {
+                if !self.shared.stopping.load(Ordering::Acquire)
+                    && self.shared.handed_off.load(Ordering::Acquire) == 0
+                {
+                    self.event(LifecycleEvent::Problem(
+                        "the supervisor is gone: draining".into(),
+                    ));
+                    self.shutdown();
+                }
+                true
+            }
+            LinkMessage::Unknown(line) => {
+                self.event(LifecycleEvent::Problem(format!(
+                    "ignored an unknown message from the supervisor: {line:?}"
+                )));
+                false
+            }
+        }
     }
 
     fn on_signal(&self, signal: Signal, config: &SignalConfig) {
@@ -822,31 +937,7 @@ impl<R: Runtime> Lifecycle<R> {
     /// Tells the restart machine the server is stopping, and carries out
     /// what follows (kill a successor still starting).
     fn stop_restarts(&self) {
-        let (actions, child) = {
-            let mut machine = lock(&self.shared.machine);
-            machine.restart.stopping(Instant::now());
-            let actions: Vec<_> = std::iter::from_fn(|| machine.restart.poll_action()).collect();
-            (actions, machine.child.clone())
-        };
-        let mut progress = Progress::default();
-        self.carry_out(actions, child.as_deref(), &mut progress, None);
-    }
-
-    /// Resolves once no restart attempt has a child left to hand off to or
-    /// reap.
-    async fn attempt_finished(&self) {
-        // Each pass re-checks after registering, so the end of an attempt
-        // is never missed; attempts end (hand-off, or a reap after a kill).
-        loop {
-            if lock(&self.shared.machine).child.is_none() {
-                return;
-            }
-            let listener = self.shared.attempt_over.listen();
-            if lock(&self.shared.machine).child.is_none() {
-                return;
-            }
-            listener.await;
-        }
+        self.shared.attempts.stop();
     }
 
     /// Restarts (as `SIGHUP` does): starts the successor, waits until it is
@@ -865,91 +956,39 @@ impl<R: Runtime> Lifecycle<R> {
     /// # Ok(()) }
     /// ```
     pub async fn restart(&self) -> Result<u32, RestartError> {
+        if let Some(supervisor) = self.supervisor() {
+            let e = RestartError::Supervised { supervisor };
+            self.event(LifecycleEvent::RestartFailed(e.clone()));
+            return Err(e);
+        }
         // A drain begun through the Handle directly stops restarts too.
         if self.shared.handle.phase().is_shutting_down() {
             self.stop_restarts();
         }
-        let attempt = {
-            let mut machine = lock(&self.shared.machine);
-            match machine.restart.request(Instant::now()) {
-                Ok(()) => {}
-                Err(e) => {
-                    drop(machine);
-                    let e = match e {
-                        CoreError::InProgress => RestartError::InProgress,
-                        _ => RestartError::Stopping,
-                    };
-                    self.event(LifecycleEvent::RestartFailed(e.clone()));
-                    return Err(e);
-                }
-            }
-            match machine.restart.poll_action() {
-                Some(RestartAction::Spawn { attempt }) => attempt,
-                // `request` from Running queues exactly one Spawn.
-                other => unreachable!("a restart request queues Spawn, not {other:?}"),
+        let attempt = match self.shared.attempts.begin() {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                let e = match e {
+                    CoreError::InProgress => RestartError::InProgress,
+                    _ => RestartError::Stopping,
+                };
+                self.event(LifecycleEvent::RestartFailed(e.clone()));
+                return Err(e);
             }
         };
         self.event(LifecycleEvent::RestartStarted { attempt });
         self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
-        let mut progress = Progress::default();
-        let (watch, reader) = match self.start_successor() {
-            Ok(started) => started,
-            Err(e) => {
-                let actions = {
-                    let mut machine = lock(&self.shared.machine);
-                    let _ = machine.restart.spawn_failed(Instant::now());
-                    std::iter::from_fn(|| machine.restart.poll_action()).collect()
-                };
-                self.carry_out(actions, None, &mut progress, Some(e.to_string()));
-                let error = self.rolled_back(progress.failure);
-                self.shared.attempt_over.notify(usize::MAX);
-                return Err(error);
-            }
-        };
-        let pid = watch.pid();
-        self.event(LifecycleEvent::SuccessorStarted { pid });
-        let actions = {
-            let mut machine = lock(&self.shared.machine);
-            machine.child = Some(watch.clone());
-            let _ = machine.restart.spawned(pid, Instant::now());
-            std::iter::from_fn(|| machine.restart.poll_action()).collect()
-        };
-        self.carry_out(actions, Some(&watch), &mut progress, None);
-        let result = self
-            .await_successor(&watch, reader, progress)
-            .await
-            .map_err(|failure| self.rolled_back(failure));
-        // Reported first: whoever waits for the attempt's end (`run`,
-        // before the process exits) sees its outcome logged.
-        lock(&self.shared.machine).child = None;
-        self.shared.attempt_over.notify(usize::MAX);
-        result
-    }
-
-    /// A restart attempt is over without a hand-off, its successor (if any)
-    /// reaped: systemd hears `READY=1` (the reload is over; same main
-    /// process) unless the server is stopping, and the failure is reported.
-    fn rolled_back(&self, failure: Option<RestartError>) -> RestartError {
-        let error = failure.unwrap_or(RestartError::Failed {
-            failure: RestartFailure::Stopping,
-            detail: None,
-        });
-        let stopping = matches!(
-            error,
-            RestartError::Failed {
-                failure: RestartFailure::Stopping,
-                ..
-            }
-        );
-        if !stopping {
-            self.send_notify("READY=1");
+        let launched = self.start_successor();
+        if let Ok(launched) = &launched {
+            self.event(LifecycleEvent::SuccessorStarted {
+                pid: launched.watch.pid(),
+            });
         }
-        self.event(LifecycleEvent::RestartFailed(error.clone()));
-        error
+        self.shared.attempts.run(launched, self).await
     }
 
     /// Starts the successor with the listeners and a readiness pipe.
-    fn start_successor(&self) -> io::Result<(Arc<ChildWatch>, ReadyReader)> {
+    fn start_successor(&self) -> io::Result<Launched> {
         let (program, args) = {
             let settings = self.settings();
             let program = match &settings.executable {
@@ -964,170 +1003,21 @@ impl<R: Runtime> Lifecycle<R> {
             (program, settings.args.clone())
         };
         let listeners = self.shared.handle.driver().open_listeners();
-        if listeners.is_empty() {
-            return Err(io::Error::other("no open listener to hand over"));
-        }
-        let (reader, writer) = ready_pipe()?;
-        let mut command = Command::new(&program);
-        command.args(&args);
         let fds: Vec<_> = listeners
             .iter()
             .map(|(socket, name)| (socket.as_fd(), &**name))
             .collect();
-        let child = spawn(command, &fds, Some(writer.as_fd()))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
-        // Only the successor holds the write end now: its exit is an end
-        // of file here.
-        drop(writer);
-        Ok((Arc::new(ChildWatch::start(child)?), reader))
-    }
-
-    /// Waits for the successor's readiness, exit, or deadline; hands off or
-    /// rolls back.
-    async fn await_successor(
-        &self,
-        watch: &Arc<ChildWatch>,
-        reader: ReadyReader,
-        mut progress: Progress,
-    ) -> Result<u32, Option<RestartError>> {
-        let pid = watch.pid();
-        let rt = self.shared.handle.driver().rt.clone();
-        let mut ready = Some(Box::pin(reader.wait()));
-        let mut exit = Some(Box::pin(watch.exited()));
-        enum Step {
-            Ready(io::Result<bool>),
-            Exited(io::Result<ExitStatus>),
-            Deadline,
-        }
-        // Each pass handles one event: readiness (or its end of file), the
-        // exit, or the deadline; the machine's deadline and the kill that
-        // follows it bound the attempt.
-        loop {
-            if let Some(successor) = progress.hand_off {
-                self.hand_off(successor).await;
-                return Ok(successor);
-            }
-            let (phase, deadline, child) = {
-                let machine = lock(&self.shared.machine);
-                (
-                    machine.restart.phase(),
-                    machine.restart.poll_timeout(),
-                    machine.restart.child(),
-                )
-            };
-            let over = match phase {
-                RestartPhase::Running => true,
-                RestartPhase::Stopped => child.is_none(),
-                _ => false,
-            };
-            if over {
-                return Err(progress.failure);
-            }
-            if exit.is_none() {
-                // Reaped, yet the machine still expects it: cannot happen
-                // (child_exited ends every phase that has a child).
-                return Err(progress.failure);
-            }
-            let step = async {
-                match &mut ready {
-                    Some(f) => Step::Ready(f.await),
-                    None => pending().await,
-                }
-            }
-            .or(async {
-                match &mut exit {
-                    Some(f) => Step::Exited(f.await),
-                    None => pending().await,
-                }
-            })
-            .or(async {
-                match deadline {
-                    Some(at) => {
-                        rt.sleep_until(at).await;
-                        Step::Deadline
-                    }
-                    None => pending().await,
-                }
-            })
-            .await;
-            let now = Instant::now();
-            let (actions, detail) = {
-                let mut machine = lock(&self.shared.machine);
-                let detail = match step {
-                    Step::Ready(Ok(true)) => {
-                        ready = None;
-                        if self.shared.handle.phase().is_shutting_down() {
-                            // The drain began meanwhile (its listeners are
-                            // stopped): the successor is not wanted.
-                            machine.restart.stopping(now);
-                        } else {
-                            let _ = machine.restart.child_ready(pid, now);
-                        }
-                        None
-                    }
-                    Step::Ready(_) => {
-                        // End of file without READY: wait for the exit or
-                        // the deadline.
-                        ready = None;
-                        None
-                    }
-                    Step::Exited(status) => {
-                        exit = None;
-                        let _ = machine.restart.child_exited(pid, now);
-                        Some(match status {
-                            Ok(status) => status.to_string(),
-                            Err(e) => e.to_string(),
-                        })
-                    }
-                    Step::Deadline => {
-                        machine.restart.handle_timeout(now);
-                        Some(format!(
-                            "no READY on {} within the readiness deadline",
-                            super::spawn::READY_FD_VAR
-                        ))
-                    }
-                };
-                let actions: Vec<_> =
-                    std::iter::from_fn(|| machine.restart.poll_action()).collect();
-                (actions, detail)
-            };
-            self.carry_out(actions, Some(watch), &mut progress, detail);
-        }
-    }
-
-    /// Carries out the restart machine's actions (not `Spawn`: only
-    /// `restart` asks for one, and handles it).
-    fn carry_out(
-        &self,
-        actions: Vec<RestartAction>,
-        child: Option<&ChildWatch>,
-        progress: &mut Progress,
-        detail: Option<String>,
-    ) {
-        for action in actions {
-            match action {
-                RestartAction::Spawn { .. } => {}
-                RestartAction::Kill { child: pid } => {
-                    if let Some(watch) = child.filter(|w| w.pid() == pid) {
-                        watch.kill();
-                    }
-                }
-                RestartAction::HandOff { child } => progress.hand_off = Some(child),
-                // Reported once the attempt is over (`rolled_back`): after
-                // the successor is reaped.
-                RestartAction::Failed(failure) => {
-                    progress.failure = Some(RestartError::Failed {
-                        failure,
-                        detail: detail.clone(),
-                    });
-                }
-            }
-        }
+        launch(&program, &args, &fds, None, false)
     }
 
     /// The successor is ready: pid file, systemd, stop accepting, drain.
-    async fn hand_off(&self, successor: u32) {
-        let pid_file = self.settings().pid_file.clone();
+    /// (A supervised generation: its supervisor said so; the supervisor
+    /// keeps the pid file and speaks to systemd.)
+    async fn hand_off_to(&self, successor: u32) {
+        let pid_file = match self.supervisor() {
+            Some(_) => None,
+            None => self.settings().pid_file.clone(),
+        };
         if let Some(path) = pid_file {
             if let Err(e) = pidfile::write(&path, successor) {
                 self.event(LifecycleEvent::Problem(format!(
@@ -1155,9 +1045,40 @@ impl<R: Runtime> Lifecycle<R> {
     }
 }
 
-/// What carrying out actions left for the restart to do.
-#[derive(Default)]
-struct Progress {
-    hand_off: Option<u32>,
-    failure: Option<RestartError>,
+/// The lifecycle carries out restart attempts: the successor replaces
+/// this process.
+impl<R: Runtime> Carrier for Lifecycle<R> {
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send {
+        self.shared.handle.driver().rt.sleep_until(at)
+    }
+
+    fn wanted(&self) -> bool {
+        // Once a drain began its listeners are stopped: no successor.
+        !self.shared.handle.phase().is_shutting_down()
+    }
+
+    fn hand_off(&self, child: u32) -> impl Future<Output = ()> + Send {
+        self.hand_off_to(child)
+    }
+
+    /// systemd hears `READY=1` (the reload is over; same main process)
+    /// unless the server is stopping, and the failure is reported.
+    fn rolled_back(&self, failure: Option<RestartError>) -> RestartError {
+        let error = failure.unwrap_or(RestartError::Failed {
+            failure: RestartFailure::Stopping,
+            detail: None,
+        });
+        let stopping = matches!(
+            error,
+            RestartError::Failed {
+                failure: RestartFailure::Stopping,
+                ..
+            }
+        );
+        if !stopping {
+            self.send_notify("READY=1");
+        }
+        self.event(LifecycleEvent::RestartFailed(error.clone()));
+        error
+    }
 }

@@ -40,7 +40,8 @@ const PID_DIGITS: usize = 10;
 ///
 /// The command's program, arguments, environment changes (`env`,
 /// `env_remove`; not `env_clear`), working directory and standard streams
-/// apply. Stale `LISTEN_*` variables and `LAMEDUCK_READY_FD` are removed.
+/// apply. Stale `LISTEN_*` variables, `LAMEDUCK_READY_FD` and
+/// `LAMEDUCK_SUPERVISOR_FD` are removed.
 /// Every other descriptor is closed on `exec`: the descriptors this
 /// process opens are close-on-exec (std, `async-io` and lameduck open
 /// them so), and on Linux ≥ 5.11 everything above the passed sockets is
@@ -67,15 +68,36 @@ pub fn spawn_with_listeners(
     command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
 ) -> io::Result<Child> {
-    spawn(command, listeners, None)
+    spawn(command, listeners, &[])
 }
 
-/// [`spawn_with_listeners`], plus the write end of a readiness pipe at the
-/// descriptor after the listeners, named by `LAMEDUCK_READY_FD`.
+/// The variable naming a supervised generation's link to its supervisor:
+/// the read end of a pipe on which the supervisor writes `HANDOFF <pid>`
+/// (see [`Supervisor`](super::Supervisor)).
+///
+/// ```
+/// assert_eq!(lameduck::unix::SUPERVISOR_FD_VAR, "LAMEDUCK_SUPERVISOR_FD");
+/// ```
+pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
+
+/// The hand-off variables: never passed on from this process's own
+/// environment (the new ones are set for each child).
+pub(crate) const HAND_OFF_VARS: [&str; 5] = [
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    READY_FD_VAR,
+    SUPERVISOR_FD_VAR,
+];
+
+/// [`spawn_with_listeners`], plus `extra` descriptors placed after the
+/// listeners, in order, each named by its variable (`LAMEDUCK_READY_FD`
+/// for a readiness pipe's write end, `LAMEDUCK_SUPERVISOR_FD` for a
+/// supervisor's link).
 pub(crate) fn spawn(
     mut command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
-    ready: Option<BorrowedFd<'_>>,
+    extra: &[(BorrowedFd<'_>, &str)],
 ) -> io::Result<Child> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     let names: Vec<&str> = listeners.iter().map(|(_, name)| *name).collect();
@@ -83,11 +105,13 @@ pub(crate) fn spawn(
     let activation =
         ListenEnv::for_successor(1, &names).map_err(|e| invalid(format!("listeners: {e}")))?;
     let mut sources: Vec<RawFd> = listeners.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
-    let ready_at = ready.map(|fd| {
+    let mut extra_at = Vec::with_capacity(extra.len());
+    for (fd, var) in extra {
+        // At most MAX_FDS listeners (checked above) and a few extras: no
+        // overflow.
+        extra_at.push((*var, FIRST_FD + sources.len() as RawFd));
         sources.push(fd.as_raw_fd());
-        // At most MAX_FDS listeners (checked above): no overflow.
-        FIRST_FD + listeners.len() as RawFd
-    });
+    }
 
     // The environment: this process's, with the command's changes, without
     // stale hand-off variables; then the new ones, LISTEN_PID last.
@@ -98,8 +122,9 @@ pub(crate) fn spawn(
             env.push((key.to_owned(), value.to_owned()));
         }
     }
-    let stale = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", READY_FD_VAR];
-    env.retain(|(k, _)| !stale.iter().any(|s| k == s));
+    env.retain(|(k, _)| {
+        !HAND_OFF_VARS.iter().any(|s| k == s) && !extra.iter().any(|(_, var)| k == var)
+    });
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -113,8 +138,8 @@ pub(crate) fn spawn(
         "LISTEN_FDNAMES".into(),
         activation.fdnames.unwrap_or_default().into(),
     ));
-    if let Some(at) = ready_at {
-        env.push((READY_FD_VAR.into(), at.to_string().into()));
+    for (var, at) in extra_at {
+        env.push((var.into(), at.to_string().into()));
     }
     let mut envp = Vec::with_capacity(env.len() + 1);
     for (key, value) in &env {

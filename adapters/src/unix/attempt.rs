@@ -1,0 +1,383 @@
+//! Carrying out [`Restart`]'s actions for one attempt: start a process
+//! with the listeners and a readiness pipe, wait for its readiness, its
+//! exit or the deadline, and either hand off or kill, reap and roll back.
+//!
+//! Shared by the two carriers of the restart machine: the
+//! [`Lifecycle`](super::Lifecycle) (the successor replaces this process)
+//! and the [`Supervisor`](super::Supervisor) (the next generation replaces
+//! the previous one; the supervisor stays). Each supplies what differs —
+//! a timer, what "hand off" means, how a rollback is reported — as a
+//! [`Carrier`]; the policy is the machine's.
+
+use std::ffi::OsString;
+use std::future::{Future, pending};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use futures_lite::FutureExt;
+use lameduck_core::restart::{
+    Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartPhase,
+};
+
+use super::child::ChildWatch;
+use super::ready::{ReadyReader, ready_pipe};
+use super::restart::RestartError;
+use super::spawn::{READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks panics; the state is still the best there is.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What an attempt needs from whoever carries it out.
+pub(crate) trait Carrier: Sync {
+    /// Completes once `Instant::now() >= at`.
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send;
+    /// Whether a process that reports ready now is still wanted (not when
+    /// a drain for exit began meanwhile).
+    fn wanted(&self) -> bool;
+    /// The new process is ready: make it the one that serves.
+    fn hand_off(&self, child: u32) -> impl Future<Output = ()> + Send;
+    /// The attempt is over without a hand-off, its process (if any)
+    /// reaped: report it. `None`: called off because the server is
+    /// stopping.
+    fn rolled_back(&self, failure: Option<RestartError>) -> RestartError;
+}
+
+/// A started process and its readiness pipe.
+pub(crate) struct Launched {
+    pub(crate) watch: Arc<ChildWatch>,
+    pub(crate) reader: ReadyReader,
+}
+
+/// Starts `program` with `args`, the `listeners` at descriptors 3, 4, …,
+/// the write end of a new readiness pipe after them
+/// (`LAMEDUCK_READY_FD`), and after that a supervisor's `link`, if any
+/// (`LAMEDUCK_SUPERVISOR_FD`). `reaper`: watched by the process-wide
+/// reaper (a supervisor), else by a thread of its own.
+pub(crate) fn launch(
+    program: &Path,
+    args: &[OsString],
+    listeners: &[(BorrowedFd<'_>, &str)],
+    link: Option<BorrowedFd<'_>>,
+    reaper: bool,
+) -> io::Result<Launched> {
+    if listeners.is_empty() {
+        return Err(io::Error::other("no open listener to hand over"));
+    }
+    let (reader, writer) = ready_pipe()?;
+    let mut command = Command::new(program);
+    command.args(args);
+    let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
+    if let Some(link) = link {
+        extra.push((link, SUPERVISOR_FD_VAR));
+    }
+    let start = || {
+        spawn(command, listeners, &extra)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))
+    };
+    let watch = if reaper {
+        ChildWatch::spawn_reaped(start)?
+    } else {
+        ChildWatch::start(start()?)?
+    };
+    // Only the new process holds the write end now: its exit is an end of
+    // file here.
+    drop(writer);
+    Ok(Launched {
+        watch: Arc::new(watch),
+        reader,
+    })
+}
+
+struct Machine {
+    restart: Restart,
+    config: RestartConfig,
+    /// The process being started (or killed), until it is handed off to
+    /// or reaped.
+    child: Option<Arc<ChildWatch>>,
+}
+
+/// The restart machine and the attempt in flight.
+pub(crate) struct Attempts {
+    machine: Mutex<Machine>,
+    /// Notified when an attempt is over (its child handed off or reaped).
+    over: event_listener::Event,
+}
+
+impl Attempts {
+    pub(crate) fn new(config: RestartConfig) -> Attempts {
+        Attempts {
+            machine: Mutex::new(Machine {
+                restart: Restart::new(config.clone(), Instant::now()),
+                config,
+                child: None,
+            }),
+            over: event_listener::Event::new(),
+        }
+    }
+
+    /// Sets the readiness deadline: only before any attempt (the machine
+    /// keeps its attempt count).
+    pub(crate) fn set_ready_timeout(&self, timeout: std::time::Duration) {
+        let mut machine = lock(&self.machine);
+        if machine.restart.phase() == RestartPhase::Running
+            && machine.child.is_none()
+            && machine.restart.attempts() == 0
+        {
+            machine.config.ready_timeout = timeout;
+            machine.restart = Restart::new(machine.config.clone(), Instant::now());
+        }
+    }
+
+    pub(crate) fn phase(&self) -> RestartPhase {
+        lock(&self.machine).restart.phase()
+    }
+
+    /// After a hand-off, for a carrier that goes on (a supervisor): a new
+    /// machine, for the process now serving.
+    pub(crate) fn renew(&self) {
+        let mut machine = lock(&self.machine);
+        if machine.restart.phase() == RestartPhase::HandedOff {
+            machine.restart = Restart::new(machine.config.clone(), Instant::now());
+        }
+    }
+
+    /// Asks for a restart: the attempt's number, or why not.
+    pub(crate) fn begin(&self) -> Result<u64, CoreError> {
+        let mut machine = lock(&self.machine);
+        machine.restart.request(Instant::now())?;
+        match machine.restart.poll_action() {
+            Some(RestartAction::Spawn { attempt }) => Ok(attempt),
+            // `request` from Running queues exactly one Spawn.
+            other => unreachable!("a restart request queues Spawn, not {other:?}"),
+        }
+    }
+
+    /// Tells the machine the server is stopping, and carries out what
+    /// follows (kill a process still starting).
+    pub(crate) fn stop(&self) {
+        let (actions, child) = {
+            let mut machine = lock(&self.machine);
+            machine.restart.stopping(Instant::now());
+            let actions: Vec<_> = std::iter::from_fn(|| machine.restart.poll_action()).collect();
+            (actions, machine.child.clone())
+        };
+        let mut progress = Progress::default();
+        carry_out(actions, child.as_deref(), &mut progress, None);
+    }
+
+    /// Resolves once no attempt has a child left to hand off to or reap.
+    pub(crate) async fn finished(&self) {
+        // Each pass re-checks after registering, so the end of an attempt
+        // is never missed; attempts end (hand-off, or a reap after a kill).
+        loop {
+            if lock(&self.machine).child.is_none() {
+                return;
+            }
+            let listener = self.over.listen();
+            if lock(&self.machine).child.is_none() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Carries out the attempt begun by [`begin`](Self::begin), whose
+    /// process was `launched` (or could not be): resolves to the new
+    /// process's pid once `carrier` handed off to it, or to the reported
+    /// failure once it is killed and reaped.
+    pub(crate) async fn run(
+        &self,
+        launched: io::Result<Launched>,
+        carrier: &impl Carrier,
+    ) -> Result<u32, RestartError> {
+        let mut progress = Progress::default();
+        let Launched { watch, reader } = match launched {
+            Ok(launched) => launched,
+            Err(e) => {
+                let actions = {
+                    let mut machine = lock(&self.machine);
+                    let _ = machine.restart.spawn_failed(Instant::now());
+                    std::iter::from_fn(|| machine.restart.poll_action()).collect()
+                };
+                carry_out(actions, None, &mut progress, Some(e.to_string()));
+                let error = carrier.rolled_back(progress.failure);
+                self.over.notify(usize::MAX);
+                return Err(error);
+            }
+        };
+        let pid = watch.pid();
+        let actions = {
+            let mut machine = lock(&self.machine);
+            machine.child = Some(watch.clone());
+            let _ = machine.restart.spawned(pid, Instant::now());
+            std::iter::from_fn(|| machine.restart.poll_action()).collect()
+        };
+        carry_out(actions, Some(&watch), &mut progress, None);
+        let result = match self.await_child(&watch, reader, progress, carrier).await {
+            Ok(child) => {
+                carrier.hand_off(child).await;
+                Ok(child)
+            }
+            Err(failure) => Err(carrier.rolled_back(failure)),
+        };
+        // Reported first: whoever waits for the attempt's end (before the
+        // process exits) sees its outcome reported.
+        lock(&self.machine).child = None;
+        self.over.notify(usize::MAX);
+        result
+    }
+
+    /// Waits for the process's readiness, exit, or deadline, feeding the
+    /// machine, until it says hand off (the pid) or the attempt is over
+    /// (the failure, if any).
+    async fn await_child(
+        &self,
+        watch: &Arc<ChildWatch>,
+        reader: ReadyReader,
+        mut progress: Progress,
+        carrier: &impl Carrier,
+    ) -> Result<u32, Option<RestartError>> {
+        let pid = watch.pid();
+        let mut ready = Some(Box::pin(reader.wait()));
+        let mut exit = Some(Box::pin(watch.exited()));
+        enum Step {
+            Ready(io::Result<bool>),
+            Exited(io::Result<ExitStatus>),
+            Deadline,
+        }
+        // Each pass handles one event: readiness (or its end of file), the
+        // exit, or the deadline; the machine's deadline and the kill that
+        // follows it bound the attempt.
+        loop {
+            if let Some(child) = progress.hand_off {
+                return Ok(child);
+            }
+            let (phase, deadline, child) = {
+                let machine = lock(&self.machine);
+                (
+                    machine.restart.phase(),
+                    machine.restart.poll_timeout(),
+                    machine.restart.child(),
+                )
+            };
+            let over = match phase {
+                RestartPhase::Running => true,
+                RestartPhase::Stopped => child.is_none(),
+                _ => false,
+            };
+            if over {
+                return Err(progress.failure);
+            }
+            if exit.is_none() {
+                // Reaped, yet the machine still expects it: cannot happen
+                // (child_exited ends every phase that has a child).
+                return Err(progress.failure);
+            }
+            let step = async {
+                match &mut ready {
+                    Some(f) => Step::Ready(f.await),
+                    None => pending().await,
+                }
+            }
+            .or(async {
+                match &mut exit {
+                    Some(f) => Step::Exited(f.await),
+                    None => pending().await,
+                }
+            })
+            .or(async {
+                match deadline {
+                    Some(at) => {
+                        carrier.sleep_until(at).await;
+                        Step::Deadline
+                    }
+                    None => pending().await,
+                }
+            })
+            .await;
+            let now = Instant::now();
+            let (actions, detail) = {
+                let mut machine = lock(&self.machine);
+                let detail = match step {
+                    Step::Ready(Ok(true)) => {
+                        ready = None;
+                        if carrier.wanted() {
+                            let _ = machine.restart.child_ready(pid, now);
+                        } else {
+                            // A drain for exit began meanwhile: the new
+                            // process is not wanted.
+                            machine.restart.stopping(now);
+                        }
+                        None
+                    }
+                    Step::Ready(_) => {
+                        // End of file without READY: wait for the exit or
+                        // the deadline.
+                        ready = None;
+                        None
+                    }
+                    Step::Exited(status) => {
+                        exit = None;
+                        let _ = machine.restart.child_exited(pid, now);
+                        Some(match status {
+                            Ok(status) => status.to_string(),
+                            Err(e) => e.to_string(),
+                        })
+                    }
+                    Step::Deadline => {
+                        machine.restart.handle_timeout(now);
+                        Some(format!(
+                            "no READY on {READY_FD_VAR} within the readiness deadline"
+                        ))
+                    }
+                };
+                let actions: Vec<_> =
+                    std::iter::from_fn(|| machine.restart.poll_action()).collect();
+                (actions, detail)
+            };
+            carry_out(actions, Some(watch), &mut progress, detail);
+        }
+    }
+}
+
+/// What carrying out actions left for the attempt to do.
+#[derive(Default)]
+struct Progress {
+    hand_off: Option<u32>,
+    failure: Option<RestartError>,
+}
+
+/// Carries out the restart machine's actions (not `Spawn`: only
+/// [`Attempts::begin`] asks for one, and its caller handles it).
+fn carry_out(
+    actions: Vec<RestartAction>,
+    child: Option<&ChildWatch>,
+    progress: &mut Progress,
+    detail: Option<String>,
+) {
+    for action in actions {
+        match action {
+            RestartAction::Spawn { .. } => {}
+            RestartAction::Kill { child: pid } => {
+                if let Some(watch) = child.filter(|w| w.pid() == pid) {
+                    watch.kill();
+                }
+            }
+            RestartAction::HandOff { child } => progress.hand_off = Some(child),
+            // Reported once the attempt is over (`rolled_back`): after the
+            // process is reaped.
+            RestartAction::Failed(failure) => {
+                progress.failure = Some(RestartError::Failed {
+                    failure,
+                    detail: detail.clone(),
+                });
+            }
+        }
+    }
+}
