@@ -463,6 +463,9 @@ fn generations_keep_the_same_descriptors_and_no_stale_variables() {
                 .count(),
             1
         );
+        // Each successor is one generation further on.
+        let generation = format!("LAMEDUCK_GENERATION={}", round + 1);
+        assert!(env.contains(&generation), "round {round}: {env:?}");
 
         // Serves on all three: both TCP listeners and the Unix socket.
         wait_serving(addrs[0], new);

@@ -26,7 +26,7 @@ use lameduck_core::restart::{
 use super::child::ChildWatch;
 use super::ready::{ReadyReader, ready_pipe};
 use super::restart::RestartError;
-use super::spawn::{READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
+use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing under these locks panics; the state is still the best there is.
@@ -65,6 +65,7 @@ pub(crate) fn launch(
     listeners: &[(BorrowedFd<'_>, &str)],
     link: Option<BorrowedFd<'_>>,
     reaper: bool,
+    generation: u64,
 ) -> io::Result<Launched> {
     if listeners.is_empty() {
         return Err(io::Error::other("no open listener to hand over"));
@@ -72,6 +73,7 @@ pub(crate) fn launch(
     let (reader, writer) = ready_pipe()?;
     let mut command = Command::new(program);
     command.args(args);
+    command.env(GENERATION_VAR, generation.to_string());
     let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
     if let Some(link) = link {
         extra.push((link, SUPERVISOR_FD_VAR));
@@ -136,6 +138,11 @@ impl Attempts {
 
     pub(crate) fn phase(&self) -> RestartPhase {
         lock(&self.machine).restart.phase()
+    }
+
+    /// Restarts this machine has started.
+    pub(crate) fn attempted(&self) -> u64 {
+        lock(&self.machine).restart.attempts()
     }
 
     /// After a hand-off, for a carrier that goes on (a supervisor): a new

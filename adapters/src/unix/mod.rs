@@ -150,7 +150,9 @@ mod supervisor;
 
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
-pub use restart::{Ended, Lifecycle, LifecycleEvent, RestartError};
+pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};
 pub use signals::{Signal, SignalAction, SignalConfig};
-pub use spawn::{READY_FD_VAR, SUPERVISOR_FD_VAR, spawn_with_listeners};
+pub use spawn::{
+    GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation, spawn_with_listeners,
+};
 pub use supervisor::{Supervisor, SupervisorEvent};

@@ -26,6 +26,7 @@ use super::notify::{monotonic_usec, notify};
 use super::pidfile;
 use super::ready::ReadyChannel;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
+use super::spawn::generation;
 use crate::handle::Handle;
 use crate::runtime::Runtime;
 
@@ -281,6 +282,27 @@ struct Shared<R: Runtime> {
     handed_off: AtomicU32,
     /// A drain for exit began (`shutdown`/`close`, or a signal).
     stopping: AtomicBool,
+}
+
+/// A [`Lifecycle`]'s state, read at once ([`Lifecycle::snapshot`]).
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+/// let snapshot = lameduck::unix::Lifecycle::new(handle).snapshot();
+/// assert!(snapshot.generation >= 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LifecycleSnapshot {
+    /// Phase, connection counts, deadline and drain progress.
+    pub server: lameduck_core::Snapshot,
+    /// Where the restart protocol is.
+    pub restart: RestartPhase,
+    /// This process's generation ([`generation`](super::generation)).
+    pub generation: u64,
+    /// Restarts this process has started (successful or not).
+    pub restarts_attempted: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -628,6 +650,30 @@ impl<R: Runtime> Lifecycle<R> {
     #[must_use]
     pub fn restart_phase(&self) -> RestartPhase {
         self.shared.attempts.phase()
+    }
+
+    /// The server's [`snapshot`](Handle::snapshot) with the restart state:
+    /// one read for a status page or metrics.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// use lameduck::core::{Phase, restart::RestartPhase};
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let snapshot = lifecycle.snapshot();
+    /// assert_eq!(snapshot.server.phase, Phase::Serving);
+    /// assert_eq!(snapshot.restart, RestartPhase::Running);
+    /// assert_eq!(snapshot.restarts_attempted, 0);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn snapshot(&self) -> LifecycleSnapshot {
+        LifecycleSnapshot {
+            server: self.shared.handle.snapshot(),
+            restart: self.shared.attempts.phase(),
+            generation: generation(),
+            restarts_attempted: self.shared.attempts.attempted(),
+        }
     }
 
     fn event(&self, event: LifecycleEvent) {
@@ -1007,7 +1053,7 @@ impl<R: Runtime> Lifecycle<R> {
             .iter()
             .map(|(socket, name)| (socket.as_fd(), &**name))
             .collect();
-        launch(&program, &args, &fds, None, false)
+        launch(&program, &args, &fds, None, false, generation() + 1)
     }
 
     /// The successor is ready: pid file, systemd, stop accepting, drain.

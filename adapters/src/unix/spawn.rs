@@ -80,6 +80,43 @@ pub fn spawn_with_listeners(
 /// ```
 pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
 
+/// The variable numbering a server's generations: 1 for a process started
+/// by hand (or by systemd), one more for each successor started by a
+/// restart, and the supervisor's count for its generations. Informational
+/// ([`generation`], the lifecycle's snapshot); nothing depends on it.
+///
+/// ```
+/// assert_eq!(lameduck::unix::GENERATION_VAR, "LAMEDUCK_GENERATION");
+/// ```
+pub const GENERATION_VAR: &str = "LAMEDUCK_GENERATION";
+
+/// This process's generation: [`GENERATION_VAR`], or 1 when it is unset or
+/// not a positive number (a warning is logged then).
+///
+/// ```
+/// # if std::env::var_os("LAMEDUCK_GENERATION").is_none() {
+/// assert_eq!(lameduck::unix::generation(), 1);
+/// # }
+/// ```
+#[must_use]
+pub fn generation() -> u64 {
+    static GENERATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *GENERATION.get_or_init(|| match std::env::var(GENERATION_VAR) {
+        Err(std::env::VarError::NotPresent) => 1,
+        Ok(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                log::warn!(target: "lameduck", "{GENERATION_VAR}={v:?} is not a positive number: generation 1");
+                1
+            }
+        },
+        Err(e) => {
+            log::warn!(target: "lameduck", "{GENERATION_VAR}: {e}: generation 1");
+            1
+        }
+    })
+}
+
 /// The hand-off variables: never passed on from this process's own
 /// environment (the new ones are set for each child).
 pub(crate) const HAND_OFF_VARS: [&str; 5] = [

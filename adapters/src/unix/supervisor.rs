@@ -668,7 +668,7 @@ impl Core<'_> {
     /// attempt to carry out.
     fn start_generation(&self) -> AttemptFuture<'_> {
         let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        let launched = self.launch();
+        let launched = self.launch(generation);
         if let Ok(launched) = &launched {
             self.event(SupervisorEvent::GenerationStarted {
                 generation,
@@ -687,7 +687,7 @@ impl Core<'_> {
     }
 
     /// Starts a generation with the listeners, a readiness pipe and a link.
-    fn launch(&self) -> io::Result<(Launched, LinkWriter)> {
+    fn launch(&self, generation: u64) -> io::Result<(Launched, LinkWriter)> {
         let program = match &self.settings.executable {
             Ok(path) => path.clone(),
             Err(e) => {
@@ -713,6 +713,7 @@ impl Core<'_> {
             &fds,
             Some(read.as_fd()),
             true,
+            generation,
         )?;
         // Only the generation holds the read end now.
         drop(read);
