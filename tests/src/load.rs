@@ -43,6 +43,31 @@ pub enum Install<'a> {
     Script(&'a str, bool),
 }
 
+/// Successors that fail, each way a restart can fail: what it is, what to
+/// install in its place, and what the failure report must say.
+pub const FAILING_SUCCESSORS: [(&str, Install<'static>, &str); 4] = [
+    (
+        "exits at once",
+        Install::Script("#!/bin/sh\nexit 7\n", true),
+        "exited before it was ready (exit status: 7)",
+    ),
+    (
+        "never ready",
+        Install::Script("#!/bin/sh\nexec sleep 60\n", true),
+        "was not ready in time",
+    ),
+    (
+        "not executable",
+        Install::Script("#!/bin/sh\nexit 0\n", false),
+        "could not be started",
+    ),
+    (
+        "not a program",
+        Install::Script("\u{7f}ELF? not really\n", true),
+        "could not be started",
+    ),
+];
+
 /// Puts `contents` at `path` atomically (a new file renamed over it), as
 /// an upgrade would: the running binary's file is not touched.
 ///

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
 use lameduck_tests::load::{
-    Install, Load, LoadRun, Tally, install, new_connection_client, pid_at, scratch_dir,
-    wait_serving,
+    FAILING_SUCCESSORS, Install, Load, LoadRun, Tally, install, new_connection_client, pid_at,
+    scratch_dir, wait_serving,
 };
 use lameduck_tests::process::{
     Demo, EVENTUALLY, NotifySocket, Signal, children_of, fds, has_exited, parse_first_line,
@@ -177,29 +177,7 @@ fn failing_successors_roll_back() {
     assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string());
     let baseline = fds(pid);
 
-    let cases: [(&str, Install<'_>, &str); 4] = [
-        (
-            "exits at once",
-            Install::Script("#!/bin/sh\nexit 7\n", true),
-            "exited before it was ready (exit status: 7)",
-        ),
-        (
-            "never ready",
-            Install::Script("#!/bin/sh\nexec sleep 60\n", true),
-            "was not ready in time",
-        ),
-        (
-            "not executable",
-            Install::Script("#!/bin/sh\nexit 0\n", false),
-            "could not be started",
-        ),
-        (
-            "not a program",
-            Install::Script("\u{7f}ELF? not really\n", true),
-            "could not be started",
-        ),
-    ];
-    for (what, contents, expected) in cases {
+    for (what, contents, expected) in FAILING_SUCCESSORS {
         install(&exe, contents);
         let from = demo.stderr_seen.len();
         let t0 = Instant::now();
