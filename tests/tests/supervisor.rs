@@ -291,6 +291,8 @@ fn a_burst_of_sighups_gives_one_generation() {
     assert_eq!(
         hand_off,
         [
+            // The supervisor's second generation.
+            &"LAMEDUCK_GENERATION=2".to_owned(),
             &"LISTEN_FDS=1".to_owned(),
             &"LISTEN_FDNAMES=listen-0".to_owned(),
             &"LAMEDUCK_READY_FD=4".to_owned(),
