@@ -305,26 +305,21 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let id = self.id;
-        if track(&self.control) & IN_REQUEST == 0 {
-            // A pipelined request whose head was already buffered.
-            if self
-                .driver
-                .input(|core, now| core.request_started(id, now))
-                .is_err()
-            {
-                return Box::pin(async { Err(closed_by_server().into()) });
+        // A pipelined request whose head was already buffered has not been
+        // reported started yet: both events go in one input.
+        let started = track(&self.control) & IN_REQUEST != 0;
+        let reported = self.driver.input(|core, now| {
+            if !started {
+                core.request_started(id, now)?;
             }
-            set_track(&self.control, IN_REQUEST);
-        }
-        if self
-            .driver
-            .input(|core, now| core.headers_complete(id, now))
-            .is_err()
-        {
-            // The core closed it meanwhile (e.g. the header timeout).
+            core.headers_complete(id, now)
+        });
+        if reported.is_err() {
+            // The core closed it meanwhile (e.g. the header timeout, or a
+            // drain that found it idle).
             return Box::pin(async { Err(closed_by_server().into()) });
         }
-        set_track(&self.control, IN_SERVICE);
+        set_track(&self.control, IN_REQUEST | IN_SERVICE);
         if req
             .extensions()
             .get::<hyper::upgrade::OnUpgrade>()

@@ -214,7 +214,7 @@ mod http_fuzz {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+    use futures_lite::FutureExt;
     use http_body_util::{BodyExt, Full, Limited};
     use hyper::body::Incoming;
     use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
@@ -247,7 +247,7 @@ mod http_fuzz {
                 if let Some(upgrading) = lameduck::http1::upgrade(&mut req) {
                     rt.spawn(async move {
                         if let Ok(conn) = upgrading.await {
-                            let _ = echo(conn).await;
+                            let _ = crate::routes::echo(conn).await;
                         }
                     });
                     let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, String::new());
@@ -273,28 +273,6 @@ mod http_fuzz {
                     },
                 )
             })
-        }
-    }
-
-    async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
-        let notice = conn.notice();
-        let mut buf = [0u8; 4096];
-        // One read per pass; ends at the peer's end, an error or shutdown.
-        loop {
-            let read = async { Some(conn.read(&mut buf).await) };
-            let shutdown = async {
-                notice.notified().await;
-                None
-            };
-            match read.or(shutdown).await {
-                Some(Ok(0)) => return Ok(()),
-                Some(Ok(n)) => conn.write_all(&buf[..n]).await?,
-                Some(Err(e)) => return Err(e),
-                None => {
-                    conn.write_all(b"bye\n").await?;
-                    return conn.close().await;
-                }
-            }
         }
     }
 

@@ -178,7 +178,7 @@ fn upgrade<R: Runtime>(rt: R, req: &mut Request<Incoming>) -> Response<Body> {
 }
 
 /// Echoes until the peer closes, or says `bye` when shutdown begins.
-async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
+pub async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
     let notice = conn.notice();
     let mut buf = vec![0u8; 16 * 1024];
     // One read per pass; ends at the peer's end of stream, an error, or the
