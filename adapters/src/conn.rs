@@ -4,10 +4,12 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use event_listener::Event;
 use futures_lite::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use lameduck_core::ConnId;
@@ -183,21 +185,100 @@ impl<R: Runtime> ConnIo<R> {
 
 impl<R: Runtime> Drop for ConnIo<R> {
     fn drop(&mut self) {
-        self.driver.conn_closed(self.id);
-        let Some(socket) = self.socket.take() else {
-            return;
+        let socket = self.socket.take();
+        let gentle = socket.is_some() && !self.read_eof && self.control.cmd() & ABORT == 0;
+        // Counted before the core hears `closed`: a drain that completes
+        // in that call already sees this close in progress.
+        let closing = if gentle {
+            self.driver.gentle_closes.begin()
+        } else {
+            None
         };
-        if self.read_eof || self.control.cmd() & ABORT != 0 || self.driver.is_hard_closed() {
-            return; // dropping `socket` closes it now
+        self.driver.conn_closed(self.id);
+        if let (Some(socket), Some(closing)) = (socket, closing) {
+            let driver = self.driver.clone();
+            self.driver.rt.spawn(linger(driver, socket, closing));
         }
-        let driver = self.driver.clone();
-        self.driver.rt.spawn(linger(driver, socket));
+        // Otherwise dropping `socket` closes it now.
+    }
+}
+
+/// The gentle closes in progress, which the done signal waits for (so a
+/// process exiting after it does not turn their sockets into resets), and
+/// the switch that cuts them short: `close()`, a shutdown deadline, or the
+/// bound on that wait.
+#[derive(Debug, Default)]
+pub(crate) struct GentleCloses {
+    in_progress: AtomicUsize,
+    cut: AtomicBool,
+    /// Notified when one ends, and when they are cut.
+    event: Event,
+}
+
+impl GentleCloses {
+    /// Counts a gentle close in; `None` once cut (close the socket now).
+    fn begin(self: &Arc<Self>) -> Option<GentleClose> {
+        if self.is_cut() {
+            return None;
+        }
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        Some(GentleClose(self.clone()))
+    }
+
+    /// Ends every gentle close in progress at once, and any later one
+    /// before it starts.
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no gentle close is in progress.
+    pub(crate) async fn ended(&self) {
+        // The listener is registered before each re-check, and every end
+        // notifies: no end is missed.
+        loop {
+            if self.in_progress.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.in_progress.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    async fn cut_notified(&self) {
+        loop {
+            if self.is_cut() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.is_cut() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// One gentle close in progress; its end is counted when dropped.
+struct GentleClose(Arc<GentleCloses>);
+
+impl Drop for GentleClose {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.0.event.notify(usize::MAX);
     }
 }
 
 /// A gentle close: FIN, then read and discard until the peer's FIN, at most
-/// [`LINGER`], cut short by `close()`.
-async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>) {
+/// [`LINGER`], cut short by [`GentleCloses::cut`].
+async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>, closing: GentleClose) {
     let deadline = Instant::now() + LINGER;
     let drain = async {
         // An error here (e.g. already shut down by the HTTP layer, or reset)
@@ -213,13 +294,11 @@ async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>) {
         }
     };
     let timeout = driver.rt.sleep_until(deadline);
-    let hard_close = async {
-        let listener = driver.hard_closed_event.listen();
-        if !driver.is_hard_closed() {
-            listener.await;
-        }
-    };
-    drain.or(timeout).or(hard_close).await;
+    let cut = driver.gentle_closes.cut_notified();
+    drain.or(timeout).or(cut).await;
+    // The socket closes before the end is counted.
+    drop(socket);
+    drop(closing);
 }
 
 /// A connection's shutdown notification, for code that owns a connection

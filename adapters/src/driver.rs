@@ -21,6 +21,7 @@ use lameduck_core::{
     done_signal,
 };
 
+use crate::conn::GentleCloses;
 use crate::control::Control;
 use crate::event::{Event as LifecycleEvent, Observer};
 use crate::hooks::Hooks;
@@ -35,9 +36,8 @@ pub(crate) struct Driver<R: Runtime> {
     timer_changed: Event,
     /// Mirror of the core's `keep_alive()`, readable without the lock.
     keep_alive: AtomicBool,
-    /// Set by `close()`'s completion: lingering closes stop at once.
-    hard_closed: AtomicBool,
-    pub(crate) hard_closed_event: Event,
+    /// Gentle closes in progress; the done signal waits for them.
+    pub(crate) gentle_closes: Arc<GentleCloses>,
     /// Paused at the connection limit.
     pub(crate) accept_gate: AcceptGate,
     /// For connections handed in through `Handle::serve_io`.
@@ -53,6 +53,9 @@ struct State<R: Runtime> {
     listeners: HashMap<ListenerId, ListenerEntry<R>>,
     /// The deadline the timer task waits for.
     armed: Option<Instant>,
+    /// The shutdown deadline, once one was given (kept after the core's
+    /// `Done`: it bounds [`Driver::finished`]).
+    deadline: Option<Instant>,
     done: Option<DoneSender>,
 }
 
@@ -106,10 +109,6 @@ impl Stop {
 
     async fn wait_armed(&self) {
         wait_until(&self.armed, &self.loop_event, true).await;
-    }
-
-    async fn wait_exited(&self) {
-        wait_until(&self.exited, &self.loop_event, true).await;
     }
 }
 
@@ -181,12 +180,12 @@ impl<R: Runtime> Driver<R> {
                 conns: HashMap::new(),
                 listeners: HashMap::new(),
                 armed: None,
+                deadline: None,
                 done: Some(done),
             }),
             timer_changed: Event::new(),
             keep_alive: AtomicBool::new(keep_alive),
-            hard_closed: AtomicBool::new(false),
-            hard_closed_event: Event::new(),
+            gentle_closes: Arc::default(),
             accept_gate: AcceptGate::default(),
             adopt: crate::adopt::Adopt::default(),
             drained,
@@ -230,10 +229,23 @@ impl<R: Runtime> Driver<R> {
                 }
                 Action::CloseListener(listener) => {
                     if let Some(entry) = state.listeners.remove(&listener) {
-                        entry.socket.stop_accepting();
+                        // The loop sees the stop before any accept error.
                         entry.stop.stop();
+                        entry.socket.stop_accepting();
                     }
                 }
+                Action::ReleaseListener(listener) => match state.listeners.remove(&listener) {
+                    // Its accept loop reports the end (`accept_loop_ended`).
+                    Some(entry) => {
+                        entry.socket.keep_file();
+                        entry.stop.stop();
+                    }
+                    // No accept loop (the listener of `Handle::serve_io`):
+                    // nothing more can arrive on it.
+                    None => {
+                        let _ = state.core.listener_closed(listener);
+                    }
+                },
                 Action::CloseConn { conn, reason } => {
                     if let Some(control) = state.conns.remove(&conn) {
                         control.close(reason.is_forced());
@@ -264,9 +276,9 @@ impl<R: Runtime> Driver<R> {
                     self.push_event(after, LifecycleEvent::AcceptResumed);
                 }
                 Action::Done(outcome) => {
-                    if outcome.completion == lameduck_core::Completion::Closed {
-                        self.hard_closed.store(true, Ordering::Release);
-                        self.hard_closed_event.notify(usize::MAX);
+                    // Forced: gentle closes stop too (see `finished`).
+                    if outcome.completion != lameduck_core::Completion::Drained {
+                        self.gentle_closes.cut();
                     }
                     after.done = state.done.take().map(|done| (done, outcome));
                     self.push_event(after, LifecycleEvent::Done(outcome));
@@ -275,6 +287,11 @@ impl<R: Runtime> Driver<R> {
         }
         self.keep_alive
             .store(state.core.keep_alive(), Ordering::Release);
+        if state.core.phase().is_shutting_down() {
+            if let Some(deadline) = state.core.snapshot().deadline {
+                state.deadline = Some(deadline);
+            }
+        }
         let next = state.core.poll_timeout();
         if next != state.armed || state.core.is_done() {
             state.armed = next;
@@ -352,35 +369,14 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    /// Hands the listeners over to a successor that has them: every accept
-    /// loop stops **without** `shutdown(2)` on the socket (that would stop
-    /// it in the successor too) and without removing a Unix socket's file;
-    /// a connection accepted meanwhile is still served here. Resolves once
-    /// every loop has ended and the core knows the listeners are closed;
-    /// this process's descriptors close then. Call it before the drain.
-    #[cfg(unix)]
-    pub(crate) async fn release_listeners(self: &Arc<Self>) {
-        let released: Vec<(ListenerId, ListenerEntry<R>)> = self.lock().listeners.drain().collect();
-        for (_, entry) in &released {
-            entry.socket.keep_file();
-            entry.stop.stop();
-        }
-        for (_, entry) in &released {
-            entry.stop.wait_exited().await;
-        }
-        self.input_with(|state, _| {
-            for (id, _) in &released {
-                // Unknown only if the core already closed it: nothing to do.
-                let _ = state.core.listener_closed(*id);
-            }
-        });
-    }
-
-    /// The accept loop of `listener` ended on its own (a fatal error).
-    pub(crate) fn listener_failed(self: &Arc<Self>, listener: ListenerId) {
+    /// The accept loop of `listener` ended — stopped (a close, or a
+    /// release to a successor: the core then stops waiting for accepts that
+    /// raced it), or on its own (a fatal error). This process accepts no
+    /// more on it.
+    pub(crate) fn accept_loop_ended(self: &Arc<Self>, listener: ListenerId) {
         self.input_with(|state, _| {
             state.listeners.remove(&listener);
-            // Unknown only if the core already closed it: nothing to do.
+            // The core issued the id; closing a closed listener is harmless.
             let _ = state.core.listener_closed(listener);
         });
     }
@@ -414,13 +410,30 @@ impl<R: Runtime> Driver<R> {
         self.keep_alive.load(Ordering::Acquire)
     }
 
-    /// Whether `close()` ended the server (lingering closes stop).
-    pub(crate) fn is_hard_closed(&self) -> bool {
-        self.hard_closed.load(Ordering::Acquire)
-    }
-
     pub(crate) fn drained(&self) -> &Drained {
         &self.drained
+    }
+
+    /// Waits for the done signal, then for the gentle closes still in
+    /// progress — a process exiting sooner would turn their sockets into
+    /// resets (unread input at close makes the kernel send RST, which
+    /// destroys response bytes the peer has not read yet). Each is bounded
+    /// by the gentle close's own limit; all are cut at the shutdown
+    /// deadline (the last one given), or at once after a forced end.
+    pub(crate) async fn finished(
+        &self,
+    ) -> Result<lameduck_core::Outcome, lameduck_core::Abandoned> {
+        let outcome = self.drained.wait().await?;
+        let closes = &self.gentle_closes;
+        if !closes.is_cut() {
+            let deadline = self.lock().deadline;
+            match deadline {
+                Some(at) => closes.ended().or(self.rt.sleep_until(at)).await,
+                None => closes.ended().await,
+            }
+            closes.cut();
+        }
+        Ok(outcome)
     }
 
     // ----- queries under the lock ------------------------------------------

@@ -99,6 +99,7 @@ fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Serving => "serving",
         Phase::LameDuck => "lame duck",
+        Phase::HandedOff => "handed off",
         Phase::Draining => "draining",
         Phase::Closed => "closed",
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lameduck_core::{Counts, Drained, Phase};
+use lameduck_core::{Abandoned, Counts, Drained, Outcome, Phase};
 
 use crate::driver::Driver;
 use crate::listener::ListenAddr;
@@ -118,9 +118,42 @@ impl<R: Runtime> Handle<R> {
     /// assert!(!handle.drained().is_done());
     /// # handle.close(); Ok(()) }
     /// ```
+    ///
+    /// The drain is complete once no connection is tracked (Go's
+    /// `Shutdown` returning); a process should exit after
+    /// [`finished`](Self::finished), which also waits for the gentle
+    /// closes still in progress.
     #[must_use]
     pub fn drained(&self) -> Drained {
         self.driver.drained().clone()
+    }
+
+    /// Resolves once the server is done ([`drained`](Self::drained)) **and**
+    /// no gentle close is in progress: the moment a process may exit
+    /// without turning a connection into a reset.
+    ///
+    /// A connection the server ends gracefully (after its last response,
+    /// or idle at the drain) is closed gently: its write side shut, then
+    /// input read and discarded until the peer's end of stream, for at
+    /// most 500 ms. A process that exits meanwhile makes the kernel answer
+    /// the peer's late input with a reset, which also destroys response
+    /// bytes the peer has not read yet. Clients that close when they see
+    /// the end of stream (every HTTP client does) end these at once, so
+    /// this adds about one round trip; a client that keeps its end open
+    /// holds it for at most 500 ms. Everything is cut at the shutdown
+    /// deadline, and at once after a forced end (`close`, or the deadline).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// handle.shutdown(None);
+    /// let outcome = smol::block_on(handle.finished()).expect("the driver ran to its end");
+    /// assert!(outcome.is_graceful());
+    /// # Ok(()) }
+    /// ```
+    pub async fn finished(&self) -> Result<Outcome, Abandoned> {
+        self.driver.finished().await
     }
 
     /// Connections by state, now.

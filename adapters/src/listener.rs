@@ -48,7 +48,11 @@ impl fmt::Display for ListenAddr {
 
 /// A listening socket registered with the runtime.
 pub(crate) enum ListenSocket<R: Runtime> {
-    Tcp(R::TcpListener),
+    Tcp {
+        listener: R::TcpListener,
+        /// This process created the socket (see [`ListenSocket::stop_accepting`]).
+        bound_here: bool,
+    },
     Unix {
         listener: R::UnixListener,
         /// Removed when the listener is dropped (we bound it), unless it
@@ -60,28 +64,53 @@ pub(crate) enum ListenSocket<R: Runtime> {
 impl<R: Runtime> AsFd for ListenSocket<R> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            ListenSocket::Tcp(l) => l.as_fd(),
+            ListenSocket::Tcp { listener, .. } => listener.as_fd(),
             ListenSocket::Unix { listener, .. } => listener.as_fd(),
         }
     }
 }
 
 impl<R: Runtime> ListenSocket<R> {
-    /// Stops the kernel from completing new connections, now.
+    /// Stops the kernel from completing new connections, now — for a
+    /// socket this process created; call it after the accept loop was told
+    /// to stop (so that the loop sees the stop, not an error).
     ///
     /// `shutdown(SHUT_RD)` on a listening socket (Linux) moves it out of the
     /// listening state at once: later connects are refused and a pending
     /// accept wakes up. The descriptor itself is closed when the accept loop
     /// lets go of it, moments later. Where the system refuses (not Linux),
     /// that close alone stops the listener.
+    ///
+    /// A socket this process did not create — inherited from systemd's
+    /// socket unit, from a restarting predecessor or a supervisor, or
+    /// handed in by the application — is never shut down: other processes
+    /// may hold it (systemd keeps its socket listening for the next start,
+    /// and queues connections meanwhile), and `shutdown(2)` acts on the
+    /// socket, not on this process's descriptor. Closing the descriptor
+    /// is all this process does with it.
     pub(crate) fn stop_accepting(&self) {
-        let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
+        if self.bound_here() {
+            let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
+        }
         // The file goes now, not when the last reference is dropped (an
         // accept loop on another thread, maybe after the process exits).
         if let ListenSocket::Unix { unlink, .. } = self {
             if let Some(path) = unlink.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+
+    /// Whether this process created the socket: only then may it shut it
+    /// down. A Unix socket's file is removed by its creator, so the two
+    /// go together.
+    fn bound_here(&self) -> bool {
+        match self {
+            ListenSocket::Tcp { bound_here, .. } => *bound_here,
+            ListenSocket::Unix { unlink, .. } => unlink
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some(),
         }
     }
 
@@ -94,7 +123,7 @@ impl<R: Runtime> ListenSocket<R> {
 
     async fn accept(&self) -> io::Result<Socket<R>> {
         match self {
-            ListenSocket::Tcp(l) => R::accept_tcp(l).await.map(Socket::Tcp),
+            ListenSocket::Tcp { listener, .. } => R::accept_tcp(listener).await.map(Socket::Tcp),
             ListenSocket::Unix { listener, .. } => R::accept_unix(listener).await.map(Socket::Unix),
         }
     }
@@ -154,35 +183,42 @@ pub(crate) async fn accept_loop<R: Runtime>(
     stop: Arc<Stop>,
     serve: Arc<dyn ServeConn<R>>,
 ) {
-    // Tells whoever releases the listeners (a hand-off) that this loop no
-    // longer accepts, however it ends.
-    let _exited = ExitGuard(&stop);
+    // Tells the driver (and so the core) that this loop no longer
+    // accepts, however it ends.
+    let _exited = ExitGuard {
+        driver: &driver,
+        id,
+        stop: &stop,
+    };
     stop.armed();
     let mut backoff: Option<Duration> = None;
     let mut immediate = 0u32;
     // Each pass accepts one connection, or retries an error (at most
     // MAX_IMMEDIATE_RETRIES times in a row without sleeping); it ends when
     // the listener is stopped or broken.
+    //
+    // The stop is polled first: once stopped, the loop takes no connection
+    // from the backlog (where, on a socket others hold, it waits for them).
     loop {
         // At the connection limit, wait (in the backlog) until a slot frees.
         let open = async {
-            driver.accept_gate.wait_open().await;
-            true
-        }
-        .or(async {
             stop.wait().await;
             false
+        }
+        .or(async {
+            driver.accept_gate.wait_open().await;
+            true
         })
         .await;
         if !open {
             return;
         }
-        let accepted = async { Some(socket.accept().await) }
-            .or(async {
-                stop.wait().await;
-                None
-            })
-            .await;
+        let accepted = async {
+            stop.wait().await;
+            None
+        }
+        .or(async { Some(socket.accept().await) })
+        .await;
         let Some(result) = accepted else { return };
         // An accept that raced the stop is served if the core still takes
         // it (a hand-off releases the listeners before its drain begins);
@@ -223,7 +259,6 @@ pub(crate) async fn accept_loop<R: Runtime>(
                         error,
                         retry_in: None,
                     });
-                    driver.listener_failed(id);
                     return;
                 }
                 let delay = backoff.map_or(BACKOFF_FIRST, |d| (d * 2).min(BACKOFF_MAX));
@@ -251,11 +286,16 @@ pub(crate) async fn accept_loop<R: Runtime>(
     }
 }
 
-/// Reports an accept loop's end to its [`Stop`].
-struct ExitGuard<'a>(&'a Stop);
+/// Reports an accept loop's end to its [`Stop`] and the driver.
+struct ExitGuard<'a, R: Runtime> {
+    driver: &'a Arc<Driver<R>>,
+    id: ListenerId,
+    stop: &'a Stop,
+}
 
-impl Drop for ExitGuard<'_> {
+impl<R: Runtime> Drop for ExitGuard<'_, R> {
     fn drop(&mut self) {
-        self.0.exited();
+        self.stop.exited();
+        self.driver.accept_loop_ended(self.id);
     }
 }

@@ -29,7 +29,8 @@ use crate::runtime::Smol;
 /// A listener not yet registered with the runtime, with its name for a
 /// hand-off (`LISTEN_FDNAMES`).
 pub(crate) enum Pending {
-    Tcp(std::net::TcpListener, Arc<str>),
+    /// `true`: this process bound it (see `ListenSocket::stop_accepting`).
+    Tcp(std::net::TcpListener, Arc<str>, bool),
     /// With the path to remove at the end, if this process bound it.
     Unix(UnixListener, Option<PathBuf>, Arc<str>),
 }
@@ -125,7 +126,7 @@ impl<R: Runtime> Builder<R> {
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         self.pending
-            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into()));
+            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into(), true));
         Ok(self)
     }
 
@@ -150,7 +151,9 @@ impl<R: Runtime> Builder<R> {
         Ok(self)
     }
 
-    /// Serves on a TCP listener bound elsewhere (e.g. inherited).
+    /// Serves on a TCP listener bound elsewhere (e.g. inherited). Its
+    /// socket is never shut down: at the drain this process only closes
+    /// its descriptor (others may hold the socket).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
@@ -161,11 +164,13 @@ impl<R: Runtime> Builder<R> {
     #[must_use]
     pub fn tcp_listener(mut self, listener: std::net::TcpListener) -> Self {
         self.pending
-            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into()));
+            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into(), false));
         self
     }
 
-    /// Serves on a Unix listener bound elsewhere (its file is left alone).
+    /// Serves on a Unix listener bound elsewhere (its file is left alone,
+    /// and its socket is never shut down: at the drain this process only
+    /// closes its descriptor).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
@@ -276,10 +281,16 @@ impl<R: Runtime> Builder<R> {
         let mut addrs = Vec::with_capacity(self.pending.len());
         for pending in self.pending {
             match pending {
-                Pending::Tcp(listener, name) => {
+                Pending::Tcp(listener, name, bound_here) => {
                     let socket = self.rt.tcp_listener(listener)?;
                     addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
-                    sockets.push((ListenSocket::Tcp(socket), name));
+                    sockets.push((
+                        ListenSocket::Tcp {
+                            listener: socket,
+                            bound_here,
+                        },
+                        name,
+                    ));
                 }
                 Pending::Unix(listener, unlink, name) => {
                     let path = listener

@@ -135,7 +135,9 @@ impl State {
                         let _ = socket.shutdown(Shutdown::Both);
                     }
                 }
-                Action::CloseListener(listener) => {
+                // This server never hands off, so it never releases a
+                // listener; either way, its accept thread must stop.
+                Action::CloseListener(listener) | Action::ReleaseListener(listener) => {
                     log!("{listener} closing");
                     // Off the lock: a connect may block if the backlog is full.
                     let addr = self.wake_addr;

@@ -31,6 +31,14 @@ pub enum Action {
     PhaseChanged(Phase),
     /// Stop accepting on this listener and close it.
     CloseListener(ListenerId),
+    /// The listener now belongs to a successor ([`Server::hand_off`](crate::Server::hand_off)):
+    /// stop accepting on it and close this process's descriptor, but do
+    /// not shut the socket down (`shutdown(2)` would stop it in the
+    /// successor too) nor remove a Unix socket's file. A connection
+    /// accepted meanwhile is still taken by the core; report
+    /// [`listener_closed`](crate::Server::listener_closed) once this process
+    /// accepts no more on it.
+    ReleaseListener(ListenerId),
     /// Close this connection now.
     CloseConn {
         /// The connection.

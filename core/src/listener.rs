@@ -23,43 +23,63 @@ impl fmt::Display for ListenerId {
     }
 }
 
-/// Which listeners are open. Listeners are few; a vector indexed by id is enough.
+/// A listener's state in the [`ListenerTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerState {
+    /// Accepting.
+    Open,
+    /// Handed to a successor ([`Action::ReleaseListener`](crate::Action::ReleaseListener)):
+    /// this process stops accepting on it, but an accept that raced the
+    /// release is still taken, until the caller reports it closed.
+    Released,
+    /// Closed: accepts are refused.
+    Closed,
+}
+
+/// The listeners and their states. Listeners are few; a vector indexed by
+/// id is enough.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ListenerTable {
-    open: Vec<bool>,
+    states: Vec<ListenerState>,
 }
 
 impl ListenerTable {
     pub(crate) fn add(&mut self) -> ListenerId {
-        let id =
-            u32::try_from(self.open.len()).expect("fewer than 4 billion listeners are ever added");
-        self.open.push(true);
+        let id = u32::try_from(self.states.len())
+            .expect("fewer than 4 billion listeners are ever added");
+        self.states.push(ListenerState::Open);
         ListenerId(id)
     }
 
-    /// `Some(open)` for a listener this table issued.
-    pub(crate) fn is_open(&self, id: ListenerId) -> Option<bool> {
-        self.open.get(id.0 as usize).copied()
+    /// The state of a listener this table issued.
+    pub(crate) fn state(&self, id: ListenerId) -> Option<ListenerState> {
+        self.states.get(id.0 as usize).copied()
     }
 
-    /// Marks `id` closed; returns whether it was open.
-    pub(crate) fn close(&mut self, id: ListenerId) -> bool {
-        match self.open.get_mut(id.0 as usize) {
-            Some(open) => std::mem::replace(open, false),
-            None => false,
+    /// Marks `id` closed (whatever its state).
+    pub(crate) fn close(&mut self, id: ListenerId) {
+        if let Some(state) = self.states.get_mut(id.0 as usize) {
+            *state = ListenerState::Closed;
         }
     }
 
-    pub(crate) fn close_all(&mut self) {
-        self.open.iter_mut().for_each(|open| *open = false);
+    /// Moves every listener in state `from` to `to`, calling `each` with its id.
+    pub(crate) fn move_all(
+        &mut self,
+        from: ListenerState,
+        to: ListenerState,
+        mut each: impl FnMut(ListenerId),
+    ) {
+        for (i, state) in self.states.iter_mut().enumerate() {
+            if *state == from {
+                *state = to;
+                each(ListenerId(i as u32));
+            }
+        }
     }
 
-    /// Ids of the listeners still open.
-    pub(crate) fn open_ids(&self) -> impl Iterator<Item = ListenerId> + '_ {
-        self.open
-            .iter()
-            .enumerate()
-            .filter(|(_, open)| **open)
-            .map(|(i, _)| ListenerId(i as u32))
+    /// Whether any listener is in `state`.
+    pub(crate) fn any(&self, state: ListenerState) -> bool {
+        self.states.contains(&state)
     }
 }

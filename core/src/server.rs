@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::conn::{ConnId, ConnState, ConnTable, Resolved, Stage, Timer};
 use crate::deadlines::DeadlineQueue;
 use crate::error::{ConnEvent, Error};
-use crate::listener::{ListenerId, ListenerTable};
+use crate::listener::{ListenerId, ListenerState, ListenerTable};
 use crate::phase::Phase;
 use crate::time::{Nanos, Timeline};
 
@@ -248,7 +248,10 @@ impl Server {
     }
 
     /// The caller closed or lost a listener on its own (e.g. a fatal accept
-    /// error). No action follows; accepts on it are refused from now on.
+    /// error), or finished releasing it after [`Action::ReleaseListener`]
+    /// (its accept loop ended). Accepts on it are refused from now on; a
+    /// drain that waited only for a released listener completes in this
+    /// call.
     ///
     /// ```
     /// # use std::time::Instant;
@@ -260,10 +263,11 @@ impl Server {
     /// assert_eq!(server.accept(l, now), Err(Error::ListenerClosed(l)));
     /// ```
     pub fn listener_closed(&mut self, listener: ListenerId) -> Result<(), Error> {
-        match self.listeners.is_open(listener) {
+        match self.listeners.state(listener) {
             None => Err(Error::UnknownListener(listener)),
             Some(_) => {
                 self.listeners.close(listener);
+                self.maybe_complete();
                 Ok(())
             }
         }
@@ -276,7 +280,11 @@ impl Server {
     /// Accepted while [`Serving`](Phase::Serving) or in the
     /// [`LameDuck`](Phase::LameDuck) delay; refused with
     /// [`Error::ServerClosed`] once draining (an accept that raced the
-    /// [`Action::CloseListener`]): drop the socket.
+    /// [`Action::CloseListener`]): drop the socket. On a listener released
+    /// to a successor ([`Action::ReleaseListener`]) an accept that raced the
+    /// release is taken even while draining — the kernel gave that
+    /// connection to this process, and refusing it would reset it — until
+    /// the caller reports the listener closed.
     ///
     /// ```
     /// # use std::time::Instant;
@@ -291,13 +299,15 @@ impl Server {
     /// ```
     pub fn accept(&mut self, listener: ListenerId, now: Instant) -> Result<ConnId, Error> {
         let now = self.enter(now);
-        if matches!(self.phase, Phase::Draining | Phase::Closed) {
+        let state = self.listeners.state(listener);
+        let released = state == Some(ListenerState::Released);
+        if self.phase == Phase::Closed || (self.phase == Phase::Draining && !released) {
             return Err(Error::ServerClosed);
         }
-        match self.listeners.is_open(listener) {
+        match state {
             None => return Err(Error::UnknownListener(listener)),
-            Some(false) => return Err(Error::ListenerClosed(listener)),
-            Some(true) => {}
+            Some(ListenerState::Closed) => return Err(Error::ListenerClosed(listener)),
+            Some(ListenerState::Open | ListenerState::Released) => {}
         }
         if self.at_capacity() {
             return Err(Error::AtCapacity);
@@ -436,7 +446,7 @@ impl Server {
         if !matches!(stage, Stage::ReadingHead | Stage::Active) {
             return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
         }
-        let promised = kept_alive && self.config.keep_alives && self.phase == Phase::LameDuck;
+        let promised = kept_alive && self.config.keep_alives && self.phase.is_delay();
         if self.keep_alive() || promised {
             self.set_stage(conn, Stage::Idle);
             match self.config.idle_timeout {
@@ -543,22 +553,31 @@ impl Server {
     /// ```
     pub fn shutdown(&mut self, now: Instant, deadline: Option<Instant>) {
         let lame_duck = self.config.lame_duck;
-        self.begin_shutdown(now, deadline, lame_duck, true);
+        self.begin_shutdown(now, deadline, lame_duck, Phase::LameDuck);
     }
 
-    /// Begins the shutdown of a server whose listeners a successor has
-    /// taken over (a restart's hand-off): keep-alive goes off at once, but
-    /// idle keep-alive connections stay open for `linger`
-    /// ([`Phase::LameDuck`]), so that each client's next request is still
-    /// answered — with `Connection: close` — instead of finding its
-    /// connection closed under it; then the drain, as
+    /// Hands the listeners to a successor (a restart's hand-off) and begins
+    /// this server's shutdown — or refuses, changing nothing, with
+    /// [`Error::ServerClosed`] if a shutdown (or close) has begun already.
+    ///
+    /// This is where "stop, or hand off?" is decided, once: whichever of
+    /// `shutdown`/`close` and `hand_off` comes first wins. After a hand-off,
+    /// `shutdown` only brings the deadline earlier; after a shutdown began,
+    /// the successor is not wanted (kill it) — its listeners are being
+    /// closed.
+    ///
+    /// Every open listener is released ([`Action::ReleaseListener`]): stop
+    /// accepting on it without shutting the socket down (the successor
+    /// accepts on it now); accepts that raced the release are still taken,
+    /// and the drain does not complete before every released listener is
+    /// reported closed ([`listener_closed`](Self::listener_closed)).
+    /// Keep-alive goes off at once, but idle keep-alive connections stay
+    /// open for `linger` ([`Phase::HandedOff`]), so that each client's next
+    /// request is still answered — with `Connection: close` — instead of
+    /// finding its connection closed under it; then the drain, as
     /// [`shutdown`](Self::shutdown)'s. [`Config::lame_duck`] does not apply
     /// and lame-duck hooks do not run (the service stays available, through
-    /// the successor); drain hooks do. Once shutting down, it only brings the
-    /// deadline earlier, like `shutdown`.
-    ///
-    /// The listeners should be closed already
-    /// ([`listener_closed`](Self::listener_closed)): the successor accepts now.
+    /// the successor); drain hooks do.
     ///
     /// ```
     /// # use std::time::{Duration, Instant};
@@ -569,9 +588,10 @@ impl Server {
     /// let idle = server.accept(l, t0).unwrap();
     /// server.request_started(idle, t0).unwrap();
     /// server.response_done(idle, t0).unwrap();
-    /// server.listener_closed(l).unwrap();
-    /// server.hand_off(t0, Duration::from_secs(1), None);
-    /// assert_eq!(server.phase(), Phase::LameDuck);
+    /// server.hand_off(t0, Duration::from_secs(1), None).unwrap();
+    /// assert_eq!(server.poll_action(), Some(Action::ReleaseListener(l)));
+    /// server.listener_closed(l).unwrap(); // its accept loop ended
+    /// assert_eq!(server.phase(), Phase::HandedOff);
     /// assert!(!server.keep_alive());
     /// // The idle client's next request is answered, then its connection closes.
     /// server.request_started(idle, t0 + Duration::from_millis(10)).unwrap();
@@ -581,36 +601,49 @@ impl Server {
     /// server.handle_timeout(t0 + Duration::from_secs(1));
     /// assert_eq!(server.phase(), Phase::Closed);
     /// ```
-    pub fn hand_off(&mut self, now: Instant, linger: Duration, deadline: Option<Instant>) {
-        self.begin_shutdown(now, deadline, linger, false);
+    pub fn hand_off(
+        &mut self,
+        now: Instant,
+        linger: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        if self.phase.is_shutting_down() {
+            return Err(Error::ServerClosed);
+        }
+        let actions = &mut self.actions;
+        self.listeners
+            .move_all(ListenerState::Open, ListenerState::Released, |l| {
+                actions.push_back(Action::ReleaseListener(l));
+            });
+        self.begin_shutdown(now, deadline, linger, Phase::HandedOff);
+        Ok(())
     }
 
     fn begin_shutdown(
         &mut self,
         now: Instant,
         deadline: Option<Instant>,
-        lame_duck: Duration,
-        lame_duck_hooks: bool,
+        delay: Duration,
+        delay_phase: Phase,
     ) {
         let now = self.enter(now);
         let deadline = deadline.map_or(Nanos::NEVER, |d| self.time.nanos(d));
         match self.phase {
             Phase::Serving => {
                 self.shutdown_deadline = deadline;
-                if lame_duck.is_zero() {
+                if delay.is_zero() {
                     self.begin_drain(now);
                 } else {
-                    self.phase = Phase::LameDuck;
-                    self.lame_duck_end = now.after(lame_duck);
-                    self.actions
-                        .push_back(Action::PhaseChanged(Phase::LameDuck));
-                    if lame_duck_hooks {
+                    self.phase = delay_phase;
+                    self.lame_duck_end = now.after(delay);
+                    self.actions.push_back(Action::PhaseChanged(delay_phase));
+                    if delay_phase == Phase::LameDuck {
                         self.start_hooks(HookStage::LameDuck);
                     }
                     self.keep_alive_turned_off();
                 }
             }
-            Phase::LameDuck | Phase::Draining => {
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining => {
                 self.shutdown_deadline = self.shutdown_deadline.min(deadline);
             }
             Phase::Closed => {}
@@ -643,6 +676,8 @@ impl Server {
         }
         let hijacked_told = self.phase == Phase::Draining;
         self.close_listeners();
+        self.listeners
+            .move_all(ListenerState::Released, ListenerState::Closed, |_| {});
         for index in 0..self.conns.capacity() {
             let Some(conn) = self.conns.live_id(index) else {
                 continue;
@@ -709,10 +744,13 @@ impl Server {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut at = self.deadlines.peek().unwrap_or(Nanos::NEVER);
-        if self.phase == Phase::LameDuck {
+        if self.phase.is_delay() {
             at = at.min(self.lame_duck_end);
         }
-        if matches!(self.phase, Phase::LameDuck | Phase::Draining) {
+        if matches!(
+            self.phase,
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining
+        ) {
             at = at.min(self.shutdown_deadline);
         }
         self.time.instant(at)
@@ -794,7 +832,10 @@ impl Server {
     /// ```
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
-        let shutting_down = matches!(self.phase, Phase::LameDuck | Phase::Draining);
+        let shutting_down = matches!(
+            self.phase,
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining
+        );
         Snapshot {
             phase: self.phase,
             counts: self.counts,
@@ -938,7 +979,7 @@ impl Server {
     /// Handles everything due at or before `now`, in this order: the end of
     /// the lame-duck delay, connection timers, the shutdown deadline.
     fn run_timers(&mut self, now: Nanos) {
-        if self.phase == Phase::LameDuck && self.lame_duck_end <= now {
+        if self.phase.is_delay() && self.lame_duck_end <= now {
             self.begin_drain(now);
         }
         while let Some(conn) = self.deadlines.pop_due(now, &self.conns) {
@@ -953,7 +994,10 @@ impl Server {
             self.close_conn(conn, reason);
             self.maybe_complete();
         }
-        if matches!(self.phase, Phase::LameDuck | Phase::Draining) && self.shutdown_deadline <= now
+        if matches!(
+            self.phase,
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining
+        ) && self.shutdown_deadline <= now
         {
             if !self.expired {
                 self.expire(now);
@@ -1048,7 +1092,7 @@ impl Server {
 
     /// No listener is open: nothing to resume.
     fn listeners_closed(&self) -> bool {
-        self.listeners.open_ids().next().is_none()
+        !self.listeners.any(ListenerState::Open)
     }
 
     /// The core closes a live connection: forget it and tell the caller.
@@ -1057,11 +1101,13 @@ impl Server {
         self.actions.push_back(Action::CloseConn { conn, reason });
     }
 
+    /// Closes the open listeners (released ones close on their own).
     fn close_listeners(&mut self) {
-        for l in self.listeners.open_ids() {
-            self.actions.push_back(Action::CloseListener(l));
-        }
-        self.listeners.close_all();
+        let actions = &mut self.actions;
+        self.listeners
+            .move_all(ListenerState::Open, ListenerState::Closed, |l| {
+                actions.push_back(Action::CloseListener(l));
+            });
     }
 
     fn start_hooks(&mut self, stage: HookStage) {
@@ -1136,12 +1182,16 @@ impl Server {
 
     /// The shutdown deadline passed: close what remains by force.
     fn expire(&mut self, now: Nanos) {
-        if self.phase == Phase::LameDuck {
+        if self.phase.is_delay() {
             self.begin_drain(now);
         }
         if self.phase != Phase::Draining {
             return; // begin_drain found nothing to wait for
         }
+        // Past the deadline nothing new is served, not even an accept that
+        // raced a release.
+        self.listeners
+            .move_all(ListenerState::Released, ListenerState::Closed, |_| {});
         // Hooks still running are cut off now; the forced-close hooks get
         // their own, short, time limit.
         self.cut_off_hooks();
@@ -1189,6 +1239,7 @@ impl Server {
             && self.counts.tracked() == 0
             && self.hooks_pending == 0
             && (!self.config.wait_for_hijacked || self.counts.hijacked == 0)
+            && !self.listeners.any(ListenerState::Released)
         {
             self.finish(Completion::Drained);
         }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lameduck_core::{Action, CloseReason, Config, HookStage, Phase, Server};
+use lameduck_core::{Action, CloseReason, Config, Error, HookStage, Phase, Server};
 
 fn drain(server: &mut Server) -> Vec<Action> {
     std::iter::from_fn(|| server.poll_action()).collect()
@@ -25,13 +25,18 @@ fn idle_connections_linger_then_the_drain_closes_them() {
         server.request_started(conn, at(1)).unwrap();
         server.response_done(conn, at(2)).unwrap();
     }
-    server.listener_closed(l).unwrap();
     drain(&mut server);
-    server.hand_off(at(10), Duration::from_millis(500), Some(at(30_000)));
+    server
+        .hand_off(at(10), Duration::from_millis(500), Some(at(30_000)))
+        .unwrap();
     assert_eq!(
         drain(&mut server),
-        vec![Action::PhaseChanged(Phase::LameDuck)]
+        vec![
+            Action::ReleaseListener(l),
+            Action::PhaseChanged(Phase::HandedOff)
+        ]
     );
+    server.listener_closed(l).unwrap();
     assert_eq!(server.poll_timeout(), Some(at(510)));
     // `a` sends its next request during the linger: answered, then closed.
     server.request_started(a, at(100)).unwrap();
@@ -63,7 +68,7 @@ fn no_linger_drains_at_once_and_config_lame_duck_does_not_apply() {
         ..Config::default()
     };
     let mut server = Server::new(config, t0);
-    server.hand_off(t0, Duration::ZERO, None);
+    server.hand_off(t0, Duration::ZERO, None).unwrap();
     assert_eq!(server.phase(), Phase::Closed);
 }
 
@@ -75,7 +80,7 @@ fn lame_duck_hooks_do_not_run_drain_hooks_do() {
         ..Config::default()
     };
     let mut server = Server::new(config, t0);
-    server.hand_off(t0, Duration::from_secs(1), None);
+    server.hand_off(t0, Duration::from_secs(1), None).unwrap();
     let actions = drain(&mut server);
     assert!(
         !actions.contains(&Action::RunHooks(HookStage::LameDuck)),
@@ -90,20 +95,107 @@ fn lame_duck_hooks_do_not_run_drain_hooks_do() {
 }
 
 #[test]
-fn after_a_shutdown_it_only_brings_the_deadline_earlier() {
+fn after_a_shutdown_began_the_hand_off_is_refused_and_changes_nothing() {
+    let t0 = Instant::now();
+    let config = Config {
+        lame_duck: Duration::from_secs(1),
+        ..Config::default()
+    };
+    for shutdown_first in [true, false] {
+        let mut server = Server::new(config.clone(), t0);
+        let l = server.add_listener().unwrap();
+        let c = server.accept(l, t0).unwrap();
+        server.request_started(c, t0).unwrap();
+        if shutdown_first {
+            server.shutdown(t0, Some(t0 + Duration::from_secs(30)));
+        } else {
+            server.close(t0);
+        }
+        let before = drain(&mut server);
+        let phase = server.phase();
+        assert_eq!(
+            server.hand_off(
+                t0,
+                Duration::from_secs(5),
+                Some(t0 + Duration::from_secs(2))
+            ),
+            Err(Error::ServerClosed)
+        );
+        assert!(drain(&mut server).is_empty(), "after {before:?}");
+        assert_eq!(server.phase(), phase);
+        if shutdown_first {
+            assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        }
+    }
+}
+
+#[test]
+fn a_shutdown_after_the_hand_off_closes_no_listener_and_only_brings_the_deadline_earlier() {
     let t0 = Instant::now();
     let mut server = Server::new(Config::default(), t0);
     let l = server.add_listener().unwrap();
     let c = server.accept(l, t0).unwrap();
     server.request_started(c, t0).unwrap();
-    server.shutdown(t0, Some(t0 + Duration::from_secs(30)));
-    server.hand_off(
-        t0,
-        Duration::from_secs(5),
-        Some(t0 + Duration::from_secs(2)),
+    server
+        .hand_off(
+            t0,
+            Duration::from_secs(1),
+            Some(t0 + Duration::from_secs(30)),
+        )
+        .unwrap();
+    drain(&mut server);
+    server.shutdown(t0, Some(t0 + Duration::from_secs(2)));
+    assert!(drain(&mut server).is_empty());
+    assert_eq!(server.phase(), Phase::HandedOff);
+    // The linger still ends the hand-off's delay; the deadline is earlier.
+    server.handle_timeout(t0 + Duration::from_secs(1));
+    let actions = drain(&mut server);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::CloseListener(_))),
+        "a released listener is never closed by the drain: {actions:?}"
     );
-    assert_eq!(server.phase(), Phase::Draining);
     assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+}
+
+#[test]
+fn an_accept_that_raced_the_release_is_served_and_the_drain_waits_for_the_listener() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut server = Server::new(Config::default(), t0);
+    let l = server.add_listener().unwrap();
+    // No linger: draining at once, with nothing tracked — yet not done,
+    // because the released listener's accept loop may still hand in a
+    // connection.
+    server.hand_off(at(0), Duration::ZERO, None).unwrap();
+    drain(&mut server);
+    assert_eq!(server.phase(), Phase::Draining);
+    assert!(!server.is_done());
+    let raced = server.accept(l, at(1)).unwrap();
+    server.listener_closed(l).unwrap();
+    assert!(!server.is_done(), "the raced connection is tracked");
+    assert_eq!(server.accept(l, at(2)), Err(Error::ServerClosed));
+    server.request_started(raced, at(3)).unwrap();
+    server.response_done(raced, at(4)).unwrap();
+    let actions = drain(&mut server);
+    assert!(actions.contains(&Action::CloseConn {
+        conn: raced,
+        reason: CloseReason::KeepAliveOff
+    }));
+    assert!(matches!(actions.last(), Some(Action::Done(o)) if o.is_graceful()));
+}
+
+#[test]
+fn a_released_listener_reported_closed_completes_an_empty_drain_in_that_call() {
+    let t0 = Instant::now();
+    let mut server = Server::new(Config::default(), t0);
+    let l = server.add_listener().unwrap();
+    server.hand_off(t0, Duration::ZERO, None).unwrap();
+    drain(&mut server);
+    server.listener_closed(l).unwrap();
+    assert!(matches!(drain(&mut server).last(), Some(Action::Done(_))));
+    assert!(server.is_done());
 }
 
 #[test]

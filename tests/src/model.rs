@@ -201,13 +201,23 @@ struct MConn {
     since: Duration,
 }
 
+/// A listener's state in the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L {
+    Open,
+    /// Handed to a successor: accepts that raced the release are taken,
+    /// even while draining; the drain waits until it is reported closed.
+    Released,
+    Closed,
+}
+
 /// The reference model: the semantics of DESIGN §2.1, spelled out plainly.
 #[derive(Clone, Debug)]
 struct Model {
     cfg: Config,
     now: Duration,
     phase: Phase,
-    listeners: Vec<(ListenerId, bool)>,
+    listeners: Vec<(ListenerId, L)>,
     conns: Vec<MConn>,
     lame_duck_end: Option<Duration>,
     deadline: Option<Duration>,
@@ -283,12 +293,15 @@ impl Model {
             .conns
             .iter()
             .filter_map(|c| self.due(c).map(|(at, _)| at));
-        let ld = if self.phase == Phase::LameDuck {
+        let ld = if matches!(self.phase, Phase::LameDuck | Phase::HandedOff) {
             self.lame_duck_end
         } else {
             None
         };
-        let dl = if matches!(self.phase, Phase::LameDuck | Phase::Draining) {
+        let dl = if matches!(
+            self.phase,
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining
+        ) {
             self.deadline
         } else {
             None
@@ -324,16 +337,28 @@ impl Model {
 
     /// A connection went away: below the limit with a listener open, resume.
     fn after_removal(&mut self) {
-        if self.paused && !self.at_capacity() && self.listeners.iter().any(|(_, open)| *open) {
+        if self.paused && !self.at_capacity() && self.listeners.iter().any(|(_, st)| *st == L::Open)
+        {
             self.paused = false;
             self.actions.push(Action::ResumeAccepting);
         }
     }
 
     fn close_listeners(&mut self) {
-        for (l, open) in &mut self.listeners {
-            if std::mem::take(open) {
+        for (l, st) in &mut self.listeners {
+            if *st == L::Open {
+                *st = L::Closed;
                 self.actions.push(Action::CloseListener(*l));
+            }
+        }
+    }
+
+    /// Past the deadline, or closed: nothing more is accepted, not even
+    /// on a released listener.
+    fn forget_released(&mut self) {
+        for (_, st) in &mut self.listeners {
+            if *st == L::Released {
+                *st = L::Closed;
             }
         }
     }
@@ -366,6 +391,7 @@ impl Model {
             && c.tracked() == 0
             && self.hooks.is_empty()
             && (!self.cfg.wait_for_hijacked || c.hijacked == 0)
+            && !self.listeners.iter().any(|(_, st)| *st == L::Released)
         {
             self.finish(Completion::Drained);
         }
@@ -415,12 +441,13 @@ impl Model {
     }
 
     fn expire(&mut self) {
-        if self.phase == Phase::LameDuck {
+        if matches!(self.phase, Phase::LameDuck | Phase::HandedOff) {
             self.begin_drain();
         }
         if self.phase != Phase::Draining {
             return;
         }
+        self.forget_released();
         self.cut_off_hooks();
         if self.cfg.shutdown_hooks {
             self.expired = true;
@@ -454,7 +481,9 @@ impl Model {
     }
 
     fn run_timers(&mut self) {
-        if self.phase == Phase::LameDuck && self.lame_duck_end.is_some_and(|t| t <= self.now) {
+        if matches!(self.phase, Phase::LameDuck | Phase::HandedOff)
+            && self.lame_duck_end.is_some_and(|t| t <= self.now)
+        {
             self.begin_drain();
         }
         loop {
@@ -468,8 +497,10 @@ impl Model {
             self.close_conn(id, reason);
             self.maybe_complete();
         }
-        if matches!(self.phase, Phase::LameDuck | Phase::Draining)
-            && self.deadline.is_some_and(|d| d <= self.now)
+        if matches!(
+            self.phase,
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining
+        ) && self.deadline.is_some_and(|d| d <= self.now)
         {
             if !self.expired {
                 self.expire();
@@ -501,13 +532,19 @@ impl Model {
     // The inputs, mirroring Server's; `run_timers` before and after each.
 
     fn accept(&mut self, l: ListenerId, id: Option<ConnId>) -> Result<(), Error> {
-        if matches!(self.phase, Phase::Draining | Phase::Closed) {
+        let st = self
+            .listeners
+            .iter()
+            .find(|(id, _)| *id == l)
+            .map(|(_, st)| *st);
+        if self.phase == Phase::Closed || (self.phase == Phase::Draining && st != Some(L::Released))
+        {
             return Err(Error::ServerClosed);
         }
-        match self.listeners.iter().find(|(id, _)| *id == l) {
+        match st {
             None => return Err(Error::UnknownListener(l)),
-            Some((_, false)) => return Err(Error::ListenerClosed(l)),
-            Some((_, true)) => {}
+            Some(L::Closed) => return Err(Error::ListenerClosed(l)),
+            Some(L::Open | L::Released) => {}
         }
         if self.at_capacity() {
             return Err(Error::AtCapacity);
@@ -555,7 +592,9 @@ impl Model {
     fn response_done(&mut self, id: ConnId, kept_alive: bool) -> Result<(), Error> {
         match self.live(id)? {
             St::Head | St::Active => {
-                let promised = kept_alive && self.cfg.keep_alives && self.phase == Phase::LameDuck;
+                let promised = kept_alive
+                    && self.cfg.keep_alives
+                    && matches!(self.phase, Phase::LameDuck | Phase::HandedOff);
                 if self.keep_alive() || promised {
                     let now = self.now;
                     let c = self.conn(id);
@@ -594,28 +633,53 @@ impl Model {
     }
 
     fn shutdown(&mut self, deadline: Option<Duration>) {
-        self.begin_shutdown(deadline, self.cfg.lame_duck, true);
+        self.begin_shutdown(deadline, self.cfg.lame_duck, Phase::LameDuck);
     }
 
-    /// `lame_duck`: the delay (a hand-off's linger); `hooks`: whether the
-    /// lame-duck hooks run (not for a hand-off).
-    fn begin_shutdown(&mut self, deadline: Option<Duration>, lame_duck: Duration, hooks: bool) {
+    /// Refused once shutting down; otherwise every open listener is
+    /// released and the shutdown begins with the linger as its delay.
+    fn hand_off(&mut self, deadline: Option<Duration>, linger: Duration) -> Result<(), Error> {
+        if self.phase != Phase::Serving {
+            return Err(Error::ServerClosed);
+        }
+        for (l, st) in &mut self.listeners {
+            if *st == L::Open {
+                *st = L::Released;
+                self.actions.push(Action::ReleaseListener(*l));
+            }
+        }
+        self.begin_shutdown(deadline, linger, Phase::HandedOff);
+        Ok(())
+    }
+
+    fn listener_closed(&mut self, l: ListenerId) {
+        for (id, st) in &mut self.listeners {
+            if *id == l {
+                *st = L::Closed;
+            }
+        }
+        self.maybe_complete();
+    }
+
+    /// `delay`: the lame-duck delay (a hand-off's linger), spent in
+    /// `delay_phase` (the lame-duck hooks run only for `LameDuck`).
+    fn begin_shutdown(&mut self, deadline: Option<Duration>, delay: Duration, delay_phase: Phase) {
         match self.phase {
             Phase::Serving => {
                 self.deadline = deadline;
-                if lame_duck.is_zero() {
+                if delay.is_zero() {
                     self.begin_drain();
                 } else {
-                    self.phase = Phase::LameDuck;
-                    self.lame_duck_end = Some(self.now + lame_duck);
-                    self.actions.push(Action::PhaseChanged(Phase::LameDuck));
-                    if hooks {
+                    self.phase = delay_phase;
+                    self.lame_duck_end = Some(self.now + delay);
+                    self.actions.push(Action::PhaseChanged(delay_phase));
+                    if delay_phase == Phase::LameDuck {
                         self.start_hooks(HookStage::LameDuck);
                     }
                     self.finish_and_close_active();
                 }
             }
-            Phase::LameDuck | Phase::Draining => {
+            Phase::LameDuck | Phase::HandedOff | Phase::Draining => {
                 self.deadline = match (self.deadline, deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -631,6 +695,7 @@ impl Model {
         }
         let told = self.phase == Phase::Draining;
         self.close_listeners();
+        self.forget_released();
         for i in 0..self.conns.len() {
             let c = self.conns[i].clone();
             if c.st == St::Hijacked {
@@ -762,17 +827,13 @@ impl Harness {
                         return Err(format!("{id} issued twice"));
                     }
                     self.listeners.push(id);
-                    m.listeners.push((id, true));
+                    m.listeners.push((id, L::Open));
                 }
                 (got.map(|_| ()), want)
             }
             Op::ListenerClosed(_) => {
                 let got = server.listener_closed(l());
-                for (id, open) in &mut m.listeners {
-                    if *id == l() {
-                        *open = false;
-                    }
-                }
+                m.listener_closed(l());
                 (got, Ok(()))
             }
             Op::Accept(_) => {
@@ -782,7 +843,13 @@ impl Harness {
                         return Err(format!("{id:?} issued twice"));
                     }
                     self.conns.push(id);
-                    if !matches!(before.phase, Phase::Serving | Phase::LameDuck) {
+                    let released = before.listeners.contains(&(l(), L::Released));
+                    let accepting = match before.phase {
+                        Phase::Serving | Phase::LameDuck | Phase::HandedOff => true,
+                        Phase::Draining => released,
+                        Phase::Closed => false,
+                    };
+                    if !accepting {
                         return Err(format!("accepted while {:?}", before.phase));
                     }
                 }
@@ -818,9 +885,9 @@ impl Harness {
                     let at = m.now + d;
                     self.deadline = Some(self.deadline.map_or(at, |old| old.min(at)));
                 }
-                server.hand_off(now, linger, d.map(|d| now + d));
-                m.begin_shutdown(d.map(|d| m.now + d), linger, false);
-                (Ok(()), Ok(()))
+                let got = server.hand_off(now, linger, d.map(|d| now + d));
+                let want = m.hand_off(d.map(|d| m.now + d), linger);
+                (got, want)
             }
             Op::Close => {
                 server.close(now);

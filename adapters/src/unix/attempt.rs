@@ -37,11 +37,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) trait Carrier: Sync {
     /// Completes once `Instant::now() >= at`.
     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send;
-    /// Whether a process that reports ready now is still wanted (not when
-    /// a drain for exit began meanwhile).
-    fn wanted(&self) -> bool;
-    /// The new process is ready: make it the one that serves.
-    fn hand_off(&self, child: u32) -> impl Future<Output = ()> + Send;
+    /// The new process `child` reported ready: "stop, or hand off?",
+    /// decided once. Under the lock that a stop takes too, the carrier
+    /// calls `restart_takes(serving)` — `serving`: no stop for exit began
+    /// — which feeds the restart machine and says whether it hands off;
+    /// only then does the carrier hand off, still under that lock. A stop
+    /// that comes later tells the restart machine after that lock (see
+    /// [`Attempts::stop`]), so it finds the hand-off recorded. Returns
+    /// whether it handed off.
+    fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
+    /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
+    /// yes): announce it.
+    fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send;
     /// The attempt is over without a hand-off, its process (if any)
     /// reaped: report it. `None`: called off because the server is
     /// stopping.
@@ -102,6 +109,9 @@ struct Machine {
     /// The process being started (or killed), until it is handed off to
     /// or reaped.
     child: Option<Arc<ChildWatch>>,
+    /// An attempt was begun and has not yet reported its end (its process
+    /// may not even be started yet).
+    in_flight: bool,
 }
 
 /// The restart machine and the attempt in flight.
@@ -118,6 +128,7 @@ impl Attempts {
                 restart: Restart::new(config.clone(), Instant::now()),
                 config,
                 child: None,
+                in_flight: false,
             }),
             over: event_listener::Event::new(),
         }
@@ -158,6 +169,7 @@ impl Attempts {
     pub(crate) fn begin(&self) -> Result<u64, CoreError> {
         let mut machine = lock(&self.machine);
         machine.restart.request(Instant::now())?;
+        machine.in_flight = true;
         match machine.restart.poll_action() {
             Some(RestartAction::Spawn { attempt }) => Ok(attempt),
             // `request` from Running queues exactly one Spawn.
@@ -166,7 +178,9 @@ impl Attempts {
     }
 
     /// Tells the machine the server is stopping, and carries out what
-    /// follows (kill a process still starting).
+    /// follows (kill a process still starting). A carrier calls it after
+    /// its stop took effect (see [`Carrier::decide_hand_off`]): a hand-off
+    /// decided first is then already recorded, and this changes nothing.
     pub(crate) fn stop(&self) {
         let (actions, child) = {
             let mut machine = lock(&self.machine);
@@ -178,16 +192,23 @@ impl Attempts {
         carry_out(actions, child.as_deref(), &mut progress, None);
     }
 
-    /// Resolves once no attempt has a child left to hand off to or reap.
+    /// Resolves once no attempt is in flight: each one begun has handed
+    /// off, or killed and reaped its process, and reported its outcome.
+    /// (An attempt whose process is still being started counts: the
+    /// process must not exit before it can kill that one.)
     pub(crate) async fn finished(&self) {
         // Each pass re-checks after registering, so the end of an attempt
         // is never missed; attempts end (hand-off, or a reap after a kill).
+        let idle = || {
+            let machine = lock(&self.machine);
+            !machine.in_flight && machine.child.is_none()
+        };
         loop {
-            if lock(&self.machine).child.is_none() {
+            if idle() {
                 return;
             }
             let listener = self.over.listen();
-            if lock(&self.machine).child.is_none() {
+            if idle() {
                 return;
             }
             listener.await;
@@ -214,6 +235,7 @@ impl Attempts {
                 };
                 carry_out(actions, None, &mut progress, Some(e.to_string()));
                 let error = carrier.rolled_back(progress.failure);
+                lock(&self.machine).in_flight = false;
                 self.over.notify(usize::MAX);
                 return Err(error);
             }
@@ -228,14 +250,18 @@ impl Attempts {
         carry_out(actions, Some(&watch), &mut progress, None);
         let result = match self.await_child(&watch, reader, progress, carrier).await {
             Ok(child) => {
-                carrier.hand_off(child).await;
+                carrier.handed_off(child).await;
                 Ok(child)
             }
             Err(failure) => Err(carrier.rolled_back(failure)),
         };
         // Reported first: whoever waits for the attempt's end (before the
         // process exits) sees its outcome reported.
-        lock(&self.machine).child = None;
+        {
+            let mut machine = lock(&self.machine);
+            machine.child = None;
+            machine.in_flight = false;
+        }
         self.over.notify(usize::MAX);
         result
     }
@@ -308,21 +334,35 @@ impl Attempts {
                 }
             })
             .await;
+            if let Step::Ready(Ok(true)) = step {
+                ready = None;
+                // "Stop, or hand off?": decided under the carrier's lock,
+                // by the server's state and this machine together.
+                let mut actions = Vec::new();
+                carrier.decide_hand_off(pid, |serving| {
+                    let mut machine = lock(&self.machine);
+                    let now = Instant::now();
+                    if serving {
+                        // Refused only past the readiness deadline, which
+                        // then killed it.
+                        let _ = machine.restart.child_ready(pid, now);
+                    } else {
+                        // A stop for exit began first: the new process is
+                        // not wanted.
+                        machine.restart.stopping(now);
+                    }
+                    actions.extend(std::iter::from_fn(|| machine.restart.poll_action()));
+                    machine.restart.phase() == RestartPhase::HandedOff
+                });
+                carry_out(actions, Some(watch), &mut progress, None);
+                continue;
+            }
             let now = Instant::now();
             let (actions, detail) = {
                 let mut machine = lock(&self.machine);
                 let detail = match step {
-                    Step::Ready(Ok(true)) => {
-                        ready = None;
-                        if carrier.wanted() {
-                            let _ = machine.restart.child_ready(pid, now);
-                        } else {
-                            // A drain for exit began meanwhile: the new
-                            // process is not wanted.
-                            machine.restart.stopping(now);
-                        }
-                        None
-                    }
+                    // Handled above.
+                    Step::Ready(Ok(true)) => None,
                     Step::Ready(_) => {
                         // End of file without READY: wait for the exit or
                         // the deadline.

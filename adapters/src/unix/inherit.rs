@@ -244,7 +244,7 @@ impl InheritedListener {
     pub(crate) fn into_pending(self) -> Pending {
         let name: Arc<str> = self.name.into();
         match self.socket {
-            Socket::Tcp(l) => Pending::Tcp(l, name),
+            Socket::Tcp(l) => Pending::Tcp(l, name, false),
             // Whoever created the file (systemd, or the first generation)
             // owns it: an inherited socket's file is left in place.
             Socket::Unix(l) => Pending::Unix(l, None, name),
@@ -573,7 +573,7 @@ pub(crate) fn take_or_bind(
         )),
         None => {
             let listener = std::net::TcpListener::bind(addr)?;
-            Ok(Pending::Tcp(listener, name.into()))
+            Ok(Pending::Tcp(listener, name.into(), true))
         }
     }
 }

@@ -701,7 +701,9 @@ impl<R: Runtime> Lifecycle<R> {
     /// Serves until the server is done: reports readiness (to systemd, the
     /// pid file, or a predecessor) once every accept loop runs, then
     /// handles signals until the drain completes — after a shutdown, a
-    /// close, or a hand-off to a successor.
+    /// close, or a hand-off to a successor — and the gentle closes in
+    /// progress have ended ([`Handle::finished`]): the process may exit
+    /// when it returns.
     ///
     /// Errors only if the signal handlers cannot be installed.
     ///
@@ -719,7 +721,7 @@ impl<R: Runtime> Lifecycle<R> {
         let mut signals = lock(&self.shared.signals).take();
         let config = self.settings().signals.clone();
         self.ready().await;
-        let drained = self.shared.handle.drained();
+        let handle = &self.shared.handle;
         let link = lock(&self.shared.link).take();
         let mut link = match link.map(Link::into_reader).transpose() {
             Ok(link) => link,
@@ -754,7 +756,8 @@ impl<R: Runtime> Lifecycle<R> {
                     None => pending().await,
                 }
             })
-            .or(async { Woke::Done(drained.wait().await) })
+            // Done, and no gentle close left to cut by exiting.
+            .or(async { Woke::Done(handle.finished().await) })
             .await;
             match woke {
                 Woke::Done(outcome) => break outcome.map_err(io::Error::other)?,
@@ -845,15 +848,15 @@ impl<R: Runtime> Lifecycle<R> {
     fn on_supervisor(&self, message: LinkMessage) -> bool {
         match message {
             LinkMessage::HandOff(successor) => {
-                if self.shared.stopping.load(Ordering::Acquire) {
-                    // Already draining for exit: nothing to hand off.
+                if !self.decide_hand_off(successor, |serving| serving) {
+                    // Already stopping for exit: nothing to hand off.
                     return true;
                 }
                 // No restart of this generation from now on.
                 self.shared.attempts.stop();
                 let this = self.clone();
                 self.shared.handle.driver().rt.spawn(async move {
-                    this.hand_off_to(successor).await;
+                    this.announce_hand_off(successor).await;
                 });
                 true
             }
@@ -947,11 +950,11 @@ impl<R: Runtime> Lifecycle<R> {
     /// # Ok(()) }
     /// ```
     pub fn shutdown(&self) {
-        self.begin_stopping();
         match self.drain_deadline() {
             Some(timeout) => self.shared.handle.shutdown_within(timeout),
             None => self.shared.handle.shutdown(None),
         }
+        self.stop_began();
     }
 
     /// Closes everything now (as a second `SIGTERM`, or `SIGUSR2`):
@@ -966,15 +969,18 @@ impl<R: Runtime> Lifecycle<R> {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
-        self.begin_stopping();
         self.shared.handle.close();
+        self.stop_began();
     }
 
-    fn begin_stopping(&self) {
+    /// After the server's core took the shutdown or close (so it decided
+    /// "stop, or hand off?" — see [`Carrier::decide_hand_off`]): no more
+    /// restarts, and systemd hears `STOPPING=1` unless a hand-off came
+    /// first (the successor is then systemd's main process, and this one
+    /// says nothing more).
+    fn stop_began(&self) {
         let first = !self.shared.stopping.swap(true, Ordering::AcqRel);
         self.stop_restarts();
-        // After a hand-off the successor is systemd's main process: this
-        // one says nothing more.
         if first && self.shared.handed_off.load(Ordering::Acquire) == 0 {
             self.send_notify("STOPPING=1");
         }
@@ -1056,10 +1062,36 @@ impl<R: Runtime> Lifecycle<R> {
         launch(&program, &args, &fds, None, false, generation() + 1)
     }
 
-    /// The successor is ready: pid file, systemd, stop accepting, drain.
-    /// (A supervised generation: its supervisor said so; the supervisor
-    /// keeps the pid file and speaks to systemd.)
-    async fn hand_off_to(&self, successor: u32) {
+    /// "Stop, or hand off to `successor`?", decided once, under the
+    /// driver's lock (which a shutdown or close takes too): only while the
+    /// server's core is still serving, and only if `restart_takes(serving)`
+    /// agrees. Then [`Server::hand_off`](lameduck_core::Server::hand_off)
+    /// releases the listeners to the successor (never shut down) and this
+    /// server's drain begins. Returns whether it handed off.
+    fn decide_hand_off(&self, successor: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+        let (linger, timeout) = {
+            let settings = self.settings();
+            (settings.handoff_linger, settings.drain_timeout)
+        };
+        self.shared.handle.driver().input(|core, now| {
+            let serving = !core.phase().is_shutting_down();
+            if !restart_takes(serving) {
+                return false;
+            }
+            let deadline = timeout.and_then(|t| now.checked_add(t));
+            // Cannot be refused: still serving, under the same lock.
+            let handed = core.hand_off(now, linger, deadline).is_ok();
+            if handed {
+                self.shared.handed_off.store(successor, Ordering::Release);
+            }
+            handed
+        })
+    }
+
+    /// The successor took over: the pid file and systemd hear of it. (A
+    /// supervised generation: its supervisor said so; the supervisor keeps
+    /// the pid file and speaks to systemd.)
+    async fn announce_hand_off(&self, successor: u32) {
         let pid_file = match self.supervisor() {
             Some(_) => None,
             None => self.settings().pid_file.clone(),
@@ -1073,20 +1105,9 @@ impl<R: Runtime> Lifecycle<R> {
             }
         }
         self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
-        self.shared.handed_off.store(successor, Ordering::Release);
         self.event(LifecycleEvent::HandedOff {
             pid: std::process::id(),
             successor,
-        });
-        let driver = self.shared.handle.driver().clone();
-        driver.release_listeners().await;
-        let (linger, timeout) = {
-            let settings = self.settings();
-            (settings.handoff_linger, settings.drain_timeout)
-        };
-        driver.input(|core, now| {
-            let deadline = timeout.and_then(|t| now.checked_add(t));
-            core.hand_off(now, linger, deadline);
         });
     }
 }
@@ -1098,13 +1119,12 @@ impl<R: Runtime> Carrier for Lifecycle<R> {
         self.shared.handle.driver().rt.sleep_until(at)
     }
 
-    fn wanted(&self) -> bool {
-        // Once a drain began its listeners are stopped: no successor.
-        !self.shared.handle.phase().is_shutting_down()
+    fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+        Lifecycle::decide_hand_off(self, child, restart_takes)
     }
 
-    fn hand_off(&self, child: u32) -> impl Future<Output = ()> + Send {
-        self.hand_off_to(child)
+    fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
+        self.announce_hand_off(child)
     }
 
     /// systemd hears `READY=1` (the reload is over; same main process)

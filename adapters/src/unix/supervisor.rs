@@ -407,7 +407,7 @@ impl Supervisor {
         self.listeners
             .iter()
             .filter_map(|pending| match pending {
-                Pending::Tcp(l, _) => l.local_addr().ok().map(ListenAddr::Tcp),
+                Pending::Tcp(l, ..) => l.local_addr().ok().map(ListenAddr::Tcp),
                 Pending::Unix(l, _, _) => l.local_addr().ok().map(|a| {
                     ListenAddr::Unix(a.as_pathname().map(Path::to_path_buf).unwrap_or_default())
                 }),
@@ -702,7 +702,7 @@ impl Core<'_> {
             .listeners
             .iter()
             .map(|pending| match pending {
-                Pending::Tcp(l, name) => (l.as_fd(), &**name),
+                Pending::Tcp(l, name, _) => (l.as_fd(), &**name),
                 Pending::Unix(l, _, name) => (l.as_fd(), &**name),
             })
             .collect();
@@ -949,13 +949,16 @@ impl Carrier for Core<'_> {
         }
     }
 
-    fn wanted(&self) -> bool {
-        !self.stopping()
+    /// The restart machine decides: `begin_stop` sets the stopping flag
+    /// before it tells the machine, so a stop that began first is seen
+    /// either here or by the machine (which then refuses `child_ready`).
+    fn decide_hand_off(&self, _child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+        restart_takes(!self.stopping())
     }
 
     /// The new generation serves: the previous one (if any) is told to hand
     /// off; systemd hears `READY=1` (after a restart: the reload is over).
-    fn hand_off(&self, child: u32) -> impl Future<Output = ()> + Send {
+    fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
         let mut gens = lock(&self.gens);
         let new = gens.starting.take();
         let generation = new.as_ref().map_or(0, |g| g.generation);
