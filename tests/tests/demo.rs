@@ -344,3 +344,143 @@ fn accept_emfile_backs_off_and_recovers() {
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
 }
+
+// ----- stderr that nobody reads ---------------------------------------------
+
+/// Silent connections, each closed by `--header-timeout 0.05` with one
+/// stderr line: more lines than a 64 KiB pipe holds, and more than the
+/// demo queues for its stderr writer.
+const FLOOD: usize = 2000;
+
+/// The demo's stderr, a pipe that the test does not read (yet): its write
+/// end for the demo, its read end, and its capacity (made as small as the
+/// kernel allows, so it fills sooner).
+fn unread_pipe() -> (Stdio, std::os::fd::OwnedFd, usize) {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    let capacity = rustix::pipe::fcntl_setpipe_size(&read, 4096)
+        .or_else(|_| rustix::pipe::fcntl_getpipe_size(&read))
+        .unwrap();
+    assert!(
+        FLOOD * "serve: closed conn 1.0: request header timeout\n".len() > 2 * capacity,
+        "the flood overflows the pipe ({capacity} bytes)"
+    );
+    (Stdio::from(write), read, capacity)
+}
+
+/// Opens [`FLOOD`] connections, a batch at a time, sends nothing, and
+/// waits for the demo to close each (its header timeout): one stderr line
+/// each.
+///
+/// # Panics
+/// If the demo stops closing them (a read times out).
+fn flood_header_timeouts(addr: SocketAddr) {
+    let mut closed = 0;
+    // One batch per pass; FLOOD / 100 passes, each read bounded.
+    while closed < FLOOD {
+        let batch: Vec<Client> = (0..100.min(FLOOD - closed))
+            .map(|_| Client::connect(addr).unwrap())
+            .collect();
+        for mut client in batch {
+            if let Err(e) = client.read_until_closed() {
+                panic!("the demo stopped closing connections after {closed} header timeouts: {e}");
+            }
+            closed += 1;
+        }
+    }
+}
+
+/// A stderr pipe that nobody reads never holds up serving: once it is full,
+/// the demo still closes connections, accepts and answers, and drains and
+/// exits promptly on SIGTERM (the lines it cannot write are dropped: at
+/// most 100 ms are spent on them at exit). What did reach the pipe is whole
+/// lines.
+#[test]
+fn unread_stderr_never_stalls_serving() {
+    let (stderr, read, _) = unread_pipe();
+    let mut demo = Demo::start_with_stderr(
+        &["--listen", "127.0.0.1:0", "--header-timeout", "0.05"],
+        stderr,
+    );
+    let addr = demo.tcp_addrs()[0];
+    flood_header_timeouts(addr);
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+
+    demo.signal(Signal::TERM);
+    let t0 = Instant::now();
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "exit took {:?}",
+        t0.elapsed()
+    );
+    // The demo is gone: the pipe holds what it wrote, then ends.
+    let mut written = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut written).unwrap();
+    assert!(written.ends_with('\n'), "{written:?}");
+    for line in written.lines() {
+        assert!(line.starts_with("serve: "), "a torn line: {line:?}");
+    }
+}
+
+/// Lines the demo had to drop are counted, and the count is written once
+/// stderr drains; the lines of the end (`done: ...`) are flushed at exit.
+#[test]
+fn dropped_stderr_lines_are_counted_and_the_last_flushed() {
+    let (stderr, read, _) = unread_pipe();
+    let mut demo = Demo::start_with_stderr(
+        &["--listen", "127.0.0.1:0", "--header-timeout", "0.05"],
+        stderr,
+    );
+    let addr = demo.tcp_addrs()[0];
+    flood_header_timeouts(addr);
+    // Now read it.
+    let lines = lameduck_tests::process::lines(std::fs::File::from(read));
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + EVENTUALLY;
+    // One line per pass; bounded by the deadline.
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains(" dropped (stderr was not keeping up)"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no count of dropped lines; saw {} lines", seen.len()),
+        }
+    }
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+    demo.signal(Signal::TERM);
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    // To the pipe's end (the demo is gone).
+    while let Ok(line) = lines.recv_timeout(EVENTUALLY) {
+        seen.push(line);
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
+        "{:?}",
+        &seen[seen.len().saturating_sub(5)..]
+    );
+    // Every header timeout was written or counted as dropped.
+    let timeouts = seen
+        .iter()
+        .filter(|l| l.ends_with(": request header timeout"))
+        .count();
+    let dropped: usize = seen
+        .iter()
+        .filter_map(|l| {
+            let n = l.strip_prefix("serve: ")?.split_once(" log line")?.0;
+            n.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(dropped > 0);
+    assert!(timeouts <= FLOOD, "{timeouts}");
+    assert!(
+        timeouts + dropped >= FLOOD,
+        "{timeouts} written + {dropped} dropped < {FLOOD}"
+    );
+}

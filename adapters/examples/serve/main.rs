@@ -1,4 +1,4 @@
-//! The lameduck demo server (DESIGN §6).
+//! The lameduck demo server.
 //!
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
@@ -42,8 +42,20 @@
 //! orphans included when it is PID 1. Under systemd the supervisor is the
 //! main process: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`, no
 //! `MAINPID=` (the generations say nothing).
+//!
+//! **Stderr never holds up serving**: its lines (one `write` each, so the
+//! lines of several processes sharing the stream stay whole) are written by
+//! a thread of their own from a bounded queue. When stderr is not read
+//! (a full pipe) and the queue fills, further lines are dropped and counted,
+//! and `serve: N log lines dropped ...` follows once stderr takes lines
+//! again; at exit the queued lines get at most 100 ms to be written, so a
+//! stderr that never drains does not delay the exit (see `stderr.rs`).
+//! The library's own warnings (`log` target `lameduck` from its `unix`
+//! layer, such as `LISTEN_*` variables meant for another process) are
+//! printed there as `serve: warning: ...`.
 
 pub mod routes;
+mod stderr;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -210,10 +222,38 @@ const HAND_OFF_VARS: [&str; 5] = [
 
 /// One line on stderr, `serve: ` first, in a single write: processes of
 /// several generations share the stream, and a pipe keeps writes of up to
-/// `PIPE_BUF` bytes whole.
+/// `PIPE_BUF` bytes whole. Queued, never blocking (`stderr.rs`).
 fn say(line: std::fmt::Arguments<'_>) {
-    let line = format!("serve: {line}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    stderr::line(format!("serve: {line}"));
+}
+
+/// The library's own warnings and errors on stderr: `log` records of
+/// target `lameduck` from its `unix` layer (inherited variables ignored, a
+/// bad generation number). The server's and the lifecycle's events are
+/// printed through their `on_event` callbacks instead (the server's are
+/// logged too: not printed twice).
+struct LibraryWarnings;
+
+impl log::Log for LibraryWarnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "lameduck" && metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let from_unix = record
+            .module_path()
+            .is_some_and(|m| m.starts_with("lameduck::unix"));
+        if self.enabled(record.metadata()) && from_unix {
+            let level = if record.level() == log::Level::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            say(format_args!("{level}: {}", record.args()));
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 fn log_event(event: &Event) {
@@ -232,6 +272,13 @@ fn log_event(event: &Event) {
 }
 
 fn main() -> ExitCode {
+    let code = serve();
+    // The last lines (`done: ...`), within a bound: stderr may never drain.
+    stderr::flush();
+    code
+}
+
+fn serve() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) if message.is_empty() => {
@@ -243,6 +290,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before adopting the inherited sockets, which may warn. (`set_logger`
+    // starts no thread; the writer thread starts with the first line.)
+    if log::set_logger(&LibraryWarnings).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     // First, while this is the only thread: adopt inherited sockets (and
     // remove the variables from the environment).
     let inherited = match Inherited::from_env() {
