@@ -297,6 +297,9 @@ fn serve() -> ExitCode {
     }
     // First, while this is the only thread: adopt inherited sockets (and
     // remove the variables from the environment).
+    let handed_vars = HAND_OFF_VARS
+        .into_iter()
+        .any(|k| std::env::var_os(k).is_some());
     let inherited = match Inherited::from_env() {
         Ok(inherited) => inherited,
         Err(e) => {
@@ -304,15 +307,21 @@ fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if !inherited.is_empty() || inherited.is_successor() {
+    // Also when the variables were ignored (for another process).
+    if handed_vars {
         let left: Vec<&str> = HAND_OFF_VARS
             .into_iter()
             .filter(|k| std::env::var_os(k).is_some())
             .collect();
+        let names = inherited.names();
         say(format_args!(
-            "inherited {} socket(s) ({}){}; {}",
+            "inherited {} socket(s){}{}; {}",
             inherited.len(),
-            inherited.names().join(", "),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            },
             if inherited.is_supervised() {
                 ", from the supervisor"
             } else if inherited.is_successor() {
