@@ -9,18 +9,39 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
-use lameduck_tests::process::{Demo, EVENTUALLY, Signal, serve_binary};
+use lameduck_tests::process::{Demo, EVENTUALLY, Signal, lines, serve_binary};
 
+/// Runs the demo with `args` to its exit (killed, and the test failed, if
+/// it is still running after [`EVENTUALLY`]); its status and stderr.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let output = Command::new(serve_binary())
+    let mut child = Command::new(serve_binary())
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running the demo");
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let stderr = lines(child.stderr.take().expect("a piped stderr"));
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // To the end of the pipe: the demo is gone.
+    let mut text = String::new();
+    while let Ok(line) = stderr.recv_timeout(EVENTUALLY) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    (status, text)
 }
 
 /// A connection whose response is in progress: its first chunk arrived.
@@ -217,6 +238,17 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(stderr.starts_with("serve: "), "{args:?}: {stderr}");
         assert!(stderr.contains("usage: serve"), "{args:?}: {stderr}");
     }
+    // Zero where it would not mean "none" but "expired at once".
+    for flag in ["--header-timeout", "--idle-timeout", "--ready-timeout"] {
+        for zero in ["0", "0.0", "0e3"] {
+            let (status, stderr) = run_to_exit(&[flag, zero]);
+            assert_eq!(status.code(), Some(2), "{flag} {zero}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("serve: {flag}: must be more than 0 (")),
+                "{flag} {zero}: {stderr}"
+            );
+        }
+    }
     #[cfg(not(feature = "async-std"))]
     {
         let (status, stderr) = run_to_exit(&["--runtime", "async-std"]);
@@ -288,6 +320,36 @@ fn runtime_async_std_serves_and_drains() {
         stderr
             .iter()
             .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
+        "{stderr:?}"
+    );
+}
+
+/// Zero where it means something: `--grace 0` closes at once (exit 1 with
+/// a request in progress), `--new-conn-grace 0` and `--lame-duck 0` are
+/// accepted; the demo serves and stops as usual.
+#[test]
+fn zero_grace_closes_at_once() {
+    let mut demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--grace",
+        "0",
+        "--new-conn-grace",
+        "0",
+        "--lame-duck",
+        "0",
+    ]);
+    let addr = demo.tcp_addrs()[0];
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+    let _stuck = in_progress(addr, "/stream?chunks=2&ms=60000");
+    demo.signal(Signal::TERM);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("forced at the shutdown deadline")),
         "{stderr:?}"
     );
 }
@@ -442,7 +504,7 @@ fn dropped_stderr_lines_are_counted_and_the_last_flushed() {
     let addr = demo.tcp_addrs()[0];
     flood_header_timeouts(addr);
     // Now read it.
-    let lines = lameduck_tests::process::lines(std::fs::File::from(read));
+    let lines = lines(std::fs::File::from(read));
     let mut seen = Vec::new();
     let deadline = Instant::now() + EVENTUALLY;
     // One line per pass; bounded by the deadline.

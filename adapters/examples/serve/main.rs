@@ -91,7 +91,9 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
                          containers, docker); this process holds the sockets and runs
                          the server as child generations (see below)
 
-SECS may be decimal (0.25). SIGTERM or SIGINT drains; a second one closes at once.
+SECS may be decimal (0.25). --idle-timeout, --header-timeout and --ready-timeout
+must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent new
+connections as the drain begins, --lame-duck 0 skips the lame-duck phase. SIGTERM or SIGINT drains; a second one closes at once.
 SIGHUP restarts without dropping a connection; SIGUSR2 closes at once.
 Inherited sockets (LISTEN_FDS, as systemd passes them) are served.
 Exit status: 0 after a clean drain, 1 if connections were forced closed or
@@ -129,6 +131,16 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{flag}: '{value}' is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("{flag}: '{value}' must be a finite number of seconds, 0 or more"))
+}
+
+/// [`seconds`], more than zero: for the timeouts where zero would not mean
+/// "none" but "already expired" (`why` says what it would do).
+fn positive_seconds(flag: &str, value: &str, why: &str) -> Result<Duration, String> {
+    let secs = seconds(flag, value)?;
+    if secs.is_zero() {
+        return Err(format!("{flag}: must be more than 0 ({why})"));
+    }
+    Ok(secs)
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -181,8 +193,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--unix" => parsed.unix = Some(PathBuf::from(value)),
             "--grace" => parsed.grace = seconds(&flag, &value)?,
             "--new-conn-grace" => parsed.config.new_conn_grace = seconds(&flag, &value)?,
-            "--idle-timeout" => parsed.config.idle_timeout = Some(seconds(&flag, &value)?),
-            "--header-timeout" => parsed.config.header_timeout = Some(seconds(&flag, &value)?),
+            "--idle-timeout" => {
+                parsed.config.idle_timeout = Some(positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would close every connection after its first response; \
+                     leave the flag out for no idle timeout",
+                )?);
+            }
+            "--header-timeout" => {
+                parsed.config.header_timeout = Some(positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would close every connection before its first request; \
+                     leave the flag out for no limit",
+                )?);
+            }
             "--lame-duck" => parsed.config.lame_duck = seconds(&flag, &value)?,
             "--runtime" => match value.as_str() {
                 "smol" => parsed.runtime = RuntimeName::Smol,
@@ -203,7 +229,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
-            "--ready-timeout" => parsed.ready_timeout = seconds(&flag, &value)?,
+            "--ready-timeout" => {
+                parsed.ready_timeout = positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would fail every restart: no successor is ready at once",
+                )?;
+            }
             _ => unreachable!("every known flag is matched above"),
         }
     }
