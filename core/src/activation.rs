@@ -8,9 +8,13 @@
 //! `LISTEN_FDNAMES` optionally names each, colon-separated.
 //!
 //! Parsing is strict, so a broken environment is a precise error at start-up
-//! rather than a server listening on the wrong thing. Whether each descriptor
-//! really is a listening socket is for the caller to check (that needs a
-//! system call); this module never touches one.
+//! rather than a server listening on the wrong thing. One case is not an
+//! error, as in systemd's `sd_listen_fds`: a well-formed `LISTEN_PID` that
+//! names another process means the variables are not for this one (they
+//! leaked from a parent into a child, say), and they are ignored
+//! ([`Activation::NotForUs`]). Whether each descriptor really is a listening
+//! socket is for the caller to check (that needs a system call); this module
+//! never touches one.
 
 use std::fmt;
 
@@ -32,7 +36,7 @@ pub const DEFAULT_NAME: &str = "unknown";
 /// ```
 /// use lameduck_core::activation::ListenEnv;
 /// let env = ListenEnv { pid: Some("42".into()), fds: Some("2".into()), fdnames: None };
-/// let sockets = env.parse(42).unwrap().unwrap();
+/// let sockets = env.parse(42).unwrap().into_sockets();
 /// assert_eq!(sockets.len(), 2);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,12 +70,57 @@ impl fmt::Display for InheritedFd {
     }
 }
 
+/// What the socket-activation variables say: [`ListenEnv::parse`]'s answer.
+///
+/// ```
+/// use lameduck_core::activation::{Activation, ListenEnv};
+/// let env = ListenEnv { pid: Some("7".into()), fds: Some("1".into()), fdnames: None };
+/// assert_eq!(env.parse(8), Ok(Activation::NotForUs { listen_pid: 7, own_pid: 8 }));
+/// assert!(env.parse(8).unwrap().into_sockets().is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Activation {
+    /// Nothing was passed: neither `LISTEN_PID` nor `LISTEN_FDS` is set.
+    Nothing,
+    /// `LISTEN_PID` is a process id, but not this process's: the variables
+    /// are for another process (they leaked from a parent into a child,
+    /// say). As systemd's `sd_listen_fds` does, they are ignored — no
+    /// socket is inherited, `LISTEN_FDS` and `LISTEN_FDNAMES` are not even
+    /// looked at, and no descriptor is touched. A caller should say so (a
+    /// warning naming both pids) and remove the variables, so that its own
+    /// children do not see them either.
+    NotForUs {
+        /// `LISTEN_PID`.
+        listen_pid: u32,
+        /// This process.
+        own_pid: u32,
+    },
+    /// The inherited sockets (at least one), at descriptors 3, 4, ….
+    Sockets(Vec<InheritedFd>),
+}
+
+impl Activation {
+    /// The inherited sockets: none unless [`Sockets`](Self::Sockets).
+    ///
+    /// ```
+    /// assert!(lameduck_core::activation::Activation::Nothing.into_sockets().is_empty());
+    /// ```
+    #[must_use]
+    pub fn into_sockets(self) -> Vec<InheritedFd> {
+        match self {
+            Activation::Sockets(fds) => fds,
+            Activation::Nothing | Activation::NotForUs { .. } => Vec::new(),
+        }
+    }
+}
+
 /// Why the socket-activation variables were refused.
 ///
 /// ```
 /// use lameduck_core::activation::{ActivationError, ListenEnv};
-/// let env = ListenEnv { pid: Some("7".into()), fds: Some("1".into()), fdnames: None };
-/// assert_eq!(env.parse(8), Err(ActivationError::PidMismatch { listen_pid: 7, own_pid: 8 }));
+/// let env = ListenEnv { pid: Some("7".into()), fds: Some("one".into()), fdnames: None };
+/// assert_eq!(env.parse(7), Err(ActivationError::InvalidCount("one".into())));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -82,15 +131,6 @@ pub enum ActivationError {
     MissingFds,
     /// `LISTEN_PID` is not a positive decimal process id.
     InvalidPid(String),
-    /// The sockets are meant for another process (a variable leaked into a
-    /// grandchild, say). systemd's own `sd_listen_fds` silently ignores them;
-    /// lameduck refuses to start instead, because it was told to adopt.
-    PidMismatch {
-        /// `LISTEN_PID`.
-        listen_pid: u32,
-        /// This process.
-        own_pid: u32,
-    },
     /// `LISTEN_FDS` is not a decimal count.
     InvalidCount(String),
     /// `LISTEN_FDS=0`: activated with nothing to listen on.
@@ -114,13 +154,6 @@ impl fmt::Display for ActivationError {
             ActivationError::MissingPid => f.write_str("LISTEN_FDS is set but LISTEN_PID is not"),
             ActivationError::MissingFds => f.write_str("LISTEN_PID is set but LISTEN_FDS is not"),
             ActivationError::InvalidPid(v) => write!(f, "LISTEN_PID={v:?} is not a process id"),
-            ActivationError::PidMismatch {
-                listen_pid,
-                own_pid,
-            } => write!(
-                f,
-                "LISTEN_PID={listen_pid} names another process (this is {own_pid}): the sockets are not ours"
-            ),
             ActivationError::InvalidCount(v) => write!(f, "LISTEN_FDS={v:?} is not a count"),
             ActivationError::NoSockets => f.write_str("LISTEN_FDS=0: no sockets were passed"),
             ActivationError::TooManyFds(n) => {
@@ -157,10 +190,10 @@ impl ListenEnv {
     /// Reads the three variables from the process environment.
     ///
     /// ```
-    /// use lameduck_core::activation::ListenEnv;
+    /// use lameduck_core::activation::{Activation, ListenEnv};
     /// // In a test process nothing was passed:
     /// # if std::env::var_os("LISTEN_FDS").is_none() {
-    /// assert_eq!(ListenEnv::from_process().parse(std::process::id()), Ok(None));
+    /// assert_eq!(ListenEnv::from_process().parse(std::process::id()), Ok(Activation::Nothing));
     /// # }
     /// ```
     #[must_use]
@@ -174,11 +207,19 @@ impl ListenEnv {
         }
     }
 
-    /// The inherited sockets, `Ok(None)` when none were passed (neither
-    /// `LISTEN_PID` nor `LISTEN_FDS` set), or a precise error.
+    /// What the variables say to process `own_pid`: the inherited sockets,
+    /// [`Activation::Nothing`] when none were passed (neither `LISTEN_PID`
+    /// nor `LISTEN_FDS` set), [`Activation::NotForUs`] when `LISTEN_PID` is
+    /// another process's (systemd's rule: ignored), or a precise error for
+    /// a malformed variable.
+    ///
+    /// The order of the checks: both of `LISTEN_PID` and `LISTEN_FDS`, or
+    /// neither, must be set; `LISTEN_PID` must be a process id; if it is
+    /// not `own_pid`, the rest is not looked at (`NotForUs`); then
+    /// `LISTEN_FDS` and `LISTEN_FDNAMES` must be valid.
     ///
     /// ```
-    /// use lameduck_core::activation::{ActivationError, InheritedFd, ListenEnv};
+    /// use lameduck_core::activation::{Activation, ActivationError, InheritedFd, ListenEnv};
     ///
     /// let env = ListenEnv {
     ///     pid: Some("1234".into()),
@@ -187,17 +228,22 @@ impl ListenEnv {
     /// };
     /// assert_eq!(
     ///     env.parse(1234),
-    ///     Ok(Some(vec![
+    ///     Ok(Activation::Sockets(vec![
     ///         InheritedFd { fd: 3, name: "http".into() },
     ///         InheritedFd { fd: 4, name: "admin".into() },
     ///     ]))
     /// );
+    /// // For process 1234, not for this one (4321): ignored.
+    /// assert_eq!(
+    ///     env.parse(4321),
+    ///     Ok(Activation::NotForUs { listen_pid: 1234, own_pid: 4321 })
+    /// );
     /// let bad = ListenEnv { fds: Some("two".into()), ..env };
     /// assert_eq!(bad.parse(1234), Err(ActivationError::InvalidCount("two".into())));
     /// ```
-    pub fn parse(&self, own_pid: u32) -> Result<Option<Vec<InheritedFd>>, ActivationError> {
+    pub fn parse(&self, own_pid: u32) -> Result<Activation, ActivationError> {
         let (pid, fds) = match (&self.pid, &self.fds) {
-            (None, None) => return Ok(None),
+            (None, None) => return Ok(Activation::Nothing),
             (None, Some(_)) => return Err(ActivationError::MissingPid),
             (Some(_), None) => return Err(ActivationError::MissingFds),
             (Some(pid), Some(fds)) => (pid, fds),
@@ -206,7 +252,7 @@ impl ListenEnv {
             .filter(|p| *p > 0)
             .ok_or_else(|| ActivationError::InvalidPid(pid.clone()))?;
         if listen_pid != own_pid {
-            return Err(ActivationError::PidMismatch {
+            return Ok(Activation::NotForUs {
                 listen_pid,
                 own_pid,
             });
@@ -235,7 +281,7 @@ impl ListenEnv {
             }
         };
         // n ≤ MAX_FDS, so FIRST_FD + i cannot overflow an i32.
-        Ok(Some(
+        Ok(Activation::Sockets(
             names
                 .into_iter()
                 .enumerate()
@@ -256,7 +302,7 @@ impl ListenEnv {
     /// let env = ListenEnv::for_successor(4321, &["http", "admin"]).unwrap();
     /// assert_eq!(env.fds.as_deref(), Some("2"));
     /// assert_eq!(env.fdnames.as_deref(), Some("http:admin"));
-    /// assert_eq!(env.parse(4321).unwrap().unwrap().len(), 2);
+    /// assert_eq!(env.parse(4321).unwrap().into_sockets().len(), 2);
     /// ```
     pub fn for_successor(pid: u32, names: &[&str]) -> Result<ListenEnv, ActivationError> {
         if names.is_empty() {
@@ -291,14 +337,47 @@ mod tests {
 
     #[test]
     fn nothing_passed_is_not_an_error() {
-        assert_eq!(env(None, None, None).parse(1), Ok(None));
+        assert_eq!(env(None, None, None).parse(1), Ok(Activation::Nothing));
         // Names alone, with no count, mean nothing was passed either.
-        assert_eq!(env(None, None, Some("x")).parse(1), Ok(None));
+        assert_eq!(env(None, None, Some("x")).parse(1), Ok(Activation::Nothing));
+    }
+
+    /// systemd's rule (`sd_listen_fds`): variables for another process are
+    /// ignored, whatever `LISTEN_FDS` and `LISTEN_FDNAMES` hold.
+    #[test]
+    fn another_process_s_variables_are_ignored() {
+        let not_for_us = Ok(Activation::NotForUs {
+            listen_pid: 8,
+            own_pid: 9,
+        });
+        for (fds, names) in [
+            ("1", None),
+            ("2", Some("a:b")),
+            ("abc", None),
+            ("0", None),
+            ("1", Some("a:b")),
+        ] {
+            let env = env(Some("8"), Some(fds), names);
+            assert_eq!(env.parse(9), not_for_us, "{env:?}");
+            assert!(env.parse(9).unwrap().into_sockets().is_empty());
+        }
+        // A malformed LISTEN_PID, or one of the pair missing, is still an error.
+        assert_eq!(
+            env(Some("x8"), Some("1"), None).parse(9),
+            Err(ActivationError::InvalidPid("x8".into()))
+        );
+        assert_eq!(
+            env(Some("8"), None, None).parse(9),
+            Err(ActivationError::MissingFds)
+        );
     }
 
     #[test]
     fn default_names() {
-        let fds = env(Some("9"), Some("3"), None).parse(9).unwrap().unwrap();
+        let fds = env(Some("9"), Some("3"), None)
+            .parse(9)
+            .unwrap()
+            .into_sockets();
         assert_eq!(fds.iter().map(|f| f.fd).collect::<Vec<_>>(), vec![3, 4, 5]);
         assert!(fds.iter().all(|f| f.name == DEFAULT_NAME));
     }
@@ -316,13 +395,6 @@ mod tests {
             (
                 env(Some("99999999999"), Some("1"), None),
                 E::InvalidPid("99999999999".into()),
-            ),
-            (
-                env(Some("8"), Some("1"), None),
-                E::PidMismatch {
-                    listen_pid: 8,
-                    own_pid: 9,
-                },
             ),
             (
                 env(Some("9"), Some("+1"), None),
@@ -369,7 +441,7 @@ mod tests {
     #[test]
     fn successor_env_round_trips() {
         let env = ListenEnv::for_successor(77, &["a", "b", "c"]).unwrap();
-        let fds = env.parse(77).unwrap().unwrap();
+        let fds = env.parse(77).unwrap().into_sockets();
         assert_eq!(
             fds.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
             ["a", "b", "c"]

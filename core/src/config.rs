@@ -31,10 +31,48 @@ pub struct Config {
     pub new_conn_grace: Duration,
     /// An [`Idle`](crate::ConnState::Idle) connection is closed after this long
     /// without a new request (Go's `IdleTimeout`). `None`: never. Default `None`.
+    ///
+    /// `Some(Duration::ZERO)` is not "no timeout" (that is `None`): it is a
+    /// deadline already passed, so a connection is closed
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)) as
+    /// soon as it becomes idle — after every response, as if keep-alive
+    /// were off. The core accepts it; a front end taking the value from a
+    /// user should refuse zero (the demo server does).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { idle_timeout: Some(Duration::ZERO), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.request_started(c, t0).unwrap();
+    /// server.response_done(c, t0).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    /// ```
     pub idle_timeout: Option<Duration>,
     /// A request head must be complete this long after it began: after the
     /// accept for the first request, after its first byte for later ones (Go's
     /// `ReadHeaderTimeout`). `None`: no limit. Default `None`.
+    ///
+    /// `Some(Duration::ZERO)` is not "no limit" (that is `None`): it is a
+    /// deadline already passed, so every connection is closed
+    /// ([`CloseReason::HeaderTimeout`](crate::CloseReason::HeaderTimeout))
+    /// at its accept, before a byte is read — nothing is ever served. The
+    /// core accepts it; a front end taking the value from a user should
+    /// refuse zero (the demo server does).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { header_timeout: Some(Duration::ZERO), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    /// ```
     pub header_timeout: Option<Duration>,
     /// How long [`shutdown`](crate::Server::shutdown) stays in
     /// [`Phase::LameDuck`](crate::Phase::LameDuck) before draining: listeners

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lameduck_core::activation::{FIRST_FD, ListenEnv};
+use lameduck_core::activation::{Activation, FIRST_FD, ListenEnv};
 use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase};
 
 use crate::model::Harness;
@@ -15,8 +15,10 @@ pub fn core_ops(data: &[u8]) {
     let _observed = Harness::run_bytes(data);
 }
 
-/// Target `activation_env`: arbitrary `LISTEN_*` values never panic, and
-/// whatever parses is consistent and round-trips.
+/// Target `activation_env`: arbitrary `LISTEN_*` values never panic;
+/// variables for another process are ignored exactly when `LISTEN_PID` is a
+/// valid pid other than ours; whatever parses is consistent and
+/// round-trips.
 pub fn activation_env(data: &[u8]) {
     // Fields separated by 0xFF: pid, fds, names, own pid (decimal digits).
     let mut parts = data
@@ -32,8 +34,29 @@ pub fn activation_env(data: &[u8]) {
         .next()
         .and_then(|s| s.parse::<u32>().ok())
         .unwrap_or(1);
-    let Ok(Some(fds)) = env.parse(own_pid) else {
-        return;
+    let fds = match env.parse(own_pid) {
+        Ok(Activation::Sockets(fds)) => fds,
+        Ok(Activation::NotForUs {
+            listen_pid,
+            own_pid: own,
+        }) => {
+            assert_eq!(own, own_pid);
+            assert_ne!(listen_pid, own_pid, "ignored, so not ours");
+            assert!(listen_pid > 0);
+            assert_eq!(
+                env.pid.as_deref().and_then(|p| p.parse::<u32>().ok()),
+                Some(listen_pid),
+                "LISTEN_PID is that pid"
+            );
+            assert!(env.fds.is_some(), "LISTEN_FDS is set");
+            return;
+        }
+        Ok(Activation::Nothing) => {
+            assert!(env.pid.is_none() && env.fds.is_none());
+            return;
+        }
+        Ok(other) => panic!("an answer the target does not know: {other:?}"),
+        Err(_) => return,
     };
     let n: usize = env
         .fds
@@ -50,7 +73,10 @@ pub fn activation_env(data: &[u8]) {
     }
     let names: Vec<&str> = fds.iter().map(|f| f.name.as_str()).collect();
     let again = ListenEnv::for_successor(own_pid, &names).expect("parsed names are valid names");
-    assert_eq!(again.parse(own_pid).expect("round trip"), Some(fds.clone()));
+    assert_eq!(
+        again.parse(own_pid).expect("round trip"),
+        Activation::Sockets(fds.clone())
+    );
 }
 
 /// Target `restart_events`: random reports to the restart machine. Checks: at

@@ -115,6 +115,28 @@ impl Demo {
         Demo::spawn(command)
     }
 
+    /// Starts the demo with `args` and its stderr going to `stderr` (which
+    /// this `Demo` does not read: [`wait_stderr`](Self::wait_stderr) finds
+    /// nothing, [`wait_exit`](Self::wait_exit) returns no stderr line), and
+    /// waits for its first line.
+    ///
+    /// # Panics
+    /// If it cannot start or prints no first line in time.
+    #[must_use]
+    pub fn start_with_stderr(args: &[&str], stderr: Stdio) -> Demo {
+        let mut child = Command::new(serve_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting the demo server");
+        // The command, and with it this process's copy of `stderr`, is gone.
+        let stdout = lines(child.stdout.take().expect("a piped stdout"));
+        let (_, stderr) = mpsc::channel();
+        Demo::adopt(child, stdout, stderr)
+    }
+
     /// Starts `command` (the demo, possibly wrapped) with piped stdout and
     /// stderr, and waits for its first line.
     ///
@@ -140,6 +162,10 @@ impl Demo {
     pub fn from_child(mut child: Child) -> Demo {
         let stdout = lines(child.stdout.take().expect("a piped stdout"));
         let stderr = lines(child.stderr.take().expect("a piped stderr"));
+        Demo::adopt(child, stdout, stderr)
+    }
+
+    fn adopt(child: Child, stdout: mpsc::Receiver<String>, stderr: mpsc::Receiver<String>) -> Demo {
         let mut demo = Demo {
             child,
             stdout,

@@ -1,6 +1,6 @@
 //! The demo server (`cargo run --example serve -p lameduck`) as outside
-//! harnesses drive it: DESIGN §6's flags, first stdout line, routes, signals
-//! and exit status. Runs the example binary that `cargo test --workspace`
+//! harnesses drive it: its flags, first stdout line, routes, signals and
+//! exit status. Runs the example binary that `cargo test --workspace`
 //! builds (target/<profile>/examples/serve).
 
 use std::net::SocketAddr;
@@ -9,18 +9,39 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
-use lameduck_tests::process::{Demo, EVENTUALLY, Signal, serve_binary};
+use lameduck_tests::process::{Demo, EVENTUALLY, Signal, lines, serve_binary};
 
+/// Runs the demo with `args` to its exit (killed, and the test failed, if
+/// it is still running after [`EVENTUALLY`]); its status and stderr.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let output = Command::new(serve_binary())
+    let mut child = Command::new(serve_binary())
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running the demo");
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let stderr = lines(child.stderr.take().expect("a piped stderr"));
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // To the end of the pipe: the demo is gone.
+    let mut text = String::new();
+    while let Ok(line) = stderr.recv_timeout(EVENTUALLY) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    (status, text)
 }
 
 /// A connection whose response is in progress: its first chunk arrived.
@@ -148,15 +169,17 @@ fn exit_status_nonzero_when_the_deadline_forces() {
     );
 }
 
+/// A second drain signal closes at once, and the line names the signal
+/// received (SIGINT drained, SIGTERM closes: not "SIGTERM again").
 #[test]
 fn second_signal_closes_at_once() {
     let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "60"]);
     let addr = demo.tcp_addrs()[0];
     let mut stuck = in_progress(addr, "/stream?chunks=2&ms=60000");
-    demo.signal(Signal::TERM);
+    demo.signal(Signal::INT);
     demo.wait_stderr("phase: draining");
     let t0 = Instant::now();
-    demo.signal(Signal::INT);
+    demo.signal(Signal::TERM);
     let (status, stderr) = demo.wait_exit();
     assert!(
         t0.elapsed() < Duration::from_secs(5),
@@ -167,7 +190,11 @@ fn second_signal_closes_at_once() {
     assert!(
         stderr
             .iter()
-            .any(|l| l.contains("SIGINT again: closing now")),
+            .any(|l| l == "serve: SIGTERM while draining: closing now"),
+        "{stderr:?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("SIGTERM again")),
         "{stderr:?}"
     );
     assert!(
@@ -210,6 +237,17 @@ fn bad_arguments_exit_2_with_a_message() {
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("serve: "), "{args:?}: {stderr}");
         assert!(stderr.contains("usage: serve"), "{args:?}: {stderr}");
+    }
+    // Zero where it would not mean "none" but "expired at once".
+    for flag in ["--header-timeout", "--idle-timeout", "--ready-timeout"] {
+        for zero in ["0", "0.0", "0e3"] {
+            let (status, stderr) = run_to_exit(&[flag, zero]);
+            assert_eq!(status.code(), Some(2), "{flag} {zero}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("serve: {flag}: must be more than 0 (")),
+                "{flag} {zero}: {stderr}"
+            );
+        }
     }
     #[cfg(not(feature = "async-std"))]
     {
@@ -286,6 +324,36 @@ fn runtime_async_std_serves_and_drains() {
     );
 }
 
+/// Zero where it means something: `--grace 0` closes at once (exit 1 with
+/// a request in progress), `--new-conn-grace 0` and `--lame-duck 0` are
+/// accepted; the demo serves and stops as usual.
+#[test]
+fn zero_grace_closes_at_once() {
+    let mut demo = Demo::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--grace",
+        "0",
+        "--new-conn-grace",
+        "0",
+        "--lame-duck",
+        "0",
+    ]);
+    let addr = demo.tcp_addrs()[0];
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+    let _stuck = in_progress(addr, "/stream?chunks=2&ms=60000");
+    demo.signal(Signal::TERM);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(1), "{stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("forced at the shutdown deadline")),
+        "{stderr:?}"
+    );
+}
+
 #[test]
 fn start_up_failure_exits_1_with_a_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -343,4 +411,144 @@ fn accept_emfile_backs_off_and_recovers() {
     demo.signal(Signal::TERM);
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
+}
+
+// ----- stderr that nobody reads ---------------------------------------------
+
+/// Silent connections, each closed by `--header-timeout 0.05` with one
+/// stderr line: more lines than a 64 KiB pipe holds, and more than the
+/// demo queues for its stderr writer.
+const FLOOD: usize = 2000;
+
+/// The demo's stderr, a pipe that the test does not read (yet): its write
+/// end for the demo, its read end, and its capacity (made as small as the
+/// kernel allows, so it fills sooner).
+fn unread_pipe() -> (Stdio, std::os::fd::OwnedFd, usize) {
+    let (read, write) = rustix::pipe::pipe().unwrap();
+    let capacity = rustix::pipe::fcntl_setpipe_size(&read, 4096)
+        .or_else(|_| rustix::pipe::fcntl_getpipe_size(&read))
+        .unwrap();
+    assert!(
+        FLOOD * "serve: closed conn 1.0: request header timeout\n".len() > 2 * capacity,
+        "the flood overflows the pipe ({capacity} bytes)"
+    );
+    (Stdio::from(write), read, capacity)
+}
+
+/// Opens [`FLOOD`] connections, a batch at a time, sends nothing, and
+/// waits for the demo to close each (its header timeout): one stderr line
+/// each.
+///
+/// # Panics
+/// If the demo stops closing them (a read times out).
+fn flood_header_timeouts(addr: SocketAddr) {
+    let mut closed = 0;
+    // One batch per pass; FLOOD / 100 passes, each read bounded.
+    while closed < FLOOD {
+        let batch: Vec<Client> = (0..100.min(FLOOD - closed))
+            .map(|_| Client::connect(addr).unwrap())
+            .collect();
+        for mut client in batch {
+            if let Err(e) = client.read_until_closed() {
+                panic!("the demo stopped closing connections after {closed} header timeouts: {e}");
+            }
+            closed += 1;
+        }
+    }
+}
+
+/// A stderr pipe that nobody reads never holds up serving: once it is full,
+/// the demo still closes connections, accepts and answers, and drains and
+/// exits promptly on SIGTERM (the lines it cannot write are dropped: at
+/// most 100 ms are spent on them at exit). What did reach the pipe is whole
+/// lines.
+#[test]
+fn unread_stderr_never_stalls_serving() {
+    let (stderr, read, _) = unread_pipe();
+    let mut demo = Demo::start_with_stderr(
+        &["--listen", "127.0.0.1:0", "--header-timeout", "0.05"],
+        stderr,
+    );
+    let addr = demo.tcp_addrs()[0];
+    flood_header_timeouts(addr);
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+
+    demo.signal(Signal::TERM);
+    let t0 = Instant::now();
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "exit took {:?}",
+        t0.elapsed()
+    );
+    // The demo is gone: the pipe holds what it wrote, then ends.
+    let mut written = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut written).unwrap();
+    assert!(written.ends_with('\n'), "{written:?}");
+    for line in written.lines() {
+        assert!(line.starts_with("serve: "), "a torn line: {line:?}");
+    }
+}
+
+/// Lines the demo had to drop are counted, and the count is written once
+/// stderr drains; the lines of the end (`done: ...`) are flushed at exit.
+#[test]
+fn dropped_stderr_lines_are_counted_and_the_last_flushed() {
+    let (stderr, read, _) = unread_pipe();
+    let mut demo = Demo::start_with_stderr(
+        &["--listen", "127.0.0.1:0", "--header-timeout", "0.05"],
+        stderr,
+    );
+    let addr = demo.tcp_addrs()[0];
+    flood_header_timeouts(addr);
+    // Now read it.
+    let lines = lines(std::fs::File::from(read));
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + EVENTUALLY;
+    // One line per pass; bounded by the deadline.
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains(" dropped (stderr was not keeping up)"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no count of dropped lines; saw {} lines", seen.len()),
+        }
+    }
+    let hello = Client::connect(addr).unwrap().get("/").unwrap();
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+    demo.signal(Signal::TERM);
+    let (status, _) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    // To the pipe's end (the demo is gone).
+    while let Ok(line) = lines.recv_timeout(EVENTUALLY) {
+        seen.push(line);
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
+        "{:?}",
+        &seen[seen.len().saturating_sub(5)..]
+    );
+    // Every header timeout was written or counted as dropped.
+    let timeouts = seen
+        .iter()
+        .filter(|l| l.ends_with(": request header timeout"))
+        .count();
+    let dropped: usize = seen
+        .iter()
+        .filter_map(|l| {
+            let n = l.strip_prefix("serve: ")?.split_once(" log line")?.0;
+            n.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(dropped > 0);
+    assert!(timeouts <= FLOOD, "{timeouts}");
+    assert!(
+        timeouts + dropped >= FLOOD,
+        "{timeouts} written + {dropped} dropped < {FLOOD}"
+    );
 }

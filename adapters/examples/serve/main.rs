@@ -1,4 +1,4 @@
-//! The lameduck demo server (DESIGN §6).
+//! The lameduck demo server.
 //!
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
@@ -42,8 +42,20 @@
 //! orphans included when it is PID 1. Under systemd the supervisor is the
 //! main process: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`, no
 //! `MAINPID=` (the generations say nothing).
+//!
+//! **Stderr never holds up serving**: its lines (one `write` each, so the
+//! lines of several processes sharing the stream stay whole) are written by
+//! a thread of their own from a bounded queue. When stderr is not read
+//! (a full pipe) and the queue fills, further lines are dropped and counted,
+//! and `serve: N log lines dropped ...` follows once stderr takes lines
+//! again; at exit the queued lines get at most 100 ms to be written, so a
+//! stderr that never drains does not delay the exit (see `stderr.rs`).
+//! The library's own warnings (`log` target `lameduck` from its `unix`
+//! layer, such as `LISTEN_*` variables meant for another process) are
+//! printed there as `serve: warning: ...`.
 
 pub mod routes;
+mod stderr;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -79,7 +91,9 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
                          containers, docker); this process holds the sockets and runs
                          the server as child generations (see below)
 
-SECS may be decimal (0.25). SIGTERM or SIGINT drains; a second one closes at once.
+SECS may be decimal (0.25). --idle-timeout, --header-timeout and --ready-timeout
+must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent new
+connections as the drain begins, --lame-duck 0 skips the lame-duck phase. SIGTERM or SIGINT drains; a second one closes at once.
 SIGHUP restarts without dropping a connection; SIGUSR2 closes at once.
 Inherited sockets (LISTEN_FDS, as systemd passes them) are served.
 Exit status: 0 after a clean drain, 1 if connections were forced closed or
@@ -117,6 +131,16 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{flag}: '{value}' is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("{flag}: '{value}' must be a finite number of seconds, 0 or more"))
+}
+
+/// [`seconds`], more than zero: for the timeouts where zero would not mean
+/// "none" but "already expired" (`why` says what it would do).
+fn positive_seconds(flag: &str, value: &str, why: &str) -> Result<Duration, String> {
+    let secs = seconds(flag, value)?;
+    if secs.is_zero() {
+        return Err(format!("{flag}: must be more than 0 ({why})"));
+    }
+    Ok(secs)
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -169,8 +193,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--unix" => parsed.unix = Some(PathBuf::from(value)),
             "--grace" => parsed.grace = seconds(&flag, &value)?,
             "--new-conn-grace" => parsed.config.new_conn_grace = seconds(&flag, &value)?,
-            "--idle-timeout" => parsed.config.idle_timeout = Some(seconds(&flag, &value)?),
-            "--header-timeout" => parsed.config.header_timeout = Some(seconds(&flag, &value)?),
+            "--idle-timeout" => {
+                parsed.config.idle_timeout = Some(positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would close every connection after its first response; \
+                     leave the flag out for no idle timeout",
+                )?);
+            }
+            "--header-timeout" => {
+                parsed.config.header_timeout = Some(positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would close every connection before its first request; \
+                     leave the flag out for no limit",
+                )?);
+            }
             "--lame-duck" => parsed.config.lame_duck = seconds(&flag, &value)?,
             "--runtime" => match value.as_str() {
                 "smol" => parsed.runtime = RuntimeName::Smol,
@@ -191,7 +229,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
-            "--ready-timeout" => parsed.ready_timeout = seconds(&flag, &value)?,
+            "--ready-timeout" => {
+                parsed.ready_timeout = positive_seconds(
+                    &flag,
+                    &value,
+                    "0 would fail every restart: no successor is ready at once",
+                )?;
+            }
             _ => unreachable!("every known flag is matched above"),
         }
     }
@@ -210,10 +254,38 @@ const HAND_OFF_VARS: [&str; 5] = [
 
 /// One line on stderr, `serve: ` first, in a single write: processes of
 /// several generations share the stream, and a pipe keeps writes of up to
-/// `PIPE_BUF` bytes whole.
+/// `PIPE_BUF` bytes whole. Queued, never blocking (`stderr.rs`).
 fn say(line: std::fmt::Arguments<'_>) {
-    let line = format!("serve: {line}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    stderr::line(format!("serve: {line}"));
+}
+
+/// The library's own warnings and errors on stderr: `log` records of
+/// target `lameduck` from its `unix` layer (inherited variables ignored, a
+/// bad generation number). The server's and the lifecycle's events are
+/// printed through their `on_event` callbacks instead (the server's are
+/// logged too: not printed twice).
+struct LibraryWarnings;
+
+impl log::Log for LibraryWarnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "lameduck" && metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let from_unix = record
+            .module_path()
+            .is_some_and(|m| m.starts_with("lameduck::unix"));
+        if self.enabled(record.metadata()) && from_unix {
+            let level = if record.level() == log::Level::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            say(format_args!("{level}: {}", record.args()));
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 fn log_event(event: &Event) {
@@ -232,6 +304,13 @@ fn log_event(event: &Event) {
 }
 
 fn main() -> ExitCode {
+    let code = serve();
+    // The last lines (`done: ...`), within a bound: stderr may never drain.
+    stderr::flush();
+    code
+}
+
+fn serve() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) if message.is_empty() => {
@@ -243,8 +322,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before adopting the inherited sockets, which may warn. (`set_logger`
+    // starts no thread; the writer thread starts with the first line.)
+    if log::set_logger(&LibraryWarnings).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     // First, while this is the only thread: adopt inherited sockets (and
     // remove the variables from the environment).
+    let handed_vars = HAND_OFF_VARS
+        .into_iter()
+        .any(|k| std::env::var_os(k).is_some());
     let inherited = match Inherited::from_env() {
         Ok(inherited) => inherited,
         Err(e) => {
@@ -252,15 +339,21 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if !inherited.is_empty() || inherited.is_successor() {
+    // Also when the variables were ignored (for another process).
+    if handed_vars {
         let left: Vec<&str> = HAND_OFF_VARS
             .into_iter()
             .filter(|k| std::env::var_os(k).is_some())
             .collect();
+        let names = inherited.names();
         say(format_args!(
-            "inherited {} socket(s) ({}){}; {}",
+            "inherited {} socket(s){}{}; {}",
             inherited.len(),
-            inherited.names().join(", "),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            },
             if inherited.is_supervised() {
                 ", from the supervisor"
             } else if inherited.is_successor() {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lameduck_core::activation::{ActivationError, InheritedFd, ListenEnv};
+use lameduck_core::activation::{Activation, ActivationError, InheritedFd, ListenEnv};
 use rustix::io::{Errno, FdFlags};
 use rustix::net::{AddressFamily, SocketType};
 
@@ -45,8 +45,9 @@ static ADOPTED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum InheritError {
-    /// `LISTEN_PID`, `LISTEN_FDS` or `LISTEN_FDNAMES` is malformed, or the
-    /// sockets are for another process.
+    /// `LISTEN_PID`, `LISTEN_FDS` or `LISTEN_FDNAMES` is malformed.
+    /// (Variables for another process are not an error: they are ignored,
+    /// see [`Inherited::from_env`].)
     Env(ActivationError),
     /// The descriptor is not open.
     NotOpen {
@@ -272,6 +273,10 @@ pub struct Inherited {
     pub(crate) ready: Option<ReadyChannel>,
     pub(crate) link: Option<Link>,
     env_cleared: bool,
+    /// `LISTEN_PID` and this process's pid, when the variables were for
+    /// another process (ignored; warned about once the environment is
+    /// cleared).
+    not_for_us: Option<(u32, u32)>,
 }
 
 impl Inherited {
@@ -281,9 +286,15 @@ impl Inherited {
     /// and non-blocking), a predecessor's (or supervisor's) readiness
     /// channel (`LAMEDUCK_READY_FD`), and a supervisor's link
     /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)).
-    /// Nothing inherited is not an error.
+    /// Nothing inherited is not an error, and neither are variables meant
+    /// for another process: a `LISTEN_PID` that is not this process's pid
+    /// (the variables leaked from a parent, say) means no socket is
+    /// inherited — `LISTEN_FDS` and `LISTEN_FDNAMES` are ignored and no
+    /// descriptor is touched, as systemd's `sd_listen_fds` does — and a
+    /// warning naming both pids is logged (`log` target `lameduck`). Only
+    /// malformed variables are errors.
     ///
-    /// The variables are then removed from the environment, so no child
+    /// The variables are then removed (ignored ones too) from the environment, so no child
     /// inherits them — when this process is still single-threaded (as
     /// checked in `/proc/self/task`), because changing the environment
     /// while another thread may read it is undefined behaviour. So call it
@@ -309,9 +320,19 @@ impl Inherited {
         let ready_var = std::env::var_os(READY_FD_VAR);
         let link_var = std::env::var_os(SUPERVISOR_FD_VAR);
         let result = Self::adopt(&env, ready_var.as_deref(), link_var.as_deref());
+        // Whatever the result, so that no child sees the variables.
         let env_cleared = clear_env();
         let mut inherited = result?;
         inherited.env_cleared = env_cleared;
+        // Only now: a logger may start threads, and the environment can be
+        // changed only while this process has one.
+        if let Some((listen_pid, own_pid)) = inherited.not_for_us {
+            log::warn!(
+                target: "lameduck",
+                "LISTEN_PID={listen_pid} names another process (this is pid {own_pid}): \
+                 LISTEN_FDS and LISTEN_FDNAMES ignored, no inherited sockets"
+            );
+        }
         Ok(inherited)
     }
 
@@ -320,7 +341,15 @@ impl Inherited {
         ready_var: Option<&std::ffi::OsStr>,
         link_var: Option<&std::ffi::OsStr>,
     ) -> Result<Inherited, InheritError> {
-        let fds = env.parse(std::process::id())?.unwrap_or_default();
+        let activation = env.parse(std::process::id())?;
+        let not_for_us = match activation {
+            Activation::NotForUs {
+                listen_pid,
+                own_pid,
+            } => Some((listen_pid, own_pid)),
+            _ => None,
+        };
+        let fds = activation.into_sockets();
         // Check every descriptor before owning any: on an error nothing is
         // closed behind the caller's back.
         let kinds = fds.iter().map(check).collect::<Result<Vec<_>, _>>()?;
@@ -336,6 +365,7 @@ impl Inherited {
             ready,
             link,
             env_cleared: false,
+            not_for_us,
         })
     }
 
@@ -729,14 +759,26 @@ mod tests {
     #[test]
     fn bad_variables_are_precise_errors() {
         let me = std::process::id();
-        let e = Inherited::adopt(&env(me + 1, "1", None), None, None).unwrap_err();
-        assert!(matches!(
-            e,
-            InheritError::Env(ActivationError::PidMismatch { .. })
-        ));
-        assert!(e.to_string().contains("names another process"), "{e}");
         let e = Inherited::adopt(&env(me, "x", None), None, None).unwrap_err();
         assert_eq!(e.to_string(), "LISTEN_FDS=\"x\" is not a count");
+    }
+
+    /// systemd's rule: a `LISTEN_PID` that is not ours means the variables
+    /// are not for this process — no socket, no error, no descriptor
+    /// checked (fd 3 here may be anything, or nothing).
+    #[test]
+    fn another_process_s_variables_are_ignored() {
+        let me = std::process::id();
+        for fds in ["1", "4000", "junk"] {
+            let inherited = Inherited::adopt(&env(me + 1, fds, None), None, None).unwrap();
+            assert!(inherited.is_empty());
+            assert_eq!(inherited.not_for_us, Some((me + 1, me)));
+        }
+        let e = Inherited::adopt(&env(me, "1", Some("a:b")), None, None).unwrap_err();
+        assert!(matches!(
+            e,
+            InheritError::Env(ActivationError::NameCountMismatch { .. })
+        ));
     }
 
     #[test]

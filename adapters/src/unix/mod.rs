@@ -7,9 +7,11 @@
 //!   socket-activation format (`LISTEN_FDS`, `LISTEN_PID`,
 //!   `LISTEN_FDNAMES`, descriptors 3, 4, …) — from a systemd `.socket`
 //!   unit on first start, or from a restarting predecessor. Strictly
-//!   validated: a bad variable, a `LISTEN_PID` for another process, or a
-//!   descriptor that is not a listening stream socket is a precise
-//!   [`InheritError`]. The variables are removed after adoption.
+//!   validated: a bad variable, or a descriptor that is not a listening
+//!   stream socket, is a precise [`InheritError`]. Variables for another
+//!   process (a `LISTEN_PID` not ours) are ignored with a warning, as
+//!   systemd's `sd_listen_fds` does. The variables are removed after
+//!   adoption.
 //! - [`Builder::inherit_or_bind`](crate::Builder::inherit_or_bind): serve
 //!   the inherited socket of that name, or bind a new one.
 //! - [`Lifecycle`]: runs the server's life: signals ([`SignalConfig`]:

@@ -189,8 +189,12 @@ impl fmt::Display for LifecycleEvent {
                         ),
                         None => write!(f, "{name}: draining (no deadline; again to close at once)"),
                     },
-                    (SignalAction::Drain, true) => write!(f, "{name} again: already draining"),
-                    (SignalAction::Close, true) => write!(f, "{name} again: closing now"),
+                    // Not "again": the drain may have begun with another
+                    // signal, or with no signal at all.
+                    (SignalAction::Drain, true) => {
+                        write!(f, "{name} while draining: draining goes on")
+                    }
+                    (SignalAction::Close, true) => write!(f, "{name} while draining: closing now"),
                     (SignalAction::Close, false) => write!(f, "{name}: closing now"),
                     (SignalAction::Restart, _) => write!(f, "{name}: restarting"),
                 }
