@@ -35,6 +35,11 @@ pub(crate) struct Driver<R: Runtime> {
     timer_changed: Event,
     /// Mirror of the core's `keep_alive()`, readable without the lock.
     keep_alive: AtomicBool,
+    /// What connections report beyond the basics, as the configuration asks:
+    /// the request body's end (`Config::body_timeout`), write stalls
+    /// (`Config::write_timeout`). Without those timeouts the reports would
+    /// change nothing, so they are not made.
+    pub(crate) report: Reports,
     /// Set by `close()`'s completion: lingering closes stop at once.
     hard_closed: AtomicBool,
     pub(crate) hard_closed_event: Event,
@@ -149,6 +154,15 @@ async fn wait_until(flag: &AtomicBool, event: &Event, want: bool) {
     }
 }
 
+/// Which optional connection events are reported to the core.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reports {
+    /// `body_complete` for a request with a body.
+    pub(crate) body: bool,
+    /// `write_blocked` and `write_unblocked`.
+    pub(crate) writes: bool,
+}
+
 /// What an input left to do once the lock is released.
 #[derive(Default)]
 struct AfterLock {
@@ -174,6 +188,10 @@ impl<R: Runtime> Driver<R> {
         let (done, drained) = done_signal();
         let core = Server::new(config, now);
         let keep_alive = core.keep_alive();
+        let report = Reports {
+            body: core.config().body_timeout.is_some(),
+            writes: core.config().write_timeout.is_some(),
+        };
         let driver = Arc::new(Driver {
             rt,
             state: Mutex::new(State {
@@ -185,6 +203,7 @@ impl<R: Runtime> Driver<R> {
             }),
             timer_changed: Event::new(),
             keep_alive: AtomicBool::new(keep_alive),
+            report,
             hard_closed: AtomicBool::new(false),
             hard_closed_event: Event::new(),
             accept_gate: AcceptGate::default(),
