@@ -750,3 +750,28 @@ impl futures_lite::io::AsyncWrite for Hijacked {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BodyWatch;
+
+    #[test]
+    fn a_content_length_body_ends_where_its_bytes_do() {
+        let mut w = BodyWatch::default();
+        // Blank lines, then a head split across reads, ending in a bare LF.
+        assert!(!w.read(b"\r\nPOST / HTTP/1.1\r\nhost: t\r", Some(2)));
+        assert!(!w.read(b"\ncontent-length: 5\n\nab", None));
+        assert!(!w.head(Some(5)), "two of five body bytes are in");
+        assert!(!w.read(b"cd", None));
+        assert!(w.read(b"eGET", None), "the last byte, and more after it");
+        // A body read with its head is in at once.
+        let mut w = BodyWatch::default();
+        assert!(!w.read(b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi", Some(0)));
+        assert!(w.head(Some(2)));
+        // Unknown length: left to the response.
+        let mut w = BodyWatch::default();
+        assert!(!w.read(b"POST / HTTP/1.1\r\n\r\n5\r\nhello", Some(0)));
+        assert!(!w.head(None));
+        assert!(!w.read(b"\r\n0\r\n\r\n", None));
+    }
+}
