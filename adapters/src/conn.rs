@@ -122,6 +122,8 @@ pub(crate) struct ConnIo<R: Runtime> {
     pub(crate) id: ConnId,
     pub(crate) control: Arc<Control>,
     read_eof: bool,
+    /// The core was told a write is blocked, and not yet that one got through.
+    write_blocked: bool,
 }
 
 impl<R: Runtime> ConnIo<R> {
@@ -137,6 +139,7 @@ impl<R: Runtime> ConnIo<R> {
             id,
             control,
             read_eof: false,
+            write_blocked: false,
         }
     }
 
@@ -163,7 +166,9 @@ impl<R: Runtime> ConnIo<R> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.socket()?).poll_write(cx, buf)
+        let polled = Pin::new(self.socket()?).poll_write(cx, buf);
+        self.track_write(&polled, |n| *n > 0);
+        polled
     }
 
     pub(crate) fn poll_write_vectored(
@@ -171,11 +176,45 @@ impl<R: Runtime> ConnIo<R> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.socket()?).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(self.socket()?).poll_write_vectored(cx, bufs);
+        self.track_write(&polled, |n| *n > 0);
+        polled
     }
 
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.socket()?).poll_flush(cx)
+        let polled = Pin::new(self.socket()?).poll_flush(cx);
+        self.track_write(&polled, |()| true);
+        polled
+    }
+
+    /// Tells the core the edges of a write stall (`Config::write_timeout`):
+    /// the first write that finds the socket full (`Pending`), and the next
+    /// that gets bytes through. Writes in between, and every write while
+    /// the socket has room, cost a branch and no driver call.
+    fn track_write<T>(&mut self, polled: &Poll<io::Result<T>>, progress: impl FnOnce(&T) -> bool) {
+        if !self.driver.report.writes {
+            return;
+        }
+        let blocked = match polled {
+            Poll::Pending => true,
+            Poll::Ready(Ok(done)) if progress(done) => false,
+            // An error ends the connection; a zero-length write says nothing.
+            Poll::Ready(_) => return,
+        };
+        if blocked == self.write_blocked {
+            return;
+        }
+        self.write_blocked = blocked;
+        let id = self.id;
+        // An error means the core closed the connection meanwhile; its
+        // task hears of it through the control.
+        let _ = self.driver.input(|core, now| {
+            if blocked {
+                core.write_blocked(id, now)
+            } else {
+                core.write_unblocked(id, now)
+            }
+        });
     }
 
     pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

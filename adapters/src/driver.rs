@@ -36,7 +36,12 @@ pub(crate) struct Driver<R: Runtime> {
     timer_changed: Event,
     /// Mirror of the core's `keep_alive()`, readable without the lock.
     keep_alive: AtomicBool,
-    /// Gentle closes in progress; the done signal waits for them.
+    /// What connections report beyond the basics, as the configuration asks:
+    /// the request body's end (`Config::body_timeout`), write stalls
+    /// (`Config::write_timeout`). Without those timeouts the reports would
+    /// change nothing, so they are not made.
+    pub(crate) report: Reports,
+    /// Gentle closes in progress; [`Driver::finished`] waits for them.
     pub(crate) gentle_closes: Arc<GentleCloses>,
     /// Paused at the connection limit.
     pub(crate) accept_gate: AcceptGate,
@@ -148,6 +153,15 @@ async fn wait_until(flag: &AtomicBool, event: &Event, want: bool) {
     }
 }
 
+/// Which optional connection events are reported to the core.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reports {
+    /// `body_complete` for a request with a body.
+    pub(crate) body: bool,
+    /// `write_blocked` and `write_unblocked`.
+    pub(crate) writes: bool,
+}
+
 /// What an input left to do once the lock is released.
 #[derive(Default)]
 struct AfterLock {
@@ -173,6 +187,10 @@ impl<R: Runtime> Driver<R> {
         let (done, drained) = done_signal();
         let core = Server::new(config, now);
         let keep_alive = core.keep_alive();
+        let report = Reports {
+            body: core.config().body_timeout.is_some(),
+            writes: core.config().write_timeout.is_some(),
+        };
         let driver = Arc::new(Driver {
             rt,
             state: Mutex::new(State {
@@ -185,6 +203,7 @@ impl<R: Runtime> Driver<R> {
             }),
             timer_changed: Event::new(),
             keep_alive: AtomicBool::new(keep_alive),
+            report,
             gentle_closes: Arc::default(),
             accept_gate: AcceptGate::default(),
             adopt: crate::adopt::Adopt::default(),

@@ -54,8 +54,21 @@ pub enum Event {
 }
 
 impl Event {
-    /// Whether this event is a connection closed before it was done (at the
-    /// shutdown deadline, or by `close()`).
+    /// Whether this event is a connection closed by force, before it was
+    /// done: at the shutdown deadline, by `close()`, or mid-request by a
+    /// body or write timeout ([`CloseReason::is_forced`]).
+    ///
+    /// ```
+    /// use lameduck::Event;
+    /// use lameduck::core::{CloseReason, Config, Server};
+    /// # let now = std::time::Instant::now();
+    /// # let mut server = Server::new(Config::default(), now);
+    /// # let l = server.add_listener().unwrap();
+    /// # let conn = server.accept(l, now).unwrap();
+    /// let cut = Event::ConnClosed { conn, reason: CloseReason::WriteTimeout };
+    /// assert!(cut.is_forced_close());
+    /// assert_eq!(cut.level(), log::Level::Debug, "a slow client is no news");
+    /// ```
     ///
     /// ```
     /// use lameduck::Event;
@@ -69,9 +82,10 @@ impl Event {
 
     /// The `log` level lameduck logs this event at (target `lameduck`):
     /// phases and a graceful end are `Info`; closes the application expects
-    /// (idle, timeouts, keep-alive off) `Debug`; forced closes, cut-off
-    /// hooks, accept back-off, the connection limit and a forced end `Warn`;
-    /// a lost listener `Error`.
+    /// (idle, timeouts — the body and write timeouts too, though forced —
+    /// keep-alive off) `Debug`; closes forced by the shutdown deadline or
+    /// `close()`, cut-off hooks, accept back-off, the connection limit and a
+    /// forced end `Warn`; a lost listener `Error`.
     ///
     /// ```
     /// use lameduck::Event;
@@ -82,7 +96,10 @@ impl Event {
     pub fn level(&self) -> log::Level {
         match self {
             Event::Phase(_) => log::Level::Info,
-            Event::ConnClosed { reason, .. } if reason.is_forced() => log::Level::Warn,
+            Event::ConnClosed {
+                reason: CloseReason::Deadline | CloseReason::ServerClosed,
+                ..
+            } => log::Level::Warn,
             Event::ConnClosed { .. } => log::Level::Debug,
             Event::AcceptError {
                 retry_in: Some(_), ..
@@ -112,6 +129,8 @@ fn reason_name(reason: CloseReason) -> &'static str {
         CloseReason::NewConnGrace => "no request within the new-connection grace",
         CloseReason::IdleTimeout => "idle timeout",
         CloseReason::HeaderTimeout => "request header timeout",
+        CloseReason::BodyTimeout => "request body timeout",
+        CloseReason::WriteTimeout => "write timeout (the client stopped reading)",
         CloseReason::Deadline => "forced at the shutdown deadline",
         CloseReason::ServerClosed => "forced by close",
     }

@@ -7,7 +7,23 @@
 //!   service. Bare CRLFs do not count: HTTP/1.1 servers ignore blank lines
 //!   before a request line (RFC 9112 §2.2), and so does hyper, so a
 //!   connection that has sent only those is still New or Idle;
-//! - **`headers_complete`** when hyper calls the service;
+//! - **`headers_complete`** when hyper calls the service — or, for a
+//!   request without a body, **`body_complete`** at once (it implies the
+//!   head);
+//! - **`body_complete`**, for a request with a body (only with a body
+//!   timeout set), when its last byte is read from the socket: the end of a
+//!   `Content-Length` body is found by counting the bytes after the head's
+//!   blank line. A body of unknown length (chunked), a pipelined request's,
+//!   or one the handler does not read to the end, is reported when the
+//!   handler's response is ready instead (hyper's `Incoming` does not say
+//!   when it ends). So [`Config::body_timeout`](lameduck_core::Config::body_timeout)
+//!   bounds the time from the head to the body's last byte — including
+//!   time the handler takes before reading it — and never the handler's
+//!   work after it;
+//! - **`write_blocked`** when a write finds the socket full, and
+//!   **`write_unblocked`** when the next write gets bytes through (edges
+//!   only, and only with a
+//!   [`Config::write_timeout`](lameduck_core::Config::write_timeout) set);
 //! - **`response_done`** (Active → Idle) when the response body has ended
 //!   *and* hyper has flushed it to the socket (the first successful flush
 //!   after the body's end);
@@ -18,7 +34,9 @@
 //!
 //! What the core asks, and how it is carried out:
 //! - `CloseConn`: the connection's task drops hyper's connection (a gentle
-//!   close after FIN, or at once when forced);
+//!   close after FIN, or at once when forced — the shutdown deadline,
+//!   `close()`, a body or write timeout: the handler is dropped mid-request
+//!   and no response is sent);
 //! - `FinishAndClose`: responses produced from then on carry
 //!   `Connection: close` (asked of [`keep_alive`](lameduck_core::Server::keep_alive)
 //!   when the handler's response comes back), and a request already in the
@@ -44,11 +62,15 @@
 //! the handler's call — wrap the body in `http_body_util::Limited` and
 //! answer `413 Payload Too Large`, as the demo's `POST /echo` does. A
 //! request head trickled in slowly is bounded by
-//! [`Config::header_timeout`](lameduck_core::Config::header_timeout), an
-//! idle keep-alive connection by
-//! [`Config::idle_timeout`](lameduck_core::Config::idle_timeout), a
-//! client that never reads its response by the shutdown deadline; how many
-//! connections are open at once by
+//! [`Config::header_timeout`](lameduck_core::Config::header_timeout), a
+//! body trickled in slowly by
+//! [`Config::body_timeout`](lameduck_core::Config::body_timeout), an idle
+//! keep-alive connection by
+//! [`Config::idle_timeout`](lameduck_core::Config::idle_timeout), a client
+//! that stops reading its response by
+//! [`Config::write_timeout`](lameduck_core::Config::write_timeout) (a
+//! stall: a slow reader that keeps reading is never cut) and by the
+//! shutdown deadline; how many connections are open at once by
 //! [`Config::max_connections`](lameduck_core::Config::max_connections).
 
 use std::error::Error as StdError;
@@ -56,8 +78,8 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -90,6 +112,8 @@ const HIJACKED: u8 = 16;
 /// The current response's head goes out without `Connection: close`: the
 /// client may send another request on the connection.
 const KEPT_ALIVE: u8 = 32;
+/// The current request's body was reported complete.
+const BODY_DONE: u8 = 64;
 
 fn track(control: &Control) -> u8 {
     control.track.load(Ordering::Acquire)
@@ -146,15 +170,20 @@ where
     let control = io.control.clone();
     let driver = io.driver.clone();
     let id = io.id;
+    let watch = driver
+        .report
+        .body
+        .then(|| Arc::new(Mutex::new(BodyWatch::default())));
     let service = TrackedService {
         handler,
         driver: driver.clone(),
         control: control.clone(),
         id,
+        watch: watch.clone(),
     };
     let conn = http1::Builder::new()
         .half_close(true)
-        .serve_connection(TrackedIo { io }, service)
+        .serve_connection(TrackedIo { io, watch }, service)
         .with_upgrades();
     let mut conn = pin!(conn);
     let mut graceful = false;
@@ -193,6 +222,96 @@ where
 /// after a response's end completes it.
 struct TrackedIo<R: Runtime> {
     io: ConnIo<R>,
+    /// With a body timeout: where the current request's body ends.
+    watch: Option<Arc<Mutex<BodyWatch>>>,
+}
+
+/// Finds where a request's body ends in the bytes read, so that its end is
+/// reported when it is read (`Config::body_timeout`), not when the handler
+/// answers (which may be much later). The socket counts bytes and finds the
+/// blank line that ends the head of a request begun by a read; the service
+/// adds the body's `Content-Length`. A body of unknown length (chunked) or
+/// a pipelined request (its head read with the previous request) is
+/// reported when the handler's response is ready instead.
+#[derive(Debug, Default)]
+struct BodyWatch {
+    /// Bytes read from the socket so far.
+    read: u64,
+    /// Scanning the current request's head for its end: whether the line
+    /// being read has anything in it.
+    scanning: Option<bool>,
+    /// Just past the current request's head, once found.
+    head_end: Option<u64>,
+    /// Just past the current request's body, while waiting for it.
+    body_end: Option<u64>,
+}
+
+impl BodyWatch {
+    /// Takes in `bytes` read; `begins` is the offset in them where a new
+    /// request begins. Returns whether the awaited body end was reached.
+    fn read(&mut self, bytes: &[u8], begins: Option<usize>) -> bool {
+        let start = self.read;
+        self.read += bytes.len() as u64;
+        if let Some(at) = begins {
+            self.scanning = Some(false);
+            self.head_end = None;
+            self.body_end = None;
+            self.scan(&bytes[at..], start + at as u64);
+        } else if self.scanning.is_some() {
+            self.scan(bytes, start);
+        }
+        match self.body_end {
+            Some(end) if self.read >= end => {
+                self.body_end = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Looks for the empty line that ends a head (`\r\n` or a bare `\n`,
+    /// as hyper accepts).
+    fn scan(&mut self, bytes: &[u8], offset: u64) {
+        let Some(mut filled) = self.scanning else {
+            return;
+        };
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if !filled => {
+                    self.head_end = Some(offset + i as u64 + 1);
+                    self.scanning = None;
+                    return;
+                }
+                b'\n' => filled = false,
+                b'\r' => {}
+                _ => filled = true,
+            }
+        }
+        self.scanning = Some(filled);
+    }
+
+    /// The service has the head, and the body's exact length if known:
+    /// whether the body is in already; otherwise its end is awaited (or,
+    /// unknown, left to the response).
+    fn head(&mut self, length: Option<u64>) -> bool {
+        self.scanning = None;
+        match (self.head_end.take(), length) {
+            (Some(head_end), Some(length)) => {
+                let end = head_end.saturating_add(length);
+                if self.read >= end {
+                    true
+                } else {
+                    self.body_end = Some(end);
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+fn lock(watch: &Mutex<BodyWatch>) -> std::sync::MutexGuard<'_, BodyWatch> {
+    watch.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Bytes read per call. hyper asks for more when its buffer grows; reading
@@ -211,8 +330,11 @@ impl<R: Runtime> Read for TrackedIo<R> {
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(this.io.poll_read(cx, &mut scratch[..want]))?;
         // Blank lines before a request line are not a request (hyper skips them).
-        let begins = scratch[..n].iter().any(|b| !matches!(b, b'\r' | b'\n'));
-        if begins && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
+        let first = scratch[..n]
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'));
+        let mut begun = None;
+        if first.is_some() && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
             let id = this.io.id;
             match this
                 .io
@@ -223,6 +345,18 @@ impl<R: Runtime> Read for TrackedIo<R> {
                 // The drain closed this idle connection as the request
                 // arrived: drop it unanswered (Go does the same).
                 Err(_) => return Poll::Ready(Err(closed_by_server())),
+            }
+            begun = first;
+        }
+        if let Some(watch) = &this.watch {
+            if lock(watch).read(&scratch[..n], begun) {
+                set_track(&this.io.control, BODY_DONE);
+                let id = this.io.id;
+                // An error: the core closed it meanwhile (the task sees it).
+                let _ = this
+                    .io
+                    .driver
+                    .input(|core, now| core.body_complete(id, now));
             }
         }
         buf.put_slice(&scratch[..n]);
@@ -262,7 +396,10 @@ impl<R: Runtime> Write for TrackedIo<R> {
                 set_track(control, HIJACKED);
                 let _ = this.io.driver.input(|core, now| core.hijack(id, now));
             } else {
-                clear_track(control, IN_REQUEST | IN_SERVICE | RESP_END | KEPT_ALIVE);
+                clear_track(
+                    control,
+                    IN_REQUEST | IN_SERVICE | RESP_END | KEPT_ALIVE | BODY_DONE,
+                );
                 // An error means the core closed it already (a deadline).
                 let _ = this.io.driver.input(|core, now| {
                     if bits & KEPT_ALIVE != 0 {
@@ -288,6 +425,7 @@ struct TrackedService<R: Runtime, F> {
     driver: Arc<Driver<R>>,
     control: Arc<Control>,
     id: ConnId,
+    watch: Option<Arc<Mutex<BodyWatch>>>,
 }
 
 impl<R, F, Fut, B, E> Service<Request<Incoming>> for TrackedService<R, F>
@@ -308,11 +446,20 @@ where
         // A pipelined request whose head was already buffered has not been
         // reported started yet: both events go in one input.
         let started = track(&self.control) & IN_REQUEST != 0;
+        // Without a body, or with all of it read already, the whole request
+        // is in: one report for both.
+        let length = req.body().size_hint().exact();
+        let bodiless = req.body().is_end_stream()
+            || (started && self.watch.as_deref().is_some_and(|w| lock(w).head(length)));
         let reported = self.driver.input(|core, now| {
             if !started {
                 core.request_started(id, now)?;
             }
-            core.headers_complete(id, now)
+            if bodiless {
+                core.body_complete(id, now)
+            } else {
+                core.headers_complete(id, now)
+            }
         });
         if reported.is_err() {
             // The core closed it meanwhile (e.g. the header timeout, or a
@@ -320,6 +467,9 @@ where
             return Box::pin(async { Err(closed_by_server().into()) });
         }
         set_track(&self.control, IN_REQUEST | IN_SERVICE);
+        if bodiless {
+            set_track(&self.control, BODY_DONE);
+        }
         if req
             .extensions()
             .get::<hyper::upgrade::OnUpgrade>()
@@ -335,8 +485,19 @@ where
         let response = (self.handler)(req);
         let driver = self.driver.clone();
         let control = self.control.clone();
+        let watch = self.watch.clone();
         Box::pin(async move {
             let mut response = response.await.map_err(Into::into)?;
+            if let Some(watch) = watch.filter(|_| track(&control) & BODY_DONE == 0) {
+                // Not seen to end (a chunked body, a pipelined request, or
+                // one the handler did not read to the end): the handler is
+                // done with it, and the body timeout ends before the
+                // response (which may take long) is written. An error: the
+                // core closed it meanwhile; the connection's task sees it.
+                lock(&watch).body_end = None;
+                set_track(&control, BODY_DONE);
+                let _ = driver.input(|core, now| core.body_complete(id, now));
+            }
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 set_track(&control, UPGRADING);
             } else if !driver.keep_alive() || control.cmd() & FINISH != 0 {
@@ -587,5 +748,30 @@ impl futures_lite::io::AsyncWrite for Hijacked {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyWatch;
+
+    #[test]
+    fn a_content_length_body_ends_where_its_bytes_do() {
+        let mut w = BodyWatch::default();
+        // Blank lines, then a head split across reads, ending in a bare LF.
+        assert!(!w.read(b"\r\nPOST / HTTP/1.1\r\nhost: t\r", Some(2)));
+        assert!(!w.read(b"\ncontent-length: 5\n\nab", None));
+        assert!(!w.head(Some(5)), "two of five body bytes are in");
+        assert!(!w.read(b"cd", None));
+        assert!(w.read(b"eGET", None), "the last byte, and more after it");
+        // A body read with its head is in at once.
+        let mut w = BodyWatch::default();
+        assert!(!w.read(b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi", Some(0)));
+        assert!(w.head(Some(2)));
+        // Unknown length: left to the response.
+        let mut w = BodyWatch::default();
+        assert!(!w.read(b"POST / HTTP/1.1\r\n\r\n5\r\nhello", Some(0)));
+        assert!(!w.head(None));
+        assert!(!w.read(b"\r\n0\r\n\r\n", None));
     }
 }

@@ -3,12 +3,18 @@
 //! The handler gets a [`RawConn`] per connection and marks where requests
 //! begin and end; the first bytes read while the connection is New or Idle
 //! mark the begin on their own (turn that off with
-//! [`RawConn::set_auto_begin`]). The core's decisions reach the handler as:
+//! [`RawConn::set_auto_begin`]); [`RawConn::headers_complete`] and
+//! [`RawConn::body_complete`] mark how far the request has been read, for
+//! the header and body timeouts. Write stalls are seen on their own: a
+//! write that finds the socket full, and the next that gets through, are
+//! reported for [`Config::write_timeout`](lameduck_core::Config::write_timeout).
+//! The core's decisions reach the handler as:
 //! reads that return end-of-stream and writes that fail once the server has
 //! closed the connection (idle at the drain, never sent within the grace,
 //! timeouts), [`RawConn::keep_alive`] turning `false` and the
 //! [`Notice`] firing when the current request must be the last. At the
-//! shutdown deadline (or on `close()`) the handler's future is dropped.
+//! shutdown deadline, on `close()`, or at a body or write timeout, the
+//! handler's future is dropped.
 
 use std::fmt;
 use std::future::Future;
@@ -19,7 +25,9 @@ use std::task::{Context, Poll, ready};
 
 use futures_lite::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use lameduck_core::ConnId;
+use std::time::Instant;
+
+use lameduck_core::{ConnId, Error, Server};
 
 use crate::conn::{ConnIo, Notice};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
@@ -119,6 +127,35 @@ impl<R: Runtime> RawConn<R> {
             .is_ok();
         self.in_request = ok;
         ok
+    }
+
+    /// Marks the current request's head read; its body, if any, follows.
+    /// The header timeout ends and the body timeout
+    /// ([`Config::body_timeout`](lameduck_core::Config::body_timeout))
+    /// starts. Harmless outside a request. `false`: the server has closed
+    /// the connection.
+    pub fn headers_complete(&mut self) -> bool {
+        self.report(Server::headers_complete)
+    }
+
+    /// Marks the current request read completely (head and body): neither
+    /// the header nor the body timeout applies any more. Without
+    /// [`headers_complete`](Self::headers_complete) before, it marks both at
+    /// once. Harmless outside a request. `false`: the server has closed the
+    /// connection.
+    pub fn body_complete(&mut self) -> bool {
+        self.report(Server::body_complete)
+    }
+
+    fn report(&mut self, event: fn(&mut Server, ConnId, Instant) -> Result<(), Error>) -> bool {
+        if self.hijacked || !self.in_request {
+            return !self.hijacked && !self.is_closed();
+        }
+        let id = self.io.id;
+        self.io
+            .driver
+            .input(|core, now| event(core, id, now))
+            .is_ok()
     }
 
     /// Marks the current request's response completely written (Active →

@@ -92,6 +92,13 @@ pub enum CloseReason {
     IdleTimeout,
     /// Request head not complete within [`Config::header_timeout`](crate::Config::header_timeout).
     HeaderTimeout,
+    /// Request body not complete within [`Config::body_timeout`](crate::Config::body_timeout)
+    /// of its head. Forced: the request is cut off mid-way.
+    BodyTimeout,
+    /// A response write blocked (the peer not reading) for
+    /// [`Config::write_timeout`](crate::Config::write_timeout) without
+    /// progress. Forced: the response is cut off mid-way.
+    WriteTimeout,
     /// Still open at the shutdown deadline: forced.
     Deadline,
     /// [`Server::close`](crate::Server::close): everything at once.
@@ -99,22 +106,36 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The connection is cut off mid-work ([`CloseReason::Deadline`],
-    /// [`CloseReason::ServerClosed`]): close it at once. For every other
-    /// reason the connection is between requests or its response is complete:
-    /// close it gently — shut the write side, then discard input briefly
-    /// before closing — so that unread input (a pipelined request) does not
-    /// make the kernel send a reset that destroys the response in flight (Go:
-    /// `closeWriteAndWait`, `rstAvoidanceDelay`).
+    /// The connection is cut off mid-work — at the shutdown deadline
+    /// ([`CloseReason::Deadline`]), by [`Server::close`](crate::Server::close)
+    /// ([`CloseReason::ServerClosed`]), or in the middle of a request by a
+    /// slow client ([`CloseReason::BodyTimeout`], [`CloseReason::WriteTimeout`]):
+    /// close it at once (an ordinary close, no deliberate reset). There is
+    /// no complete response to protect, and a client that stopped reading
+    /// or trickles its body is not worth another moment of a descriptor.
+    /// For every other reason the connection is between requests or its
+    /// response is complete: close it gently — shut the write side, then
+    /// discard input briefly before closing — so that unread input (a
+    /// pipelined request) does not make the kernel send a reset that
+    /// destroys the response in flight (Go: `closeWriteAndWait`,
+    /// `rstAvoidanceDelay`).
     ///
     /// ```
     /// use lameduck_core::CloseReason;
     /// assert!(CloseReason::Deadline.is_forced());
+    /// assert!(CloseReason::WriteTimeout.is_forced());
     /// assert!(!CloseReason::KeepAliveOff.is_forced());
+    /// assert!(!CloseReason::HeaderTimeout.is_forced());
     /// ```
     #[must_use]
     pub fn is_forced(self) -> bool {
-        matches!(self, CloseReason::Deadline | CloseReason::ServerClosed)
+        matches!(
+            self,
+            CloseReason::Deadline
+                | CloseReason::ServerClosed
+                | CloseReason::BodyTimeout
+                | CloseReason::WriteTimeout
+        )
     }
 }
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 ///     ..Config::default()
 /// };
 /// assert_eq!(config.new_conn_grace, Duration::from_secs(5));
+/// assert_eq!(config.body_timeout, None);
+/// assert_eq!(config.write_timeout, None);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -74,6 +76,40 @@ pub struct Config {
     /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
     /// ```
     pub header_timeout: Option<Duration>,
+    /// A request body must be read completely this long after its head was
+    /// (after [`headers_complete`](crate::Server::headers_complete), until
+    /// [`body_complete`](crate::Server::body_complete)): a hard bound on the
+    /// whole body, however steadily its bytes trickle in, as
+    /// [`header_timeout`](Self::header_timeout) is on the head. Together they
+    /// are Go's `ReadTimeout`. The time counts whether the client is slow or
+    /// the application reads late; a request without a body (the adapter
+    /// reports `body_complete` with the head) is not subject to it. Expiry
+    /// closes the connection by force ([`CloseReason::BodyTimeout`](crate::CloseReason::BodyTimeout)).
+    /// `None`: no limit. Default `None`, as in Go: only the application knows
+    /// how large and how slow its uploads may legitimately be (at 1 MB/s a
+    /// 100 MB upload takes 100 s). Set it to the largest body you accept
+    /// divided by the slowest client bandwidth you serve.
+    pub body_timeout: Option<Duration>,
+    /// A response write may be blocked this long without progress: a
+    /// *stall* timeout, from [`write_blocked`](crate::Server::write_blocked)
+    /// (the socket accepts no more bytes: the peer is not reading) to
+    /// [`write_unblocked`](crate::Server::write_unblocked) (it accepted
+    /// some), counted only while a request is in progress (from its start
+    /// if the write blocked before). A slow but progressing client is never
+    /// cut, however long its response takes (a large download, a
+    /// server-sent event stream); a client that stops reading is closed by
+    /// force this long after its socket filled ([`CloseReason::WriteTimeout`](crate::CloseReason::WriteTimeout)).
+    ///
+    /// Unlike Go's `WriteTimeout` (a deadline on the whole response from the
+    /// end of the request head, which kills long streams), only a stall
+    /// counts; and the adapter reports only the edges (the first write that
+    /// finds the socket full, the next that gets through), not every write,
+    /// so a response that never fills the socket costs nothing. `None`: no
+    /// limit (the shutdown deadline still bounds a drain). Default `None`,
+    /// as Go's: a client may deliberately stop reading for a while
+    /// (backpressure); 30–60 s (nginx's `send_timeout` is 60 s) suits most
+    /// HTTP servers.
+    pub write_timeout: Option<Duration>,
     /// How long [`shutdown`](crate::Server::shutdown) stays in
     /// [`Phase::LameDuck`](crate::Phase::LameDuck) before draining: listeners
     /// keep accepting and requests are served, but readiness reports draining
@@ -112,6 +148,8 @@ impl Default for Config {
             new_conn_grace: Duration::from_secs(5),
             idle_timeout: None,
             header_timeout: None,
+            body_timeout: None,
+            write_timeout: None,
             lame_duck: Duration::ZERO,
             keep_alives: true,
             wait_for_hijacked: false,

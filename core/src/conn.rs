@@ -81,6 +81,8 @@ pub(crate) enum Timer {
     None,
     /// Request head not complete in time (`Config::header_timeout`).
     Header,
+    /// Request body not complete in time (`Config::body_timeout`).
+    Body,
     /// Idle too long between requests (`Config::idle_timeout`).
     Idle,
     /// A New connection, draining, silent for `Config::new_conn_grace`.
@@ -88,7 +90,7 @@ pub(crate) enum Timer {
 }
 
 /// The stored stage of a slot: [`ConnState`] with the Active state split by
-/// whether the request head is complete, plus the vacant slot states.
+/// how much of the request has been read, plus the vacant slot states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Stage {
@@ -99,7 +101,9 @@ pub(crate) enum Stage {
     New,
     /// Active, request head not complete yet.
     ReadingHead,
-    /// Active, head complete (body and response under way).
+    /// Active, head complete, body not read completely yet (or not reported).
+    ReadingBody,
+    /// Active, the whole request read: the response under way.
     Active,
     Idle,
     Hijacked,
@@ -110,23 +114,61 @@ impl Stage {
         match self {
             Stage::Vacant | Stage::Retired => ConnState::Closed,
             Stage::New => ConnState::New,
-            Stage::ReadingHead | Stage::Active => ConnState::Active,
+            Stage::ReadingHead | Stage::ReadingBody | Stage::Active => ConnState::Active,
             Stage::Idle => ConnState::Idle,
             Stage::Hijacked => ConnState::Hijacked,
         }
     }
+
+    /// A request is in progress (the write timeout applies).
+    pub(crate) fn in_request(self) -> bool {
+        matches!(
+            self,
+            Stage::ReadingHead | Stage::ReadingBody | Stage::Active
+        )
+    }
 }
 
 /// One connection's record: 32 bytes.
+///
+/// A connection has at most two deadlines at once: its stage's `timer`
+/// (header, body, idle or grace) and, while a request is in progress, the
+/// write stall. It is due at the earlier ([`Slot::due`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
-    pub(crate) accepted_at: Nanos,
+    /// While [`Stage::New`]: when it was accepted (its grace and first
+    /// header timer count from it). While a request is in progress
+    /// ([`Stage::in_request`]): when its blocked write times out,
+    /// [`Nanos::NEVER`] if none is blocked (or there is no write timeout).
+    /// Otherwise unused. One field serves both, since a connection is never
+    /// New and in a request at once: the slot stays 32 bytes.
+    pub(crate) mark: Nanos,
     /// When `timer` fires; [`Nanos::NEVER`] when no timer is armed.
     pub(crate) deadline: Nanos,
     pub(crate) generation: u32,
     pub(crate) listener: ListenerId,
     pub(crate) stage: Stage,
     pub(crate) timer: Timer,
+    /// A write is blocked: reported blocked and not unblocked since.
+    pub(crate) write_blocked: bool,
+}
+
+impl Slot {
+    /// When the connection is next due: its timer's deadline or, in a
+    /// request, its write stall's, whichever is earlier.
+    pub(crate) fn due(&self) -> Nanos {
+        if self.stage.in_request() {
+            self.deadline.min(self.mark)
+        } else {
+            self.deadline
+        }
+    }
+
+    /// Whether the write stall is what is due at [`Slot::due`] (the
+    /// stage's timer wins a tie).
+    pub(crate) fn write_stall_due(&self) -> bool {
+        self.stage.in_request() && self.mark < self.deadline
+    }
 }
 
 /// What a [`ConnId`] refers to now.
@@ -159,12 +201,13 @@ impl ConnTable {
                 let index = u32::try_from(self.slots.len())
                     .expect("more than 4 billion simultaneous connections cannot be open");
                 self.slots.push(Slot {
-                    accepted_at: now,
+                    mark: now,
                     deadline: Nanos::NEVER,
                     generation: 0,
                     listener,
                     stage: Stage::Vacant,
                     timer: Timer::None,
+                    write_blocked: false,
                 });
                 index
             }
@@ -175,11 +218,12 @@ impl ConnTable {
             Stage::Vacant,
             "the free list holds vacant slots only"
         );
-        slot.accepted_at = now;
+        slot.mark = now;
         slot.deadline = Nanos::NEVER;
         slot.listener = listener;
         slot.stage = Stage::New;
         slot.timer = Timer::None;
+        slot.write_blocked = false;
         self.live += 1;
         ConnId {
             index,
@@ -233,6 +277,7 @@ impl ConnTable {
             "remove() takes live ids only"
         );
         slot.deadline = Nanos::NEVER;
+        slot.mark = Nanos::NEVER;
         slot.timer = Timer::None;
         self.live -= 1;
         match slot.generation.checked_add(1) {

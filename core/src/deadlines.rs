@@ -2,7 +2,7 @@
 //!
 //! Re-arming a connection's timer pushes a new entry and leaves the old one in
 //! place; an entry is *current* only while its slot still holds the same
-//! generation and the same deadline. Stale entries are dropped when they reach
+//! generation and is due at the same time ([`Slot::due`](crate::conn::Slot::due)). Stale entries are dropped when they reach
 //! the top, and the heap is compacted in place when they outnumber the live
 //! connections, so memory stays proportional to the connections and steady
 //! state allocates nothing.
@@ -25,7 +25,7 @@ impl Entry {
     fn is_current(&self, conns: &ConnTable) -> bool {
         conns
             .live_at(self.index, self.generation)
-            .is_some_and(|slot| slot.deadline == self.at)
+            .is_some_and(|slot| slot.due() == self.at)
     }
 }
 
@@ -35,8 +35,8 @@ pub(crate) struct DeadlineQueue {
 }
 
 impl DeadlineQueue {
-    /// Records that `id`'s deadline is now `at` (which the caller has stored
-    /// in the slot). Earlier entries for `id` become stale.
+    /// Records that `id` is now due at `at` (which the caller has stored in
+    /// the slot). Earlier entries for `id` become stale.
     pub(crate) fn arm(&mut self, id: ConnId, at: Nanos, conns: &ConnTable) {
         if at.is_never() {
             return;

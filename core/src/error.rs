@@ -53,6 +53,8 @@ pub enum ConnEvent {
     RequestStarted,
     /// [`Server::headers_complete`](crate::Server::headers_complete)
     HeadersComplete,
+    /// [`Server::body_complete`](crate::Server::body_complete)
+    BodyComplete,
     /// [`Server::response_done`](crate::Server::response_done)
     ResponseDone,
     /// [`Server::hijack`](crate::Server::hijack)

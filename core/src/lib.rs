@@ -14,6 +14,10 @@
 //! 1. **Inputs.** Report every event as it happens, with the current time:
 //!    [`accept`](Server::accept), [`request_started`](Server::request_started)
 //!    (first byte of a request read), [`headers_complete`](Server::headers_complete),
+//!    [`body_complete`](Server::body_complete) (request body read to its end),
+//!    [`write_blocked`](Server::write_blocked) and
+//!    [`write_unblocked`](Server::write_unblocked) (a write found the socket
+//!    full, and later got through: edges only, not every write),
 //!    [`response_done`](Server::response_done) (response fully written),
 //!    [`hijack`](Server::hijack), [`closed`](Server::closed); and the
 //!    commands [`shutdown`](Server::shutdown), [`close`](Server::close),
@@ -94,6 +98,9 @@
 //! | request bytes on an idle conn after shutdown began: closed unanswered | the same: [`Error::ConnClosed`] from [`Server::request_started`] |
 //! | hijacked conns forgotten; `RegisterOnShutdown` hooks not awaited | [`Action::NotifyHijacked`]; hooks awaited ([`Config::shutdown_hooks`]) up to the deadline; opt-in [`Config::wait_for_hijacked`] |
 //! | `Shutdown(ctx)` returns at the deadline and leaves conns open | the deadline closes what remains; [`Outcome::forced`] counts it |
+//! | `ReadHeaderTimeout` | [`Config::header_timeout`] |
+//! | `ReadTimeout` (head and body, as a read deadline) | [`Config::header_timeout`] for the head, then [`Config::body_timeout`] for the body, from the head's end: exact deadlines that close the connection ([`CloseReason::BodyTimeout`]) |
+//! | `WriteTimeout` (a deadline on the whole response) | [`Config::write_timeout`]: a *stall* timeout — no write progress for that long — so long streams live while stuck clients go ([`CloseReason::WriteTimeout`]) |
 //! | `Close()` | [`Server::close`] |
 //! | `doneChan` closed once | [`Action::Done`] once; [`done_signal`] for any executor |
 //!

@@ -48,7 +48,7 @@ impl Counts {
     fn of(&mut self, stage: Stage) -> Option<&mut usize> {
         match stage {
             Stage::New => Some(&mut self.new),
-            Stage::ReadingHead | Stage::Active => Some(&mut self.active),
+            Stage::ReadingHead | Stage::ReadingBody | Stage::Active => Some(&mut self.active),
             Stage::Idle => Some(&mut self.idle),
             Stage::Hijacked => Some(&mut self.hijacked),
             Stage::Vacant | Stage::Retired => None,
@@ -348,6 +348,13 @@ impl Server {
         if !matches!(stage, Stage::New | Stage::Idle) {
             return Err(self.invalid(conn, stage, ConnEvent::RequestStarted));
         }
+        // A write already blocked counts against this request from its start.
+        // (Set before the stage: outside a request the mark is not a deadline.)
+        let slot = self.conns.slot_mut(conn);
+        slot.mark = match self.config.write_timeout {
+            Some(d) if slot.write_blocked => now.after(d),
+            _ => Nanos::NEVER,
+        };
         self.set_stage(conn, Stage::ReadingHead);
         match self.config.header_timeout {
             Some(d) => self.arm(conn, Timer::Header, now.after(d)),
@@ -357,8 +364,9 @@ impl Server {
         Ok(())
     }
 
-    /// The request head is complete: the header timeout no longer applies.
-    /// Idempotent while Active.
+    /// The request head is complete: the header timeout no longer applies,
+    /// and the body timeout ([`Config::body_timeout`]) starts. Idempotent
+    /// while Active: it never restarts the body timeout.
     ///
     /// ```
     /// # use std::time::{Duration, Instant};
@@ -377,11 +385,140 @@ impl Server {
         let now = self.enter(now);
         match self.live_stage(conn)? {
             Stage::ReadingHead => {
+                self.set_stage(conn, Stage::ReadingBody);
+                match self.config.body_timeout {
+                    Some(d) => self.arm(conn, Timer::Body, now.after(d)),
+                    None => self.arm(conn, Timer::None, Nanos::NEVER),
+                }
+            }
+            Stage::ReadingBody | Stage::Active => {}
+            stage => return Err(self.invalid(conn, stage, ConnEvent::HeadersComplete)),
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The request has been read completely — its body to the end — or the
+    /// application is done with it (it answered without reading the rest):
+    /// the body timeout ([`Config::body_timeout`]) no longer applies. Implies
+    /// [`headers_complete`](Self::headers_complete) when reported before it,
+    /// so a request without a body needs this one call. Idempotent while
+    /// Active. An adapter that never reports it only forgoes the body
+    /// timeout.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Action, CloseReason, Config, ConnState, Server};
+    /// let t0 = Instant::now();
+    /// let at = |ms| t0 + Duration::from_millis(ms);
+    /// let config = Config { body_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let upload = server.accept(l, at(0)).unwrap();
+    /// server.request_started(upload, at(0)).unwrap();
+    /// server.headers_complete(upload, at(10)).unwrap();
+    /// assert_eq!(server.poll_timeout(), Some(at(1_010)), "the whole body by then");
+    /// server.body_complete(upload, at(900)).unwrap();
+    /// assert_eq!(server.poll_timeout(), None);
+    ///
+    /// let stuck = server.accept(l, at(1_000)).unwrap();
+    /// server.request_started(stuck, at(1_000)).unwrap();
+    /// server.headers_complete(stuck, at(1_000)).unwrap();
+    /// server.handle_timeout(at(2_000));
+    /// assert_eq!(
+    ///     server.poll_action(),
+    ///     Some(Action::CloseConn { conn: stuck, reason: CloseReason::BodyTimeout })
+    /// );
+    /// assert_eq!(server.conn_state(upload), Ok(ConnState::Active));
+    /// ```
+    pub fn body_complete(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        match self.live_stage(conn)? {
+            Stage::ReadingHead | Stage::ReadingBody => {
                 self.set_stage(conn, Stage::Active);
                 self.arm(conn, Timer::None, Nanos::NEVER);
             }
             Stage::Active => {}
-            stage => return Err(self.invalid(conn, stage, ConnEvent::HeadersComplete)),
+            stage => return Err(self.invalid(conn, stage, ConnEvent::BodyComplete)),
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// A write to the connection found its socket full: nothing more can be
+    /// written until the peer reads. Report the edge only — the first write
+    /// that would block, not each one — and
+    /// [`write_unblocked`](Self::write_unblocked) when a write gets through
+    /// again. While a request is in progress, the connection is closed by
+    /// force ([`CloseReason::WriteTimeout`]) if the write stays blocked for
+    /// [`Config::write_timeout`] (counted from the request's start if it
+    /// blocked before). Idempotent while blocked: the stall counts from the
+    /// first report. Harmless for a hijacked connection (never closed by the
+    /// core).
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Action, CloseReason, Config, Server};
+    /// let t0 = Instant::now();
+    /// let at = |ms| t0 + Duration::from_millis(ms);
+    /// let config = Config { write_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, at(0)).unwrap();
+    /// server.request_started(c, at(0)).unwrap();
+    /// server.body_complete(c, at(0)).unwrap();
+    /// // A long stream: the socket fills now and then, and drains again.
+    /// server.write_blocked(c, at(5_000)).unwrap();
+    /// server.write_unblocked(c, at(5_900)).unwrap();
+    /// server.write_blocked(c, at(9_000)).unwrap();
+    /// assert_eq!(server.poll_timeout(), Some(at(10_000)));
+    /// // Then the client stops reading.
+    /// server.handle_timeout(at(10_000));
+    /// assert_eq!(
+    ///     server.poll_action(),
+    ///     Some(Action::CloseConn { conn: c, reason: CloseReason::WriteTimeout })
+    /// );
+    /// ```
+    pub fn write_blocked(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        let slot = self.conns.slot_mut(conn);
+        if stage != Stage::Hijacked && !slot.write_blocked {
+            slot.write_blocked = true;
+            if let (true, Some(d)) = (stage.in_request(), self.config.write_timeout) {
+                self.set_mark(conn, now.after(d));
+            }
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// A write got through after [`write_blocked`](Self::write_blocked): the
+    /// peer is reading again, and the write stall ends. Idempotent.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { write_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, t0).unwrap();
+    /// server.request_started(c, t0).unwrap();
+    /// server.write_blocked(c, t0).unwrap();
+    /// assert_eq!(server.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    /// server.write_unblocked(c, t0).unwrap();
+    /// assert_eq!(server.poll_timeout(), None);
+    /// ```
+    pub fn write_unblocked(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        let slot = self.conns.slot_mut(conn);
+        if slot.write_blocked {
+            slot.write_blocked = false;
+            if stage.in_request() {
+                self.set_mark(conn, Nanos::NEVER);
+            }
         }
         self.run_timers(now);
         Ok(())
@@ -443,12 +580,14 @@ impl Server {
     ) -> Result<(), Error> {
         let now = self.enter(now);
         let stage = self.live_stage(conn)?;
-        if !matches!(stage, Stage::ReadingHead | Stage::Active) {
+        if !stage.in_request() {
             return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
         }
         let promised = kept_alive && self.config.keep_alives && self.phase.is_delay();
         if self.keep_alive() || promised {
             self.set_stage(conn, Stage::Idle);
+            // Outside a request a blocked write is not timed.
+            self.conns.slot_mut(conn).mark = Nanos::NEVER;
             match self.config.idle_timeout {
                 Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
                 None => self.arm(conn, Timer::None, Nanos::NEVER),
@@ -486,6 +625,7 @@ impl Server {
             return Err(self.invalid(conn, stage, ConnEvent::Hijack));
         }
         self.set_stage(conn, Stage::Hijacked);
+        self.conns.slot_mut(conn).mark = Nanos::NEVER;
         self.arm(conn, Timer::None, Nanos::NEVER);
         if self.phase == Phase::Draining {
             self.actions.push_back(Action::NotifyHijacked(conn));
@@ -983,12 +1123,16 @@ impl Server {
             self.begin_drain(now);
         }
         while let Some(conn) = self.deadlines.pop_due(now, &self.conns) {
-            let reason = match self.conns.slot(conn).timer {
+            let slot = self.conns.slot(conn);
+            let reason = match slot.timer {
+                _ if slot.write_stall_due() => CloseReason::WriteTimeout,
                 Timer::Header => CloseReason::HeaderTimeout,
+                Timer::Body => CloseReason::BodyTimeout,
                 Timer::Idle => CloseReason::IdleTimeout,
                 Timer::NewConnGrace => CloseReason::NewConnGrace,
                 // A slot's deadline is NEVER exactly when its timer is None,
-                // and NEVER is never pushed nor due.
+                // NEVER is never pushed nor due, and a due write stall is
+                // handled above.
                 Timer::None => unreachable!("a due deadline always has a timer"),
             };
             self.close_conn(conn, reason);
@@ -1027,9 +1171,25 @@ impl Server {
         }
     }
 
-    fn set_stage(&mut self, conn: ConnId, to: Stage) {
+    /// Changes a live slot with `change`, then indexes the time it is due
+    /// at if that changed. Every change to what [`Slot::due`] reads goes
+    /// through here, so each live slot that is due at all has a current
+    /// entry in the deadline queue.
+    ///
+    /// [`Slot::due`]: crate::conn::Slot::due
+    fn update(&mut self, conn: ConnId, change: impl FnOnce(&mut crate::conn::Slot)) {
         let slot = self.conns.slot_mut(conn);
-        let from = std::mem::replace(&mut slot.stage, to);
+        let before = slot.due();
+        change(slot);
+        let after = slot.due();
+        if after != before {
+            self.deadlines.arm(conn, after, &self.conns);
+        }
+    }
+
+    fn set_stage(&mut self, conn: ConnId, to: Stage) {
+        let from = self.conns.slot(conn).stage;
+        self.update(conn, |slot| slot.stage = to);
         if let Some(n) = self.counts.of(from) {
             *n -= 1;
         }
@@ -1039,15 +1199,16 @@ impl Server {
     }
 
     fn arm(&mut self, conn: ConnId, timer: Timer, at: Nanos) {
-        let (timer, at) = if at.is_never() {
-            (Timer::None, at)
-        } else {
-            (timer, at)
-        };
-        let slot = self.conns.slot_mut(conn);
-        slot.timer = timer;
-        slot.deadline = at;
-        self.deadlines.arm(conn, at, &self.conns);
+        let timer = if at.is_never() { Timer::None } else { timer };
+        self.update(conn, |slot| {
+            slot.timer = timer;
+            slot.deadline = at;
+        });
+    }
+
+    /// Sets the write-stall deadline of a connection in a request.
+    fn set_mark(&mut self, conn: ConnId, at: Nanos) {
+        self.update(conn, |slot| slot.mark = at);
     }
 
     /// The timer of a New connection accepted at `accepted_at`: the header
@@ -1127,10 +1288,7 @@ impl Server {
             let Some(conn) = self.conns.live_id(index) else {
                 continue;
             };
-            if matches!(
-                self.conns.slot(conn).stage,
-                Stage::ReadingHead | Stage::Active
-            ) {
+            if self.conns.slot(conn).stage.in_request() {
                 self.actions.push_back(Action::FinishAndClose(conn));
             }
         }
@@ -1157,7 +1315,7 @@ impl Server {
             };
             let (stage, accepted_at) = {
                 let slot = self.conns.slot(conn);
-                (slot.stage, slot.accepted_at)
+                (slot.stage, slot.mark)
             };
             match stage {
                 Stage::Idle => self.close_conn(conn, CloseReason::Drain),
@@ -1174,7 +1332,11 @@ impl Server {
                     }
                 }
                 Stage::Hijacked => self.actions.push_back(Action::NotifyHijacked(conn)),
-                Stage::ReadingHead | Stage::Active | Stage::Vacant | Stage::Retired => {}
+                Stage::ReadingHead
+                | Stage::ReadingBody
+                | Stage::Active
+                | Stage::Vacant
+                | Stage::Retired => {}
             }
         }
         self.maybe_complete();

@@ -740,6 +740,262 @@ fn a_request_racing_its_idle_timeout_finds_the_conn_closed() {
     );
 }
 
+// ----- body and write timeouts (Go's ReadTimeout and WriteTimeout, reshaped) ------
+
+/// One nanosecond before `t`: every deadline is checked on both sides of it.
+fn just_before(t: Instant) -> Instant {
+    t - Duration::from_nanos(1)
+}
+
+fn closes(conn: ConnId, reason: CloseReason) -> Vec<Action> {
+    vec![Action::CloseConn { conn, reason }]
+}
+
+#[test]
+fn body_timeout_boundary_is_exact_and_counts_from_the_head() {
+    let config = Config {
+        header_timeout: Some(Duration::from_secs(1)),
+        body_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = server.accept(l, clock.ms(0)).unwrap();
+    server.request_started(c, clock.ms(100)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(1_100)), "the head's");
+    server.headers_complete(c, clock.ms(900)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(2_900)), "the body's");
+    // A repeated head report does not restart it.
+    server.headers_complete(c, clock.ms(1_000)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(2_900)));
+    server.handle_timeout(just_before(clock.ms(2_900)));
+    assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+    assert!(drain(&mut server).is_empty());
+    server.handle_timeout(clock.ms(2_900));
+    assert_eq!(drain(&mut server), closes(c, CloseReason::BodyTimeout));
+    assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    assert!(CloseReason::BodyTimeout.is_forced());
+}
+
+#[test]
+fn a_complete_body_stops_the_body_timeout_and_a_bodiless_request_never_starts_it() {
+    let config = Config {
+        header_timeout: Some(Duration::from_secs(1)),
+        body_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let upload = server.accept(l, clock.ms(0)).unwrap();
+    server.request_started(upload, clock.ms(0)).unwrap();
+    server.headers_complete(upload, clock.ms(0)).unwrap();
+    server
+        .body_complete(upload, just_before(clock.ms(2_000)))
+        .unwrap();
+    // Reported once more, and a late head report: neither restarts a timer.
+    server.body_complete(upload, clock.ms(2_000)).unwrap();
+    server.headers_complete(upload, clock.ms(2_000)).unwrap();
+    // A request without a body: one report for head and body.
+    let get = server.accept(l, clock.ms(0)).unwrap();
+    server.request_started(get, clock.ms(0)).unwrap();
+    server.body_complete(get, clock.ms(10)).unwrap();
+    assert_eq!(server.poll_timeout(), None, "neither head nor body timed");
+    server.handle_timeout(clock.ms(60_000));
+    assert_eq!(server.conn_state(upload), Ok(ConnState::Active));
+    assert_eq!(server.conn_state(get), Ok(ConnState::Active));
+    assert!(drain(&mut server).is_empty());
+    // Outside a request it is a caller mistake.
+    server.response_done(get, clock.ms(60_000)).unwrap();
+    assert_eq!(
+        server.body_complete(get, clock.ms(60_000)),
+        Err(Error::InvalidTransition {
+            conn: get,
+            state: ConnState::Idle,
+            event: ConnEvent::BodyComplete
+        })
+    );
+    let fresh = server.accept(l, clock.ms(60_000)).unwrap();
+    assert!(matches!(
+        server.body_complete(fresh, clock.ms(60_000)),
+        Err(Error::InvalidTransition {
+            event: ConnEvent::BodyComplete,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn without_a_body_timeout_a_slow_body_is_bounded_only_by_shutdown() {
+    let (clock, mut server, l) = setup(Config::default());
+    let c = active_conn(&mut server, l, clock.ms(0));
+    assert_eq!(server.poll_timeout(), None);
+    server.handle_timeout(clock.ms(3_600_000));
+    assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+}
+
+#[test]
+fn write_timeout_boundary_is_exact_and_counts_from_the_block() {
+    let config = Config {
+        write_timeout: Some(Duration::from_secs(3)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = active_conn(&mut server, l, clock.ms(0));
+    server.body_complete(c, clock.ms(0)).unwrap();
+    assert_eq!(server.poll_timeout(), None, "writing freely is not timed");
+    server.write_blocked(c, clock.ms(1_000)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(4_000)));
+    // Idempotent while blocked: the stall counts from the first report.
+    server.write_blocked(c, clock.ms(2_000)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(4_000)));
+    server.handle_timeout(just_before(clock.ms(4_000)));
+    assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+    assert!(drain(&mut server).is_empty());
+    server.handle_timeout(clock.ms(4_000));
+    assert_eq!(drain(&mut server), closes(c, CloseReason::WriteTimeout));
+    assert!(CloseReason::WriteTimeout.is_forced());
+    assert_eq!(
+        server.write_unblocked(c, clock.ms(4_000)),
+        Err(Error::ConnClosed(c)),
+        "a write that got through too late"
+    );
+}
+
+#[test]
+fn a_slow_but_progressing_response_is_never_cut() {
+    let config = Config {
+        write_timeout: Some(Duration::from_secs(1)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = active_conn(&mut server, l, clock.ms(0));
+    // An hour-long stream whose socket fills every second and drains a
+    // nanosecond before the stall would count.
+    for second in 0..3_600u64 {
+        let blocked = clock.ms(second * 1_000);
+        server.write_blocked(c, blocked).unwrap();
+        let progress = just_before(blocked + Duration::from_secs(1));
+        server.handle_timeout(progress);
+        server.write_unblocked(c, progress).unwrap();
+    }
+    assert!(drain(&mut server).is_empty());
+    assert_eq!(server.poll_timeout(), None);
+    server.response_done(c, clock.ms(3_600_000)).unwrap();
+    assert_eq!(server.conn_state(c), Ok(ConnState::Idle));
+}
+
+#[test]
+fn a_write_blocked_outside_a_request_counts_from_the_next_request() {
+    let config = Config {
+        write_timeout: Some(Duration::from_secs(1)),
+        idle_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = idle_conn(&mut server, l, clock.ms(0));
+    // Blocked while Idle (a raw protocol's own write): only the idle timer.
+    server.write_blocked(c, clock.ms(1_000)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(10_000)));
+    server.request_started(c, clock.ms(5_000)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(6_000)));
+    // The response completes while a write is still reported blocked: the
+    // stall no longer counts, the idle timer does.
+    server.response_done(c, clock.ms(5_500)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(clock.ms(15_500)));
+    server.write_unblocked(c, clock.ms(5_600)).unwrap();
+    server.request_started(c, clock.ms(7_000)).unwrap();
+    assert_eq!(server.poll_timeout(), None, "unblocked: nothing timed");
+    // And a New connection, blocked before its first request.
+    let early = server.accept(l, clock.ms(7_000)).unwrap();
+    server.write_blocked(early, clock.ms(7_000)).unwrap();
+    assert_eq!(server.poll_timeout(), None);
+    server.request_started(early, clock.ms(8_000)).unwrap();
+    server.handle_timeout(just_before(clock.ms(9_000)));
+    assert!(drain(&mut server).is_empty());
+    server.handle_timeout(clock.ms(9_000));
+    assert_eq!(drain(&mut server), closes(early, CloseReason::WriteTimeout));
+}
+
+#[test]
+fn body_and_write_timeouts_together_the_earlier_fires_and_each_survives_the_other() {
+    let config = Config {
+        body_timeout: Some(Duration::from_secs(10)),
+        write_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    // A response written while the body is still read (an early answer).
+    let a = active_conn(&mut server, l, clock.ms(0));
+    assert_eq!(server.poll_timeout(), Some(clock.ms(10_000)));
+    server.write_blocked(a, clock.ms(1_000)).unwrap();
+    assert_eq!(
+        server.poll_timeout(),
+        Some(clock.ms(3_000)),
+        "the stall first"
+    );
+    server.write_unblocked(a, clock.ms(2_000)).unwrap();
+    assert_eq!(
+        server.poll_timeout(),
+        Some(clock.ms(10_000)),
+        "the body again"
+    );
+    server.write_blocked(a, clock.ms(5_000)).unwrap();
+    server.body_complete(a, clock.ms(6_000)).unwrap();
+    assert_eq!(
+        server.poll_timeout(),
+        Some(clock.ms(7_000)),
+        "the stall still"
+    );
+    server.handle_timeout(clock.ms(7_000));
+    assert_eq!(drain(&mut server), closes(a, CloseReason::WriteTimeout));
+    // Both due at once: the body's timeout is the reason.
+    let b = active_conn(&mut server, l, clock.ms(10_000));
+    server.write_blocked(b, clock.ms(18_000)).unwrap();
+    server.handle_timeout(clock.ms(20_000));
+    assert_eq!(drain(&mut server), closes(b, CloseReason::BodyTimeout));
+}
+
+#[test]
+fn the_write_timeout_runs_on_while_draining_and_its_close_completes_the_drain() {
+    let config = Config {
+        write_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = active_conn(&mut server, l, clock.ms(0));
+    server.write_blocked(c, clock.ms(0)).unwrap();
+    server.shutdown(clock.ms(1_000), Some(clock.ms(30_000)));
+    assert!(drain(&mut server).contains(&Action::FinishAndClose(c)));
+    server.handle_timeout(clock.ms(2_000));
+    let actions = drain(&mut server);
+    assert_eq!(
+        actions[0],
+        Action::CloseConn {
+            conn: c,
+            reason: CloseReason::WriteTimeout
+        }
+    );
+    let outcome = done_outcome(&actions).expect("the last connection went");
+    assert_eq!(outcome.completion, Completion::Drained);
+    assert_eq!(outcome.forced, 0, "a timeout is not the shutdown's doing");
+}
+
+#[test]
+fn hijacked_connections_are_never_timed_for_writes() {
+    let config = Config {
+        write_timeout: Some(Duration::from_secs(1)),
+        ..Config::default()
+    };
+    let (clock, mut server, l) = setup(config);
+    let c = active_conn(&mut server, l, clock.ms(0));
+    server.write_blocked(c, clock.ms(0)).unwrap();
+    server.hijack(c, clock.ms(500)).unwrap();
+    assert_eq!(server.poll_timeout(), None);
+    server.write_blocked(c, clock.ms(600)).unwrap();
+    server.write_unblocked(c, clock.ms(700)).unwrap();
+    server.handle_timeout(clock.ms(60_000));
+    assert_eq!(server.conn_state(c), Ok(ConnState::Hijacked));
+    assert!(drain(&mut server).is_empty());
+}
+
 // ----- lame duck (beyond Go) --------------------------------------------------
 
 #[test]

@@ -45,14 +45,20 @@ fn allocations() -> u64 {
 }
 
 /// One full connection cycle with every timer kind armed and re-armed:
-/// accept → active → head → idle → active → idle → closed.
+/// accept → active → head → write stall → body → idle → active → head
+/// (and body) → idle → closed.
 fn cycle(server: &mut Server, listener: lameduck_core::ListenerId, now: Instant) -> ConnId {
     let c = server.accept(listener, now).unwrap();
     server.request_started(c, now).unwrap();
     server.headers_complete(c, now).unwrap();
+    server.write_blocked(c, now).unwrap();
+    server.write_unblocked(c, now).unwrap();
+    server.body_complete(c, now).unwrap();
+    server.write_blocked(c, now).unwrap();
+    server.write_unblocked(c, now).unwrap();
     server.response_done(c, now).unwrap();
     server.request_started(c, now).unwrap();
-    server.headers_complete(c, now).unwrap();
+    server.body_complete(c, now).unwrap();
     server.response_done(c, now).unwrap();
     let _ = server.poll_timeout();
     c
@@ -65,6 +71,8 @@ fn steady_state_transitions_do_not_allocate() {
     let config = Config {
         idle_timeout: Some(Duration::from_secs(60)),
         header_timeout: Some(Duration::from_secs(10)),
+        body_timeout: Some(Duration::from_secs(30)),
+        write_timeout: Some(Duration::from_secs(20)),
         ..Config::default()
     };
     let mut server = Server::new(config, t0);
@@ -92,7 +100,7 @@ fn steady_state_transitions_do_not_allocate() {
         let c = cycle(&mut server, l, at);
         server.closed(c, at).unwrap();
         while server.poll_action().is_some() {}
-        transitions += 8;
+        transitions += 13;
     }
     let allocated = allocations() - before;
     assert_eq!(

@@ -920,6 +920,217 @@ pub fn handed_in_streams_served_like_accepted<T: TestRuntime>() {
     assert!(server.wait_done(EVENTUALLY).0.is_graceful());
 }
 
+// ----- body and write timeouts -------------------------------------------------------
+
+/// A server with the demo routes plus `GET /big?chunks=N` (N chunks of 64
+/// KiB, counted as produced) and `POST /slow-echo` (reads the body, waits
+/// 600 ms, answers with it).
+fn timeouts_server<T: TestRuntime>(config: Config) -> (TestServer<T>, Arc<AtomicUsize>) {
+    let produced = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let produced = produced.clone();
+        http_server::<T, _, _>(config, move |rt, handle| {
+            let demo = crate::routes::router(rt.clone(), handle);
+            move |req: hyper::Request<hyper::body::Incoming>| -> crate::routes::Reply {
+                match req.uri().path() {
+                    "/big" => {
+                        let chunks: usize = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("chunks="))
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(BIG_CHUNKS);
+                        let produced = produced.clone();
+                        let body =
+                            StreamBody::new(futures_lite::stream::iter(0..chunks).map(move |_| {
+                                produced.fetch_add(BIG_CHUNK, Ordering::AcqRel);
+                                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&CHUNK)))
+                            }))
+                            .boxed_unsync();
+                        Box::pin(async move { Ok(hyper::Response::new(body)) })
+                    }
+                    "/slow-echo" => {
+                        let rt = rt.clone();
+                        Box::pin(async move {
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            lameduck::runtime::Runtime::sleep_until(
+                                &rt,
+                                Instant::now() + Duration::from_millis(600),
+                            )
+                            .await;
+                            let body = http_body_util::Full::new(body.unwrap_or_default());
+                            Ok(hyper::Response::new(body.boxed_unsync()))
+                        })
+                    }
+                    _ => demo(req),
+                }
+            }
+        })
+    };
+    (server, produced)
+}
+
+/// A body sent a byte every 50 ms after a complete head is closed by the
+/// 300 ms body timeout — not before 250 ms, within 5 s — unanswered,
+/// however steadily bytes arrive; others are served meanwhile.
+pub fn slow_body_closed_by_body_timeout<T: TestRuntime>() {
+    let timeout = Duration::from_millis(300);
+    let server = demo_server::<T>(Config {
+        header_timeout: Some(timeout),
+        body_timeout: Some(timeout),
+        ..Config::default()
+    });
+    let mut checker = Checker::start(server.addr);
+    let mut slow = connect(server.addr);
+    let sent = Instant::now();
+    slow.send(b"POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 1000\r\n\r\npart")
+        .unwrap();
+    let trickle = Trickle::start(&slow, vec![b'b'; 996], TRICKLE);
+    checker.wait_for_more(3);
+    let (bytes, _) = read_to_close(&mut slow, "slow body");
+    let after = sent.elapsed();
+    assert!(
+        bytes.is_empty(),
+        "answered {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
+    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    let trickled = trickle.finish();
+    assert!(trickled >= 2, "trickled {trickled} bytes");
+    checker.wait_for_more(3);
+    checker.finish();
+    eprintln!(
+        "[{}] slow body closed after {after:?} ({trickled} bytes trickled)",
+        T::NAME
+    );
+    wait_until("the body timeout's close event", EVENTUALLY, || {
+        server
+            .events()
+            .iter()
+            .any(|e| e.contains("request body timeout"))
+    });
+    assert_nothing_tracked(&server, "the slow body's connection gone");
+    assert_still_serving(&server);
+}
+
+/// A client that asks for a large response and never reads it is closed
+/// by the 300 ms write timeout (a stall: its socket filled) — not before
+/// 250 ms, within 5 s, long before the response is produced; others are
+/// served meanwhile, and the server tracks nothing after.
+pub fn never_reading_client_closed_by_write_timeout<T: TestRuntime>() {
+    let timeout = Duration::from_millis(300);
+    let (server, produced) = timeouts_server::<T>(Config {
+        write_timeout: Some(timeout),
+        ..Config::default()
+    });
+    let mut checker = Checker::start(server.addr);
+    let mut lazy = connect(server.addr);
+    let sent = Instant::now();
+    lazy.send_get("/big").unwrap();
+    wait_until(
+        "the write timeout's close event",
+        Duration::from_secs(5),
+        || server.events().iter().any(|e| e.contains("write timeout")),
+    );
+    let after = sent.elapsed();
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
+    checker.wait_for_more(3);
+    checker.finish();
+    let stalled_at = produced.load(Ordering::Acquire);
+    assert!(
+        stalled_at < BIG_CHUNK * BIG_CHUNKS,
+        "the whole response was written to a client that never read"
+    );
+    eprintln!(
+        "[{}] never-reading client closed after {after:?} ({} KiB produced)",
+        T::NAME,
+        stalled_at / 1024
+    );
+    assert_nothing_tracked(&server, "the never-reading connection gone");
+    // What the kernel had buffered arrives, then the end: no more.
+    let (bytes, _) = read_to_close(&mut lazy, "the never-reading client");
+    assert!(
+        bytes.len() < BIG_CHUNK * BIG_CHUNKS,
+        "{} bytes",
+        bytes.len()
+    );
+    assert_still_serving(&server);
+}
+
+/// Slow clients that keep going are not cut: a body trickled in within the
+/// body timeout and a handler that works past it after reading the body
+/// are answered; a 32 MiB response read a megabyte at a time with pauses
+/// (its socket full most of the time, each stall far shorter than the
+/// write timeout) is delivered whole though it takes longer than the write
+/// timeout.
+pub fn slow_but_progressing_clients_are_not_cut<T: TestRuntime>() {
+    use std::io::Read;
+    let (server, _) = timeouts_server::<T>(Config {
+        body_timeout: Some(Duration::from_millis(300)),
+        write_timeout: Some(Duration::from_millis(500)),
+        ..Config::default()
+    });
+    let mut checker = Checker::start(server.addr);
+    // A body over ~100 ms, then 600 ms of the handler's own work.
+    let mut uploader = connect(server.addr);
+    uploader
+        .send(b"POST /slow-echo HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\n")
+        .unwrap();
+    for byte in b"abcde" {
+        std::thread::sleep(Duration::from_millis(20));
+        uploader.send(&[*byte]).unwrap();
+    }
+    let response = uploader.read_response().expect("the slow upload's answer");
+    assert_eq!((response.status, response.text().as_str()), (200, "abcde"));
+    // A large download, read slowly.
+    let mut reader = connect(server.addr);
+    let started = Instant::now();
+    reader.send_get("/big?chunks=512").unwrap();
+    let mut stream = reader.stream();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let mut tail = Vec::new();
+    // Each pass reads about a megabyte; bounded by the response's end (or
+    // a read error, which fails the test) and the 64 MiB cap.
+    while !tail.ends_with(b"\r\n0\r\n\r\n") && total < 64 * 1024 * 1024 {
+        let mut this_round = 0;
+        while this_round < 1024 * 1024 {
+            let n = stream.read(&mut buf).expect("reading the big response");
+            assert!(n > 0, "closed after {total} bytes");
+            this_round += n;
+            tail.extend_from_slice(&buf[..n]);
+            let keep = tail.len().saturating_sub(16);
+            tail.drain(..keep);
+            if tail.ends_with(b"\r\n0\r\n\r\n") {
+                break;
+            }
+        }
+        total += this_round;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    assert!(total >= 512 * BIG_CHUNK, "{total} bytes");
+    assert!(tail.ends_with(b"\r\n0\r\n\r\n"), "the response ended");
+    assert!(took > Duration::from_millis(500), "read in {took:?}");
+    checker.wait_for_more(3);
+    checker.finish();
+    eprintln!(
+        "[{}] slow reader: {} MiB in {took:?}, not cut",
+        T::NAME,
+        total / (1024 * 1024)
+    );
+    let events = server.events();
+    assert!(!events.iter().any(|e| e.contains("timeout")), "{events:?}");
+    assert_still_serving(&server);
+}
+
 /// Instantiates every adversarial test as a `#[test]` for one
 /// [`TestRuntime`]: `lameduck_tests::adversarial!(lameduck_tests::harness::SmolRt);`
 #[macro_export]
@@ -937,6 +1148,9 @@ macro_rules! adversarial {
             garbage_bytes_get_400_or_close,
             blank_lines_are_not_a_request,
             handed_in_streams_served_like_accepted,
+            slow_body_closed_by_body_timeout,
+            never_reading_client_closed_by_write_timeout,
+            slow_but_progressing_clients_are_not_cut,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {

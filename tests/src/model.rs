@@ -34,6 +34,12 @@ pub enum Op {
     RequestStarted(u8),
     /// [`Server::headers_complete`]
     HeadersComplete(u8),
+    /// [`Server::body_complete`]
+    BodyComplete(u8),
+    /// [`Server::write_blocked`]
+    WriteBlocked(u8),
+    /// [`Server::write_unblocked`]
+    WriteUnblocked(u8),
     /// [`Server::response_done`]
     ResponseDone(u8),
     /// [`Server::response_done_kept_alive`]
@@ -96,6 +102,13 @@ impl Bytes<'_> {
 /// Decodes a scenario: eight bytes of configuration, then ops until the input
 /// ends. Every byte string is a valid scenario (the fuzz targets rely on it).
 ///
+/// Ops added later take codes no earlier op had, so saved inputs keep their
+/// meaning as far as possible: an op byte is taken modulo 35, except the
+/// eleven values above the last whole multiple (245–255), which now decode
+/// the body and write ops (and every older op keeps exactly seven values).
+/// The body and write timeouts come from the last two configuration bytes,
+/// unused before.
+///
 /// ```
 /// use lameduck_tests::model::{decode, Op};
 /// let scenario = decode(&[0; 8]);
@@ -119,6 +132,8 @@ pub fn decode(bytes: &[u8]) -> Scenario {
         // Small limits, so that scenarios reach them.
         max_connections: (flags & 8 != 0).then_some(usize::from(flags >> 4) + 1),
         forced_close_hook_timeout: Duration::from_millis(u64::from(h.u8()) * 20),
+        body_timeout: h.opt_ms(40),
+        write_timeout: h.opt_ms(40),
     };
     let mut b = Bytes(body);
     // Most scenarios want a listener from the start.
@@ -126,36 +141,41 @@ pub fn decode(bytes: &[u8]) -> Scenario {
     while !b.0.is_empty() {
         // Weighted so that scenarios live long enough to reach every
         // behaviour: ending ops (shutdown, close) are rare, traffic common.
-        let op = match b.u8() % 35 {
-            0 => Op::AddListener,
-            1 => Op::ListenerClosed(b.u8()),
-            2..=6 => Op::Accept(b.u8()),
-            7..=11 => Op::RequestStarted(b.u8()),
-            12 | 13 => Op::HeadersComplete(b.u8()),
-            14..=18 => Op::ResponseDone(b.u8()),
-            19 => Op::Hijack(b.u8()),
-            20 | 21 => Op::Closed(b.u8()),
-            22 => {
-                let d = b.u16();
-                Op::Shutdown((d & 1 == 1).then_some((d >> 1) % 8_000))
-            }
-            23 => match b.u8() {
-                0..=63 => Op::Close,
-                n => Op::Jump(u16::from(n) * 20),
+        let op = match b.u8() {
+            245..=248 => Op::BodyComplete(b.u8()),
+            249..=252 => Op::WriteBlocked(b.u8()),
+            253..=255 => Op::WriteUnblocked(b.u8()),
+            code => match code % 35 {
+                0 => Op::AddListener,
+                1 => Op::ListenerClosed(b.u8()),
+                2..=6 => Op::Accept(b.u8()),
+                7..=11 => Op::RequestStarted(b.u8()),
+                12 | 13 => Op::HeadersComplete(b.u8()),
+                14..=18 => Op::ResponseDone(b.u8()),
+                19 => Op::Hijack(b.u8()),
+                20 | 21 => Op::Closed(b.u8()),
+                22 => {
+                    let d = b.u16();
+                    Op::Shutdown((d & 1 == 1).then_some((d >> 1) % 8_000))
+                }
+                23 => match b.u8() {
+                    0..=63 => Op::Close,
+                    n => Op::Jump(u16::from(n) * 20),
+                },
+                24 => Op::HooksFinished(match b.u8() % 3 {
+                    0 => HookStage::Drain,
+                    1 => HookStage::LameDuck,
+                    _ => HookStage::ForcedClose,
+                }),
+                25..=29 => Op::Advance(b.u16() % 6_000),
+                30 | 31 => Op::Jump(b.u16() % 6_000),
+                32 | 33 => Op::ResponseDoneKeptAlive(b.u8()),
+                _ => {
+                    let linger = u16::from(b.u8()) * 10;
+                    let d = b.u16();
+                    Op::HandOff(linger, (d & 1 == 1).then_some((d >> 1) % 8_000))
+                }
             },
-            24 => Op::HooksFinished(match b.u8() % 3 {
-                0 => HookStage::Drain,
-                1 => HookStage::LameDuck,
-                _ => HookStage::ForcedClose,
-            }),
-            25..=29 => Op::Advance(b.u16() % 6_000),
-            30 | 31 => Op::Jump(b.u16() % 6_000),
-            32 | 33 => Op::ResponseDoneKeptAlive(b.u8()),
-            _ => {
-                let linger = u16::from(b.u8()) * 10;
-                let d = b.u16();
-                Op::HandOff(linger, (d & 1 == 1).then_some((d >> 1) % 8_000))
-            }
         };
         ops.push(op);
     }
@@ -169,7 +189,9 @@ enum St {
     New,
     /// Active, head not complete.
     Head,
-    /// Active, head complete.
+    /// Active, head complete, body not (reported) complete.
+    Body,
+    /// Active, the whole request read.
     Active,
     Idle,
     Hijacked,
@@ -180,7 +202,7 @@ impl St {
     fn public(self) -> ConnState {
         match self {
             St::New => ConnState::New,
-            St::Head | St::Active => ConnState::Active,
+            St::Head | St::Body | St::Active => ConnState::Active,
             St::Idle => ConnState::Idle,
             St::Hijacked => ConnState::Hijacked,
             St::Closed => ConnState::Closed,
@@ -188,7 +210,11 @@ impl St {
     }
 
     fn tracked(self) -> bool {
-        matches!(self, St::New | St::Head | St::Active | St::Idle)
+        matches!(self, St::New | St::Head | St::Body | St::Active | St::Idle)
+    }
+
+    fn in_request(self) -> bool {
+        matches!(self, St::Head | St::Body | St::Active)
     }
 }
 
@@ -197,8 +223,24 @@ struct MConn {
     id: ConnId,
     st: St,
     accepted_at: Duration,
-    /// When the current request began (Head) or the idle period began (Idle).
+    /// When the current request began (Head, Body, Active) or the idle
+    /// period began (Idle).
     since: Duration,
+    /// When the current request's head completed (Body).
+    head_at: Duration,
+    /// When a write blocked, while it is reported blocked.
+    blocked_at: Option<Duration>,
+}
+
+impl MConn {
+    /// When its blocked write times out: only in a request, counted from
+    /// the later of the block and the request's start.
+    fn write_due(&self, cfg: &Config) -> Option<Duration> {
+        if !self.st.in_request() {
+            return None;
+        }
+        Some(self.blocked_at?.max(self.since) + cfg.write_timeout?)
+    }
 }
 
 /// A listener's state in the model.
@@ -264,6 +306,16 @@ impl Model {
 
     /// When a connection's timer fires, and why; from first principles.
     fn due(&self, c: &MConn) -> Option<(Duration, CloseReason)> {
+        let stage = self.stage_due(c);
+        match (stage, c.write_due(&self.cfg)) {
+            (Some((s, _)), Some(w)) if w < s => Some((w, CloseReason::WriteTimeout)),
+            (None, Some(w)) => Some((w, CloseReason::WriteTimeout)),
+            (stage, _) => stage,
+        }
+    }
+
+    /// The stage's own timer: header, body, idle or grace.
+    fn stage_due(&self, c: &MConn) -> Option<(Duration, CloseReason)> {
         match c.st {
             St::New => {
                 let header = self.cfg.header_timeout.map(|h| c.accepted_at + h);
@@ -280,6 +332,10 @@ impl Model {
                 .cfg
                 .header_timeout
                 .map(|h| (c.since + h, CloseReason::HeaderTimeout)),
+            St::Body => self
+                .cfg
+                .body_timeout
+                .map(|b| (c.head_at + b, CloseReason::BodyTimeout)),
             St::Idle => self
                 .cfg
                 .idle_timeout
@@ -313,7 +369,7 @@ impl Model {
         let n = |f: fn(St) -> bool| self.conns.iter().filter(|c| f(c.st)).count();
         Counts {
             new: n(|s| s == St::New),
-            active: n(|s| matches!(s, St::Head | St::Active)),
+            active: n(|s| s.in_request()),
             idle: n(|s| s == St::Idle),
             hijacked: n(|s| s == St::Hijacked),
         }
@@ -375,7 +431,7 @@ impl Model {
             return;
         }
         for c in &self.conns {
-            if matches!(c.st, St::Head | St::Active) {
+            if c.st.in_request() {
                 self.actions.push(Action::FinishAndClose(c.id));
             }
         }
@@ -434,7 +490,7 @@ impl Model {
                     }
                 }
                 St::Hijacked => self.actions.push(Action::NotifyHijacked(c.id)),
-                St::Head | St::Active | St::Closed => {}
+                St::Head | St::Body | St::Active | St::Closed => {}
             }
         }
         self.maybe_complete();
@@ -555,6 +611,8 @@ impl Model {
             st: St::New,
             accepted_at: self.now,
             since: self.now,
+            head_at: self.now,
+            blocked_at: None,
         });
         if self.at_capacity() && !self.paused {
             self.paused = true;
@@ -578,12 +636,44 @@ impl Model {
 
     fn headers_complete(&mut self, id: ConnId) -> Result<(), Error> {
         match self.live(id)? {
-            St::Head | St::Active => {
+            St::Head => {
+                let now = self.now;
+                let c = self.conn(id);
+                c.st = St::Body;
+                c.head_at = now;
+                Ok(())
+            }
+            St::Body | St::Active => Ok(()),
+            st => Err(Model::invalid(id, st, ConnEvent::HeadersComplete)),
+        }
+    }
+
+    fn body_complete(&mut self, id: ConnId) -> Result<(), Error> {
+        match self.live(id)? {
+            St::Head | St::Body | St::Active => {
                 self.conn(id).st = St::Active;
                 Ok(())
             }
-            st => Err(Model::invalid(id, st, ConnEvent::HeadersComplete)),
+            st => Err(Model::invalid(id, st, ConnEvent::BodyComplete)),
         }
+    }
+
+    /// A blocked write is remembered in any state but hijacked, and timed
+    /// only in a request.
+    fn write_blocked(&mut self, id: ConnId) -> Result<(), Error> {
+        let st = self.live(id)?;
+        let now = self.now;
+        let c = self.conn(id);
+        if st != St::Hijacked && c.blocked_at.is_none() {
+            c.blocked_at = Some(now);
+        }
+        Ok(())
+    }
+
+    fn write_unblocked(&mut self, id: ConnId) -> Result<(), Error> {
+        self.live(id)?;
+        self.conn(id).blocked_at = None;
+        Ok(())
     }
 
     /// `kept_alive`: the response's head promised keep-alive (written
@@ -591,7 +681,7 @@ impl Model {
     /// the connection then stays, idle.
     fn response_done(&mut self, id: ConnId, kept_alive: bool) -> Result<(), Error> {
         match self.live(id)? {
-            St::Head | St::Active => {
+            St::Head | St::Body | St::Active => {
                 let promised = kept_alive
                     && self.cfg.keep_alives
                     && matches!(self.phase, Phase::LameDuck | Phase::HandedOff);
@@ -790,6 +880,9 @@ impl Harness {
         let conn = match op {
             Op::RequestStarted(i)
             | Op::HeadersComplete(i)
+            | Op::BodyComplete(i)
+            | Op::WriteBlocked(i)
+            | Op::WriteUnblocked(i)
             | Op::ResponseDone(i)
             | Op::ResponseDoneKeptAlive(i)
             | Op::Hijack(i)
@@ -858,6 +951,9 @@ impl Harness {
             }
             Op::RequestStarted(_) => (server.request_started(c(), now), m.request_started(c())),
             Op::HeadersComplete(_) => (server.headers_complete(c(), now), m.headers_complete(c())),
+            Op::BodyComplete(_) => (server.body_complete(c(), now), m.body_complete(c())),
+            Op::WriteBlocked(_) => (server.write_blocked(c(), now), m.write_blocked(c())),
+            Op::WriteUnblocked(_) => (server.write_unblocked(c(), now), m.write_unblocked(c())),
             Op::ResponseDone(_) => (server.response_done(c(), now), m.response_done(c(), false)),
             Op::ResponseDoneKeptAlive(_) => (
                 server.response_done_kept_alive(c(), now),
@@ -927,13 +1023,30 @@ impl Harness {
             }
         };
         self.model.run_timers();
-        // A response just completed: within this call the connection was Idle
-        // (and a zero idle timeout may have closed it as such).
+        // Within this call the connection went through the state the op
+        // names, and a zero timeout may have closed it as such: a request
+        // just started, a response just completed (Idle), a head (its body
+        // now timed), a write blocked.
         let mut before = before;
-        if let (Op::ResponseDone(_) | Op::ResponseDoneKeptAlive(_), Some(c)) = (op, conn) {
-            for mc in &mut before.conns {
-                if mc.id == c && matches!(mc.st, St::Head | St::Active) {
-                    mc.st = St::Idle;
+        if let Some(c) = conn {
+            let now = self.model.now;
+            for mc in before.conns.iter_mut().filter(|mc| mc.id == c) {
+                match op {
+                    Op::ResponseDone(_) | Op::ResponseDoneKeptAlive(_) if mc.st.in_request() => {
+                        mc.st = St::Idle;
+                    }
+                    Op::RequestStarted(_) if matches!(mc.st, St::New | St::Idle) => {
+                        mc.st = St::Head;
+                        mc.since = now;
+                    }
+                    Op::HeadersComplete(_) if mc.st == St::Head => {
+                        mc.st = St::Body;
+                        mc.head_at = now;
+                    }
+                    Op::WriteBlocked(_) if mc.st != St::Hijacked => {
+                        mc.blocked_at = mc.blocked_at.or(Some(now));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -991,27 +1104,35 @@ impl Harness {
                     }
                 }
                 Action::CloseConn { conn, reason } => {
-                    let prior = before.conns.iter().find(|c| c.id == conn).map(|c| c.st);
+                    let prior = before.conns.iter().find(|c| c.id == conn);
                     let deadline_passed = self.deadline.is_some_and(|d| d <= now);
-                    let ok = match prior {
+                    let cfg = &self.model.cfg;
+                    // A request is cut by a timeout only once it has run out.
+                    let stalled = prior
+                        .and_then(|c| c.write_due(cfg))
+                        .is_some_and(|at| at <= now);
+                    let body_late = prior.is_some_and(|c| {
+                        c.st == St::Body && cfg.body_timeout.is_some_and(|b| c.head_at + b <= now)
+                    });
+                    let ok = match prior.map(|c| c.st) {
                         Some(St::Hijacked) => false,
-                        Some(St::Active) => match reason {
+                        Some(st @ (St::Head | St::Body | St::Active)) => match reason {
                             CloseReason::Deadline => deadline_passed,
                             CloseReason::ServerClosed | CloseReason::KeepAliveOff => true,
+                            CloseReason::HeaderTimeout => st == St::Head,
+                            CloseReason::BodyTimeout => body_late,
+                            CloseReason::WriteTimeout => stalled,
                             _ => false,
                         },
-                        Some(St::Head) => match reason {
-                            CloseReason::Deadline => deadline_passed,
-                            CloseReason::ServerClosed
-                            | CloseReason::KeepAliveOff
-                            | CloseReason::HeaderTimeout => true,
-                            _ => false,
-                        },
-                        _ => true,
+                        _ => {
+                            reason != CloseReason::WriteTimeout
+                                && reason != CloseReason::BodyTimeout
+                        }
                     };
                     if !ok {
                         return Err(format!(
-                            "{conn:?} closed for {reason:?} while {prior:?} at {now:?}"
+                            "{conn:?} closed for {reason:?} while {:?} at {now:?}",
+                            prior.map(|c| c.st)
                         ));
                     }
                 }

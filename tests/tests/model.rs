@@ -43,6 +43,8 @@ fn random_scenarios_reach_every_behaviour() {
         "CloseConn(NewConnGrace)",
         "CloseConn(IdleTimeout)",
         "CloseConn(HeaderTimeout)",
+        "CloseConn(BodyTimeout)",
+        "CloseConn(WriteTimeout)",
         "CloseConn(Deadline)",
         "CloseConn(ServerClosed)",
         "CloseListener",

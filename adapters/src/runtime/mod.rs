@@ -133,7 +133,12 @@
 //!    [`is_conn_closed`](lameduck_core::Error::is_conn_closed) means close
 //!    it unanswered: shutdown won the race);
 //!    [`headers_complete`](lameduck_core::Server::headers_complete) once
-//!    the request head is in; ask [`keep_alive()`](lameduck_core::Server::keep_alive)
+//!    the request head is in, and
+//!    [`body_complete`](lameduck_core::Server::body_complete) once its body
+//!    is (with a body timeout); [`write_blocked`](lameduck_core::Server::write_blocked)
+//!    when a write finds the socket full and
+//!    [`write_unblocked`](lameduck_core::Server::write_unblocked) when one
+//!    gets through again (with a write timeout); ask [`keep_alive()`](lameduck_core::Server::keep_alive)
 //!    when writing the response head (`false`: send `Connection: close`);
 //!    [`response_done`](lameduck_core::Server::response_done) after the
 //!    response's last byte is written;
