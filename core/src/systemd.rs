@@ -646,6 +646,19 @@ impl ServiceNotifier {
         self.time.instant(next)
     }
 
+    /// The configuration it runs with.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::systemd::{NotifierConfig, ServiceNotifier};
+    /// let notifier = ServiceNotifier::new(NotifierConfig::default(), Instant::now()).unwrap();
+    /// assert_eq!(notifier.config(), &NotifierConfig::default());
+    /// ```
+    #[must_use]
+    pub fn config(&self) -> &NotifierConfig {
+        &self.config
+    }
+
     /// The next message to send, oldest first.
     ///
     /// ```
