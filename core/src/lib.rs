@@ -114,6 +114,9 @@
 //! deadline, hand off or roll back). [`activation`] reads and writes the
 //! systemd socket-activation variables (`LISTEN_PID`, `LISTEN_FDS`,
 //! `LISTEN_FDNAMES`) that carry the listeners across, strictly.
+//! [`systemd`] decides what a service tells systemd beyond `READY=1`:
+//! `STATUS=` lines, `WATCHDOG=1` keep-alives (and reads `WATCHDOG_USEC`),
+//! `EXTEND_TIMEOUT_USEC=` while a long drain makes progress.
 //!
 //! # Features
 //!
@@ -135,6 +138,7 @@ mod listener;
 mod phase;
 pub mod restart;
 mod server;
+pub mod systemd;
 mod time;
 
 pub use action::{Action, CloseReason, Completion, HookStage, Outcome};

@@ -411,6 +411,20 @@ pub struct NotifySocket {
     socket: UnixDatagram,
     /// Its path: the value for `NOTIFY_SOCKET`.
     pub path: PathBuf,
+    /// Datagrams [`next_protocol`](Self::next_protocol) skipped.
+    skipped: std::sync::Mutex<Vec<(u32, String)>>,
+}
+
+/// A datagram of `STATUS=`, `WATCHDOG=1` and `EXTEND_TIMEOUT_USEC=` lines
+/// only: what a service says beyond the protocol's steps (`READY=1`,
+/// `RELOADING=1`, `MAINPID=`, `STOPPING=1`), at times of its own.
+#[must_use]
+pub fn is_beyond_ready(message: &str) -> bool {
+    message.lines().all(|line| {
+        line.starts_with("STATUS=")
+            || line == "WATCHDOG=1"
+            || line.starts_with("EXTEND_TIMEOUT_USEC=")
+    })
 }
 
 impl NotifySocket {
@@ -424,7 +438,11 @@ impl NotifySocket {
         let socket = UnixDatagram::bind(&path).unwrap();
         // The kernel attaches each sender's credentials.
         rustix::net::sockopt::set_socket_passcred(&socket, true).unwrap();
-        NotifySocket { socket, path }
+        NotifySocket {
+            socket,
+            path,
+            skipped: std::sync::Mutex::default(),
+        }
     }
 
     /// The next datagram and its sender's pid, waiting up to
@@ -434,17 +452,60 @@ impl NotifySocket {
     /// If none comes in time.
     #[must_use]
     pub fn next(&self) -> (u32, String) {
-        self.socket.set_read_timeout(Some(EVENTUALLY)).unwrap();
+        self.next_within(EVENTUALLY)
+            .expect("a notification in time")
+    }
+
+    /// The next datagram that is not [beyond READY](is_beyond_ready) and
+    /// its sender's pid, waiting up to [`EVENTUALLY`] for each; the others
+    /// are kept for [`take_skipped`](Self::take_skipped).
+    ///
+    /// # Panics
+    /// If none comes in time.
+    #[must_use]
+    pub fn next_protocol(&self) -> (u32, String) {
+        // One datagram per pass; each wait is bounded.
+        loop {
+            let (pid, message) = self.next();
+            if !is_beyond_ready(&message) {
+                return (pid, message);
+            }
+            self.skipped.lock().unwrap().push((pid, message));
+        }
+    }
+
+    /// The datagrams [`next_protocol`](Self::next_protocol) skipped so far
+    /// (and forgets them).
+    ///
+    /// # Panics
+    /// If a test thread panicked holding them.
+    #[must_use]
+    pub fn take_skipped(&self) -> Vec<(u32, String)> {
+        std::mem::take(&mut *self.skipped.lock().unwrap())
+    }
+
+    /// The next datagram and its sender's pid, or `None` if none comes
+    /// within `timeout` (non-zero).
+    ///
+    /// # Panics
+    /// If the socket fails.
+    #[must_use]
+    pub fn next_within(&self, timeout: Duration) -> Option<(u32, String)> {
+        self.socket.set_nonblocking(false).unwrap();
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
         let mut buf = [0u8; 4096];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
         let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
+        let msg = match rustix::net::recvmsg(
             &self.socket,
             &mut [IoSliceMut::new(&mut buf)],
             &mut control,
             rustix::net::RecvFlags::empty(),
-        )
-        .expect("a notification in time");
+        ) {
+            Ok(msg) => msg,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return None,
+            Err(e) => panic!("receiving a notification: {e}"),
+        };
         let pid = control
             .drain()
             .find_map(|m| match m {
@@ -454,7 +515,7 @@ impl NotifySocket {
                 _ => None,
             })
             .expect("the sender's credentials");
-        (pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned())
+        Some((pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned()))
     }
 
     /// Datagrams already queued, without waiting.
@@ -473,6 +534,15 @@ impl NotifySocket {
                 Err(_) => break,
             }
         }
+        rest
+    }
+
+    /// [`rest`](Self::rest) without the datagrams [beyond
+    /// READY](is_beyond_ready).
+    #[must_use]
+    pub fn rest_protocol(&self) -> Vec<String> {
+        let mut rest = self.rest();
+        rest.retain(|m| !is_beyond_ready(m));
         rest
     }
 }

@@ -392,7 +392,7 @@ fn a_generation_outliving_its_supervisor_drains() {
 /// Under systemd the supervisor is the main process: `READY=1` once
 /// generation 1 is ready, `RELOADING=1` + `MONOTONIC_USEC` then `READY=1`
 /// around a restart (no `MAINPID=`: it stays), `STOPPING=1` — all from the
-/// supervisor's pid; the generations send nothing.
+/// supervisor's pid; the generations send nothing (`STATUS=` included).
 #[test]
 fn notify_comes_from_the_supervisor_only() {
     let dir = scratch_dir("supervise-notify");
@@ -404,23 +404,37 @@ fn notify_comes_from_the_supervisor_only() {
     let mut demo = Demo::spawn(command);
     let supervisor = demo.pid();
     let addr = demo.tcp_addrs()[0];
-    assert_eq!(notify.next(), (supervisor, "READY=1".to_owned()));
+    assert_eq!(notify.next_protocol(), (supervisor, "READY=1".to_owned()));
     let serving = first_generation(&mut demo);
     let new = restart(&mut demo, supervisor, addr, serving);
-    let (from, reloading) = notify.next();
+    let (from, reloading) = notify.next_protocol();
     assert_eq!(from, supervisor);
     assert!(
         reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{reloading}"
     );
-    assert_eq!(notify.next(), (supervisor, "READY=1".to_owned()));
+    assert_eq!(notify.next_protocol(), (supervisor, "READY=1".to_owned()));
     wait_exited(serving);
     send_signal(supervisor, Signal::TERM);
-    assert_eq!(notify.next(), (supervisor, "STOPPING=1".to_owned()));
+    assert_eq!(
+        notify.next_protocol(),
+        (supervisor, "STOPPING=1".to_owned())
+    );
     let (status, _) = demo.wait_exit();
     assert_eq!(status.code(), Some(0));
     assert!(has_exited(new));
-    assert_eq!(notify.rest(), Vec::<String>::new(), "nothing else was sent");
+    assert_eq!(
+        notify.rest_protocol(),
+        Vec::<String>::new(),
+        "nothing else was sent"
+    );
+    // STATUS= lines too come from the supervisor only.
+    assert!(
+        notify
+            .take_skipped()
+            .iter()
+            .all(|(from, _)| *from == supervisor)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

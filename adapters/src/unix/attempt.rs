@@ -81,6 +81,10 @@ pub(crate) fn launch(
     let mut command = Command::new(program);
     command.args(args);
     command.env(GENERATION_VAR, generation.to_string());
+    if link.is_none() {
+        // A direct restart's successor becomes systemd's main process.
+        super::notify::watchdog_for_successor(&mut command);
+    }
     let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
     if let Some(link) = link {
         extra.push((link, SUPERVISOR_FD_VAR));

@@ -103,6 +103,34 @@
 //! process throughout: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`,
 //! never `MAINPID=`; its generations send nothing.)
 //!
+//! Beyond those steps the main process (or the supervisor) sends
+//! `STATUS=` lines (serving, restarting, draining with the connections
+//! left), `WATCHDOG=1` at half of `WatchdogSec=` while healthy, and
+//! `EXTEND_TIMEOUT_USEC=` while a long drain makes progress: the rules are
+//! [`lameduck_core::systemd::ServiceNotifier`]'s, carried out here only
+//! under systemd (`NOTIFY_SOCKET` set) and unless
+//! [`Lifecycle::notify`]`(false)` / [`Supervisor::notify`]`(false)`:
+//!
+//! - The interval is `WATCHDOG_USEC`, honoured when `WATCHDOG_PID` is
+//!   unset or names this process; a malformed value is reported
+//!   ([`LifecycleEvent::Problem`]) and the watchdog stays off.
+//! - **Wedged** means: a [`Lifecycle`] pings from a task on the server's
+//!   runtime, which first reads [`Handle::snapshot`](crate::Handle::snapshot)
+//!   under the driver's lock. An executor that no longer runs tasks, or a
+//!   driver stuck holding its lock, stops the pings; systemd's watchdog
+//!   then fires. A slow request handler does not.
+//! - Across a restart: the old process sends a last `WATCHDOG=1` just
+//!   before `MAINPID=` and nothing after it; the successor starts with
+//!   `WATCHDOG_PID` removed (unset means "yours"), stays quiet for its
+//!   first tick while its predecessor announces it, then pings.
+//! - A [`Supervisor`] pings from its own event loop while a generation
+//!   serves (or the service stops): its pings say the supervisor is alive,
+//!   not that the serving generation's executor is — a wedged generation
+//!   is not detected in supervisor mode. Its statuses carry no counts, and
+//!   it never extends the stop timeout.
+//! - These messages never block the server's executor: one that finds
+//!   systemd's queue full is dropped (and reported once).
+//!
 //! # Example
 //!
 //! ```no_run

@@ -725,6 +725,7 @@ impl<R: Runtime> Lifecycle<R> {
         let mut signals = lock(&self.shared.signals).take();
         let config = self.settings().signals.clone();
         self.ready().await;
+        self.watch_systemd();
         let handle = &self.shared.handle;
         let link = lock(&self.shared.link).take();
         let mut link = match link.map(Link::into_reader).transpose() {
@@ -1150,5 +1151,22 @@ impl<R: Runtime> Carrier for Lifecycle<R> {
         }
         self.event(LifecycleEvent::RestartFailed(error.clone()));
         error
+    }
+}
+
+// systemd beyond READY (STATUS=, WATCHDOG=1, EXTEND_TIMEOUT_USEC=): the
+// core's ServiceNotifier, carried out by notify.rs.
+impl<R: Runtime> Lifecycle<R> {
+    fn watch_systemd(&self) {
+        if !self.settings().notify || self.supervisor().is_some() {
+            return;
+        }
+        let (this, problem) = (self.clone(), self.clone());
+        let observe = move || {
+            let seen = this.snapshot();
+            lameduck_core::systemd::Observed::server(&seen.server, seen.restart)
+        };
+        let problem = move |p| problem.event(LifecycleEvent::Problem(p));
+        super::notify::spawn_watch(&self.shared.handle.driver().rt, observe, problem);
     }
 }

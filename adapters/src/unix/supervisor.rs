@@ -800,6 +800,15 @@ impl Core<'_> {
         }
         let mut attempt: Option<AttemptFuture<'_>> = Some(self.start_generation());
         let mut stop_deadline: Option<Instant> = None;
+        // systemd beyond READY (STATUS=, WATCHDOG=1): see `observed`.
+        let problem = |p| self.event(SupervisorEvent::Problem(p));
+        let systemd = super::notify::supervisor_watch(
+            self.settings.notify,
+            || self.observed(),
+            problem,
+            async_io::Timer::at,
+        );
+        let mut systemd = std::pin::pin!(systemd);
         enum Woke {
             Signal(Option<io::Result<Signal>>),
             Attempt(Result<u32, RestartError>),
@@ -867,7 +876,13 @@ impl Core<'_> {
                         None => pending().await,
                     }
                 };
-                signal.or(attempt_done).or(exited).or(deadline).await
+                let systemd = systemd.as_mut();
+                signal
+                    .or(attempt_done)
+                    .or(exited)
+                    .or(deadline)
+                    .or(systemd)
+                    .await
             };
             match woke {
                 Woke::Signal(Some(Ok(signal))) => {
@@ -1027,5 +1042,30 @@ impl Carrier for Core<'_> {
             self.event(SupervisorEvent::RestartFailed(error.clone()));
         }
         error
+    }
+}
+
+// systemd beyond READY (STATUS=, WATCHDOG=1; notify.rs): polled by the
+// supervisor's own loop, so its pings say that loop is alive.
+impl Core<'_> {
+    /// Nothing before the first generation is ready; then serving (or
+    /// restarting), and draining once stopping.
+    fn observed(&self) -> Option<lameduck_core::systemd::Observed> {
+        use lameduck_core::{Phase, restart::RestartPhase};
+        let gens = lock(&self.gens);
+        if gens.serving.is_none() && gens.exit.is_none() {
+            return None;
+        }
+        let phase = if self.stopping() {
+            Phase::Draining
+        } else {
+            Phase::Serving
+        };
+        // A hand-off between generations leaves the supervisor main.
+        let restart = match self.attempts.phase() {
+            RestartPhase::HandedOff => RestartPhase::Running,
+            phase => phase,
+        };
+        Some(lameduck_core::systemd::Observed::phase(phase, restart))
     }
 }
