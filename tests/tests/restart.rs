@@ -19,7 +19,8 @@ use lameduck_tests::load::{
 };
 use lameduck_tests::process::{
     Demo, EVENTUALLY, NotifySocket, Signal, children_of, fds, has_exited, parse_first_line,
-    send_signal, serve_binary, start_environment, wait_exited, zombies_of,
+    send_signal, serve_binary, socket_holders, start_environment, wait_exited, wait_gone_within,
+    zombies_of,
 };
 
 fn signal(pid: u32, signal: Signal) {
@@ -244,6 +245,124 @@ fn failing_successors_roll_back() {
     // The old keep-alive connection is closed by the old process's drain.
     let (rest, _) = kept.read_until_closed().unwrap();
     assert!(rest.is_empty());
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Successors that are wrapper scripts starting a child of their own that
+/// inherits the listening socket (and the readiness pipe): one never
+/// reports ready, one exits at once. Each rollback kills the whole attempt
+/// — the wrapper's child too — so no process is left holding the listening
+/// socket (the port would go on accepting into a backlog nobody serves),
+/// and the old process keeps serving with the descriptors it had.
+#[test]
+fn a_failed_successors_own_children_are_killed_too() {
+    let dir = scratch_dir("wrapper");
+    let exe = dir.join("serve");
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args(["--listen", "127.0.0.1:0", "--ready-timeout", "1.5"]);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let pid = demo.pid();
+    let mut kept = Client::connect(addrs[0]).unwrap();
+    assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string());
+    let baseline = fds(pid);
+    assert!(socket_holders(pid).is_empty(), "{:?}", socket_holders(pid));
+
+    let child_file = dir.join("wrapper-child.pid");
+    let cases = [
+        ("wrapper never ready", "wait", "was not ready in time"),
+        (
+            "wrapper exits at once",
+            "exit 7",
+            "exited before it was ready (exit status: 7)",
+        ),
+    ];
+    for (what, then, expected) in cases {
+        let _ = std::fs::remove_file(&child_file);
+        // The child's pid, written whole (renamed into place).
+        let script = format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > '{file}.tmp' && mv '{file}.tmp' '{file}'\n{then}\n",
+            file = child_file.display()
+        );
+        install(&exe, Install::Script(&script, true));
+        let from = demo.stderr_seen.len();
+        signal(pid, Signal::HUP);
+        let line = demo.wait_stderr_from(from, "restart failed: ");
+        assert!(line.contains(expected), "{what}: {line}");
+        let started = demo.stderr_seen[from..]
+            .iter()
+            .find_map(|l| l.strip_prefix("serve: restart: successor pid "))
+            .expect("the successor was started");
+        let successor: u32 = started.split(' ').next().unwrap().parse().unwrap();
+        wait_exited(successor);
+        // The wrapper wrote its child's pid before it waited or exited.
+        let grandchild: u32 = std::fs::read_to_string(&child_file)
+            .unwrap_or_else(|e| panic!("{what}: no child pid file: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        if let Err(e) = wait_gone_within(grandchild, EVENTUALLY) {
+            // Not left running for minutes after a failed test.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(grandchild as i32).unwrap(),
+                Signal::KILL,
+            );
+            panic!("{what}: the successor's child survived the rollback: {e}");
+        }
+        // No process but the server holds its sockets any more.
+        let deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        loop {
+            let holders = socket_holders(pid);
+            if holders.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: sockets also held by {holders:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(zombies_of(pid).is_empty(), "{what}: {:?}", zombies_of(pid));
+        // Still serving: new connections and the old keep-alive one.
+        assert_eq!(pid_at(addrs[0]).unwrap(), pid, "{what}");
+        assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string(), "{what}");
+        // Nothing of the attempt stays open here.
+        let deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        loop {
+            let now = fds(pid);
+            if kinds(&now) == kinds(&baseline) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: descriptors {now:?}, before {baseline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    // A good restart still works, with clean variables.
+    install(&exe, Install::Binary(&serve_binary()));
+    let new = restart(&mut demo, &addrs);
+    let env = start_environment(new);
+    let listen: Vec<&String> = env.iter().filter(|e| e.starts_with("LISTEN_")).collect();
+    assert_eq!(
+        listen,
+        [
+            &"LISTEN_FDS=1".to_owned(),
+            &"LISTEN_FDNAMES=listen-0".to_owned(),
+            &format!("LISTEN_PID={new}"),
+        ]
+    );
+    drop(kept);
     signal(new, Signal::TERM);
     wait_exited(new);
     let (status, stderr) = demo.wait_exit();
