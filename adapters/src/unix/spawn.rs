@@ -7,6 +7,33 @@
 //! beforehand and a fixed-width `LISTEN_PID=` entry it fills with the
 //! digits of `getpid()`. Only async-signal-safe calls run there: no
 //! allocation, no lock.
+//!
+//! # Process groups
+//!
+//! A restart's successor and a supervisor's generation are each started
+//! in a process group of their own (`setpgid(0, 0)` in the child before
+//! `exec`, through [`CommandExt::process_group`]), which they lead. The
+//! reason is cleanup: a failed attempt (the process exits before it is
+//! ready, is not ready in time, or is abandoned because the server is
+//! stopping) kills the whole group (`kill(-pgid, SIGKILL)`), and the
+//! process itself is reaped as before. A successor that is a wrapper
+//! (`#!/bin/sh` running the real program, `sh -c 'helper & exec server'`)
+//! leaves nothing behind then: its children inherited the listening
+//! sockets too, and would keep the port accepting into a backlog nobody
+//! serves. A process that moves itself to another group (`setsid`,
+//! `setpgid`) escapes this.
+//!
+//! Once handed off to, the group is left alone: the old process exits,
+//! and the successor's group goes on without it. One consequence: a
+//! terminal's job control knows only the original group, so Ctrl-C (and
+//! `SIGTSTP`) reach the process started by hand, not its successors — stop
+//! those with a signal to their pid (or `kill -TERM -- -<pgid>` for a whole
+//! group). Under systemd nothing changes: its stop kills by cgroup.
+//!
+//! A supervisor forwards its signals (`SIGTERM`, …) to a generation's pid
+//! only, not to its group, as before: the generation drains and stops what
+//! it started itself, in its own time. Only a `SIGKILL` (a failed attempt,
+//! or the supervisor's stop deadline) goes to the whole group.
 
 #![allow(unsafe_code)]
 
@@ -39,8 +66,8 @@ const PID_DIGITS: usize = 10;
 /// `sd_listen_fds` can take them.
 ///
 /// The command's program, arguments, environment changes (`env`,
-/// `env_remove`; not `env_clear`), working directory and standard streams
-/// apply. Stale `LISTEN_*` variables, `LAMEDUCK_READY_FD` and
+/// `env_remove`; not `env_clear`), working directory, standard streams and
+/// process group ([`CommandExt::process_group`]) apply. Stale `LISTEN_*` variables, `LAMEDUCK_READY_FD` and
 /// `LAMEDUCK_SUPERVISOR_FD` are removed.
 /// Every other descriptor is closed on `exec`: the descriptors this
 /// process opens are close-on-exec (std, `async-io` and lameduck open
@@ -426,6 +453,20 @@ mod tests {
         let mut child =
             spawn_with_listeners(command, &[(a.as_fd(), "a"), (b.as_fd(), "b")]).unwrap();
         assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_process_group_applies() {
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut command = Command::new("sh");
+        // Field 5 of /proc/PID/stat is the process group (`sh` has no
+        // space in its name).
+        command
+            .args(["-c", "set -- $(cat /proc/$$/stat); [ \"$5\" = \"$$\" ]"])
+            .process_group(0);
+        let mut child = spawn_with_listeners(command, &[(l.as_fd(), "a")]).unwrap();
+        assert!(child.wait().unwrap().success(), "it leads its own group");
     }
 
     #[test]

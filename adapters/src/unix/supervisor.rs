@@ -899,7 +899,9 @@ impl Core<'_> {
                     stop_deadline = None;
                     let gens = lock(&self.gens);
                     for g in gens.running() {
-                        if g.watch.signal(rustix::process::Signal::KILL) {
+                        // With its process group: what it started would
+                        // hold the listening sockets on otherwise.
+                        if g.watch.kill() {
                             self.event(SupervisorEvent::Killed { pid: g.watch.pid() });
                         }
                     }
