@@ -51,8 +51,10 @@ pub(crate) enum ListenSocket<R: Runtime> {
     Tcp(R::TcpListener),
     Unix {
         listener: R::UnixListener,
-        /// Removed when the listener is dropped (we bound it), unless it
-        /// was handed to a successor ([`ListenSocket::keep_file`]).
+        /// Removed when the listener is stopped or dropped (we bound it, or
+        /// took it over from a predecessor that owned it:
+        /// [`ListenSocket::own_file`]), unless it was handed to a successor
+        /// ([`ListenSocket::keep_file`]).
         unlink: Mutex<Option<PathBuf>>,
     },
 }
@@ -82,6 +84,27 @@ impl<R: Runtime> ListenSocket<R> {
             if let Some(path) = unlink.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+
+    /// The socket's file at `path` is this process's to remove from now on
+    /// (a predecessor that owned it handed the socket over).
+    #[cfg(unix)]
+    pub(crate) fn own_file(&self, path: PathBuf) {
+        if let ListenSocket::Unix { unlink, .. } = self {
+            *unlink.lock().unwrap_or_else(PoisonError::into_inner) = Some(path);
+        }
+    }
+
+    /// Whether this process removes the socket's file at its end.
+    #[cfg(unix)]
+    pub(crate) fn owns_file(&self) -> bool {
+        match self {
+            ListenSocket::Unix { unlink, .. } => unlink
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some(),
+            ListenSocket::Tcp(_) => false,
         }
     }
 

@@ -603,13 +603,112 @@ fn generations_keep_the_same_descriptors_and_no_stale_variables() {
     wait_exited(last);
     let (status, _) = demo.wait_exit();
     assert_eq!(status.code(), Some(0));
-    // The Unix socket's file outlives the last generation (it inherited
-    // it); a new start on the same path replaces it.
+    // The last generation took the Unix socket's file over, and removed it.
+    assert!(!sock.exists(), "the last generation removes the file");
     let mut again = Demo::start(&["--unix", sock.to_str().unwrap()]);
     again.signal(Signal::TERM);
     let (status, stderr) = again.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
     assert!(!sock.exists(), "the new process bound it, and removed it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- Unix socket files -----------------------------------------------------
+
+/// `GET /pid` over the Unix socket at `path`: the pid that served it.
+fn pid_over_unix(path: &std::path::Path) -> u32 {
+    let mut unix = UnixStream::connect(path).unwrap();
+    unix.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    unix.write_all(b"GET /pid HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    unix.read_to_string(&mut answer).unwrap();
+    let (_, pid) = answer
+        .rsplit_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{answer}"));
+    pid.parse().unwrap_or_else(|_| panic!("{answer}"))
+}
+
+/// The `LAMEDUCK_OWNED_FDS` entries a process was started with.
+fn owned_fds_var(pid: u32) -> Vec<String> {
+    start_environment(pid)
+        .into_iter()
+        .filter(|e| e.starts_with("LAMEDUCK_OWNED_FDS="))
+        .collect()
+}
+
+/// `--unix PATH`: the first process binds the file, each restart hands it
+/// over with the socket (`LAMEDUCK_OWNED_FDS` names it), a process that
+/// handed off leaves it in place, and the last generation removes it when
+/// it stops.
+#[test]
+fn the_unix_socket_file_goes_with_the_last_generation() {
+    let dir = scratch_dir("unix-file");
+    let sock = dir.join("serve.sock");
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--unix", sock.to_str().unwrap()]);
+    let addrs = demo.tcp_addrs();
+    assert_eq!(pid_over_unix(&sock), demo.pid());
+    let mut told = Vec::new();
+    for round in 1..=2 {
+        let old = demo.current();
+        let new = restart(&mut demo, &addrs);
+        told.push(owned_fds_var(new));
+        wait_exited(old);
+        assert!(
+            sock.exists(),
+            "round {round}: the old process left the file"
+        );
+        assert_eq!(pid_over_unix(&sock), new, "round {round}");
+    }
+    let last = demo.current();
+    signal(last, Signal::TERM);
+    wait_exited(last);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!sock.exists(), "the last generation removes the file");
+    // Listeners at 3 (listen-0) and 4 (unix): each successor was told.
+    assert_eq!(told, [["LAMEDUCK_OWNED_FDS=4"], ["LAMEDUCK_OWNED_FDS=4"]]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Unix socket passed by whoever owns its file (as a systemd `.socket`
+/// unit does; here this test) keeps its file: neither the process it was
+/// passed to nor that one's successor removes it.
+#[test]
+fn an_activated_unix_sockets_file_is_kept() {
+    let dir = scratch_dir("unix-activated");
+    let sock = dir.join("activated.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let mut command = Command::new(serve_binary());
+    command
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--unix",
+            sock.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = lameduck::unix::spawn_with_listeners(
+        command,
+        &[(tcp.as_fd(), "listen-0"), (unix.as_fd(), "unix")],
+    )
+    .unwrap();
+    drop((tcp, unix)); // only the demo has them now
+    let mut demo = Demo::from_child(child);
+    demo.wait_stderr("inherited 2 socket(s) (listen-0, unix)");
+    assert_eq!(pid_over_unix(&sock), demo.pid());
+    let new = restart(&mut demo, &[addr]);
+    assert_eq!(owned_fds_var(new), Vec::<String>::new(), "not handed over");
+    assert_eq!(pid_over_unix(&sock), new);
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(sock.exists(), "the file is its owner's: kept");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -696,6 +795,10 @@ fn malformed_activation_is_a_clear_error() {
         (
             "export LAMEDUCK_READY_FD=junk",
             "LAMEDUCK_READY_FD=\"junk\": not a descriptor number",
+        ),
+        (
+            "export LAMEDUCK_OWNED_FDS=3",
+            "LAMEDUCK_OWNED_FDS=\"3\": set without LAMEDUCK_READY_FD",
         ),
     ];
     for (script, expected) in cases {

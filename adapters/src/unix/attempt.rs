@@ -58,8 +58,10 @@ pub(crate) struct Launched {
 /// Starts `program` with `args`, the `listeners` at descriptors 3, 4, …,
 /// the write end of a new readiness pipe after them
 /// (`LAMEDUCK_READY_FD`), and after that a supervisor's `link`, if any
-/// (`LAMEDUCK_SUPERVISOR_FD`). `reaper`: watched by the process-wide
-/// reaper (a supervisor), else by a thread of its own.
+/// (`LAMEDUCK_SUPERVISOR_FD`). The listeners at the indices `owned_files`
+/// are named by `LAMEDUCK_OWNED_FDS`: the new process takes their socket
+/// files over. `reaper`: watched by the process-wide reaper (a
+/// supervisor), else by a thread of its own.
 ///
 /// The process leads a process group of its own, so that a failed
 /// attempt kills everything it started (see
@@ -68,6 +70,7 @@ pub(crate) fn launch(
     program: &Path,
     args: &[OsString],
     listeners: &[(BorrowedFd<'_>, &str)],
+    owned_files: &[usize],
     link: Option<BorrowedFd<'_>>,
     reaper: bool,
     generation: u64,
@@ -89,7 +92,7 @@ pub(crate) fn launch(
         extra.push((link, SUPERVISOR_FD_VAR));
     }
     let start = || {
-        spawn(command, listeners, &extra)
+        spawn(command, listeners, &extra, owned_files)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))
     };
     let watch = if reaper {

@@ -67,8 +67,9 @@ const PID_DIGITS: usize = 10;
 ///
 /// The command's program, arguments, environment changes (`env`,
 /// `env_remove`; not `env_clear`), working directory, standard streams and
-/// process group ([`CommandExt::process_group`]) apply. Stale `LISTEN_*` variables, `LAMEDUCK_READY_FD` and
-/// `LAMEDUCK_SUPERVISOR_FD` are removed.
+/// process group ([`CommandExt::process_group`]) apply. Stale `LISTEN_*`
+/// variables, `LAMEDUCK_READY_FD`, `LAMEDUCK_SUPERVISOR_FD` and
+/// `LAMEDUCK_OWNED_FDS` are removed.
 /// Every other descriptor is closed on `exec`: the descriptors this
 /// process opens are close-on-exec (std, `async-io` and lameduck open
 /// them so), and on Linux ≥ 5.11 everything above the passed sockets is
@@ -95,7 +96,7 @@ pub fn spawn_with_listeners(
     command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
 ) -> io::Result<Child> {
-    spawn(command, listeners, &[])
+    spawn(command, listeners, &[], &[])
 }
 
 /// The variable naming a supervised generation's link to its supervisor:
@@ -106,6 +107,23 @@ pub fn spawn_with_listeners(
 /// assert_eq!(lameduck::unix::SUPERVISOR_FD_VAR, "LAMEDUCK_SUPERVISOR_FD");
 /// ```
 pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
+
+/// The variable naming the inherited Unix sockets whose files a restart's
+/// successor takes over: their descriptor numbers, `:`-separated (`4`,
+/// `3:5`). Set by a restart for each Unix socket whose file the
+/// predecessor would have removed at its end (it bound the socket, or took
+/// the file over itself); never for a socket whose file belongs to someone
+/// else (a systemd `.socket` unit), nor by a
+/// [`Supervisor`](super::Supervisor) (it owns the files itself). The
+/// successor removes such a file when it finally stops serving the socket
+/// — once it reported ready, so a successor that fails before that leaves
+/// the file to its predecessor. Read and removed with the other hand-off
+/// variables by [`Inherited::from_env`](super::Inherited::from_env).
+///
+/// ```
+/// assert_eq!(lameduck::unix::OWNED_FDS_VAR, "LAMEDUCK_OWNED_FDS");
+/// ```
+pub const OWNED_FDS_VAR: &str = "LAMEDUCK_OWNED_FDS";
 
 /// The variable numbering a server's generations: 1 for a process started
 /// by hand (or by systemd), one more for each successor started by a
@@ -146,22 +164,25 @@ pub fn generation() -> u64 {
 
 /// The hand-off variables: never passed on from this process's own
 /// environment (the new ones are set for each child).
-pub(crate) const HAND_OFF_VARS: [&str; 5] = [
+pub(crate) const HAND_OFF_VARS: [&str; 6] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     READY_FD_VAR,
     SUPERVISOR_FD_VAR,
+    OWNED_FDS_VAR,
 ];
 
 /// [`spawn_with_listeners`], plus `extra` descriptors placed after the
 /// listeners, in order, each named by its variable (`LAMEDUCK_READY_FD`
 /// for a readiness pipe's write end, `LAMEDUCK_SUPERVISOR_FD` for a
-/// supervisor's link).
+/// supervisor's link), and `LAMEDUCK_OWNED_FDS` naming the listeners at
+/// the indices `owned_files` (whose socket files the child takes over).
 pub(crate) fn spawn(
     mut command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
     extra: &[(BorrowedFd<'_>, &str)],
+    owned_files: &[usize],
 ) -> io::Result<Child> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     let names: Vec<&str> = listeners.iter().map(|(_, name)| *name).collect();
@@ -204,6 +225,17 @@ pub(crate) fn spawn(
     ));
     for (var, at) in extra_at {
         env.push((var.into(), at.to_string().into()));
+    }
+    if !owned_files.is_empty() {
+        let mut fds = Vec::with_capacity(owned_files.len());
+        for &i in owned_files {
+            if i >= listeners.len() {
+                return Err(invalid(format!("no listener {i} to own the file of")));
+            }
+            // At most MAX_FDS listeners (checked above): no overflow.
+            fds.push((FIRST_FD + i as RawFd).to_string());
+        }
+        env.push((OWNED_FDS_VAR.into(), fds.join(":").into()));
     }
     let mut envp = Vec::with_capacity(env.len() + 1);
     for (key, value) in &env {

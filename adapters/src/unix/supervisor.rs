@@ -711,6 +711,8 @@ impl Core<'_> {
             &program,
             &self.settings.args,
             &fds,
+            // The supervisor owns the socket files: no generation does.
+            &[],
             Some(read.as_fd()),
             true,
             generation,
