@@ -55,8 +55,10 @@ pub(crate) enum ListenSocket<R: Runtime> {
     },
     Unix {
         listener: R::UnixListener,
-        /// Removed when the listener is dropped (we bound it), unless it
-        /// was handed to a successor ([`ListenSocket::keep_file`]).
+        /// Removed when the listener is stopped or dropped (we bound it, or
+        /// took it over from a predecessor that owned it:
+        /// [`ListenSocket::own_file`]), unless it was handed to a successor
+        /// ([`ListenSocket::keep_file`]).
         unlink: Mutex<Option<PathBuf>>,
     },
 }
@@ -101,9 +103,24 @@ impl<R: Runtime> ListenSocket<R> {
         }
     }
 
-    /// Whether this process created the socket: only then may it shut it
-    /// down. A Unix socket's file is removed by its creator, so the two
-    /// go together.
+    /// The socket's file at `path` is this process's to remove from now on
+    /// (a predecessor that owned it handed the socket over).
+    #[cfg(unix)]
+    pub(crate) fn own_file(&self, path: PathBuf) {
+        if let ListenSocket::Unix { unlink, .. } = self {
+            *unlink.lock().unwrap_or_else(PoisonError::into_inner) = Some(path);
+        }
+    }
+
+    /// Whether this process removes the socket's file at its end.
+    #[cfg(unix)]
+    pub(crate) fn owns_file(&self) -> bool {
+        matches!(self, ListenSocket::Unix { .. }) && self.bound_here()
+    }
+
+    /// Whether this process created the socket (or took it over from a
+    /// predecessor that did): only then may it shut it down. A Unix
+    /// socket's file is removed by its owner, so the two go together.
     fn bound_here(&self) -> bool {
         match self {
             ListenSocket::Tcp { bound_here, .. } => *bound_here,

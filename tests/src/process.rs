@@ -546,3 +546,45 @@ impl NotifySocket {
         rest
     }
 }
+
+/// Other processes that hold any of the sockets `pid` holds (by inode,
+/// from `/proc/*/fd`): a listening socket leaked into a process that
+/// outlived its purpose shows up here.
+#[must_use]
+pub fn socket_holders(pid: u32) -> Vec<u32> {
+    let sockets: Vec<String> = fds(pid)
+        .into_iter()
+        .map(|(_, target)| target)
+        .filter(|t| t.starts_with("socket:"))
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|other| *other != pid)
+        .filter(|other| {
+            fds(*other)
+                .iter()
+                .any(|(_, target)| sockets.contains(target))
+        })
+        .collect()
+}
+
+/// Waits until `pid` is gone or a zombie.
+///
+/// # Errors
+/// If it is still running after `within`: its state.
+pub fn wait_gone_within(pid: u32, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    // One look per pass; bounded by the deadline.
+    loop {
+        match proc_state(pid) {
+            None | Some(('Z' | 'X', _)) => return Ok(()),
+            Some(state) if Instant::now() >= deadline => {
+                return Err(format!("pid {pid} still there: {state:?}"));
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}

@@ -19,7 +19,8 @@ use lameduck_tests::load::{
 };
 use lameduck_tests::process::{
     Demo, EVENTUALLY, NotifySocket, Signal, children_of, fds, has_exited, parse_first_line,
-    send_signal, serve_binary, start_environment, wait_exited, zombies_of,
+    send_signal, serve_binary, socket_holders, start_environment, wait_exited, wait_gone_within,
+    zombies_of,
 };
 
 fn signal(pid: u32, signal: Signal) {
@@ -244,6 +245,124 @@ fn failing_successors_roll_back() {
     // The old keep-alive connection is closed by the old process's drain.
     let (rest, _) = kept.read_until_closed().unwrap();
     assert!(rest.is_empty());
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Successors that are wrapper scripts starting a child of their own that
+/// inherits the listening socket (and the readiness pipe): one never
+/// reports ready, one exits at once. Each rollback kills the whole attempt
+/// — the wrapper's child too — so no process is left holding the listening
+/// socket (the port would go on accepting into a backlog nobody serves),
+/// and the old process keeps serving with the descriptors it had.
+#[test]
+fn a_failed_successors_own_children_are_killed_too() {
+    let dir = scratch_dir("wrapper");
+    let exe = dir.join("serve");
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args(["--listen", "127.0.0.1:0", "--ready-timeout", "1.5"]);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let pid = demo.pid();
+    let mut kept = Client::connect(addrs[0]).unwrap();
+    assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string());
+    let baseline = fds(pid);
+    assert!(socket_holders(pid).is_empty(), "{:?}", socket_holders(pid));
+
+    let child_file = dir.join("wrapper-child.pid");
+    let cases = [
+        ("wrapper never ready", "wait", "was not ready in time"),
+        (
+            "wrapper exits at once",
+            "exit 7",
+            "exited before it was ready (exit status: 7)",
+        ),
+    ];
+    for (what, then, expected) in cases {
+        let _ = std::fs::remove_file(&child_file);
+        // The child's pid, written whole (renamed into place).
+        let script = format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > '{file}.tmp' && mv '{file}.tmp' '{file}'\n{then}\n",
+            file = child_file.display()
+        );
+        install(&exe, Install::Script(&script, true));
+        let from = demo.stderr_seen.len();
+        signal(pid, Signal::HUP);
+        let line = demo.wait_stderr_from(from, "restart failed: ");
+        assert!(line.contains(expected), "{what}: {line}");
+        let started = demo.stderr_seen[from..]
+            .iter()
+            .find_map(|l| l.strip_prefix("serve: restart: successor pid "))
+            .expect("the successor was started");
+        let successor: u32 = started.split(' ').next().unwrap().parse().unwrap();
+        wait_exited(successor);
+        // The wrapper wrote its child's pid before it waited or exited.
+        let grandchild: u32 = std::fs::read_to_string(&child_file)
+            .unwrap_or_else(|e| panic!("{what}: no child pid file: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        if let Err(e) = wait_gone_within(grandchild, EVENTUALLY) {
+            // Not left running for minutes after a failed test.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(grandchild as i32).unwrap(),
+                Signal::KILL,
+            );
+            panic!("{what}: the successor's child survived the rollback: {e}");
+        }
+        // No process but the server holds its sockets any more.
+        let deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        loop {
+            let holders = socket_holders(pid);
+            if holders.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: sockets also held by {holders:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(zombies_of(pid).is_empty(), "{what}: {:?}", zombies_of(pid));
+        // Still serving: new connections and the old keep-alive one.
+        assert_eq!(pid_at(addrs[0]).unwrap(), pid, "{what}");
+        assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string(), "{what}");
+        // Nothing of the attempt stays open here.
+        let deadline = Instant::now() + EVENTUALLY;
+        // One look per pass; bounded by the deadline.
+        loop {
+            let now = fds(pid);
+            if kinds(&now) == kinds(&baseline) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: descriptors {now:?}, before {baseline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    // A good restart still works, with clean variables.
+    install(&exe, Install::Binary(&serve_binary()));
+    let new = restart(&mut demo, &addrs);
+    let env = start_environment(new);
+    let listen: Vec<&String> = env.iter().filter(|e| e.starts_with("LISTEN_")).collect();
+    assert_eq!(
+        listen,
+        [
+            &"LISTEN_FDS=1".to_owned(),
+            &"LISTEN_FDNAMES=listen-0".to_owned(),
+            &format!("LISTEN_PID={new}"),
+        ]
+    );
+    drop(kept);
     signal(new, Signal::TERM);
     wait_exited(new);
     let (status, stderr) = demo.wait_exit();
@@ -484,13 +603,112 @@ fn generations_keep_the_same_descriptors_and_no_stale_variables() {
     wait_exited(last);
     let (status, _) = demo.wait_exit();
     assert_eq!(status.code(), Some(0));
-    // The Unix socket's file outlives the last generation (it inherited
-    // it); a new start on the same path replaces it.
+    // The last generation took the Unix socket's file over, and removed it.
+    assert!(!sock.exists(), "the last generation removes the file");
     let mut again = Demo::start(&["--unix", sock.to_str().unwrap()]);
     again.signal(Signal::TERM);
     let (status, stderr) = again.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
     assert!(!sock.exists(), "the new process bound it, and removed it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ----- Unix socket files -----------------------------------------------------
+
+/// `GET /pid` over the Unix socket at `path`: the pid that served it.
+fn pid_over_unix(path: &std::path::Path) -> u32 {
+    let mut unix = UnixStream::connect(path).unwrap();
+    unix.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    unix.write_all(b"GET /pid HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    unix.read_to_string(&mut answer).unwrap();
+    let (_, pid) = answer
+        .rsplit_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{answer}"));
+    pid.parse().unwrap_or_else(|_| panic!("{answer}"))
+}
+
+/// The `LAMEDUCK_OWNED_FDS` entries a process was started with.
+fn owned_fds_var(pid: u32) -> Vec<String> {
+    start_environment(pid)
+        .into_iter()
+        .filter(|e| e.starts_with("LAMEDUCK_OWNED_FDS="))
+        .collect()
+}
+
+/// `--unix PATH`: the first process binds the file, each restart hands it
+/// over with the socket (`LAMEDUCK_OWNED_FDS` names it), a process that
+/// handed off leaves it in place, and the last generation removes it when
+/// it stops.
+#[test]
+fn the_unix_socket_file_goes_with_the_last_generation() {
+    let dir = scratch_dir("unix-file");
+    let sock = dir.join("serve.sock");
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--unix", sock.to_str().unwrap()]);
+    let addrs = demo.tcp_addrs();
+    assert_eq!(pid_over_unix(&sock), demo.pid());
+    let mut told = Vec::new();
+    for round in 1..=2 {
+        let old = demo.current();
+        let new = restart(&mut demo, &addrs);
+        told.push(owned_fds_var(new));
+        wait_exited(old);
+        assert!(
+            sock.exists(),
+            "round {round}: the old process left the file"
+        );
+        assert_eq!(pid_over_unix(&sock), new, "round {round}");
+    }
+    let last = demo.current();
+    signal(last, Signal::TERM);
+    wait_exited(last);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!sock.exists(), "the last generation removes the file");
+    // Listeners at 3 (listen-0) and 4 (unix): each successor was told.
+    assert_eq!(told, [["LAMEDUCK_OWNED_FDS=4"], ["LAMEDUCK_OWNED_FDS=4"]]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Unix socket passed by whoever owns its file (as a systemd `.socket`
+/// unit does; here this test) keeps its file: neither the process it was
+/// passed to nor that one's successor removes it.
+#[test]
+fn an_activated_unix_sockets_file_is_kept() {
+    let dir = scratch_dir("unix-activated");
+    let sock = dir.join("activated.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let mut command = Command::new(serve_binary());
+    command
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--unix",
+            sock.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = lameduck::unix::spawn_with_listeners(
+        command,
+        &[(tcp.as_fd(), "listen-0"), (unix.as_fd(), "unix")],
+    )
+    .unwrap();
+    drop((tcp, unix)); // only the demo has them now
+    let mut demo = Demo::from_child(child);
+    demo.wait_stderr("inherited 2 socket(s) (listen-0, unix)");
+    assert_eq!(pid_over_unix(&sock), demo.pid());
+    let new = restart(&mut demo, &[addr]);
+    assert_eq!(owned_fds_var(new), Vec::<String>::new(), "not handed over");
+    assert_eq!(pid_over_unix(&sock), new);
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(sock.exists(), "the file is its owner's: kept");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -610,6 +828,10 @@ fn malformed_activation_is_a_clear_error() {
         (
             "export LAMEDUCK_READY_FD=junk",
             "LAMEDUCK_READY_FD=\"junk\": not a descriptor number",
+        ),
+        (
+            "export LAMEDUCK_OWNED_FDS=3",
+            "LAMEDUCK_OWNED_FDS=\"3\": set without LAMEDUCK_READY_FD",
         ),
     ];
     for (script, expected) in cases {

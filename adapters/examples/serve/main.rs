@@ -244,12 +244,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// The variables a successor must not see again once adopted.
-const HAND_OFF_VARS: [&str; 5] = [
+const HAND_OFF_VARS: [&str; 6] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     lameduck::unix::READY_FD_VAR,
     lameduck::unix::SUPERVISOR_FD_VAR,
+    lameduck::unix::OWNED_FDS_VAR,
 ];
 
 /// One line on stderr, `serve: ` first, in a single write: processes of

@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::future::{Future, pending};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,7 +24,7 @@ use lameduck_core::restart::{
     Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartPhase,
 };
 
-use super::child::ChildWatch;
+use super::child::{ChildWatch, Group};
 use super::ready::{ReadyReader, ready_pipe};
 use super::restart::RestartError;
 use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
@@ -64,12 +65,19 @@ pub(crate) struct Launched {
 /// Starts `program` with `args`, the `listeners` at descriptors 3, 4, …,
 /// the write end of a new readiness pipe after them
 /// (`LAMEDUCK_READY_FD`), and after that a supervisor's `link`, if any
-/// (`LAMEDUCK_SUPERVISOR_FD`). `reaper`: watched by the process-wide
-/// reaper (a supervisor), else by a thread of its own.
+/// (`LAMEDUCK_SUPERVISOR_FD`). The listeners at the indices `owned_files`
+/// are named by `LAMEDUCK_OWNED_FDS`: the new process takes their socket
+/// files over. `reaper`: watched by the process-wide reaper (a
+/// supervisor), else by a thread of its own.
+///
+/// The process leads a process group of its own, so that a failed
+/// attempt kills everything it started (see
+/// [`spawn`](super::spawn#process-groups)).
 pub(crate) fn launch(
     program: &Path,
     args: &[OsString],
     listeners: &[(BorrowedFd<'_>, &str)],
+    owned_files: &[usize],
     link: Option<BorrowedFd<'_>>,
     reaper: bool,
     generation: u64,
@@ -85,18 +93,23 @@ pub(crate) fn launch(
         // A direct restart's successor becomes systemd's main process.
         super::notify::watchdog_for_successor(&mut command);
     }
+    // setpgid(0, 0) in the child before exec (std does it before the
+    // pre-exec code of `spawn`; async-signal-safe). `Command::spawn`
+    // returns once the child has executed (or failed to), so the group
+    // exists before anyone may signal it.
+    command.process_group(0);
     let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
     if let Some(link) = link {
         extra.push((link, SUPERVISOR_FD_VAR));
     }
     let start = || {
-        spawn(command, listeners, &extra)
+        spawn(command, listeners, &extra, owned_files)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))
     };
     let watch = if reaper {
-        ChildWatch::spawn_reaped(start)?
+        ChildWatch::spawn_reaped(start, Group::Own)?
     } else {
-        ChildWatch::start(start()?)?
+        ChildWatch::start(start()?, Group::Own)?
     };
     // Only the new process holds the write end now: its exit is an end of
     // file here.
@@ -254,6 +267,8 @@ impl Attempts {
         carry_out(actions, Some(&watch), &mut progress, None);
         let result = match self.await_child(&watch, reader, progress, carrier).await {
             Ok(child) => {
+                // It serves now: its group no longer goes with it.
+                watch.keep_group();
                 carrier.handed_off(child).await;
                 Ok(child)
             }

@@ -11,6 +11,14 @@
 //!   init, a new pid namespace) included. For the
 //!   [`Supervisor`](super::Supervisor), which owns every child of its
 //!   process.
+//!
+//! A child started in a process group of its own ([`Group::Own`]: a
+//! restart's successor, a supervisor's generation) is killed with its
+//! whole group: whatever it started itself (a wrapper script's program, a
+//! helper) holds the inherited listening sockets too, and must not outlive
+//! a failed attempt. Until [`ChildWatch::keep_group`] (the attempt handed
+//! off to it), its group is also killed when it exits on its own — between
+//! its exit and its reaping, while its pid still names the group.
 
 #![cfg_attr(test, allow(unsafe_code))]
 
@@ -25,9 +33,22 @@ use rustix::process::{Pid, WaitId, WaitIdOptions, WaitOptions};
 
 type Exit = io::Result<ExitStatus>;
 
+/// Which process group a watched child is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// This process's (or any other): only the child itself is killed.
+    /// (Every child lameduck starts has its own; the tests use this.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    Shared,
+    /// Its own, which it leads (its pgid is its pid): killing it kills the
+    /// group.
+    Own,
+}
+
 /// A started child, watched until it exits.
 pub(crate) struct ChildWatch {
     pid: u32,
+    group: Group,
     by: ReapedBy,
     exited: async_channel::Receiver<Exit>,
 }
@@ -43,6 +64,8 @@ struct Slot {
     child: Child,
     /// Set once reaped: from then on the pid may name another process.
     reaped: bool,
+    /// Its group is killed when it exits (see the module docs).
+    sweep: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,14 +74,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ChildWatch {
-    /// Starts watching `child` on a thread of its own. If no thread can be
-    /// started, the child is killed and reaped here, and that is the
-    /// error.
-    pub(crate) fn start(child: Child) -> io::Result<ChildWatch> {
+    /// Starts watching `child` (in `group`) on a thread of its own. If no
+    /// thread can be started, the child is killed and reaped here, and that
+    /// is the error.
+    pub(crate) fn start(child: Child, group: Group) -> io::Result<ChildWatch> {
         let pid = child.id();
         let slot = Arc::new(Mutex::new(Slot {
             child,
             reaped: false,
+            sweep: group == Group::Own,
         }));
         let (tx, exited) = async_channel::bounded(1);
         let watched = slot.clone();
@@ -70,6 +94,10 @@ impl ChildWatch {
                 wait_exit_keep_zombie(pid);
                 let status = {
                     let mut slot = lock(&watched);
+                    if slot.sweep {
+                        // Not reaped yet: the pid still names its group.
+                        kill_group(pid);
+                    }
                     let status = slot.child.wait();
                     slot.reaped = true;
                     status
@@ -79,6 +107,9 @@ impl ChildWatch {
             });
         if let Err(e) = started {
             let mut slot = lock(&slot);
+            if group == Group::Own {
+                kill_group(pid);
+            }
             let _ = slot.child.kill();
             let _ = slot.child.wait();
             slot.reaped = true;
@@ -86,17 +117,19 @@ impl ChildWatch {
         }
         Ok(ChildWatch {
             pid,
+            group,
             by: ReapedBy::Thread(slot),
             exited,
         })
     }
 
-    /// Starts a child with `spawn` and watches it through the process-wide
-    /// reaper, which from then on reaps every child of this process (see
-    /// the module docs). The spawn runs under the reaper's lock, so the
-    /// child is known before its exit can be seen.
+    /// Starts a child (in `group`) with `spawn` and watches it through the
+    /// process-wide reaper, which from then on reaps every child of this
+    /// process (see the module docs). The spawn runs under the reaper's
+    /// lock, so the child is known before its exit can be seen.
     pub(crate) fn spawn_reaped(
         spawn: impl FnOnce() -> io::Result<Child>,
+        group: Group,
     ) -> io::Result<ChildWatch> {
         let reaper = Reaper::get()?;
         let mut registry = lock(&reaper.registry);
@@ -105,10 +138,17 @@ impl ChildWatch {
         // Dropping a `Child` neither waits nor kills; the reaper waits.
         drop(child);
         let (tx, exited) = async_channel::bounded(1);
-        registry.watched.insert(pid, tx);
+        registry.watched.insert(
+            pid,
+            Watched {
+                tx,
+                sweep: group == Group::Own,
+            },
+        );
         reaper.spawned.notify_all();
         Ok(ChildWatch {
             pid,
+            group,
             by: ReapedBy::Reaper(reaper),
             exited,
         })
@@ -118,27 +158,52 @@ impl ChildWatch {
         self.pid
     }
 
-    /// Kills it (`SIGKILL`) unless it was already reaped.
-    pub(crate) fn kill(&self) {
-        self.signal(rustix::process::Signal::KILL);
+    /// Kills it (`SIGKILL`) unless it was already reaped — with its whole
+    /// process group if it leads one of its own ([`Group::Own`]); says
+    /// whether the signal was sent.
+    pub(crate) fn kill(&self) -> bool {
+        let signal = rustix::process::Signal::KILL;
+        match self.group {
+            Group::Own => self.unreaped(|pid| rustix::process::kill_process_group(pid, signal)),
+            Group::Shared => self.signal(signal),
+        }
     }
 
-    /// Sends it `signal` unless it was already reaped; says whether it was
-    /// sent.
+    /// Sends `signal` to it alone (not its group) unless it was already
+    /// reaped; says whether it was sent.
     pub(crate) fn signal(&self, signal: rustix::process::Signal) -> bool {
+        self.unreaped(|pid| rustix::process::kill_process(pid, signal))
+    }
+
+    /// Runs `send` with its pid unless it was already reaped (holding the
+    /// lock that reaping takes, so the pid cannot be recycled meanwhile);
+    /// says whether `send` succeeded.
+    fn unreaped(&self, send: impl FnOnce(Pid) -> rustix::io::Result<()>) -> bool {
         let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
             return false;
         };
         match &self.by {
             ReapedBy::Thread(slot) => {
                 let slot = lock(slot);
-                !slot.reaped && rustix::process::kill_process(pid, signal).is_ok()
+                !slot.reaped && send(pid).is_ok()
             }
             ReapedBy::Reaper(reaper) => {
                 // Under the reaper's lock: not reaped meanwhile.
                 let registry = lock(&reaper.registry);
-                registry.watched.contains_key(&self.pid)
-                    && rustix::process::kill_process(pid, signal).is_ok()
+                registry.watched.contains_key(&self.pid) && send(pid).is_ok()
+            }
+        }
+    }
+
+    /// From now on its group is not killed when it exits (it was handed
+    /// off to: what it started is its own business).
+    pub(crate) fn keep_group(&self) {
+        match &self.by {
+            ReapedBy::Thread(slot) => lock(slot).sweep = false,
+            ReapedBy::Reaper(reaper) => {
+                if let Some(watched) = lock(&reaper.registry).watched.get_mut(&self.pid) {
+                    watched.sweep = false;
+                }
             }
         }
     }
@@ -151,6 +216,30 @@ impl ChildWatch {
             Err(_) => Err(io::Error::other("the child watcher stopped")),
         }
     }
+}
+
+/// Kills the process group `pgid` (`SIGKILL`). Call it only while its
+/// leader is not reaped: then the number names that group and no other.
+fn kill_group(pgid: u32) {
+    if let Some(pgid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        // Fails only if the group is empty already: nothing to do.
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether the child `pid` has exited and is not reaped yet (without
+/// reaping it).
+fn exited_unreaped(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    matches!(
+        rustix::process::waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+        ),
+        Ok(Some(_))
+    )
 }
 
 /// Blocks until `pid` has exited, leaving it to be reaped.
@@ -185,9 +274,17 @@ struct Reaper {
 }
 
 struct Registry {
-    /// Watched children not reaped yet, and where their exit goes.
-    watched: HashMap<u32, async_channel::Sender<Exit>>,
+    /// Watched children not reaped yet.
+    watched: HashMap<u32, Watched>,
     on_orphan: Option<OrphanObserver>,
+}
+
+/// A watched child of the reaper's.
+struct Watched {
+    /// Where its exit goes.
+    tx: async_channel::Sender<Exit>,
+    /// Its group is killed when it exits (see the module docs).
+    sweep: bool,
 }
 
 /// The reaper, once started (`None`: its thread could not be started).
@@ -253,15 +350,38 @@ impl Reaper {
     fn reap_exited(&self) {
         let mut orphans = Vec::new();
         let mut registry = lock(&self.registry);
+        // First the groups of watched children that exited and lead a group
+        // that goes with them: killed before the reaping below, while their
+        // pids still name their groups. (A few children at most.)
+        for (pid, watched) in &mut registry.watched {
+            if watched.sweep && exited_unreaped(*pid) {
+                kill_group(*pid);
+                watched.sweep = false;
+            }
+        }
         // One child per pass; ends when none has exited (or none is left).
+        // `wait` is waitpid(-1): any child, whatever its process group
+        // (rustix's `waitpid(None, …)` is waitpid(0): this group's only).
         loop {
-            match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            match rustix::process::wait(WaitOptions::NOHANG) {
                 Ok(Some((pid, status))) => {
                     let pid = pid.as_raw_nonzero().get().unsigned_abs();
                     let status = ExitStatus::from_raw(status.as_raw());
                     match registry.watched.remove(&pid) {
-                        // Nobody listening any more is fine.
-                        Some(tx) => drop(tx.try_send(Ok(status))),
+                        Some(watched) => {
+                            if watched.sweep {
+                                // It exited after the look above, and is
+                                // reaped already. While a member is left,
+                                // the group keeps its number (Linux does
+                                // not reuse it): this reaches that group;
+                                // an empty group is not signalled, short
+                                // of the number's reuse by a new group
+                                // leader within this instant.
+                                kill_group(pid);
+                            }
+                            // Nobody listening any more is fine.
+                            drop(watched.tx.try_send(Ok(status)));
+                        }
                         None => orphans.push((pid, status)),
                     }
                 }
@@ -318,8 +438,8 @@ impl Reaper {
 
 impl Registry {
     fn lost_all(&mut self) {
-        for (pid, tx) in self.watched.drain() {
-            let _ = tx.try_send(Err(io::Error::other(format!(
+        for (pid, watched) in self.watched.drain() {
+            let _ = watched.tx.try_send(Err(io::Error::other(format!(
                 "child {pid} was reaped by someone else: its exit status is lost"
             ))));
         }
@@ -334,7 +454,7 @@ mod tests {
     #[test]
     fn reports_the_exit_and_reaps() {
         let child = Command::new("sh").arg("-c").arg("exit 3").spawn().unwrap();
-        let watch = ChildWatch::start(child).unwrap();
+        let watch = ChildWatch::start(child, Group::Shared).unwrap();
         let status = smol::block_on(watch.exited()).unwrap();
         assert_eq!(status.code(), Some(3));
         watch.kill(); // after the reap: does nothing
@@ -343,12 +463,101 @@ mod tests {
     #[test]
     fn kill_then_reaped() {
         let child = Command::new("sleep").arg("600").spawn().unwrap();
-        let watch = ChildWatch::start(child).unwrap();
+        let watch = ChildWatch::start(child, Group::Shared).unwrap();
         watch.kill();
         let status = smol::block_on(watch.exited()).unwrap();
         assert!(!status.success());
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", watch.pid()));
         assert!(stat.is_err(), "reaped: no /proc entry left");
+    }
+
+    /// A shell in a group of its own that starts `sleep` in the background,
+    /// prints its pid, then runs `then`; the watch, the sleep's pid and
+    /// the shell's stdin.
+    fn wrapper(then: &str, reaper: bool) -> (ChildWatch, u32, std::process::ChildStdin) {
+        use std::os::unix::process::CommandExt;
+        let (mut stdout, mut stdin) = (None, None);
+        let mut spawn = || {
+            let mut child = Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("sleep 600 </dev/null >/dev/null & echo $!; {then}"),
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .process_group(0)
+                .spawn()?;
+            stdout = child.stdout.take();
+            stdin = child.stdin.take();
+            Ok(child)
+        };
+        let watch = if reaper {
+            ChildWatch::spawn_reaped(spawn, Group::Own).unwrap()
+        } else {
+            let child = spawn().unwrap();
+            ChildWatch::start(child, Group::Own).unwrap()
+        };
+        let mut line = String::new();
+        io::BufRead::read_line(&mut io::BufReader::new(stdout.unwrap()), &mut line).unwrap();
+        (watch, line.trim().parse().unwrap(), stdin.unwrap())
+    }
+
+    /// Whether `pid` is gone or a zombie, within 20 s.
+    fn gone(pid: u32) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // One look per pass; bounded by the deadline.
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()));
+            if matches!(state, None | Some(Some('Z' | 'X'))) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn kill_pid(pid: u32) {
+        let _ = rustix::process::kill_process(
+            Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+
+    #[test]
+    fn an_own_group_is_killed_with_its_leader() {
+        let (watch, sleeper, _stdin) = wrapper("wait", false);
+        assert!(watch.kill());
+        assert!(!smol::block_on(watch.exited()).unwrap().success());
+        assert!(gone(sleeper), "the leader's child was killed too");
+    }
+
+    #[test]
+    fn an_own_group_goes_when_its_leader_exits_unless_kept() {
+        let (watch, sleeper, _stdin) = wrapper("exit 4", false);
+        assert_eq!(smol::block_on(watch.exited()).unwrap().code(), Some(4));
+        assert!(gone(sleeper), "swept at the leader's exit");
+        assert!(!watch.kill(), "reaped: nothing sent");
+
+        // The shell exits once its stdin ends: after `keep_group`.
+        let (watch, sleeper, stdin) = wrapper("read _; exit 5", false);
+        watch.keep_group();
+        drop(stdin);
+        assert_eq!(smol::block_on(watch.exited()).unwrap().code(), Some(5));
+        let kept = !gone_now(sleeper);
+        kill_pid(sleeper);
+        assert!(kept, "kept: the leader's child outlives it");
+    }
+
+    /// Whether `pid` is gone or a zombie, now.
+    fn gone_now(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+            .is_none_or(|c| c == 'Z' || c == 'X')
     }
 
     /// The process-wide reaper reaps every child of its process, so it is
@@ -391,15 +600,20 @@ mod tests {
         }))
         .unwrap();
 
-        let exits =
-            ChildWatch::spawn_reaped(|| Command::new("sh").args(["-c", "exit 3"]).spawn()).unwrap();
+        let exits = ChildWatch::spawn_reaped(
+            || Command::new("sh").args(["-c", "exit 3"]).spawn(),
+            Group::Shared,
+        )
+        .unwrap();
         assert_eq!(smol::block_on(exits.exited()).unwrap().code(), Some(3));
         assert!(
             !exits.signal(rustix::process::Signal::TERM),
             "reaped: not sent"
         );
 
-        let sleeps = ChildWatch::spawn_reaped(|| Command::new("sleep").arg("600").spawn()).unwrap();
+        let sleeps =
+            ChildWatch::spawn_reaped(|| Command::new("sleep").arg("600").spawn(), Group::Shared)
+                .unwrap();
         assert!(sleeps.signal(rustix::process::Signal::TERM));
         let status = smol::block_on(sleeps.exited()).unwrap();
         assert_eq!(status.signal(), Some(libc::SIGTERM));
@@ -407,18 +621,22 @@ mod tests {
         // A program that cannot be executed: `Command::spawn` reaps it
         // itself, under the reaper's lock, so nothing competes.
         for _ in 0..20 {
-            let e = ChildWatch::spawn_reaped(|| Command::new("/nonexistent/x").spawn());
+            let e =
+                ChildWatch::spawn_reaped(|| Command::new("/nonexistent/x").spawn(), Group::Shared);
             assert!(e.is_err());
         }
 
         // Many at once, each status to its own watcher.
         let watches: Vec<_> = (0..40)
             .map(|i| {
-                ChildWatch::spawn_reaped(|| {
-                    Command::new("sh")
-                        .args(["-c", &format!("exit {}", i % 7)])
-                        .spawn()
-                })
+                ChildWatch::spawn_reaped(
+                    || {
+                        Command::new("sh")
+                            .args(["-c", &format!("exit {}", i % 7)])
+                            .spawn()
+                    },
+                    Group::Shared,
+                )
                 .unwrap()
             })
             .collect();
@@ -430,14 +648,17 @@ mod tests {
         // An orphan: the shell's background child outlives it and is
         // re-parented here; the reaper reaps it and says so.
         let mut stdout = None;
-        let parent = ChildWatch::spawn_reaped(|| {
-            let mut child = Command::new("sh")
-                .args(["-c", "sleep 0.2 >/dev/null & echo $!; exit 0"])
-                .stdout(std::process::Stdio::piped())
-                .spawn()?;
-            stdout = child.stdout.take();
-            Ok(child)
-        })
+        let parent = ChildWatch::spawn_reaped(
+            || {
+                let mut child = Command::new("sh")
+                    .args(["-c", "sleep 0.2 >/dev/null & echo $!; exit 0"])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()?;
+                stdout = child.stdout.take();
+                Ok(child)
+            },
+            Group::Shared,
+        )
         .unwrap();
         let mut out = String::new();
         io::Read::read_to_string(&mut stdout.unwrap(), &mut out).unwrap();
@@ -448,5 +669,15 @@ mod tests {
         assert!(status.success());
         let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat"));
         assert!(stat.is_err(), "the orphan was reaped: {stat:?}");
+
+        // A group of its own goes with its leader: killed, or at its exit
+        // (before the reaper reaps the leader).
+        let (watch, sleeper, _stdin) = wrapper("wait", true);
+        assert!(watch.kill());
+        assert!(!smol::block_on(watch.exited()).unwrap().success());
+        assert!(gone(sleeper), "killed with its leader");
+        let (watch, sleeper, _stdin) = wrapper("exit 4", true);
+        assert_eq!(smol::block_on(watch.exited()).unwrap().code(), Some(4));
+        assert!(gone(sleeper), "swept at its leader's exit");
     }
 }

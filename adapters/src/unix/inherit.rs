@@ -7,8 +7,9 @@ use std::fmt;
 use std::io;
 use std::net::ToSocketAddrs;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,13 +19,13 @@ use rustix::net::{AddressFamily, SocketType};
 
 use super::link::Link;
 use super::ready::ReadyChannel;
-use super::spawn::{HAND_OFF_VARS, READY_FD_VAR, SUPERVISOR_FD_VAR};
+use super::spawn::{HAND_OFF_VARS, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
 use crate::listener::ListenAddr;
 use crate::runtime::Runtime;
 use crate::server::{Builder, Pending};
 
 /// The variables removed once the sockets are adopted.
-const VARS: [&str; 5] = HAND_OFF_VARS;
+const VARS: [&str; 6] = HAND_OFF_VARS;
 
 /// Set once a process has adopted its inherited descriptors: they are
 /// owned from then on and must not be adopted twice.
@@ -98,6 +99,14 @@ pub enum InheritError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `LAMEDUCK_OWNED_FDS` does not name inherited Unix sockets bound to
+    /// a path, or is set where no predecessor hands files over.
+    OwnedFds {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// [`Inherited::from_env`] already adopted this process's descriptors.
     AlreadyAdopted,
     /// A system call failed while checking or adopting a descriptor.
@@ -134,6 +143,9 @@ impl fmt::Display for InheritError {
             }
             InheritError::SupervisorFd { value, reason } => {
                 write!(f, "{SUPERVISOR_FD_VAR}={value:?}: {reason}")
+            }
+            InheritError::OwnedFds { value, reason } => {
+                write!(f, "{OWNED_FDS_VAR}={value:?}: {reason}")
             }
             InheritError::AlreadyAdopted => {
                 f.write_str("the inherited sockets were already adopted by this process")
@@ -246,8 +258,10 @@ impl InheritedListener {
         let name: Arc<str> = self.name.into();
         match self.socket {
             Socket::Tcp(l) => Pending::Tcp(l, name, false),
-            // Whoever created the file (systemd, or the first generation)
-            // owns it: an inherited socket's file is left in place.
+            // Whoever created the file (systemd, a supervisor) owns it: an
+            // inherited socket's file is left in place — unless a
+            // restarting predecessor hands it over (`LAMEDUCK_OWNED_FDS`),
+            // which the `Lifecycle` takes up once this process is ready.
             Socket::Unix(l) => Pending::Unix(l, None, name),
         }
     }
@@ -272,11 +286,31 @@ pub struct Inherited {
     listeners: Vec<Option<InheritedListener>>,
     pub(crate) ready: Option<ReadyChannel>,
     pub(crate) link: Option<Link>,
+    /// The socket files a predecessor handed over (`LAMEDUCK_OWNED_FDS`).
+    pub(crate) owned_files: Vec<OwnedFile>,
     env_cleared: bool,
     /// `LISTEN_PID` and this process's pid, when the variables were for
     /// another process (ignored; warned about once the environment is
     /// cleared).
     not_for_us: Option<(u32, u32)>,
+}
+
+/// An inherited Unix socket whose file this process takes over from its
+/// predecessor: removed when this process finally stops serving it.
+#[derive(Debug)]
+pub(crate) struct OwnedFile {
+    /// The socket's identity (device and inode of the descriptor), to find
+    /// it among the server's listeners whatever descriptor it is at.
+    pub(crate) socket: (u64, u64),
+    /// Its file.
+    pub(crate) path: PathBuf,
+}
+
+/// A socket's identity: device and inode of its descriptor.
+pub(crate) fn socket_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let stat = rustix::fs::fstat(fd)?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    Ok((stat.st_dev as u64, stat.st_ino as u64))
 }
 
 impl Inherited {
@@ -285,7 +319,10 @@ impl Inherited {
     /// socket, a stream, listening, IPv4/IPv6/Unix; then made close-on-exec
     /// and non-blocking), a predecessor's (or supervisor's) readiness
     /// channel (`LAMEDUCK_READY_FD`), and a supervisor's link
-    /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)).
+    /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)),
+    /// and which inherited Unix sockets' files a restarting predecessor
+    /// hands over (`LAMEDUCK_OWNED_FDS`, see
+    /// [`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)).
     /// Nothing inherited is not an error, and neither are variables meant
     /// for another process: a `LISTEN_PID` that is not this process's pid
     /// (the variables leaked from a parent, say) means no socket is
@@ -319,7 +356,13 @@ impl Inherited {
         let env = ListenEnv::from_process();
         let ready_var = std::env::var_os(READY_FD_VAR);
         let link_var = std::env::var_os(SUPERVISOR_FD_VAR);
-        let result = Self::adopt(&env, ready_var.as_deref(), link_var.as_deref());
+        let owned_var = std::env::var_os(OWNED_FDS_VAR);
+        let result = Self::adopt(
+            &env,
+            ready_var.as_deref(),
+            link_var.as_deref(),
+            owned_var.as_deref(),
+        );
         // Whatever the result, so that no child sees the variables.
         let env_cleared = clear_env();
         let mut inherited = result?;
@@ -340,6 +383,7 @@ impl Inherited {
         env: &ListenEnv,
         ready_var: Option<&std::ffi::OsStr>,
         link_var: Option<&std::ffi::OsStr>,
+        owned_var: Option<&std::ffi::OsStr>,
     ) -> Result<Inherited, InheritError> {
         let activation = env.parse(std::process::id())?;
         let not_for_us = match activation {
@@ -353,6 +397,12 @@ impl Inherited {
         // Check every descriptor before owning any: on an error nothing is
         // closed behind the caller's back.
         let kinds = fds.iter().map(check).collect::<Result<Vec<_>, _>>()?;
+        let owned_files = match owned_var {
+            Some(value) => {
+                owned_files(value, &fds, &kinds, ready_var.is_some(), link_var.is_some())?
+            }
+            None => Vec::new(),
+        };
         let ready = ready_var.map(ReadyChannel::adopt).transpose()?;
         let link = link_var.map(Link::adopt).transpose()?;
         let listeners = fds
@@ -364,6 +414,7 @@ impl Inherited {
             listeners,
             ready,
             link,
+            owned_files,
             env_cleared: false,
             not_for_us,
         })
@@ -460,6 +511,83 @@ impl Inherited {
     pub fn take_all(&mut self) -> Vec<InheritedListener> {
         self.listeners.iter_mut().filter_map(Option::take).collect()
     }
+}
+
+/// The files named by `LAMEDUCK_OWNED_FDS=value`: `:`-separated
+/// descriptor numbers, each an inherited (and checked) Unix socket bound
+/// to a path, none twice; only in a restart's successor (`ready`), never
+/// in a supervised generation (`link`).
+fn owned_files(
+    value: &std::ffi::OsStr,
+    fds: &[InheritedFd],
+    kinds: &[Family],
+    ready: bool,
+    link: bool,
+) -> Result<Vec<OwnedFile>, InheritError> {
+    let error = |reason: String| InheritError::OwnedFds {
+        value: value.to_string_lossy().into_owned(),
+        reason,
+    };
+    if link {
+        return Err(error(
+            "a supervised generation takes no socket file over (its supervisor owns them)".into(),
+        ));
+    }
+    if !ready {
+        return Err(error(format!(
+            "set without {READY_FD_VAR}: only a restart's successor takes socket files over"
+        )));
+    }
+    let Some(text) = value.to_str() else {
+        return Err(error("not UTF-8".into()));
+    };
+    if text.is_empty() {
+        return Err(error("empty".into()));
+    }
+    let mut owned: Vec<OwnedFile> = Vec::new();
+    let mut seen: Vec<RawFd> = Vec::new();
+    for item in text.split(':') {
+        // Digits only: no sign, no space, no empty item.
+        let fd = if !item.is_empty() && item.bytes().all(|b| b.is_ascii_digit()) {
+            item.parse::<RawFd>().ok()
+        } else {
+            None
+        };
+        let Some(fd) = fd else {
+            return Err(error(format!("{item:?} is not a descriptor number")));
+        };
+        let Some(i) = fds.iter().position(|f| f.fd == fd) else {
+            return Err(error(format!("fd {fd} is not an inherited socket")));
+        };
+        if seen.contains(&fd) {
+            return Err(error(format!("fd {fd} is named twice")));
+        }
+        seen.push(fd);
+        let name = &fds[i].name;
+        if !matches!(kinds.get(i), Some(Family::Unix)) {
+            return Err(error(format!("fd {fd} ({name}) is not a Unix socket")));
+        }
+        // SAFETY: `fd` is open (checked), passed to this process by
+        // LISTEN_FDS; only borrowed here, within this function.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let io_error = |e: Errno| InheritError::Io {
+            fd,
+            error: e.into(),
+        };
+        let addr = rustix::net::getsockname(borrowed).map_err(io_error)?;
+        let path = rustix::net::SocketAddrUnix::try_from(addr)
+            .ok()
+            .and_then(|unix| {
+                unix.path_bytes()
+                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            });
+        let Some(path) = path else {
+            return Err(error(format!("fd {fd} ({name}) is not bound to a path")));
+        };
+        let socket = socket_identity(borrowed).map_err(|error| InheritError::Io { fd, error })?;
+        owned.push(OwnedFile { socket, path });
+    }
+    Ok(owned)
 }
 
 /// Removes the variables if no other thread can be reading the
@@ -692,12 +820,15 @@ impl<R: Runtime> Builder<R> {
     }
 
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
-    /// socket at `path`. A bound socket's file is removed at the end, an
-    /// inherited one's is not (systemd, or the generation that bound it,
-    /// owns it) — so after restarts the file outlives the last process. When
+    /// socket at `path`. A bound socket's file is removed when the server
+    /// stops serving it; a restart hands that duty to the successor with
+    /// the socket ([`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)), so the file
+    /// goes with the last process of the line. An inherited socket whose
+    /// file no predecessor handed over (systemd's `.socket` unit owns it,
+    /// or a [`Supervisor`](super::Supervisor)) keeps its file. When
     /// binding, a socket file nobody listens on any more (connecting to it
-    /// is refused: left by such a last generation, or by a crash) is
-    /// replaced; one that is listened on, or any other file, is an error.
+    /// is refused: left by a crash, say) is replaced; one that is listened
+    /// on, or any other file, is an error.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -759,7 +890,7 @@ mod tests {
     #[test]
     fn bad_variables_are_precise_errors() {
         let me = std::process::id();
-        let e = Inherited::adopt(&env(me, "x", None), None, None).unwrap_err();
+        let e = Inherited::adopt(&env(me, "x", None), None, None, None).unwrap_err();
         assert_eq!(e.to_string(), "LISTEN_FDS=\"x\" is not a count");
     }
 
@@ -770,11 +901,11 @@ mod tests {
     fn another_process_s_variables_are_ignored() {
         let me = std::process::id();
         for fds in ["1", "4000", "junk"] {
-            let inherited = Inherited::adopt(&env(me + 1, fds, None), None, None).unwrap();
+            let inherited = Inherited::adopt(&env(me + 1, fds, None), None, None, None).unwrap();
             assert!(inherited.is_empty());
             assert_eq!(inherited.not_for_us, Some((me + 1, me)));
         }
-        let e = Inherited::adopt(&env(me, "1", Some("a:b")), None, None).unwrap_err();
+        let e = Inherited::adopt(&env(me, "1", Some("a:b")), None, None, None).unwrap_err();
         assert!(matches!(
             e,
             InheritError::Env(ActivationError::NameCountMismatch { .. })
@@ -845,6 +976,86 @@ mod tests {
         let plain = dir.join("plain");
         std::fs::write(&plain, "x").unwrap();
         assert!(!is_stale_socket(&plain));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn owned_files_are_parsed_strictly() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("lameduck-owned-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let unix = UnixListener::bind(&path).unwrap();
+        // An abstract address: no file.
+        let unnamed = {
+            use std::os::linux::net::SocketAddrExt;
+            let name = format!("lameduck-owned-{}", std::process::id());
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+            UnixListener::bind_addr(&addr).unwrap()
+        };
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (u, n, t) = (unix.as_raw_fd(), unnamed.as_raw_fd(), tcp.as_raw_fd());
+        let fds = vec![
+            InheritedFd {
+                fd: t,
+                name: "tcp".into(),
+            },
+            InheritedFd {
+                fd: u,
+                name: "unix".into(),
+            },
+            InheritedFd {
+                fd: n,
+                name: "unnamed".into(),
+            },
+        ];
+        let kinds: Vec<Family> = fds.iter().map(|f| check(f).unwrap()).collect();
+        let parse = |value: &str, ready: bool, link: bool| {
+            owned_files(std::ffi::OsStr::new(value), &fds, &kinds, ready, link)
+        };
+        let owned = parse(&u.to_string(), true, false).unwrap();
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0].path, path);
+        assert_eq!(owned[0].socket, socket_identity(unix.as_fd()).unwrap());
+        let reason = |value: &str, ready: bool, link: bool| match parse(value, ready, link) {
+            Err(InheritError::OwnedFds { reason, .. }) => reason,
+            other => panic!("{value}: {other:?}"),
+        };
+        assert!(reason(&u.to_string(), false, false).starts_with("set without LAMEDUCK_READY_FD"));
+        assert!(reason(&u.to_string(), true, true).starts_with("a supervised generation"));
+        assert_eq!(reason("", true, false), "empty");
+        assert_eq!(reason("x", true, false), "\"x\" is not a descriptor number");
+        assert_eq!(
+            reason("+3", true, false),
+            "\"+3\" is not a descriptor number"
+        );
+        assert_eq!(
+            reason(&format!("{u}:"), true, false),
+            "\"\" is not a descriptor number"
+        );
+        assert_eq!(
+            reason("999999", true, false),
+            "fd 999999 is not an inherited socket"
+        );
+        assert_eq!(
+            reason(&format!("{u}:{u}"), true, false),
+            format!("fd {u} is named twice")
+        );
+        assert_eq!(
+            reason(&t.to_string(), true, false),
+            format!("fd {t} (tcp) is not a Unix socket")
+        );
+        assert_eq!(
+            reason(&n.to_string(), true, false),
+            format!("fd {n} (unnamed) is not bound to a path")
+        );
+        let e = parse("x", true, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "LAMEDUCK_OWNED_FDS=\"x\": \"x\" is not a descriptor number"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

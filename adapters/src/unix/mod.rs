@@ -37,7 +37,10 @@
 //!    the order they were added, named), `LISTEN_FDS`, `LISTEN_FDNAMES`,
 //!    `LISTEN_PID` set to its own pid (written between `fork` and `exec`),
 //!    and the write end of a private readiness pipe at the next descriptor,
-//!    named by `LAMEDUCK_READY_FD`. Every other descriptor is closed on
+//!    named by `LAMEDUCK_READY_FD`; the Unix sockets whose files this
+//!    process would remove at its end are named by `LAMEDUCK_OWNED_FDS`
+//!    ([`OWNED_FDS_VAR`]): the file goes with the last process serving
+//!    it. Every other descriptor is closed on
 //!    `exec`. Both processes now accept on the same sockets: a connection
 //!    waits in the kernel's backlog until one of them takes it.
 //! 3. The successor adopts the sockets ([`Inherited::from_env`]), starts
@@ -183,6 +186,7 @@ pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};
 pub use signals::{Signal, SignalAction, SignalConfig};
 pub use spawn::{
-    GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation, spawn_with_listeners,
+    GENERATION_VAR, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation,
+    spawn_with_listeners,
 };
 pub use supervisor::{Supervisor, SupervisorEvent};

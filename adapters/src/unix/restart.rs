@@ -20,7 +20,7 @@ use lameduck_core::restart::{
 };
 
 use super::attempt::{Attempts, Carrier, Launched, launch};
-use super::inherit::Inherited;
+use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
@@ -273,6 +273,8 @@ struct Shared<R: Runtime> {
     ready: Mutex<Option<ReadyChannel>>,
     /// The supervisor's link, until `run` reads it.
     link: Mutex<Option<Link>>,
+    /// Socket files the predecessor handed over, taken up once ready.
+    owned_files: Mutex<Vec<OwnedFile>>,
     /// This process is a supervised generation.
     supervised: AtomicBool,
     /// Its supervisor's pid (its parent's when it was adopted; 0 if the
@@ -401,6 +403,7 @@ impl<R: Runtime> Lifecycle<R> {
                 attempts: Attempts::new(RestartConfig::default()),
                 ready: Mutex::new(None),
                 link: Mutex::new(None),
+                owned_files: Mutex::new(Vec::new()),
                 supervised: AtomicBool::new(false),
                 supervisor: AtomicU32::new(0),
                 signals: Mutex::new(None),
@@ -576,6 +579,7 @@ impl<R: Runtime> Lifecycle<R> {
     #[must_use]
     pub fn inherited(self, mut inherited: Inherited) -> Self {
         *lock(&self.shared.ready) = inherited.ready.take();
+        *lock(&self.shared.owned_files) = std::mem::take(&mut inherited.owned_files);
         if let Some(link) = inherited.link.take() {
             let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
             self.shared
@@ -815,11 +819,14 @@ impl<R: Runtime> Lifecycle<R> {
         if let Some(channel) = channel {
             let supervised = self.supervisor().is_some();
             match channel.report() {
-                Ok(()) => self.event(LifecycleEvent::Ready {
-                    pid,
-                    successor: true,
-                    supervised,
-                }),
+                Ok(()) => {
+                    self.take_over_files();
+                    self.event(LifecycleEvent::Ready {
+                        pid,
+                        successor: true,
+                        supervised,
+                    });
+                }
                 Err(e) => self.event(LifecycleEvent::Problem(format!(
                     "cannot report ready to the {}: {e}",
                     if supervised {
@@ -846,6 +853,26 @@ impl<R: Runtime> Lifecycle<R> {
             successor: false,
             supervised: false,
         });
+    }
+
+    /// Reported ready to the predecessor: the socket files it handed over
+    /// (`LAMEDUCK_OWNED_FDS`) are this process's to remove from now on. Not
+    /// before: a successor that fails before it is ready leaves them to
+    /// the predecessor, which goes on serving; one that is ready is handed
+    /// off to or killed (`SIGKILL`: nothing is removed).
+    fn take_over_files(&self) {
+        let owned = std::mem::take(&mut *lock(&self.shared.owned_files));
+        if owned.is_empty() {
+            return;
+        }
+        for (socket, _) in self.shared.handle.driver().open_listeners() {
+            let Ok(identity) = socket_identity(socket.as_fd()) else {
+                continue;
+            };
+            if let Some(file) = owned.iter().find(|f| f.socket == identity) {
+                socket.own_file(file.path.clone());
+            }
+        }
     }
 
     /// Obeys the supervisor; says whether the link is done with (after a
@@ -1064,7 +1091,23 @@ impl<R: Runtime> Lifecycle<R> {
             .iter()
             .map(|(socket, name)| (socket.as_fd(), &**name))
             .collect();
-        launch(&program, &args, &fds, None, false, generation() + 1)
+        // The files this process would remove at its end go to the
+        // successor (see `OWNED_FDS_VAR`).
+        let owned_files: Vec<usize> = listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, (socket, _))| socket.owns_file())
+            .map(|(i, _)| i)
+            .collect();
+        launch(
+            &program,
+            &args,
+            &fds,
+            &owned_files,
+            None,
+            false,
+            generation() + 1,
+        )
     }
 
     /// "Stop, or hand off to `successor`?", decided once, under the

@@ -7,6 +7,33 @@
 //! beforehand and a fixed-width `LISTEN_PID=` entry it fills with the
 //! digits of `getpid()`. Only async-signal-safe calls run there: no
 //! allocation, no lock.
+//!
+//! # Process groups
+//!
+//! A restart's successor and a supervisor's generation are each started
+//! in a process group of their own (`setpgid(0, 0)` in the child before
+//! `exec`, through [`CommandExt::process_group`]), which they lead. The
+//! reason is cleanup: a failed attempt (the process exits before it is
+//! ready, is not ready in time, or is abandoned because the server is
+//! stopping) kills the whole group (`kill(-pgid, SIGKILL)`), and the
+//! process itself is reaped as before. A successor that is a wrapper
+//! (`#!/bin/sh` running the real program, `sh -c 'helper & exec server'`)
+//! leaves nothing behind then: its children inherited the listening
+//! sockets too, and would keep the port accepting into a backlog nobody
+//! serves. A process that moves itself to another group (`setsid`,
+//! `setpgid`) escapes this.
+//!
+//! Once handed off to, the group is left alone: the old process exits,
+//! and the successor's group goes on without it. One consequence: a
+//! terminal's job control knows only the original group, so Ctrl-C (and
+//! `SIGTSTP`) reach the process started by hand, not its successors — stop
+//! those with a signal to their pid (or `kill -TERM -- -<pgid>` for a whole
+//! group). Under systemd nothing changes: its stop kills by cgroup.
+//!
+//! A supervisor forwards its signals (`SIGTERM`, …) to a generation's pid
+//! only, not to its group, as before: the generation drains and stops what
+//! it started itself, in its own time. Only a `SIGKILL` (a failed attempt,
+//! or the supervisor's stop deadline) goes to the whole group.
 
 #![allow(unsafe_code)]
 
@@ -39,9 +66,10 @@ const PID_DIGITS: usize = 10;
 /// `sd_listen_fds` can take them.
 ///
 /// The command's program, arguments, environment changes (`env`,
-/// `env_remove`; not `env_clear`), working directory and standard streams
-/// apply. Stale `LISTEN_*` variables, `LAMEDUCK_READY_FD` and
-/// `LAMEDUCK_SUPERVISOR_FD` are removed.
+/// `env_remove`; not `env_clear`), working directory, standard streams and
+/// process group ([`CommandExt::process_group`]) apply. Stale `LISTEN_*`
+/// variables, `LAMEDUCK_READY_FD`, `LAMEDUCK_SUPERVISOR_FD` and
+/// `LAMEDUCK_OWNED_FDS` are removed.
 /// Every other descriptor is closed on `exec`: the descriptors this
 /// process opens are close-on-exec (std, `async-io` and lameduck open
 /// them so), and on Linux ≥ 5.11 everything above the passed sockets is
@@ -68,7 +96,7 @@ pub fn spawn_with_listeners(
     command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
 ) -> io::Result<Child> {
-    spawn(command, listeners, &[])
+    spawn(command, listeners, &[], &[])
 }
 
 /// The variable naming a supervised generation's link to its supervisor:
@@ -79,6 +107,23 @@ pub fn spawn_with_listeners(
 /// assert_eq!(lameduck::unix::SUPERVISOR_FD_VAR, "LAMEDUCK_SUPERVISOR_FD");
 /// ```
 pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
+
+/// The variable naming the inherited Unix sockets whose files a restart's
+/// successor takes over: their descriptor numbers, `:`-separated (`4`,
+/// `3:5`). Set by a restart for each Unix socket whose file the
+/// predecessor would have removed at its end (it bound the socket, or took
+/// the file over itself); never for a socket whose file belongs to someone
+/// else (a systemd `.socket` unit), nor by a
+/// [`Supervisor`](super::Supervisor) (it owns the files itself). The
+/// successor removes such a file when it finally stops serving the socket
+/// — once it reported ready, so a successor that fails before that leaves
+/// the file to its predecessor. Read and removed with the other hand-off
+/// variables by [`Inherited::from_env`](super::Inherited::from_env).
+///
+/// ```
+/// assert_eq!(lameduck::unix::OWNED_FDS_VAR, "LAMEDUCK_OWNED_FDS");
+/// ```
+pub const OWNED_FDS_VAR: &str = "LAMEDUCK_OWNED_FDS";
 
 /// The variable numbering a server's generations: 1 for a process started
 /// by hand (or by systemd), one more for each successor started by a
@@ -119,22 +164,25 @@ pub fn generation() -> u64 {
 
 /// The hand-off variables: never passed on from this process's own
 /// environment (the new ones are set for each child).
-pub(crate) const HAND_OFF_VARS: [&str; 5] = [
+pub(crate) const HAND_OFF_VARS: [&str; 6] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     READY_FD_VAR,
     SUPERVISOR_FD_VAR,
+    OWNED_FDS_VAR,
 ];
 
 /// [`spawn_with_listeners`], plus `extra` descriptors placed after the
 /// listeners, in order, each named by its variable (`LAMEDUCK_READY_FD`
 /// for a readiness pipe's write end, `LAMEDUCK_SUPERVISOR_FD` for a
-/// supervisor's link).
+/// supervisor's link), and `LAMEDUCK_OWNED_FDS` naming the listeners at
+/// the indices `owned_files` (whose socket files the child takes over).
 pub(crate) fn spawn(
     mut command: Command,
     listeners: &[(BorrowedFd<'_>, &str)],
     extra: &[(BorrowedFd<'_>, &str)],
+    owned_files: &[usize],
 ) -> io::Result<Child> {
     let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     let names: Vec<&str> = listeners.iter().map(|(_, name)| *name).collect();
@@ -177,6 +225,17 @@ pub(crate) fn spawn(
     ));
     for (var, at) in extra_at {
         env.push((var.into(), at.to_string().into()));
+    }
+    if !owned_files.is_empty() {
+        let mut fds = Vec::with_capacity(owned_files.len());
+        for &i in owned_files {
+            if i >= listeners.len() {
+                return Err(invalid(format!("no listener {i} to own the file of")));
+            }
+            // At most MAX_FDS listeners (checked above): no overflow.
+            fds.push((FIRST_FD + i as RawFd).to_string());
+        }
+        env.push((OWNED_FDS_VAR.into(), fds.join(":").into()));
     }
     let mut envp = Vec::with_capacity(env.len() + 1);
     for (key, value) in &env {
@@ -426,6 +485,20 @@ mod tests {
         let mut child =
             spawn_with_listeners(command, &[(a.as_fd(), "a"), (b.as_fd(), "b")]).unwrap();
         assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_process_group_applies() {
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut command = Command::new("sh");
+        // Field 5 of /proc/PID/stat is the process group (`sh` has no
+        // space in its name).
+        command
+            .args(["-c", "set -- $(cat /proc/$$/stat); [ \"$5\" = \"$$\" ]"])
+            .process_group(0);
+        let mut child = spawn_with_listeners(command, &[(l.as_fd(), "a")]).unwrap();
+        assert!(child.wait().unwrap().success(), "it leads its own group");
     }
 
     #[test]

@@ -711,6 +711,8 @@ impl Core<'_> {
             &program,
             &self.settings.args,
             &fds,
+            // The supervisor owns the socket files: no generation does.
+            &[],
             Some(read.as_fd()),
             true,
             generation,
@@ -914,7 +916,9 @@ impl Core<'_> {
                     stop_deadline = None;
                     let gens = lock(&self.gens);
                     for g in gens.running() {
-                        if g.watch.signal(rustix::process::Signal::KILL) {
+                        // With its process group: what it started would
+                        // hold the listening sockets on otherwise.
+                        if g.watch.kill() {
                             self.event(SupervisorEvent::Killed { pid: g.watch.pid() });
                         }
                     }
