@@ -14,7 +14,7 @@ use futures_lite::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use lameduck_core::ConnId;
 
-use crate::control::{ABORT, CLOSE, Control, NOTIFIED};
+use crate::control::{ABORT, CLOSE, CLOSE_COUNTED, Control, NOTIFIED};
 use crate::driver::Driver;
 use crate::runtime::Runtime;
 
@@ -225,15 +225,22 @@ impl<R: Runtime> ConnIo<R> {
 impl<R: Runtime> Drop for ConnIo<R> {
     fn drop(&mut self) {
         let socket = self.socket.take();
-        let gentle = socket.is_some() && !self.read_eof && self.control.cmd() & ABORT == 0;
-        // Counted before the core hears `closed`: a drain that completes
-        // in that call already sees this close in progress.
-        let closing = if gentle {
-            self.driver.gentle_closes.begin()
+        let closes = &self.driver.gentle_closes;
+        let gentle = |cmd: u8| socket.is_some() && !self.read_eof && cmd & ABORT == 0;
+        // Counted before the core hears `closed`: a drain that completes in
+        // that call already sees this close in progress.
+        let ours = if gentle(self.control.cmd()) {
+            closes.begin()
         } else {
             None
         };
         self.driver.conn_closed(self.id);
+        // Settled now: the driver no longer knows this connection. If the
+        // core closed it, the driver counted its gentle close in too.
+        let cmd = self.control.cmd();
+        let drivers = (cmd & CLOSE_COUNTED != 0).then(|| GentleClose(closes.clone()));
+        // One count stays with a gentle close; dropping the others ends them.
+        let closing = if gentle(cmd) { ours.or(drivers) } else { None };
         if let (Some(socket), Some(closing)) = (socket, closing) {
             let driver = self.driver.clone();
             self.driver.rt.spawn(linger(driver, socket, closing));
@@ -255,6 +262,16 @@ pub(crate) struct GentleCloses {
 }
 
 impl GentleCloses {
+    /// Counts in a gentle close that the connection's task will carry out
+    /// (it takes the count over, see `CLOSE_COUNTED`); `false` once cut.
+    pub(crate) fn expect(&self) -> bool {
+        if self.is_cut() {
+            return false;
+        }
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
     /// Counts a gentle close in; `None` once cut (close the socket now).
     fn begin(self: &Arc<Self>) -> Option<GentleClose> {
         if self.is_cut() {

@@ -14,6 +14,10 @@ pub(crate) const CLOSE: u8 = 2;
 pub(crate) const ABORT: u8 = 4;
 /// Shutdown has begun for this connection: its [`Notice`](crate::Notice) fired.
 pub(crate) const NOTIFIED: u8 = 8;
+/// The driver counted this connection's gentle close in when it carried out
+/// the core's `CloseConn` (the core counts the connection gone at once; the
+/// count bridges the moment until its task drops the socket).
+pub(crate) const CLOSE_COUNTED: u8 = 16;
 
 /// Shared between the driver (which sets commands, under its lock) and the
 /// connection's task (which reads them). Commands only accumulate.
@@ -51,12 +55,13 @@ impl Control {
         self.set(FINISH | NOTIFIED);
     }
 
-    /// `Action::CloseConn`: gently, or by force.
-    pub(crate) fn close(&self, abort: bool) {
-        self.set(if abort {
-            CLOSE | ABORT | NOTIFIED
-        } else {
-            CLOSE | NOTIFIED
+    /// `Action::CloseConn`: by force, or gently — `counted`: its gentle
+    /// close is already counted in ([`CLOSE_COUNTED`]).
+    pub(crate) fn close(&self, abort: bool, counted: bool) {
+        self.set(match (abort, counted) {
+            (true, _) => CLOSE | ABORT | NOTIFIED,
+            (false, true) => CLOSE | CLOSE_COUNTED | NOTIFIED,
+            (false, false) => CLOSE | NOTIFIED,
         });
     }
 

@@ -267,7 +267,11 @@ impl<R: Runtime> Driver<R> {
                 },
                 Action::CloseConn { conn, reason } => {
                     if let Some(control) = state.conns.remove(&conn) {
-                        control.close(reason.is_forced());
+                        let forced = reason.is_forced();
+                        // Counted before the core's `Done` (maybe queued
+                        // right after) can reach `finished`.
+                        let counted = !forced && self.gentle_closes.expect();
+                        control.close(forced, counted);
                     }
                     self.push_event(after, LifecycleEvent::ConnClosed { conn, reason });
                 }

@@ -71,7 +71,12 @@ fn is_reset(e: &io::Error) -> bool {
 impl Client {
     /// Connects to `addr` (blocking, with [`IO_TIMEOUT`] on reads and writes).
     pub fn connect(addr: SocketAddr) -> io::Result<Client> {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        Client::from_stream(TcpStream::connect_timeout(&addr, IO_TIMEOUT)?)
+    }
+
+    /// A client on a stream connected elsewhere (e.g. before the server
+    /// started), with the same timeouts as [`connect`](Self::connect).
+    pub fn from_stream(stream: TcpStream) -> io::Result<Client> {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
