@@ -36,7 +36,8 @@
 //!         println!("listening on {}", handle.local_addrs()[0]);
 //!         // ... wait for SIGTERM here (e.g. with the async-signal crate), then:
 //!         handle.shutdown_within(Duration::from_secs(30)); // in-flight requests finish
-//!         let outcome = handle.drained().wait().await.expect("the driver ran to its end");
+//!         // Done, and no gentle close left that exiting would turn into a reset.
+//!         let outcome = handle.finished().await.expect("the driver ran to its end");
 //!         println!("done: {outcome:?}");
 //!         Ok(())
 //!     })
