@@ -65,6 +65,11 @@ fn once(bins: &Binaries, kind: Kind) -> std::result::Result<Sample, String> {
             .map_err(|f| format!("idle request: {}", f.failure))?;
         idle.push(conn);
     }
+    // Like real clients, they close when the server ends their connection
+    // (the server's gentle closes then end at once).
+    for conn in idle {
+        conn.close_when_the_server_does();
+    }
     let (tx, rx) = mpsc::channel();
     let mut slow = http::connect(addr, None, timeout).map_err(|e| format!("in-flight: {e}"))?;
     std::thread::spawn(move || {
@@ -88,7 +93,6 @@ fn once(bins: &Binaries, kind: Kind) -> std::result::Result<Sample, String> {
     if exit.code != Some(0) {
         return Err(format!("ended with {}", exit.describe()));
     }
-    drop(idle);
     let since = |at: Instant| {
         ms(at.duration_since(response.last_byte)) - ms(response.last_byte.duration_since(at))
     };

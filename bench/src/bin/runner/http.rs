@@ -121,6 +121,17 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Conn {
+    /// Hands the connection to a thread that closes it when the server
+    /// ends it (end of stream, or an error), as an HTTP client does; bounded
+    /// by the read timeout the connection was given.
+    pub(crate) fn close_when_the_server_does(mut self) {
+        std::thread::spawn(move || {
+            let mut scratch = [0u8; 1024];
+            // Each pass reads at least one byte or ends.
+            while matches!(self.stream.read(&mut scratch), Ok(n) if n > 0) {}
+        });
+    }
+
     /// `GET path`, the response read to its last byte.
     pub(crate) fn get(&mut self, path: &str) -> Result<Response, Failed> {
         let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
