@@ -101,6 +101,20 @@ fn restart_under_load_loses_nothing() {
         "every generation drains cleanly: {stderr:?}"
     );
     assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
+    // A normal drain or hand-off logs no accept error.
+    assert!(
+        !stderr.iter().any(|l| l.contains("accept on listener")),
+        "{stderr:?}"
+    );
+    // Restarts are numbered across the server's life, not per process.
+    for generation in 2..=RESTARTS + 1 {
+        let line = format!("restart to generation {generation} (attempt 1 of this process)");
+        assert_eq!(
+            stderr.iter().filter(|l| l.contains(&line)).count(),
+            1,
+            "{line}: {stderr:?}"
+        );
+    }
     assert!(
         !pid_file.exists(),
         "the last generation removes its pid file"

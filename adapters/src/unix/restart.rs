@@ -134,6 +134,10 @@ pub enum LifecycleEvent {
     RestartStarted {
         /// 1 for this process's first.
         attempt: u64,
+        /// The generation the successor would be (this process's + 1):
+        /// with `attempt`, unique across the server's life, whereas
+        /// `attempt` alone starts again in every generation.
+        generation: u64,
     },
     /// The successor was started; it has until the readiness deadline.
     SuccessorStarted {
@@ -199,9 +203,14 @@ impl fmt::Display for LifecycleEvent {
                     (SignalAction::Restart, _) => write!(f, "{name}: restarting"),
                 }
             }
-            LifecycleEvent::RestartStarted { attempt } => {
-                write!(f, "restart {attempt}: starting a successor")
-            }
+            LifecycleEvent::RestartStarted {
+                attempt,
+                generation,
+            } => write!(
+                f,
+                "restart to generation {generation} (attempt {attempt} of this process): \
+                 starting a successor"
+            ),
             LifecycleEvent::SuccessorStarted { pid } => {
                 write!(
                     f,
@@ -1060,7 +1069,10 @@ impl<R: Runtime> Lifecycle<R> {
                 return Err(e);
             }
         };
-        self.event(LifecycleEvent::RestartStarted { attempt });
+        self.event(LifecycleEvent::RestartStarted {
+            attempt,
+            generation: generation() + 1,
+        });
         self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let launched = self.start_successor();
         if let Ok(launched) = &launched {
