@@ -151,6 +151,10 @@ pub(crate) struct Slot {
     pub(crate) timer: Timer,
     /// A write is blocked: reported blocked and not unblocked since.
     pub(crate) write_blocked: bool,
+    /// Streams open on a multiplexed connection (HTTP/2): Active while any
+    /// is, 0 otherwise. Always 0 on a connection served one request at a
+    /// time.
+    pub(crate) streams: u16,
 }
 
 impl Slot {
@@ -208,6 +212,7 @@ impl ConnTable {
                     stage: Stage::Vacant,
                     timer: Timer::None,
                     write_blocked: false,
+                    streams: 0,
                 });
                 index
             }
@@ -224,6 +229,7 @@ impl ConnTable {
         slot.stage = Stage::New;
         slot.timer = Timer::None;
         slot.write_blocked = false;
+        slot.streams = 0;
         self.live += 1;
         ConnId {
             index,

@@ -59,6 +59,10 @@ pub enum ConnEvent {
     ResponseDone,
     /// [`Server::hijack`](crate::Server::hijack)
     Hijack,
+    /// [`Server::stream_opened`](crate::Server::stream_opened)
+    StreamOpened,
+    /// [`Server::stream_closed`](crate::Server::stream_closed)
+    StreamClosed,
 }
 
 impl Error {

@@ -580,10 +580,18 @@ impl Server {
     ) -> Result<(), Error> {
         let now = self.enter(now);
         let stage = self.live_stage(conn)?;
-        if !stage.in_request() {
+        if !stage.in_request() || self.conns.slot(conn).streams > 0 {
             return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
         }
         let promised = kept_alive && self.config.keep_alives && self.phase.is_delay();
+        self.idle_or_close(conn, now, promised);
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// The connection's work is done (its response, or its last stream):
+    /// Idle with keep-alive on (or `promised`), else closed.
+    fn idle_or_close(&mut self, conn: ConnId, now: Nanos, promised: bool) {
         if self.keep_alive() || promised {
             self.set_stage(conn, Stage::Idle);
             // Outside a request a blocked write is not timed.
@@ -595,6 +603,102 @@ impl Server {
         } else {
             self.close_conn(conn, CloseReason::KeepAliveOff);
             self.maybe_complete();
+        }
+    }
+
+    /// A stream opened on a multiplexed connection (an HTTP/2 request):
+    /// New or Idle → Active; on an Active multiplexed connection, one more
+    /// open stream. A multiplexed connection is Active while any stream is
+    /// open and Idle when none is (Go's rule for HTTP/2), so the drain
+    /// treats it like any other: closed at once if idle, finished (HTTP/2:
+    /// GOAWAY, then the open streams complete) if active.
+    ///
+    /// With keep-alive off ([`keep_alive`](Self::keep_alive) `false` when
+    /// a stream opens — lame duck, a drain, or [`Config::keep_alives`]
+    /// off) the adapter ends the connection the graceful way (HTTP/2:
+    /// GOAWAY); the core closes it when its last stream completes.
+    ///
+    /// Such a connection reports its streams with `stream_opened` and
+    /// [`stream_closed`](Self::stream_closed) instead of the one-request
+    /// inputs (`request_started` … `response_done`); the two kinds do not
+    /// mix while a request or stream is open. Per-request timers (header,
+    /// body) do not apply to streams — a stream's head arrives whole; the
+    /// new-connection grace, header timeout (from accept, while New: the
+    /// handshake), idle timeout and write-stall timeout apply to the
+    /// connection as usual. While draining a stream may still open on an
+    /// Active connection (the graceful GOAWAY lets streams already on the
+    /// way in complete) and on a New one; an Idle one is closed already
+    /// ([`Error::ConnClosed`]).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Action, CloseReason, Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.stream_opened(c, now).unwrap();
+    /// server.stream_opened(c, now).unwrap();
+    /// server.shutdown(now, None);
+    /// assert!(std::iter::from_fn(|| server.poll_action()).any(|a| a == Action::FinishAndClose(c)));
+    /// server.stream_closed(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Active), "one stream still open");
+    /// server.stream_closed(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Closed));
+    /// assert!(server.is_done());
+    /// ```
+    pub fn stream_opened(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        let streams = self.conns.slot(conn).streams;
+        match stage {
+            Stage::New | Stage::Idle => {
+                let slot = self.conns.slot_mut(conn);
+                // A write already blocked counts from the stream's start.
+                slot.mark = match self.config.write_timeout {
+                    Some(d) if slot.write_blocked => now.after(d),
+                    _ => Nanos::NEVER,
+                };
+                slot.streams = 1;
+                self.set_stage(conn, Stage::Active);
+                self.arm(conn, Timer::None, Nanos::NEVER);
+            }
+            Stage::Active if streams > 0 && streams < u16::MAX => {
+                self.conns.slot_mut(conn).streams = streams + 1;
+            }
+            _ => return Err(self.invalid(conn, stage, ConnEvent::StreamOpened)),
+        }
+        self.run_timers(now);
+        Ok(())
+    }
+
+    /// A stream of a multiplexed connection completed (its response was
+    /// sent in full, or it was reset). The last one leaves the connection
+    /// Idle — or closed, with keep-alive off, which may complete the drain
+    /// in this call. See [`stream_opened`](Self::stream_opened).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnState, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// server.stream_opened(c, now).unwrap();
+    /// server.stream_closed(c, now).unwrap();
+    /// assert_eq!(server.conn_state(c), Ok(ConnState::Idle));
+    /// assert!(server.stream_closed(c, now).is_err(), "no stream is open");
+    /// ```
+    pub fn stream_closed(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
+        let now = self.enter(now);
+        let stage = self.live_stage(conn)?;
+        let streams = self.conns.slot(conn).streams;
+        if stage != Stage::Active || streams == 0 {
+            return Err(self.invalid(conn, stage, ConnEvent::StreamClosed));
+        }
+        self.conns.slot_mut(conn).streams = streams - 1;
+        if streams == 1 {
+            self.idle_or_close(conn, now, false);
         }
         self.run_timers(now);
         Ok(())

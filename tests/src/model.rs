@@ -46,6 +46,10 @@ pub enum Op {
     ResponseDoneKeptAlive(u8),
     /// [`Server::hijack`]
     Hijack(u8),
+    /// [`Server::stream_opened`]
+    StreamOpened(u8),
+    /// [`Server::stream_closed`]
+    StreamClosed(u8),
     /// [`Server::closed`]
     Closed(u8),
     /// [`Server::shutdown`] with a deadline this many ms from now, or none.
@@ -106,6 +110,8 @@ impl Bytes<'_> {
 /// meaning as far as possible: an op byte is taken modulo 35, except the
 /// eleven values above the last whole multiple (245–255), which now decode
 /// the body and write ops (and every older op keeps exactly seven values).
+/// The stream ops (multiplexed connections) took one of the five codes of
+/// `RequestStarted` and of `ResponseDone` each.
 /// The body and write timeouts come from the last two configuration bytes,
 /// unused before.
 ///
@@ -149,9 +155,11 @@ pub fn decode(bytes: &[u8]) -> Scenario {
                 0 => Op::AddListener,
                 1 => Op::ListenerClosed(b.u8()),
                 2..=6 => Op::Accept(b.u8()),
-                7..=11 => Op::RequestStarted(b.u8()),
+                7..=10 => Op::RequestStarted(b.u8()),
+                11 => Op::StreamOpened(b.u8()),
                 12 | 13 => Op::HeadersComplete(b.u8()),
-                14..=18 => Op::ResponseDone(b.u8()),
+                14..=17 => Op::ResponseDone(b.u8()),
+                18 => Op::StreamClosed(b.u8()),
                 19 => Op::Hijack(b.u8()),
                 20 | 21 => Op::Closed(b.u8()),
                 22 => {
@@ -230,6 +238,8 @@ struct MConn {
     head_at: Duration,
     /// When a write blocked, while it is reported blocked.
     blocked_at: Option<Duration>,
+    /// Streams open on a multiplexed connection (Active while any is).
+    streams: u16,
 }
 
 impl MConn {
@@ -612,6 +622,7 @@ impl Model {
             accepted_at: self.now,
             since: self.now,
             head_at: self.now,
+            streams: 0,
             blocked_at: None,
         });
         if self.at_capacity() && !self.paused {
@@ -679,8 +690,53 @@ impl Model {
     /// `kept_alive`: the response's head promised keep-alive (written
     /// before the shutdown); during a lame-duck delay or a hand-off's linger
     /// the connection then stays, idle.
+    /// New or Idle → Active with one stream; Active with streams → one more.
+    fn stream_opened(&mut self, id: ConnId) -> Result<(), Error> {
+        let st = self.live(id)?;
+        let now = self.now;
+        let c = self.conn(id);
+        match st {
+            St::New | St::Idle => {
+                c.st = St::Active;
+                c.streams = 1;
+                c.since = now;
+                Ok(())
+            }
+            St::Active if c.streams > 0 && c.streams < u16::MAX => {
+                c.streams += 1;
+                Ok(())
+            }
+            st => Err(Model::invalid(id, st, ConnEvent::StreamOpened)),
+        }
+    }
+
+    /// One stream fewer; the last one ends like a response.
+    fn stream_closed(&mut self, id: ConnId) -> Result<(), Error> {
+        let st = self.live(id)?;
+        let c = self.conn(id);
+        if st != St::Active || c.streams == 0 {
+            return Err(Model::invalid(id, st, ConnEvent::StreamClosed));
+        }
+        c.streams -= 1;
+        if c.streams == 0 {
+            if self.keep_alive() {
+                let now = self.now;
+                let c = self.conn(id);
+                c.st = St::Idle;
+                c.since = now;
+            } else {
+                self.close_conn(id, CloseReason::KeepAliveOff);
+                self.maybe_complete();
+            }
+        }
+        Ok(())
+    }
+
     fn response_done(&mut self, id: ConnId, kept_alive: bool) -> Result<(), Error> {
         match self.live(id)? {
+            St::Active if self.conn(id).streams > 0 => {
+                Err(Model::invalid(id, St::Active, ConnEvent::ResponseDone))
+            }
             St::Head | St::Body | St::Active => {
                 let promised = kept_alive
                     && self.cfg.keep_alives
@@ -886,6 +942,8 @@ impl Harness {
             | Op::ResponseDone(i)
             | Op::ResponseDoneKeptAlive(i)
             | Op::Hijack(i)
+            | Op::StreamOpened(i)
+            | Op::StreamClosed(i)
             | Op::Closed(i) => match self.conn(i) {
                 Some(c) => Some(c),
                 None => return Ok(()),
@@ -960,6 +1018,8 @@ impl Harness {
                 m.response_done(c(), true),
             ),
             Op::Hijack(_) => (server.hijack(c(), now), m.hijack(c())),
+            Op::StreamOpened(_) => (server.stream_opened(c(), now), m.stream_opened(c())),
+            Op::StreamClosed(_) => (server.stream_closed(c(), now), m.stream_closed(c())),
             Op::Closed(_) => {
                 m.closed(c());
                 (server.closed(c(), now), Ok(()))
@@ -1027,17 +1087,43 @@ impl Harness {
         // names, and a zero timeout may have closed it as such: a request
         // just started, a response just completed (Idle), a head (its body
         // now timed), a write blocked.
+        // Streams beside other streams, and the last one closing: the
+        // multiplexed behaviours the coverage test asks for.
+        if let (Some(c), Ok(())) = (conn, &got) {
+            let streams = before
+                .conns
+                .iter()
+                .find(|mc| mc.id == c)
+                .map_or(0, |mc| mc.streams);
+            let kind = match op {
+                Op::StreamOpened(_) if streams > 0 => Some("StreamOpened(beside another)"),
+                Op::StreamClosed(_) if streams == 1 => Some("StreamClosed(last)"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                *self.observed.entry(kind.into()).or_default() += 1;
+            }
+        }
         let mut before = before;
         if let Some(c) = conn {
             let now = self.model.now;
             for mc in before.conns.iter_mut().filter(|mc| mc.id == c) {
                 match op {
-                    Op::ResponseDone(_) | Op::ResponseDoneKeptAlive(_) if mc.st.in_request() => {
+                    Op::ResponseDone(_) | Op::ResponseDoneKeptAlive(_)
+                        if mc.st.in_request() && mc.streams == 0 =>
+                    {
                         mc.st = St::Idle;
                     }
                     Op::RequestStarted(_) if matches!(mc.st, St::New | St::Idle) => {
                         mc.st = St::Head;
                         mc.since = now;
+                    }
+                    Op::StreamOpened(_) if matches!(mc.st, St::New | St::Idle) => {
+                        mc.st = St::Active;
+                        mc.since = now;
+                    }
+                    Op::StreamClosed(_) if mc.st == St::Active && mc.streams == 1 => {
+                        mc.st = St::Idle;
                     }
                     Op::HeadersComplete(_) if mc.st == St::Head => {
                         mc.st = St::Body;
@@ -1072,6 +1158,7 @@ impl Harness {
                 Action::CloseConn { reason, .. } => format!("CloseConn({reason:?})"),
                 Action::Done(o) => format!("Done({:?})", o.completion),
                 Action::CloseListener(_) => "CloseListener".into(),
+                Action::ReleaseListener(_) => "ReleaseListener".into(),
                 Action::FinishAndClose(_) => "FinishAndClose".into(),
                 Action::NotifyHijacked(_) => "NotifyHijacked".into(),
                 other => format!("{other:?}"),

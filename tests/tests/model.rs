@@ -62,6 +62,10 @@ fn random_scenarios_reach_every_behaviour() {
         "Done(Closed)",
         "PauseAccepting",
         "ResumeAccepting",
+        "ReleaseListener",
+        "PhaseChanged(HandedOff)",
+        "StreamOpened(beside another)",
+        "StreamClosed(last)",
     ];
     for kind in expected {
         assert!(

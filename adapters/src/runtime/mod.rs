@@ -142,6 +142,10 @@
 //!    when writing the response head (`false`: send `Connection: close`);
 //!    [`response_done`](lameduck_core::Server::response_done) after the
 //!    response's last byte is written;
+//!    a multiplexed connection (HTTP/2) reports
+//!    [`stream_opened`](lameduck_core::Server::stream_opened) and
+//!    [`stream_closed`](lameduck_core::Server::stream_closed) per stream
+//!    instead of the one-request inputs;
 //!    [`hijack`](lameduck_core::Server::hijack) when the connection is
 //!    taken over (an upgrade); [`closed`](lameduck_core::Server::closed)
 //!    when its socket is gone, whoever closed it.
