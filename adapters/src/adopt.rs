@@ -1,42 +1,17 @@
 //! Serving a connection accepted elsewhere: [`Handle::serve_io`].
 
 use std::io;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use lameduck_core::{ConnId, ListenerId};
+use lameduck_core::ConnId;
 
-use crate::conn::{ConnIo, Socket};
 use crate::control::Control;
+use crate::driver::Order;
 use crate::handle::Handle;
-use crate::listener::ServeConn;
-use crate::runtime::Runtime;
 
-/// What handed-in connections need: how the server serves (set when it
-/// starts serving) and the listener they count as accepted on (registered
-/// with the core on first use).
-pub(crate) struct Adopt<R: Runtime> {
-    serve: OnceLock<Arc<dyn ServeConn<R>>>,
-    listener: Mutex<Option<ListenerId>>,
-}
-
-impl<R: Runtime> Default for Adopt<R> {
-    fn default() -> Self {
-        Adopt {
-            serve: OnceLock::new(),
-            listener: Mutex::new(None),
-        }
-    }
-}
-
-impl<R: Runtime> Adopt<R> {
-    /// The server started serving with `serve` (once per server).
-    pub(crate) fn set_serve(&self, serve: Arc<dyn ServeConn<R>>) {
-        let _ = self.serve.set(serve);
-    }
-}
-
-impl<R: Runtime> Handle<R> {
+impl Handle {
     /// Serves a connection accepted elsewhere — by a listener of your own, a
     /// TLS acceptor, an in-memory pipe — exactly as the server serves its
     /// own accepted connections: with the same HTTP/1.1 or raw-stream
@@ -110,13 +85,15 @@ impl<R: Runtime> Handle<R> {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let driver = self.driver();
-        let serve = driver.adopt.serve.get().cloned().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotConnected, "the server is not serving yet")
-        })?;
+        if !driver.serving.load(Ordering::Acquire) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the server is not serving yet",
+            ));
+        }
         let listener = {
             let mut listener = driver
-                .adopt
-                .listener
+                .adopt_listener
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match *listener {
@@ -134,8 +111,14 @@ impl<R: Runtime> Handle<R> {
         let conn = driver
             .accept(listener, control.clone())
             .map_err(io::Error::other)?;
-        let socket = Socket::Io(Mutex::new(Box::new(io)));
-        serve.serve(ConnIo::new(driver.clone(), conn, control, socket));
+        // The worker serves it on the server's runtime. It takes orders
+        // until the core is done, which cannot happen while this
+        // connection is tracked.
+        driver.order(Order::Adopt {
+            conn,
+            control,
+            io: Box::new(io),
+        });
         Ok(conn)
     }
 }

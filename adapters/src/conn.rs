@@ -17,6 +17,7 @@ use lameduck_core::ConnId;
 use crate::control::{ABORT, CLOSE, CLOSE_COUNTED, Control, NOTIFIED};
 use crate::driver::Driver;
 use crate::runtime::Runtime;
+use crate::worker::Worker;
 
 /// How long a gentle close waits for the peer's end of stream after
 /// shutting down our write half, reading and discarding what arrives (Go's
@@ -118,7 +119,9 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
 /// or the peer's end of stream, otherwise gently (see [`LINGER`]).
 pub(crate) struct ConnIo<R: Runtime> {
     socket: Option<Socket<R>>,
-    pub(crate) driver: Arc<Driver<R>>,
+    /// The server's driver (the worker's, here for short).
+    pub(crate) driver: Arc<Driver>,
+    pub(crate) worker: Arc<Worker<R>>,
     pub(crate) id: ConnId,
     pub(crate) control: Arc<Control>,
     read_eof: bool,
@@ -128,14 +131,15 @@ pub(crate) struct ConnIo<R: Runtime> {
 
 impl<R: Runtime> ConnIo<R> {
     pub(crate) fn new(
-        driver: Arc<Driver<R>>,
+        worker: Arc<Worker<R>>,
         id: ConnId,
         control: Arc<Control>,
         socket: Socket<R>,
     ) -> Self {
         ConnIo {
             socket: Some(socket),
-            driver,
+            driver: worker.driver.clone(),
+            worker,
             id,
             control,
             read_eof: false,
@@ -242,8 +246,8 @@ impl<R: Runtime> Drop for ConnIo<R> {
         // One count stays with a gentle close; dropping the others ends them.
         let closing = if gentle(cmd) { ours.or(drivers) } else { None };
         if let (Some(socket), Some(closing)) = (socket, closing) {
-            let driver = self.driver.clone();
-            self.driver.rt.spawn(linger(driver, socket, closing));
+            let worker = self.worker.clone();
+            self.worker.rt.spawn(linger(worker, socket, closing));
         }
         // Otherwise dropping `socket` closes it now.
     }
@@ -334,7 +338,7 @@ impl Drop for GentleClose {
 
 /// A gentle close: FIN, then read and discard until the peer's FIN, at most
 /// [`LINGER`], cut short by [`GentleCloses::cut`].
-async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>, closing: GentleClose) {
+async fn linger<R: Runtime>(worker: Arc<Worker<R>>, mut socket: Socket<R>, closing: GentleClose) {
     let deadline = Instant::now() + LINGER;
     let drain = async {
         // An error here (e.g. already shut down by the HTTP layer, or reset)
@@ -349,8 +353,8 @@ async fn linger<R: Runtime>(driver: Arc<Driver<R>>, mut socket: Socket<R>, closi
             }
         }
     };
-    let timeout = driver.rt.sleep_until(deadline);
-    let cut = driver.gentle_closes.cut_notified();
+    let timeout = worker.rt.sleep_until(deadline);
+    let cut = worker.driver.gentle_closes.cut_notified();
     drain.or(timeout).or(cut).await;
     // The socket closes before the end is counted.
     drop(socket);

@@ -6,32 +6,37 @@
 //! its actions and carries them out, then re-arms the timer if and only if
 //! [`poll_timeout`](lameduck_core::Server::poll_timeout) changed. Carrying
 //! out an action never blocks: it flips a connection's [`Control`] (the
-//! connection's own task does the IO), stops a listener, or completes the
-//! done signal. Observers and hooks run after the lock is released.
+//! connection's own task does the IO), stops a listener through its
+//! [`ListenerFd`], completes the done signal, or sends an [`Order`] to the
+//! [`Worker`](crate::worker::Worker) — the task on the server's runtime
+//! that sleeps until the deadline and spawns what must run there (hooks,
+//! handed-in connections). Observers run after the lock is released.
+//!
+//! The driver holds nothing of the runtime's: any thread may give it an
+//! input (a handle's command, a signal handler), while tasks, timers and
+//! sockets stay with the worker.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use event_listener::Event;
-use futures_lite::FutureExt;
 use lameduck_core::{
     Action, ConnId, Counts, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server,
     done_signal,
 };
 
-use crate::conn::GentleCloses;
+use crate::conn::{AnyIo, GentleCloses};
 use crate::control::Control;
 use crate::event::{Event as LifecycleEvent, Observer};
 use crate::hooks::Hooks;
-use crate::listener::ListenSocket;
-use crate::runtime::Runtime;
+use crate::listener::ListenerFd;
 
 /// One server's driver, shared by its tasks and handles.
-pub(crate) struct Driver<R: Runtime> {
-    pub(crate) rt: R,
-    state: Mutex<State<R>>,
+pub(crate) struct Driver {
+    state: Mutex<State>,
     /// Notified when the armed deadline changes (and at the end).
     timer_changed: Event,
     /// Mirror of the core's `keep_alive()`, readable without the lock.
@@ -45,17 +50,23 @@ pub(crate) struct Driver<R: Runtime> {
     pub(crate) gentle_closes: Arc<GentleCloses>,
     /// Paused at the connection limit.
     pub(crate) accept_gate: AcceptGate,
-    /// For connections handed in through `Handle::serve_io`.
-    pub(crate) adopt: crate::adopt::Adopt<R>,
+    /// The listener that connections handed in through `Handle::serve_io`
+    /// count as accepted on (registered with the core on first use).
+    pub(crate) adopt_listener: Mutex<Option<ListenerId>>,
+    /// The server serves (its accept loops and worker run).
+    pub(crate) serving: AtomicBool,
+    /// To the worker; its receiver, taken once by the worker's task.
+    orders: async_channel::Sender<Order>,
+    pub(crate) orders_rx: async_channel::Receiver<Order>,
     drained: Drained,
     observer: Option<Observer>,
-    hooks: Hooks,
+    pub(crate) hooks: Hooks,
 }
 
-struct State<R: Runtime> {
+struct State {
     core: Server,
     conns: HashMap<ConnId, Arc<Control>>,
-    listeners: HashMap<ListenerId, ListenerEntry<R>>,
+    listeners: HashMap<ListenerId, ListenerEntry>,
     /// The deadline the timer task waits for.
     armed: Option<Instant>,
     /// The shutdown deadline, once one was given (kept after the core's
@@ -64,10 +75,26 @@ struct State<R: Runtime> {
     done: Option<DoneSender>,
 }
 
+/// Something for the worker to do on the server's runtime.
+pub(crate) enum Order {
+    /// Run the hooks of this stage (`Action::RunHooks`).
+    RunHooks(HookStage),
+    /// Run this task on the server's runtime (a watch that must stop when
+    /// the runtime is stuck).
+    Spawn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Serve a connection handed in (`Handle::serve_io`), already
+    /// registered with the core.
+    Adopt {
+        conn: ConnId,
+        control: Arc<Control>,
+        io: Box<dyn AnyIo>,
+    },
+}
+
 /// A listener as the driver knows it: the socket (to stop it at once) and
 /// the accept loop's stop signal.
-pub(crate) struct ListenerEntry<R: Runtime> {
-    pub(crate) socket: Arc<ListenSocket<R>>,
+pub(crate) struct ListenerEntry {
+    pub(crate) socket: Arc<ListenerFd>,
     pub(crate) stop: Arc<Stop>,
     /// Its name for a hand-off (`LISTEN_FDNAMES`).
     pub(crate) name: Arc<str>,
@@ -166,20 +193,18 @@ pub(crate) struct Reports {
 #[derive(Default)]
 struct AfterLock {
     events: Vec<LifecycleEvent>,
-    hooks: Vec<HookStage>,
     /// Completed last, so the observer has seen every event (`Done`
     /// included) before anyone waiting on the done signal wakes.
     done: Option<(DoneSender, lameduck_core::Outcome)>,
 }
 
-impl<R: Runtime> Driver<R> {
-    /// A driver for a core built from `config`, and its timer task.
-    pub(crate) fn start(
-        rt: R,
+impl Driver {
+    /// A driver for a core built from `config` (its worker starts it).
+    pub(crate) fn new(
         mut config: lameduck_core::Config,
         hooks: Hooks,
         observer: Option<Observer>,
-    ) -> Arc<Driver<R>> {
+    ) -> Arc<Driver> {
         if !hooks.is_empty() {
             config.shutdown_hooks = true;
         }
@@ -191,8 +216,8 @@ impl<R: Runtime> Driver<R> {
             body: core.config().body_timeout.is_some(),
             writes: core.config().write_timeout.is_some(),
         };
-        let driver = Arc::new(Driver {
-            rt,
+        let (orders, orders_rx) = async_channel::unbounded();
+        Arc::new(Driver {
             state: Mutex::new(State {
                 core,
                 conns: HashMap::new(),
@@ -206,16 +231,17 @@ impl<R: Runtime> Driver<R> {
             report,
             gentle_closes: Arc::default(),
             accept_gate: AcceptGate::default(),
-            adopt: crate::adopt::Adopt::default(),
+            adopt_listener: Mutex::new(None),
+            serving: AtomicBool::new(false),
+            orders,
+            orders_rx,
             drained,
             observer,
             hooks,
-        });
-        driver.rt.spawn(timer_task(driver.clone()));
-        driver
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<R>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics under this lock but the core, and a core panic is a
         // bug; the state it leaves is still the best there is.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -226,7 +252,7 @@ impl<R: Runtime> Driver<R> {
         self.input_with(|state, now| f(&mut state.core, now))
     }
 
-    fn input_with<T>(self: &Arc<Self>, f: impl FnOnce(&mut State<R>, Instant) -> T) -> T {
+    fn input_with<T>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> T) -> T {
         let mut after = AfterLock::default();
         let out = {
             let mut state = self.lock();
@@ -240,7 +266,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// Drains the core's actions and carries them out; re-arms the timer.
-    fn dispatch(&self, state: &mut State<R>, after: &mut AfterLock) {
+    fn dispatch(&self, state: &mut State, after: &mut AfterLock) {
         while let Some(action) = state.core.poll_action() {
             match action {
                 Action::PhaseChanged(phase) => {
@@ -285,7 +311,11 @@ impl<R: Runtime> Driver<R> {
                         control.notify();
                     }
                 }
-                Action::RunHooks(stage) => after.hooks.push(stage),
+                // Unbounded, and the worker's task holds the receiver until
+                // the core is done: the order cannot be lost.
+                Action::RunHooks(stage) => {
+                    let _ = self.orders.try_send(Order::RunHooks(stage));
+                }
                 Action::CutOffHooks(stage) => {
                     self.hooks.cut_off(stage);
                     self.push_event(after, LifecycleEvent::HooksCutOff(stage));
@@ -344,9 +374,6 @@ impl<R: Runtime> Driver<R> {
         for event in &after.events {
             self.observe(event);
         }
-        for stage in after.hooks {
-            self.hooks.spawn_stage(self, stage);
-        }
         if let Some((done, outcome)) = after.done {
             done.complete(outcome);
         }
@@ -357,7 +384,7 @@ impl<R: Runtime> Driver<R> {
     /// Registers a listener with the core and the registry.
     pub(crate) fn add_listener(
         self: &Arc<Self>,
-        entry: ListenerEntry<R>,
+        entry: ListenerEntry,
     ) -> Result<ListenerId, Error> {
         self.input_with(|state, _| {
             let id = state.core.add_listener()?;
@@ -369,7 +396,7 @@ impl<R: Runtime> Driver<R> {
     /// The listeners still open, in the order they were added, with their
     /// names: what a successor is given at a hand-off.
     #[cfg(unix)]
-    pub(crate) fn open_listeners(&self) -> Vec<(Arc<ListenSocket<R>>, Arc<str>)> {
+    pub(crate) fn open_listeners(&self) -> Vec<(Arc<ListenerFd>, Arc<str>)> {
         let state = self.lock();
         let mut open: Vec<_> = state.listeners.iter().collect();
         open.sort_by_key(|(id, _)| **id);
@@ -441,22 +468,32 @@ impl<R: Runtime> Driver<R> {
     /// progress — a process exiting sooner would turn their sockets into
     /// resets (unread input at close makes the kernel send RST, which
     /// destroys response bytes the peer has not read yet). Each is bounded
-    /// by the gentle close's own limit; all are cut at the shutdown
-    /// deadline (the last one given), or at once after a forced end.
+    /// by the gentle close's own limit; the worker cuts them all at the
+    /// shutdown deadline (the last one given), and the driver at once after
+    /// a forced end.
     pub(crate) async fn finished(
         &self,
     ) -> Result<lameduck_core::Outcome, lameduck_core::Abandoned> {
         let outcome = self.drained.wait().await?;
-        let closes = &self.gentle_closes;
-        if !closes.is_cut() {
-            let deadline = self.lock().deadline;
-            match deadline {
-                Some(at) => closes.ended().or(self.rt.sleep_until(at)).await,
-                None => closes.ended().await,
-            }
-            closes.cut();
-        }
+        self.gentle_closes.ended().await;
         Ok(outcome)
+    }
+
+    /// The shutdown deadline last given, kept after the core is done: it
+    /// bounds the gentle closes.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.lock().deadline
+    }
+
+    /// Sends `order` to the worker. `false` once the worker has stopped
+    /// taking orders (the server is done).
+    pub(crate) fn order(&self, order: Order) -> bool {
+        self.orders.try_send(order).is_ok()
+    }
+
+    /// The timer's state, for the worker.
+    pub(crate) fn timer_listen(&self) -> event_listener::EventListener {
+        self.timer_changed.listen()
     }
 
     // ----- queries under the lock ------------------------------------------
@@ -476,36 +513,5 @@ impl<R: Runtime> Driver<R> {
     pub(crate) fn armed(&self) -> (Option<Instant>, bool) {
         let state = self.lock();
         (state.armed, state.core.is_done())
-    }
-}
-
-/// The one timer task: sleeps until the armed deadline or until it changes,
-/// then tells the core the time. Ends once the core is done.
-async fn timer_task<R: Runtime>(driver: Arc<Driver<R>>) {
-    // Each pass either handles a timeout or sees a changed deadline; the
-    // loop ends when the core is done (no deadline is ever armed again).
-    loop {
-        let changed = driver.timer_changed.listen();
-        let (armed, done) = driver.armed();
-        if done {
-            return;
-        }
-        match armed {
-            None => changed.await,
-            Some(at) => {
-                let fired = async {
-                    driver.rt.sleep_until(at).await;
-                    true
-                }
-                .or(async {
-                    changed.await;
-                    false
-                })
-                .await;
-                if fired {
-                    driver.input(|core, now| core.handle_timeout(now));
-                }
-            }
-        }
     }
 }

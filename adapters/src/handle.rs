@@ -8,7 +8,6 @@ use lameduck_core::{Abandoned, Counts, Drained, Outcome, Phase};
 
 use crate::driver::Driver;
 use crate::listener::ListenAddr;
-use crate::runtime::Runtime;
 
 /// Controls a running server. Cheap to clone; every method may be called
 /// from any thread, any executor. The server runs until it is shut down or
@@ -27,12 +26,12 @@ use crate::runtime::Runtime;
 /// assert!(outcome.is_graceful());
 /// # Ok(()) }
 /// ```
-pub struct Handle<R: Runtime> {
-    driver: Arc<Driver<R>>,
+pub struct Handle {
+    driver: Arc<Driver>,
     addrs: Arc<[ListenAddr]>,
 }
 
-impl<R: Runtime> Clone for Handle<R> {
+impl Clone for Handle {
     fn clone(&self) -> Self {
         Handle {
             driver: self.driver.clone(),
@@ -41,15 +40,15 @@ impl<R: Runtime> Clone for Handle<R> {
     }
 }
 
-impl<R: Runtime> Handle<R> {
-    pub(crate) fn new(driver: Arc<Driver<R>>, addrs: Vec<ListenAddr>) -> Self {
+impl Handle {
+    pub(crate) fn new(driver: Arc<Driver>, addrs: Vec<ListenAddr>) -> Self {
         Handle {
             driver,
             addrs: addrs.into(),
         }
     }
 
-    pub(crate) fn driver(&self) -> &Arc<Driver<R>> {
+    pub(crate) fn driver(&self) -> &Arc<Driver> {
         &self.driver
     }
 
@@ -220,7 +219,7 @@ impl<R: Runtime> Handle<R> {
     }
 }
 
-impl<R: Runtime> fmt::Debug for Handle<R> {
+impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("addrs", &self.addrs)

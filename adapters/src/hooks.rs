@@ -11,8 +11,9 @@ use std::sync::Arc;
 use futures_lite::FutureExt;
 use lameduck_core::HookStage;
 
-use crate::driver::{Driver, Stop};
+use crate::driver::Stop;
 use crate::runtime::Runtime;
+use crate::worker::Worker;
 
 type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) type Hook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
@@ -65,16 +66,15 @@ impl Hooks {
 
     /// Runs the hooks of `stage` in a task, then reports them finished —
     /// unless the server completes first, which drops (cuts off) them.
-    pub(crate) fn spawn_stage<R: Runtime>(&self, driver: &Arc<Driver<R>>, stage: HookStage) {
+    pub(crate) fn spawn_stage<R: Runtime>(&self, worker: &Arc<Worker<R>>, stage: HookStage) {
         let hooks = match stage {
             HookStage::LameDuck => self.lame_duck.clone(),
             HookStage::Drain => self.drain.clone(),
             HookStage::ForcedClose => self.forced_close.clone(),
         };
         let cut = self.cut_off[stage_index(stage)].clone();
-        let driver = driver.clone();
-        let rt = driver.rt.clone();
-        rt.spawn(async move {
+        let driver = worker.driver.clone();
+        worker.rt.spawn(async move {
             let run = async {
                 for hook in &hooks {
                     // A panicking hook is the application's bug; it counts

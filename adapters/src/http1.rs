@@ -152,7 +152,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn serve(&self, io: ConnIo<R>) {
-        let rt = io.driver.rt.clone();
+        let rt = io.worker.rt.clone();
         rt.spawn(serve_conn(io, self.handler.clone()));
     }
 }
@@ -420,17 +420,16 @@ impl<R: Runtime> Write for TrackedIo<R> {
 
 // ----- the service ---------------------------------------------------------
 
-struct TrackedService<R: Runtime, F> {
+struct TrackedService<F> {
     handler: Arc<F>,
-    driver: Arc<Driver<R>>,
+    driver: Arc<Driver>,
     control: Arc<Control>,
     id: ConnId,
     watch: Option<Arc<Mutex<BodyWatch>>>,
 }
 
-impl<R, F, Fut, B, E> Service<Request<Incoming>> for TrackedService<R, F>
+impl<F, Fut, B, E> Service<Request<Incoming>> for TrackedService<F>
 where
-    R: Runtime,
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
     B: Body + Send + 'static,

@@ -109,6 +109,7 @@ mod server;
 mod stream;
 #[cfg(unix)]
 pub mod unix;
+mod worker;
 
 pub use conn::Notice;
 pub use event::Event;

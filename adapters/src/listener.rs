@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::control::Control;
 use crate::driver::{Driver, Stop};
 use crate::event::Event;
 use crate::runtime::Runtime;
+use crate::worker::Worker;
 
 /// Where a server listens: printed as `127.0.0.1:8080` or `unix:/path`.
 ///
@@ -46,49 +47,62 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-/// A listening socket registered with the runtime.
-pub(crate) enum ListenSocket<R: Runtime> {
-    Tcp {
-        listener: R::TcpListener,
-        /// This process created the socket (see [`ListenSocket::stop_accepting`]).
-        bound_here: bool,
-    },
-    Unix {
-        listener: R::UnixListener,
-        /// Removed when the listener is stopped or dropped (we bound it, or
-        /// took it over from a predecessor that owned it:
-        /// [`ListenSocket::own_file`]), unless it was handed to a successor
-        /// ([`ListenSocket::keep_file`]).
-        unlink: Mutex<Option<PathBuf>>,
-    },
+/// A listening socket as the driver sees it, whatever the runtime: a
+/// descriptor of its own for the socket (a duplicate of the one the accept
+/// loop uses, so that stopping, releasing and handing over never touch the
+/// runtime's types), whether this process created the socket, and the
+/// Unix socket file it must remove.
+#[derive(Debug)]
+pub(crate) struct ListenerFd {
+    fd: OwnedFd,
+    /// This process created the TCP socket (see [`ListenerFd::stop_accepting`]).
+    bound_here: bool,
+    /// A Unix socket's file, removed when the listener is stopped or
+    /// dropped (we bound it, or took it over from a predecessor that owned
+    /// it: [`ListenerFd::own_file`]), unless it was handed to a successor
+    /// ([`ListenerFd::keep_file`]). Always `None` for TCP.
+    unlink: Mutex<Option<PathBuf>>,
+    unix: bool,
 }
 
-impl<R: Runtime> AsFd for ListenSocket<R> {
+impl AsFd for ListenerFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            ListenSocket::Tcp { listener, .. } => listener.as_fd(),
-            ListenSocket::Unix { listener, .. } => listener.as_fd(),
-        }
+        self.fd.as_fd()
     }
 }
 
-impl<R: Runtime> ListenSocket<R> {
+impl ListenerFd {
+    /// The driver's view of `socket` (a new descriptor for it).
+    fn of(
+        socket: BorrowedFd<'_>,
+        bound_here: bool,
+        unlink: Option<PathBuf>,
+        unix: bool,
+    ) -> io::Result<ListenerFd> {
+        Ok(ListenerFd {
+            fd: socket.try_clone_to_owned()?,
+            bound_here: bound_here && !unix,
+            unlink: Mutex::new(unlink),
+            unix,
+        })
+    }
+
     /// Stops the kernel from completing new connections, now — for a
     /// socket this process created; call it after the accept loop was told
     /// to stop (so that the loop sees the stop, not an error).
     ///
     /// `shutdown(SHUT_RD)` on a listening socket (Linux) moves it out of the
     /// listening state at once: later connects are refused and a pending
-    /// accept wakes up. The descriptor itself is closed when the accept loop
-    /// lets go of it, moments later. Where the system refuses (not Linux),
-    /// that close alone stops the listener.
+    /// accept wakes up. The descriptors themselves close when the driver and
+    /// the accept loop let go of them, moments later. Where the system
+    /// refuses (not Linux), those closes alone stop the listener.
     ///
     /// A socket this process did not create — inherited from systemd's
     /// socket unit, from a restarting predecessor or a supervisor, or
     /// handed in by the application — is never shut down: other processes
     /// may hold it (systemd keeps its socket listening for the next start,
     /// and queues connections meanwhile), and `shutdown(2)` acts on the
-    /// socket, not on this process's descriptor. Closing the descriptor
+    /// socket, not on this process's descriptor. Closing the descriptors
     /// is all this process does with it.
     pub(crate) fn stop_accepting(&self) {
         if self.bound_here() {
@@ -96,63 +110,95 @@ impl<R: Runtime> ListenSocket<R> {
         }
         // The file goes now, not when the last reference is dropped (an
         // accept loop on another thread, maybe after the process exits).
-        if let ListenSocket::Unix { unlink, .. } = self {
-            if let Some(path) = unlink.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                let _ = std::fs::remove_file(path);
-            }
+        if let Some(path) = self.lock_unlink().take() {
+            let _ = std::fs::remove_file(path);
         }
+    }
+
+    fn lock_unlink(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
+        self.unlink.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The socket's file at `path` is this process's to remove from now on
     /// (a predecessor that owned it handed the socket over).
     #[cfg(unix)]
     pub(crate) fn own_file(&self, path: PathBuf) {
-        if let ListenSocket::Unix { unlink, .. } = self {
-            *unlink.lock().unwrap_or_else(PoisonError::into_inner) = Some(path);
+        if self.unix {
+            *self.lock_unlink() = Some(path);
         }
     }
 
     /// Whether this process removes the socket's file at its end.
     #[cfg(unix)]
     pub(crate) fn owns_file(&self) -> bool {
-        matches!(self, ListenSocket::Unix { .. }) && self.bound_here()
+        self.unix && self.bound_here()
     }
 
     /// Whether this process created the socket (or took it over from a
     /// predecessor that did): only then may it shut it down. A Unix
     /// socket's file is removed by its owner, so the two go together.
     fn bound_here(&self) -> bool {
-        match self {
-            ListenSocket::Tcp { bound_here, .. } => *bound_here,
-            ListenSocket::Unix { unlink, .. } => unlink
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some(),
+        if self.unix {
+            self.lock_unlink().is_some()
+        } else {
+            self.bound_here
         }
     }
 
     /// The socket lives on in a successor: leave its file in place.
     pub(crate) fn keep_file(&self) {
-        if let ListenSocket::Unix { unlink, .. } = self {
-            unlink.lock().unwrap_or_else(PoisonError::into_inner).take();
-        }
+        self.lock_unlink().take();
     }
+}
 
-    async fn accept(&self) -> io::Result<Socket<R>> {
-        match self {
-            ListenSocket::Tcp { listener, .. } => R::accept_tcp(listener).await.map(Socket::Tcp),
-            ListenSocket::Unix { listener, .. } => R::accept_unix(listener).await.map(Socket::Unix),
+impl Drop for ListenerFd {
+    fn drop(&mut self) {
+        let path = self
+            .unlink
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
 
-impl<R: Runtime> Drop for ListenSocket<R> {
-    fn drop(&mut self) {
-        if let ListenSocket::Unix { unlink, .. } = self {
-            let path = unlink.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if let Some(path) = path {
-                let _ = std::fs::remove_file(path);
-            }
+/// A listening socket registered with the runtime: what the accept loop
+/// accepts on. Its [`ListenerFd`] goes with it (the last of the two to go
+/// removes a socket file this process owns).
+pub(crate) struct ListenSocket<R: Runtime> {
+    listener: Listening<R>,
+    pub(crate) fd: Arc<ListenerFd>,
+}
+
+enum Listening<R: Runtime> {
+    Tcp(R::TcpListener),
+    Unix(R::UnixListener),
+}
+
+impl<R: Runtime> ListenSocket<R> {
+    /// A TCP listener; `bound_here`: this process created it.
+    pub(crate) fn tcp(listener: R::TcpListener, bound_here: bool) -> io::Result<Self> {
+        let fd = ListenerFd::of(listener.as_fd(), bound_here, None, false)?;
+        Ok(ListenSocket {
+            listener: Listening::Tcp(listener),
+            fd: Arc::new(fd),
+        })
+    }
+
+    /// A Unix listener; `unlink`: its file, if this process owns it.
+    pub(crate) fn unix(listener: R::UnixListener, unlink: Option<PathBuf>) -> io::Result<Self> {
+        let fd = ListenerFd::of(listener.as_fd(), false, unlink, true)?;
+        Ok(ListenSocket {
+            listener: Listening::Unix(listener),
+            fd: Arc::new(fd),
+        })
+    }
+
+    async fn accept(&self) -> io::Result<Socket<R>> {
+        match &self.listener {
+            Listening::Tcp(l) => R::accept_tcp(l).await.map(Socket::Tcp),
+            Listening::Unix(l) => R::accept_unix(l).await.map(Socket::Unix),
         }
     }
 }
@@ -194,16 +240,17 @@ fn classify(error: &io::Error) -> Retry {
 
 /// Accepts on one listener until it is stopped or fails for good.
 pub(crate) async fn accept_loop<R: Runtime>(
-    driver: Arc<Driver<R>>,
+    worker: Arc<Worker<R>>,
     id: ListenerId,
     socket: Arc<ListenSocket<R>>,
     stop: Arc<Stop>,
     serve: Arc<dyn ServeConn<R>>,
 ) {
+    let driver = &worker.driver;
     // Tells the driver (and so the core) that this loop no longer
     // accepts, however it ends.
     let _exited = ExitGuard {
-        driver: &driver,
+        driver,
         id,
         stop: &stop,
     };
@@ -248,7 +295,7 @@ pub(crate) async fn accept_loop<R: Runtime>(
                 immediate = 0;
                 let control = Arc::new(Control::default());
                 match driver.accept(id, control.clone()) {
-                    Ok(conn) => serve.serve(ConnIo::new(driver.clone(), conn, control, stream)),
+                    Ok(conn) => serve.serve(ConnIo::new(worker.clone(), conn, control, stream)),
                     // Raced the pause at the connection limit: this one
                     // client is refused; the loop waits at the gate.
                     Err(lameduck_core::Error::AtCapacity) => drop(stream),
@@ -287,7 +334,7 @@ pub(crate) async fn accept_loop<R: Runtime>(
                     retry_in: Some(delay),
                 });
                 let slept = async {
-                    driver.rt.sleep_until(Instant::now() + delay).await;
+                    worker.rt.sleep_until(Instant::now() + delay).await;
                     true
                 }
                 .or(async {
@@ -304,13 +351,13 @@ pub(crate) async fn accept_loop<R: Runtime>(
 }
 
 /// Reports an accept loop's end to its [`Stop`] and the driver.
-struct ExitGuard<'a, R: Runtime> {
-    driver: &'a Arc<Driver<R>>,
+struct ExitGuard<'a> {
+    driver: &'a Arc<Driver>,
     id: ListenerId,
     stop: &'a Stop,
 }
 
-impl<R: Runtime> Drop for ExitGuard<'_, R> {
+impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
         self.stop.exited();
         self.driver.accept_loop_ended(self.id);

@@ -22,6 +22,7 @@ use crate::http1::Http1;
 use crate::listener::{ListenAddr, ListenSocket, ServeConn, accept_loop};
 use crate::runtime::Runtime;
 use crate::stream::{RawConn, Streams};
+use crate::worker::Worker;
 
 #[cfg(feature = "smol")]
 use crate::runtime::Smol;
@@ -284,13 +285,7 @@ impl<R: Runtime> Builder<R> {
                 Pending::Tcp(listener, name, bound_here) => {
                     let socket = self.rt.tcp_listener(listener)?;
                     addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
-                    sockets.push((
-                        ListenSocket::Tcp {
-                            listener: socket,
-                            bound_here,
-                        },
-                        name,
-                    ));
+                    sockets.push((ListenSocket::tcp(socket, bound_here)?, name));
                 }
                 Pending::Unix(listener, unlink, name) => {
                     let path = listener
@@ -300,23 +295,18 @@ impl<R: Runtime> Builder<R> {
                         .unwrap_or_default();
                     let socket = self.rt.unix_listener(listener)?;
                     addrs.push(ListenAddr::Unix(path));
-                    sockets.push((
-                        ListenSocket::Unix {
-                            listener: socket,
-                            unlink: unlink.into(),
-                        },
-                        name,
-                    ));
+                    sockets.push((ListenSocket::unix(socket, unlink)?, name));
                 }
             }
         }
-        let driver = Driver::start(self.rt, self.config, self.hooks, self.observer);
+        let driver = Driver::new(self.config, self.hooks, self.observer);
+        let worker = Worker::start(self.rt, driver.clone());
         let mut listeners = Vec::with_capacity(sockets.len());
         for (socket, name) in sockets {
             let socket = Arc::new(socket);
             let stop = Arc::new(Stop::default());
             let entry = ListenerEntry {
-                socket: socket.clone(),
+                socket: socket.fd.clone(),
                 stop: stop.clone(),
                 name,
             };
@@ -328,6 +318,7 @@ impl<R: Runtime> Builder<R> {
         }
         Ok(Server {
             handle: Handle::new(driver, addrs),
+            worker,
             listeners,
             serving: false,
         })
@@ -349,7 +340,7 @@ impl<R: Runtime> Builder<R> {
     /// handle.close();
     /// # Ok(()) }
     /// ```
-    pub fn serve_http<F, Fut, B, E>(self, handler: F) -> io::Result<Handle<R>>
+    pub fn serve_http<F, Fut, B, E>(self, handler: F) -> io::Result<Handle>
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
@@ -371,7 +362,7 @@ impl<R: Runtime> Builder<R> {
     /// handle.close();
     /// # Ok(()) }
     /// ```
-    pub fn serve_stream<F, Fut>(self, handler: F) -> io::Result<Handle<R>>
+    pub fn serve_stream<F, Fut>(self, handler: F) -> io::Result<Handle>
     where
         F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -404,7 +395,8 @@ impl<R: Runtime> fmt::Debug for Builder<R> {
 /// # Ok(()) }
 /// ```
 pub struct Server<R: Runtime> {
-    handle: Handle<R>,
+    handle: Handle,
+    worker: Arc<Worker<R>>,
     listeners: Vec<(ListenerId, Arc<ListenSocket<R>>, Arc<Stop>)>,
     serving: bool,
 }
@@ -419,7 +411,7 @@ impl<R: Runtime> Server<R> {
     /// # Ok(()) }
     /// ```
     #[must_use]
-    pub fn handle(&self) -> Handle<R> {
+    pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
 
@@ -446,7 +438,7 @@ impl<R: Runtime> Server<R> {
     /// handle.close();
     /// # Ok(()) }
     /// ```
-    pub fn serve_http<F, Fut, B, E>(self, handler: F) -> Handle<R>
+    pub fn serve_http<F, Fut, B, E>(self, handler: F) -> Handle
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
@@ -475,7 +467,7 @@ impl<R: Runtime> Server<R> {
     /// handle.close();
     /// # Ok(()) }
     /// ```
-    pub fn serve_stream<F, Fut>(self, handler: F) -> Handle<R>
+    pub fn serve_stream<F, Fut>(self, handler: F) -> Handle
     where
         F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -485,14 +477,14 @@ impl<R: Runtime> Server<R> {
         }))
     }
 
-    fn serve(mut self, serve: Arc<dyn ServeConn<R>>) -> Handle<R> {
+    fn serve(mut self, serve: Arc<dyn ServeConn<R>>) -> Handle {
         self.serving = true;
-        let driver = self.handle.driver().clone();
-        driver.adopt.set_serve(serve.clone());
+        let worker = self.worker.clone();
+        worker.set_serve(serve.clone());
         for (id, socket, stop) in self.listeners.drain(..) {
-            driver
+            worker
                 .rt
-                .spawn(accept_loop(driver.clone(), id, socket, stop, serve.clone()));
+                .spawn(accept_loop(worker.clone(), id, socket, stop, serve.clone()));
         }
         self.handle.clone()
     }

@@ -278,7 +278,7 @@ where
 {
     fn serve(&self, io: ConnIo<R>) {
         let control = io.control.clone();
-        let rt = io.driver.rt.clone();
+        let rt = io.worker.rt.clone();
         let conn = RawConn {
             io,
             auto_begin: true,

@@ -122,7 +122,7 @@ impl TestRuntime for AsyncStdRt {
 #[derive(Debug)]
 pub struct TestServer<T: TestRuntime> {
     /// Its handle.
-    pub handle: Handle<T::Rt>,
+    pub handle: Handle,
     /// Its first TCP address.
     pub addr: SocketAddr,
     /// The runtime it runs on.
@@ -248,7 +248,7 @@ where
 pub fn http_server<T, M, F>(config: Config, make: M) -> TestServer<T>
 where
     T: TestRuntime,
-    M: FnOnce(T::Rt, Handle<T::Rt>) -> F,
+    M: FnOnce(T::Rt, Handle) -> F,
     F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + Send + Sync + 'static,
 {
     let (rt, guard) = T::start();

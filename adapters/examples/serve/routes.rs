@@ -35,7 +35,7 @@ const MAX_CHUNKS: u64 = 100_000;
 /// a request is answered by the process it reached).
 pub fn router<R: Runtime>(
     rt: R,
-    handle: Handle<R>,
+    handle: Handle,
 ) -> impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'static {
     move |req| {
         let reply = route(rt.clone(), handle.clone(), req);
@@ -71,7 +71,7 @@ fn query_u64(req: &Request<Incoming>, key: &str, max: u64) -> Result<u64, String
     }
 }
 
-fn route<R: Runtime>(rt: R, handle: Handle<R>, mut req: Request<Incoming>) -> Reply {
+fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/") => ready(text(StatusCode::OK, "hello")),

@@ -180,6 +180,7 @@ mod restart;
 mod signals;
 mod spawn;
 mod supervisor;
+mod tasks;
 
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use lameduck_core::systemd::{NotifierConfig, Observed, ServiceNotifier, WatchdogEnv};
 
-use crate::runtime::Runtime;
+use crate::driver::{Driver, Order};
 
 /// This process is (as far as it knows) systemd's main process: it has
 /// not announced another `MAINPID=`. Held while sending.
@@ -234,8 +234,8 @@ impl<P: Fn(String)> Watch<P> {
 /// A [`Lifecycle`](super::Lifecycle)'s watch: a task on the server's
 /// runtime, observing with `observe` (the server's snapshot and the
 /// restart phase). Nothing when not run by systemd.
-pub(crate) fn spawn_watch<R: Runtime>(
-    rt: &R,
+pub(crate) fn spawn_watch(
+    driver: &Driver,
     observe: impl Fn() -> Observed + Send + 'static,
     problem: impl Fn(String) + Send + 'static,
 ) {
@@ -255,15 +255,16 @@ pub(crate) fn spawn_watch<R: Runtime>(
     } else {
         None
     };
-    let timer = rt.clone();
-    rt.spawn(async move {
+    // On the server's runtime (the worker spawns it): a stuck executor
+    // stops the pings. Its timer is `async-io`'s, which runs anywhere.
+    driver.order(Order::Spawn(Box::pin(async move {
         if let Some(at) = quiet {
-            timer.sleep_until(at).await;
+            async_io::Timer::at(at).await;
         }
         while let Some(at) = watch.tick(Some(observe())) {
-            timer.sleep_until(at).await;
+            async_io::Timer::at(at).await;
         }
-    });
+    })));
 }
 
 /// A [`Supervisor`](super::Supervisor)'s watch, to be polled by its own

@@ -27,8 +27,8 @@ use super::pidfile;
 use super::ready::ReadyChannel;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::generation;
+use super::tasks::Tasks;
 use crate::handle::Handle;
-use crate::runtime::Runtime;
 
 /// Why a restart did not happen. After any of these the server goes on
 /// serving, unchanged.
@@ -274,8 +274,8 @@ struct Settings {
     notify: bool,
 }
 
-struct Shared<R: Runtime> {
-    handle: Handle<R>,
+struct Shared {
+    handle: Handle,
     settings: Mutex<Settings>,
     /// The restart machine and the attempt in flight.
     attempts: Attempts,
@@ -359,11 +359,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// assert_eq!(ended.successor, None);
 /// # Ok(()) }
 /// ```
-pub struct Lifecycle<R: Runtime> {
-    shared: Arc<Shared<R>>,
+pub struct Lifecycle {
+    shared: Arc<Shared>,
 }
 
-impl<R: Runtime> Clone for Lifecycle<R> {
+impl Clone for Lifecycle {
     fn clone(&self) -> Self {
         Lifecycle {
             shared: self.shared.clone(),
@@ -371,7 +371,7 @@ impl<R: Runtime> Clone for Lifecycle<R> {
     }
 }
 
-impl<R: Runtime> fmt::Debug for Lifecycle<R> {
+impl fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lifecycle")
             .field("handle", &self.shared.handle)
@@ -380,7 +380,7 @@ impl<R: Runtime> fmt::Debug for Lifecycle<R> {
     }
 }
 
-impl<R: Runtime> Lifecycle<R> {
+impl Lifecycle {
     /// The lifecycle of the server behind `handle` (serving or about to).
     /// Defaults: [`SignalConfig::default`], the successor is this
     /// executable (as found now) with this process's arguments, 60 s to be
@@ -395,7 +395,7 @@ impl<R: Runtime> Lifecycle<R> {
     /// # let _ = lifecycle; Ok(()) }
     /// ```
     #[must_use]
-    pub fn new(handle: Handle<R>) -> Lifecycle<R> {
+    pub fn new(handle: Handle) -> Lifecycle {
         let settings = Settings {
             signals: SignalConfig::default(),
             executable: std::env::current_exe(),
@@ -753,6 +753,9 @@ impl<R: Runtime> Lifecycle<R> {
                 None
             }
         };
+        // A restart in flight, an announcement: driven here, beside the
+        // signals.
+        let mut tasks = Tasks::default();
         enum Woke {
             Signal(Option<io::Result<Signal>>),
             Link(LinkMessage),
@@ -776,14 +779,18 @@ impl<R: Runtime> Lifecycle<R> {
             })
             // Done, and no gentle close left to cut by exiting.
             .or(async { Woke::Done(handle.finished().await) })
+            .or(async {
+                tasks.run().await;
+                unreachable!("Tasks::run never completes")
+            })
             .await;
             match woke {
                 Woke::Done(outcome) => break outcome.map_err(io::Error::other)?,
-                Woke::Signal(Some(Ok(signal))) => self.on_signal(signal, &config),
+                Woke::Signal(Some(Ok(signal))) => self.on_signal(signal, &config, &mut tasks),
                 Woke::Signal(Some(Err(e))) => return Err(e),
                 Woke::Signal(None) => return Err(io::Error::other("signal handling stopped")),
                 Woke::Link(message) => {
-                    if self.on_supervisor(message) {
+                    if self.on_supervisor(message, &mut tasks) {
                         link = None;
                     }
                 }
@@ -792,7 +799,14 @@ impl<R: Runtime> Lifecycle<R> {
         // No successor is left behind half-started: a restart in flight
         // was told to stop; wait until its child is reaped.
         self.stop_restarts();
-        self.shared.attempts.finished().await;
+        self.shared
+            .attempts
+            .finished()
+            .or(async {
+                tasks.run().await;
+                unreachable!("Tasks::run never completes")
+            })
+            .await;
         let successor = match self.shared.handed_off.load(Ordering::Acquire) {
             0 => None,
             pid => Some(pid),
@@ -886,7 +900,7 @@ impl<R: Runtime> Lifecycle<R> {
 
     /// Obeys the supervisor; says whether the link is done with (after a
     /// hand-off, or its end).
-    fn on_supervisor(&self, message: LinkMessage) -> bool {
+    fn on_supervisor(&self, message: LinkMessage, tasks: &mut Tasks) -> bool {
         match message {
             LinkMessage::HandOff(successor) => {
                 if !self.decide_hand_off(successor, |serving| serving) {
@@ -896,7 +910,7 @@ impl<R: Runtime> Lifecycle<R> {
                 // No restart of this generation from now on.
                 self.shared.attempts.stop();
                 let this = self.clone();
-                self.shared.handle.driver().rt.spawn(async move {
+                tasks.push(async move {
                     this.announce_hand_off(successor).await;
                 });
                 true
@@ -921,7 +935,7 @@ impl<R: Runtime> Lifecycle<R> {
         }
     }
 
-    fn on_signal(&self, signal: Signal, config: &SignalConfig) {
+    fn on_signal(&self, signal: Signal, config: &SignalConfig, tasks: &mut Tasks) {
         let Some(action) = config.action(signal) else {
             return;
         };
@@ -970,7 +984,7 @@ impl<R: Runtime> Lifecycle<R> {
                 });
                 let this = self.clone();
                 // Reported through events; the signal loop goes on meanwhile.
-                self.shared.handle.driver().rt.spawn(async move {
+                tasks.push(async move {
                     let _ = this.restart().await;
                 });
             }
@@ -1174,9 +1188,12 @@ impl<R: Runtime> Lifecycle<R> {
 
 /// The lifecycle carries out restart attempts: the successor replaces
 /// this process.
-impl<R: Runtime> Carrier for Lifecycle<R> {
+impl Carrier for Lifecycle {
     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send {
-        self.shared.handle.driver().rt.sleep_until(at)
+        let timer = async_io::Timer::at(at);
+        async move {
+            timer.await;
+        }
     }
 
     fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
@@ -1211,7 +1228,7 @@ impl<R: Runtime> Carrier for Lifecycle<R> {
 
 // systemd beyond READY (STATUS=, WATCHDOG=1, EXTEND_TIMEOUT_USEC=): the
 // core's ServiceNotifier, carried out by notify.rs.
-impl<R: Runtime> Lifecycle<R> {
+impl Lifecycle {
     fn watch_systemd(&self) {
         if !self.settings().notify || self.supervisor().is_some() {
             return;
@@ -1222,6 +1239,6 @@ impl<R: Runtime> Lifecycle<R> {
             lameduck_core::systemd::Observed::server(&seen.server, seen.restart)
         };
         let problem = move |p| problem.event(LifecycleEvent::Problem(p));
-        super::notify::spawn_watch(&self.shared.handle.driver().rt, observe, problem);
+        super::notify::spawn_watch(self.shared.handle.driver(), observe, problem);
     }
 }

@@ -1,0 +1,129 @@
+//! The worker: a server's presence on its runtime. Its one task sleeps
+//! until the driver's deadline and tells the core the time, and carries out
+//! the driver's [`Order`]s that need the runtime (spawning hooks, serving
+//! handed-in connections); accept loops and connection tasks hold it to
+//! spawn and to reach the driver.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use futures_lite::FutureExt;
+
+use crate::conn::{ConnIo, Socket};
+use crate::driver::{Driver, Order};
+use crate::listener::ServeConn;
+use crate::runtime::Runtime;
+
+/// A server's runtime handle beside its driver.
+pub(crate) struct Worker<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) driver: Arc<Driver>,
+    /// How connections are served, once the server serves.
+    serve: OnceLock<Arc<dyn ServeConn<R>>>,
+}
+
+impl<R: Runtime> fmt::Debug for Worker<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("rt", &self.rt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Worker<R> {
+    /// A worker for `driver` on `rt`, with its task running.
+    pub(crate) fn start(rt: R, driver: Arc<Driver>) -> Arc<Worker<R>> {
+        let worker = Arc::new(Worker {
+            rt,
+            driver,
+            serve: OnceLock::new(),
+        });
+        worker.rt.spawn(worker_task(worker.clone()));
+        worker
+    }
+
+    /// The server serves with `serve` (once): handed-in connections too.
+    pub(crate) fn set_serve(&self, serve: Arc<dyn ServeConn<R>>) {
+        let _ = self.serve.set(serve);
+        self.driver.serving.store(true, Ordering::Release);
+    }
+
+    fn carry_out(self: &Arc<Self>, order: Order) {
+        match order {
+            Order::RunHooks(stage) => self.driver.hooks.spawn_stage(self, stage),
+            Order::Spawn(task) => self.rt.spawn(task),
+            Order::Adopt { conn, control, io } => match self.serve.get() {
+                Some(serve) => {
+                    let socket = Socket::Io(std::sync::Mutex::new(io));
+                    serve.serve(ConnIo::new(self.clone(), conn, control, socket));
+                }
+                // `serving` is set after `serve`: cannot happen. Dropping
+                // the stream ends it; the core hears it closed.
+                None => {
+                    let _ = self.driver.input(|core, now| core.closed(conn, now));
+                }
+            },
+        }
+    }
+}
+
+/// The worker's one task. Until the core is done: sleeps until the armed
+/// deadline or until it changes, then tells the core the time; carries out
+/// orders as they come. After that: cuts the gentle closes still in
+/// progress at the shutdown deadline, if one was given.
+async fn worker_task<R: Runtime>(worker: Arc<Worker<R>>) {
+    let driver = &worker.driver;
+    let orders = driver.orders_rx.clone();
+    enum Woke {
+        Timer(bool),
+        Order(Option<Order>),
+    }
+    // Each pass handles a timeout, a changed deadline or one order; the
+    // loop ends when the core is done (no deadline is ever armed again).
+    loop {
+        let changed = driver.timer_listen();
+        let (armed, done) = driver.armed();
+        if done {
+            break;
+        }
+        let timer = async {
+            match armed {
+                None => {
+                    changed.await;
+                    Woke::Timer(false)
+                }
+                Some(at) => {
+                    let fired = async {
+                        worker.rt.sleep_until(at).await;
+                        true
+                    }
+                    .or(async {
+                        changed.await;
+                        false
+                    })
+                    .await;
+                    Woke::Timer(fired)
+                }
+            }
+        };
+        let order = async { Woke::Order(orders.recv().await.ok()) };
+        match order.or(timer).await {
+            Woke::Timer(true) => driver.input(|core, now| core.handle_timeout(now)),
+            Woke::Timer(false) | Woke::Order(None) => {}
+            Woke::Order(Some(order)) => worker.carry_out(order),
+        }
+    }
+    // Orders that came with the end (hooks are cut off by now; a handed-in
+    // connection was refused by the core before any order).
+    while let Ok(order) = orders.try_recv() {
+        worker.carry_out(order);
+    }
+    let closes = &driver.gentle_closes;
+    if let Some(at) = driver.deadline() {
+        if !closes.is_cut() {
+            closes.ended().or(worker.rt.sleep_until(at)).await;
+            closes.cut();
+        }
+    }
+}
