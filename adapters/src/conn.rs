@@ -119,9 +119,11 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
 /// or the peer's end of stream, otherwise gently (see [`LINGER`]).
 pub(crate) struct ConnIo<R: Runtime> {
     socket: Option<Socket<R>>,
-    /// The server's driver (the worker's, here for short).
     pub(crate) driver: Arc<Driver>,
-    pub(crate) worker: Arc<Worker<R>>,
+    /// Where a gentle close goes: to the worker, which runs it on the
+    /// runtime. (Not the worker itself: the runtime handle may be bound to
+    /// its thread, while hyper asks a connection to be `Send`.)
+    lingers: async_channel::Sender<Linger<R>>,
     pub(crate) id: ConnId,
     pub(crate) control: Arc<Control>,
     read_eof: bool,
@@ -131,7 +133,7 @@ pub(crate) struct ConnIo<R: Runtime> {
 
 impl<R: Runtime> ConnIo<R> {
     pub(crate) fn new(
-        worker: Arc<Worker<R>>,
+        worker: &Worker<R>,
         id: ConnId,
         control: Arc<Control>,
         socket: Socket<R>,
@@ -139,7 +141,7 @@ impl<R: Runtime> ConnIo<R> {
         ConnIo {
             socket: Some(socket),
             driver: worker.driver.clone(),
-            worker,
+            lingers: worker.lingers(),
             id,
             control,
             read_eof: false,
@@ -246,8 +248,9 @@ impl<R: Runtime> Drop for ConnIo<R> {
         // One count stays with a gentle close; dropping the others ends them.
         let closing = if gentle(cmd) { ours.or(drivers) } else { None };
         if let (Some(socket), Some(closing)) = (socket, closing) {
-            let worker = self.worker.clone();
-            self.worker.rt.spawn(linger(worker, socket, closing));
+            // Refused once the worker stopped taking them (the server is
+            // finished): the socket then closes now, with the count.
+            let _ = self.lingers.try_send(Linger { socket, closing });
         }
         // Otherwise dropping `socket` closes it now.
     }
@@ -327,7 +330,22 @@ impl GentleCloses {
 }
 
 /// One gentle close in progress; its end is counted when dropped.
-struct GentleClose(Arc<GentleCloses>);
+pub(crate) struct GentleClose(Arc<GentleCloses>);
+
+/// A socket to close gently, with its place in the count.
+pub(crate) struct Linger<R: Runtime> {
+    socket: Socket<R>,
+    closing: GentleClose,
+}
+
+impl<R: Runtime> Linger<R> {
+    /// Closes the socket gently on `worker`'s runtime (see [`linger`]).
+    pub(crate) fn spawn(self, worker: &Arc<Worker<R>>) {
+        worker
+            .rt
+            .spawn(linger(worker.clone(), self.socket, self.closing));
+    }
+}
 
 impl Drop for GentleClose {
     fn drop(&mut self) {
@@ -368,7 +386,7 @@ async fn linger<R: Runtime>(worker: Arc<Worker<R>>, mut socket: Socket<R>, closi
 ///
 /// ```
 /// # #[cfg(feature = "smol")]
-/// # fn handler(conn: lameduck::RawConn<lameduck::runtime::Smol>) {
+/// # fn handler(conn: lameduck::RawConn<lameduck::runtime::SmolLocal>) {
 /// let notice = conn.notice();
 /// if !notice.is_notified() {
 ///     // ... serve; elsewhere: `notice.notified().await` ...

@@ -95,6 +95,7 @@ use crate::control::{CLOSE, Control, FINISH};
 use crate::driver::Driver;
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
+use crate::worker::Worker;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -144,15 +145,14 @@ pub(crate) struct Http1<F> {
 impl<R, F, Fut, B, E> ServeConn<R> for Http1<F>
 where
     R: Runtime,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
+    F: Fn(Request<Incoming>) -> Fut + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + 'static,
+    B: Body + 'static,
     B::Error: Into<BoxError>,
     E: Into<BoxError> + 'static,
 {
-    fn serve(&self, io: ConnIo<R>) {
-        let rt = io.worker.rt.clone();
+    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
+        let rt = worker.rt.clone();
         rt.spawn(serve_conn(io, self.handler.clone()));
     }
 }
@@ -160,10 +160,9 @@ where
 async fn serve_conn<R, F, Fut, B, E>(io: ConnIo<R>, handler: Arc<F>)
 where
     R: Runtime,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
+    F: Fn(Request<Incoming>) -> Fut + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + 'static,
+    B: Body + 'static,
     B::Error: Into<BoxError>,
     E: Into<BoxError> + 'static,
 {
@@ -430,15 +429,15 @@ struct TrackedService<F> {
 
 impl<F, Fut, B, E> Service<Request<Incoming>> for TrackedService<F>
 where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    B: Body + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + 'static,
+    Fut: Future<Output = Result<Response<B>, E>> + 'static,
+    B: Body + 'static,
     B::Error: Into<BoxError>,
     E: Into<BoxError> + 'static,
 {
     type Response = Response<TrackedBody<B>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let id = self.id;

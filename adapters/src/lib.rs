@@ -46,13 +46,16 @@
 //!
 //! # Runtimes
 //!
-//! The seam is [`runtime::Runtime`]: spawn, a timer, sockets — nothing else.
-//! The `smol` feature (default) provides [`runtime::Smol`], on smol's global
-//! executor or on your own `smol::Executor` ([`Builder::new`] is smol's
-//! global executor). The `async-std` feature provides
-//! `runtime::AsyncStd`: `Builder::with_runtime(AsyncStd)`. Everything
-//! above the seam — the driver, HTTP/1.1, raw streams, the handle — is one
-//! implementation shared by every runtime.
+//! The seam is [`runtime::Runtime`]: spawn, a timer, sockets, on one
+//! thread — nothing else, and nothing that must be `Send` but accepted
+//! streams. A server runs on a thread of its own ([`Builder::new`]: smol,
+//! [`runtime::Smol`]; [`Builder::with_launcher`] for another
+//! [`runtime::Launch`], e.g. the `async-std` feature's `runtime::AsyncStd`)
+//! or on your executor, on the current thread ([`Builder::with_runtime`],
+//! e.g. [`runtime::SmolLocal`] on your `smol::LocalExecutor`). Either way
+//! the [`Handle`] works from any thread. Everything above the seam — the
+//! driver, HTTP/1.1, raw streams, the handle — is one implementation
+//! shared by every runtime.
 //!
 //! **Another runtime** takes one small implementation of
 //! [`runtime::Runtime`]; the [`runtime`] module docs say what each item

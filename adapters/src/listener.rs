@@ -204,9 +204,9 @@ impl<R: Runtime> ListenSocket<R> {
 }
 
 /// How a connection is served once accepted (HTTP/1.1, a raw stream).
-pub(crate) trait ServeConn<R: Runtime>: Send + Sync + 'static {
-    /// Serves `io` in a task of its own.
-    fn serve(&self, io: ConnIo<R>);
+pub(crate) trait ServeConn<R: Runtime>: 'static {
+    /// Serves `io` in a task of its own on `worker`'s runtime.
+    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>);
 }
 
 /// Back-off after a resource error: 5 ms doubling to 1 s, as Go's `Serve`.
@@ -295,7 +295,7 @@ pub(crate) async fn accept_loop<R: Runtime>(
                 immediate = 0;
                 let control = Arc::new(Control::default());
                 match driver.accept(id, control.clone()) {
-                    Ok(conn) => serve.serve(ConnIo::new(worker.clone(), conn, control, stream)),
+                    Ok(conn) => serve.serve(&worker, ConnIo::new(&worker, conn, control, stream)),
                     // Raced the pause at the connection limit: this one
                     // client is refused; the loop waits at the gate.
                     Err(lameduck_core::Error::AtCapacity) => drop(stream),

@@ -20,12 +20,12 @@ use crate::handle::Handle;
 use crate::hooks::{Hooks, hook};
 use crate::http1::Http1;
 use crate::listener::{ListenAddr, ListenSocket, ServeConn, accept_loop};
-use crate::runtime::Runtime;
+use crate::runtime::{Launch, Runtime, ThreadMain};
 use crate::stream::{RawConn, Streams};
 use crate::worker::Worker;
 
 #[cfg(feature = "smol")]
-use crate::runtime::Smol;
+use crate::runtime::{Smol, SmolLocal};
 
 /// A listener not yet registered with the runtime, with its name for a
 /// hand-off (`LISTEN_FDNAMES`).
@@ -41,9 +41,98 @@ pub(crate) const DEFAULT_TCP_NAME: &str = "tcp";
 /// The name of a Unix listener that was given none.
 pub(crate) const DEFAULT_UNIX_NAME: &str = "unix";
 
+/// Where a server's tasks run: on the current thread's runtime
+/// ([`Builder::with_runtime`]), or on a thread a [`Launch`] starts
+/// ([`Builder::new`], [`Builder::with_launcher`]).
+enum Place<R: Runtime> {
+    Here(R),
+    Launched(Box<dyn Launch<Runtime = R>>),
+}
+
+/// What every thread of a server is built from.
+struct Spec {
+    config: Config,
+    pending: Vec<Pending>,
+    hooks: Hooks,
+    observer: Option<Observer>,
+}
+
+/// One thread's part of a built server, not yet serving: its worker and
+/// its listeners, registered with the runtime.
+struct Member<R: Runtime> {
+    worker: Arc<Worker<R>>,
+    listeners: Vec<(ListenerId, Arc<ListenSocket<R>>, Arc<Stop>)>,
+}
+
+/// How a thread's part starts serving: makes the connection server on that
+/// thread (the handler travels to it).
+type ServeMaker<R> = Box<dyn FnOnce(&R) -> Arc<dyn ServeConn<R>> + Send>;
+
+/// What a built server keeps until it serves.
+enum Unserved<R: Runtime> {
+    /// Its part on this thread.
+    Here(Member<R>),
+    /// Its thread, waiting for the handler.
+    Launched(async_channel::Sender<ServeMaker<R>>),
+}
+
+impl<R: Runtime> Place<R> {
+    /// Builds the server's part where it runs.
+    fn start(self, spec: Spec) -> io::Result<(Handle, Unserved<R>)> {
+        match self {
+            Place::Here(rt) => {
+                let (member, handle) = Member::build(rt, spec)?;
+                Ok((handle, Unserved::Here(member)))
+            }
+            Place::Launched(launcher) => {
+                let (handle, serve) = launch(&*launcher, spec)?;
+                Ok((handle, Unserved::Launched(serve)))
+            }
+        }
+    }
+}
+
+/// Builds the server's part on a thread `launcher` starts, and waits until
+/// it is built; the thread then waits for the handler, serves, and ends
+/// once the server is finished.
+fn launch<R: Runtime>(
+    launcher: &dyn Launch<Runtime = R>,
+    spec: Spec,
+) -> io::Result<(Handle, async_channel::Sender<ServeMaker<R>>)> {
+    let (built_tx, built_rx) = std::sync::mpsc::channel();
+    let (serve_tx, serve_rx) = async_channel::bounded::<ServeMaker<R>>(1);
+    let main: ThreadMain<R> = Box::new(move |rt| {
+        Box::pin(async move {
+            let (member, handle) = match Member::build(rt, spec) {
+                Ok(built) => built,
+                Err(e) => {
+                    let _ = built_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = built_tx.send(Ok(handle.clone()));
+            // Closed unsent: the server was dropped unserved.
+            let Ok(make) = serve_rx.recv().await else {
+                return;
+            };
+            let serve = make(&member.worker.rt);
+            member.serve(serve);
+            let _ = handle.finished().await;
+        })
+    });
+    launcher.launch("lameduck".into(), main)?;
+    let handle = built_rx
+        .recv()
+        .map_err(|_| io::Error::other("the server's thread ended before the server was built"))??;
+    Ok((handle, serve_tx))
+}
+
 /// Configures a server: its listeners, its lifecycle [`Config`], its
-/// shutdown hooks and an event observer. [`build`](Builder::build) (or one
-/// of the `serve_*` shortcuts) starts it.
+/// shutdown hooks and an event observer — and where its tasks run: on
+/// runtime `R`, on the current thread ([`with_runtime`](Builder::with_runtime))
+/// or on a thread a [`Launch`] starts ([`new`](Builder::new),
+/// [`with_launcher`](Builder::with_launcher)). [`build`](Builder::build)
+/// (or one of the `serve_*` shortcuts) starts it.
 ///
 /// ```
 /// use lameduck::{Builder, core::Config};
@@ -58,7 +147,7 @@ pub(crate) const DEFAULT_UNIX_NAME: &str = "unix";
 /// # Ok(()) }
 /// ```
 pub struct Builder<R: Runtime> {
-    rt: R,
+    place: Place<R>,
     config: Config,
     pending: Vec<Pending>,
     hooks: Hooks,
@@ -66,8 +155,10 @@ pub struct Builder<R: Runtime> {
 }
 
 #[cfg(feature = "smol")]
-impl Builder<Smol> {
-    /// A builder for smol's global executor.
+impl Builder<SmolLocal> {
+    /// A builder for a server on a smol thread of its own
+    /// ([`Builder::with_launcher`]`(`[`Smol`]`)`): nothing for the
+    /// application to run.
     ///
     /// ```
     /// let builder = lameduck::Builder::new();
@@ -75,26 +166,51 @@ impl Builder<Smol> {
     /// ```
     #[must_use]
     #[allow(clippy::new_without_default)]
-    pub fn new() -> Builder<Smol> {
-        Builder::with_runtime(Smol::global())
+    pub fn new() -> Builder<SmolLocal> {
+        Builder::with_launcher(Smol)
     }
 }
 
 impl<R: Runtime> Builder<R> {
-    /// A builder for the given runtime (e.g. `Smol::with_executor(..)`).
+    /// A builder for a server on the current thread's runtime `rt`: build
+    /// and serve it on that thread, which must run the runtime's executor
+    /// for the server to make progress (e.g.
+    /// [`SmolLocal`](crate::runtime::SmolLocal) on your `LocalExecutor`).
     ///
     /// ```
-    /// use std::sync::Arc;
-    /// use lameduck::{Builder, runtime::Smol};
+    /// # #[cfg(feature = "smol")] {
+    /// use std::rc::Rc;
+    /// use lameduck::{Builder, runtime::SmolLocal};
     ///
-    /// let executor = Arc::new(smol::Executor::new());
-    /// let builder = Builder::with_runtime(Smol::with_executor(executor));
+    /// let executor = Rc::new(smol::LocalExecutor::new());
+    /// let builder = Builder::with_runtime(SmolLocal::new(executor));
     /// # let _ = builder;
+    /// # }
     /// ```
     #[must_use]
     pub fn with_runtime(rt: R) -> Builder<R> {
+        Builder::at(Place::Here(rt))
+    }
+
+    /// A builder for a server on a thread that `launcher` starts, running
+    /// its runtime: the server's tasks run there, and the [`Handle`] works
+    /// from any thread. The thread ends once the server is finished.
+    ///
+    /// ```
+    /// # #[cfg(feature = "smol")] {
+    /// use lameduck::{Builder, runtime::Smol};
+    /// let builder = Builder::with_launcher(Smol);
+    /// # let _ = builder;
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_launcher(launcher: impl Launch<Runtime = R>) -> Builder<R> {
+        Builder::at(Place::Launched(Box::new(launcher)))
+    }
+
+    fn at(place: Place<R>) -> Builder<R> {
         Builder {
-            rt,
+            place,
             config: Config::default(),
             pending: Vec::new(),
             hooks: Hooks::default(),
@@ -278,49 +394,16 @@ impl<R: Runtime> Builder<R> {
     /// # let _ = handle; Ok(()) }
     /// ```
     pub fn build(self) -> io::Result<Server<R>> {
-        let mut sockets = Vec::with_capacity(self.pending.len());
-        let mut addrs = Vec::with_capacity(self.pending.len());
-        for pending in self.pending {
-            match pending {
-                Pending::Tcp(listener, name, bound_here) => {
-                    let socket = self.rt.tcp_listener(listener)?;
-                    addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
-                    sockets.push((ListenSocket::tcp(socket, bound_here)?, name));
-                }
-                Pending::Unix(listener, unlink, name) => {
-                    let path = listener
-                        .local_addr()?
-                        .as_pathname()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default();
-                    let socket = self.rt.unix_listener(listener)?;
-                    addrs.push(ListenAddr::Unix(path));
-                    sockets.push((ListenSocket::unix(socket, unlink)?, name));
-                }
-            }
-        }
-        let driver = Driver::new(self.config, self.hooks, self.observer);
-        let worker = Worker::start(self.rt, driver.clone());
-        let mut listeners = Vec::with_capacity(sockets.len());
-        for (socket, name) in sockets {
-            let socket = Arc::new(socket);
-            let stop = Arc::new(Stop::default());
-            let entry = ListenerEntry {
-                socket: socket.fd.clone(),
-                stop: stop.clone(),
-                name,
-            };
-            // A fresh core is Serving: adding a listener cannot be refused.
-            let id = driver
-                .add_listener(entry)
-                .map_err(|e| io::Error::other(format!("adding a listener: {e}")))?;
-            listeners.push((id, socket, stop));
-        }
+        let spec = Spec {
+            config: self.config,
+            pending: self.pending,
+            hooks: self.hooks,
+            observer: self.observer,
+        };
+        let (handle, unserved) = self.place.start(spec)?;
         Ok(Server {
-            handle: Handle::new(driver, addrs),
-            worker,
-            listeners,
-            serving: false,
+            handle,
+            unserved: Some(unserved),
         })
     }
 
@@ -343,9 +426,8 @@ impl<R: Runtime> Builder<R> {
     pub fn serve_http<F, Fut, B, E>(self, handler: F) -> io::Result<Handle>
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
+        Fut: Future<Output = Result<Response<B>, E>> + 'static,
+        B: Body + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
         E: Into<Box<dyn StdError + Send + Sync>> + 'static,
     {
@@ -365,7 +447,7 @@ impl<R: Runtime> Builder<R> {
     pub fn serve_stream<F, Fut>(self, handler: F) -> io::Result<Handle>
     where
         F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
     {
         Ok(self.build()?.serve_stream(handler))
     }
@@ -374,7 +456,6 @@ impl<R: Runtime> Builder<R> {
 impl<R: Runtime> fmt::Debug for Builder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("rt", &self.rt)
             .field("config", &self.config)
             .field("listeners", &self.pending.len())
             .field("hooks", &self.hooks)
@@ -396,9 +477,8 @@ impl<R: Runtime> fmt::Debug for Builder<R> {
 /// ```
 pub struct Server<R: Runtime> {
     handle: Handle,
-    worker: Arc<Worker<R>>,
-    listeners: Vec<(ListenerId, Arc<ListenSocket<R>>, Arc<Stop>)>,
-    serving: bool,
+    /// Until it serves.
+    unserved: Option<Unserved<R>>,
 }
 
 impl<R: Runtime> Server<R> {
@@ -441,14 +521,55 @@ impl<R: Runtime> Server<R> {
     pub fn serve_http<F, Fut, B, E>(self, handler: F) -> Handle
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Response<B>, E>> + Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
+        Fut: Future<Output = Result<Response<B>, E>> + 'static,
+        B: Body + 'static,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
         E: Into<Box<dyn StdError + Send + Sync>> + 'static,
     {
-        self.serve(Arc::new(Http1 {
-            handler: Arc::new(handler),
+        let handler = Arc::new(handler);
+        self.serve_http_with(move |_: &R| {
+            let handler = handler.clone();
+            move |req| handler(req)
+        })
+    }
+
+    /// Like [`serve_http`](Self::serve_http), with a handler made on the
+    /// server's thread by `make`, from that thread's runtime: it may hold
+    /// `!Send` state and spawn on the runtime (e.g. an upgraded
+    /// connection's task). `make` is called on each of the server's threads.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::rc::Rc;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper::{Request, Response, body::Incoming};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = lameduck::Builder::new().bind("127.0.0.1:0")?.build()?;
+    /// let handle = server.serve_http_with(|_rt| {
+    ///     let greeting = Rc::new(String::from("hello")); // per thread, !Send
+    ///     move |_: Request<Incoming>| {
+    ///         let body = Bytes::from(greeting.to_string());
+    ///         async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+    ///     }
+    /// });
+    /// handle.close();
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_http_with<M, F, Fut, B, E>(self, make: M) -> Handle
+    where
+        M: Fn(&R) -> F + Send + Sync + 'static,
+        F: Fn(Request<Incoming>) -> Fut + 'static,
+        Fut: Future<Output = Result<Response<B>, E>> + 'static,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        E: Into<Box<dyn StdError + Send + Sync>> + 'static,
+    {
+        self.serve(Box::new(move |rt: &R| {
+            Arc::new(Http1 {
+                handler: Arc::new(make(rt)),
+            })
         }))
     }
 
@@ -470,15 +591,88 @@ impl<R: Runtime> Server<R> {
     pub fn serve_stream<F, Fut>(self, handler: F) -> Handle
     where
         F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
     {
-        self.serve(Arc::new(Streams {
-            handler: Arc::new(handler),
+        self.serve(Box::new(move |_: &R| {
+            Arc::new(Streams {
+                handler: Arc::new(handler),
+            })
         }))
     }
 
-    fn serve(mut self, serve: Arc<dyn ServeConn<R>>) -> Handle {
-        self.serving = true;
+    fn serve(mut self, make: ServeMaker<R>) -> Handle {
+        match self.unserved.take() {
+            Some(Unserved::Here(member)) => {
+                let serve = make(&member.worker.rt);
+                member.serve(serve);
+            }
+            // The thread waits for it (bounded 1, sent once).
+            Some(Unserved::Launched(serve)) => {
+                let _ = serve.try_send(make);
+            }
+            None => {}
+        }
+        self.handle.clone()
+    }
+}
+
+impl<R: Runtime> Drop for Server<R> {
+    /// Dropped unserved: closed (its thread, if any, then ends).
+    fn drop(&mut self) {
+        if self.unserved.take().is_some() {
+            self.handle.close();
+        }
+    }
+}
+
+impl<R: Runtime> Member<R> {
+    /// Registers `spec`'s listeners with `rt` and starts a worker for a
+    /// new driver, on the current thread (`rt`'s).
+    fn build(rt: R, spec: Spec) -> io::Result<(Member<R>, Handle)> {
+        let mut sockets = Vec::with_capacity(spec.pending.len());
+        let mut addrs = Vec::with_capacity(spec.pending.len());
+        for pending in spec.pending {
+            match pending {
+                Pending::Tcp(listener, name, bound_here) => {
+                    let socket = rt.tcp_listener(listener)?;
+                    addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
+                    sockets.push((ListenSocket::tcp(socket, bound_here)?, name));
+                }
+                Pending::Unix(listener, unlink, name) => {
+                    let path = listener
+                        .local_addr()?
+                        .as_pathname()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    let socket = rt.unix_listener(listener)?;
+                    addrs.push(ListenAddr::Unix(path));
+                    sockets.push((ListenSocket::unix(socket, unlink)?, name));
+                }
+            }
+        }
+        let driver = Driver::new(spec.config, spec.hooks, spec.observer);
+        let worker = Worker::start(rt, driver.clone());
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (socket, name) in sockets {
+            let socket = Arc::new(socket);
+            let stop = Arc::new(Stop::default());
+            let entry = ListenerEntry {
+                socket: socket.fd.clone(),
+                stop: stop.clone(),
+                name,
+            };
+            // A fresh core is Serving: adding a listener cannot be refused.
+            let id = driver
+                .add_listener(entry)
+                .map_err(|e| io::Error::other(format!("adding a listener: {e}")))?;
+            listeners.push((id, socket, stop));
+        }
+        let member = Member { worker, listeners };
+        Ok((member, Handle::new(driver, addrs)))
+    }
+
+    /// Starts serving: an accept loop per listener.
+    fn serve(mut self, serve: Arc<dyn ServeConn<R>>) {
         let worker = self.worker.clone();
         worker.set_serve(serve.clone());
         for (id, socket, stop) in self.listeners.drain(..) {
@@ -486,15 +680,11 @@ impl<R: Runtime> Server<R> {
                 .rt
                 .spawn(accept_loop(worker.clone(), id, socket, stop, serve.clone()));
         }
-        self.handle.clone()
     }
 }
 
-impl<R: Runtime> Drop for Server<R> {
+impl<R: Runtime> Drop for Member<R> {
     fn drop(&mut self) {
-        if !self.serving {
-            self.handle.close();
-        }
         // Listeners never served have no accept loop to report its end.
         for (_, _, stop) in &self.listeners {
             stop.exited();
@@ -506,7 +696,7 @@ impl<R: Runtime> fmt::Debug for Server<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("handle", &self.handle)
-            .field("serving", &self.serving)
+            .field("serving", &self.unserved.is_none())
             .finish_non_exhaustive()
     }
 }

@@ -33,6 +33,7 @@ use crate::conn::{ConnIo, Notice};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
+use crate::worker::Worker;
 
 /// One accepted connection of a raw-stream server
 /// ([`Server::serve_stream`](crate::Server::serve_stream)): `futures-io`
@@ -42,10 +43,10 @@ use crate::runtime::Runtime;
 ///
 /// ```
 /// use futures_lite::{AsyncBufReadExt, AsyncWriteExt, io::BufReader};
-/// use lameduck::{RawConn, runtime::Smol};
+/// use lameduck::{RawConn, runtime::SmolLocal};
 ///
 /// // A line protocol: each line is a request, answered with its length.
-/// async fn serve(conn: RawConn<Smol>) {
+/// async fn serve(conn: RawConn<SmolLocal>) {
 ///     let mut conn = BufReader::new(conn);
 ///     let mut line = String::new();
 ///     // One request per pass; ends when the peer or the server closes.
@@ -273,12 +274,12 @@ pub(crate) struct Streams<F> {
 impl<R, F, Fut> ServeConn<R> for Streams<F>
 where
     R: Runtime,
-    F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: Fn(RawConn<R>) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
 {
-    fn serve(&self, io: ConnIo<R>) {
+    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
         let control = io.control.clone();
-        let rt = io.worker.rt.clone();
+        let rt = worker.rt.clone();
         let conn = RawConn {
             io,
             auto_begin: true,

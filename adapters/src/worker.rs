@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures_lite::FutureExt;
 
-use crate::conn::{ConnIo, Socket};
+use crate::conn::{ConnIo, Linger, Socket};
 use crate::driver::{Driver, Order};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
@@ -21,6 +21,9 @@ pub(crate) struct Worker<R: Runtime> {
     pub(crate) driver: Arc<Driver>,
     /// How connections are served, once the server serves.
     serve: OnceLock<Arc<dyn ServeConn<R>>>,
+    /// Gentle closes to run (the task holds the receiver while it takes
+    /// them).
+    lingers: async_channel::Sender<Linger<R>>,
 }
 
 impl<R: Runtime> fmt::Debug for Worker<R> {
@@ -34,13 +37,20 @@ impl<R: Runtime> fmt::Debug for Worker<R> {
 impl<R: Runtime> Worker<R> {
     /// A worker for `driver` on `rt`, with its task running.
     pub(crate) fn start(rt: R, driver: Arc<Driver>) -> Arc<Worker<R>> {
+        let (lingers, lingers_rx) = async_channel::unbounded();
         let worker = Arc::new(Worker {
             rt,
             driver,
             serve: OnceLock::new(),
+            lingers,
         });
-        worker.rt.spawn(worker_task(worker.clone()));
+        worker.rt.spawn(worker_task(worker.clone(), lingers_rx));
         worker
+    }
+
+    /// Where connections send their gentle closes.
+    pub(crate) fn lingers(&self) -> async_channel::Sender<Linger<R>> {
+        self.lingers.clone()
     }
 
     /// The server serves with `serve` (once): handed-in connections too.
@@ -56,7 +66,7 @@ impl<R: Runtime> Worker<R> {
             Order::Adopt { conn, control, io } => match self.serve.get() {
                 Some(serve) => {
                     let socket = Socket::Io(std::sync::Mutex::new(io));
-                    serve.serve(ConnIo::new(self.clone(), conn, control, socket));
+                    serve.serve(self, ConnIo::new(self, conn, control, socket));
                 }
                 // `serving` is set after `serve`: cannot happen. Dropping
                 // the stream ends it; the core hears it closed.
@@ -72,12 +82,16 @@ impl<R: Runtime> Worker<R> {
 /// deadline or until it changes, then tells the core the time; carries out
 /// orders as they come. After that: cuts the gentle closes still in
 /// progress at the shutdown deadline, if one was given.
-async fn worker_task<R: Runtime>(worker: Arc<Worker<R>>) {
+async fn worker_task<R: Runtime>(
+    worker: Arc<Worker<R>>,
+    lingers: async_channel::Receiver<Linger<R>>,
+) {
     let driver = &worker.driver;
     let orders = driver.orders_rx.clone();
-    enum Woke {
+    enum Woke<R: Runtime> {
         Timer(bool),
         Order(Option<Order>),
+        Linger(Linger<R>),
     }
     // Each pass handles a timeout, a changed deadline or one order; the
     // loop ends when the core is done (no deadline is ever armed again).
@@ -108,10 +122,18 @@ async fn worker_task<R: Runtime>(worker: Arc<Worker<R>>) {
             }
         };
         let order = async { Woke::Order(orders.recv().await.ok()) };
-        match order.or(timer).await {
+        let linger = async {
+            match lingers.recv().await {
+                Ok(linger) => Woke::Linger(linger),
+                // The worker holds a sender: cannot happen.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        match order.or(linger).or(timer).await {
             Woke::Timer(true) => driver.input(|core, now| core.handle_timeout(now)),
             Woke::Timer(false) | Woke::Order(None) => {}
             Woke::Order(Some(order)) => worker.carry_out(order),
+            Woke::Linger(linger) => linger.spawn(&worker),
         }
     }
     // Orders that came with the end (hooks are cut off by now; a handed-in
@@ -119,11 +141,30 @@ async fn worker_task<R: Runtime>(worker: Arc<Worker<R>>) {
     while let Ok(order) = orders.try_recv() {
         worker.carry_out(order);
     }
+    // Gentle closes still come (connections dropped with the end) and
+    // run, until none is in progress — cut at the shutdown deadline, if one
+    // was given. Then the receiver goes: later ones close at once.
     let closes = &driver.gentle_closes;
-    if let Some(at) = driver.deadline() {
-        if !closes.is_cut() {
-            closes.ended().or(worker.rt.sleep_until(at)).await;
-            closes.cut();
+    let deadline = driver.deadline();
+    let take = async {
+        // Each pass runs one gentle close; ends when none is in progress.
+        loop {
+            let next = async { lingers.recv().await.ok() };
+            let ended = async {
+                closes.ended().await;
+                None
+            };
+            match next.or(ended).await {
+                Some(linger) => linger.spawn(&worker),
+                None => return,
+            }
         }
+    };
+    match deadline {
+        Some(at) => take.or(worker.rt.sleep_until(at)).await,
+        None => take.await,
+    }
+    if deadline.is_some() {
+        closes.cut();
     }
 }

@@ -346,6 +346,7 @@ pub fn never_reading_client_bounded_by_deadline<T: TestRuntime>() {
         let produced = produced.clone();
         http_server::<T, _, _>(Config::default(), move |rt, handle| {
             let demo = crate::routes::router(rt, handle);
+            let produced = produced.clone();
             move |req: hyper::Request<hyper::body::Incoming>| -> crate::routes::Reply {
                 if req.uri().path() != "/big" {
                     return demo(req);
@@ -826,9 +827,9 @@ fn run_bounded<T: TestRuntime, O>(
 ) -> O {
     use futures_lite::FutureExt;
     let deadline = Instant::now() + EVENTUALLY;
-    let rt = server.rt.clone();
+    let _ = server;
     T::block_on(async { Some(future.await) }.or(async {
-        lameduck::runtime::Runtime::sleep_until(&rt, deadline).await;
+        async_io::Timer::at(deadline).await;
         None
     }))
     .unwrap_or_else(|| panic!("{what}: not within {EVENTUALLY:?}"))
@@ -848,10 +849,7 @@ fn core_error(e: &std::io::Error) -> Option<lameduck::core::Error> {
 pub fn handed_in_streams_served_like_accepted<T: TestRuntime>() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-    let (rt, _guard) = T::start();
-    let unserved = lameduck::Builder::with_runtime(rt)
-        .build()
-        .expect("a server without listeners");
+    let unserved = T::builder().build().expect("a server without listeners");
     let early = unserved
         .handle()
         .serve_io(crate::duplex::duplex().1)
@@ -930,7 +928,8 @@ fn timeouts_server<T: TestRuntime>(config: Config) -> (TestServer<T>, Arc<Atomic
     let server = {
         let produced = produced.clone();
         http_server::<T, _, _>(config, move |rt, handle| {
-            let demo = crate::routes::router(rt.clone(), handle);
+            let demo = crate::routes::router(rt, handle);
+            let produced = produced.clone();
             move |req: hyper::Request<hyper::body::Incoming>| -> crate::routes::Reply {
                 match req.uri().path() {
                     "/big" => {
@@ -949,19 +948,12 @@ fn timeouts_server<T: TestRuntime>(config: Config) -> (TestServer<T>, Arc<Atomic
                             .boxed_unsync();
                         Box::pin(async move { Ok(hyper::Response::new(body)) })
                     }
-                    "/slow-echo" => {
-                        let rt = rt.clone();
-                        Box::pin(async move {
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                            lameduck::runtime::Runtime::sleep_until(
-                                &rt,
-                                Instant::now() + Duration::from_millis(600),
-                            )
-                            .await;
-                            let body = http_body_util::Full::new(body.unwrap_or_default());
-                            Ok(hyper::Response::new(body.boxed_unsync()))
-                        })
-                    }
+                    "/slow-echo" => Box::pin(async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        async_io::Timer::after(Duration::from_millis(600)).await;
+                        let body = http_body_util::Full::new(body.unwrap_or_default());
+                        Ok(hyper::Response::new(body.boxed_unsync()))
+                    }),
                     _ => demo(req),
                 }
             }

@@ -221,7 +221,7 @@ pub fn http_frontend(data: &[u8]) {
     };
     let shutdown_at = (flags >> 1) & 3;
     let keep_open = flags & 8 != 0;
-    let executor = std::sync::Arc::new(smol::Executor::new());
+    let executor = std::rc::Rc::new(smol::LocalExecutor::new());
     let runner = executor.clone();
     futures_lite::future::block_on(runner.run(http_frontend_run(
         executor,
@@ -245,7 +245,7 @@ mod http_fuzz {
     use hyper::body::Incoming;
     use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
     use hyper::{Method, Request, Response, StatusCode};
-    use lameduck::runtime::{Runtime, Smol};
+    use lameduck::runtime::{Runtime, SmolLocal};
 
     /// What the handler answers with.
     pub(super) type Reply =
@@ -259,7 +259,8 @@ mod http_fuzz {
     /// else: read the body (at most 64 KiB) and answer `200 got N bytes`, or
     /// `413`. Every answer carries `x-method` so the checker knows which
     /// responses are to `HEAD`.
-    pub(super) fn handler(rt: Smol) -> impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'static {
+    pub(super) fn handler(rt: &SmolLocal) -> impl Fn(Request<Incoming>) -> Reply + use<> {
+        let rt = rt.clone();
         move |mut req: Request<Incoming>| -> Reply {
             let method = HeaderValue::from_str(req.method().as_str())
                 .unwrap_or(HeaderValue::from_static("?"));
@@ -472,7 +473,7 @@ mod http_fuzz {
 }
 
 async fn http_frontend_run(
-    executor: std::sync::Arc<smol::Executor<'static>>,
+    executor: std::rc::Rc<smol::LocalExecutor<'static>>,
     pieces: &[&[u8]],
     shutdown_at: u8,
     keep_open: bool,
@@ -489,7 +490,7 @@ async fn http_frontend_run(
     const PROMPT: Duration = Duration::from_secs(2);
     const FRESH_GET: &[u8] = b"GET / HTTP/1.1\r\nhost: fuzz\r\nconnection: close\r\n\r\n";
 
-    let rt = lameduck::runtime::Smol::with_executor(executor.clone());
+    let rt = lameduck::runtime::SmolLocal::new(executor.clone());
     let timeout = if keep_open { SHORT } else { LONG };
     let config = Config {
         header_timeout: Some(timeout),
@@ -501,7 +502,7 @@ async fn http_frontend_run(
         .config(config)
         .build()
         .expect("a server without listeners")
-        .serve_http(http_fuzz::handler(rt));
+        .serve_http_with(http_fuzz::handler);
 
     let (mut client, server_end) = crate::duplex::duplex();
     handle

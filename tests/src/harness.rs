@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
@@ -16,79 +15,27 @@ use lameduck::{Builder, Event, Handle, ListenAddr};
 
 /// A runtime the scenarios run on.
 pub trait TestRuntime: 'static {
-    /// The lameduck runtime binding.
+    /// The lameduck runtime binding (the runtime of the server's thread).
     type Rt: Runtime;
     /// A name for messages.
     const NAME: &'static str;
-    /// A runtime to serve on, and a guard that stops its executor when
-    /// dropped (if the test owns one; a global executor keeps running).
-    fn start() -> (Self::Rt, RuntimeGuard);
+    /// A builder for a server on this runtime, on a thread of its own
+    /// (which ends once the server is finished).
+    fn builder() -> Builder<Self::Rt>;
     /// Runs a future to completion on the calling thread.
     fn block_on<F: Future>(future: F) -> F::Output;
 }
 
-/// Stops a test runtime's executor thread when dropped.
-#[derive(Debug)]
-pub struct RuntimeGuard {
-    stop: Option<async_channel::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RuntimeGuard {
-    /// A guard that closes `stop` and joins `thread`.
-    #[must_use]
-    pub fn new(stop: async_channel::Sender<()>, thread: JoinHandle<()>) -> Self {
-        RuntimeGuard {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl RuntimeGuard {
-    /// A guard with nothing to stop (a runtime whose executor is global).
-    #[must_use]
-    pub fn none() -> Self {
-        RuntimeGuard {
-            stop: None,
-            thread: None,
-        }
-    }
-}
-
-impl Drop for RuntimeGuard {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// smol, on an executor of the test's own (one thread).
+/// smol, on a thread of the server's own (the default binding).
 #[derive(Debug)]
 pub struct SmolRt;
 
 impl TestRuntime for SmolRt {
-    type Rt = lameduck::runtime::Smol;
+    type Rt = lameduck::runtime::SmolLocal;
     const NAME: &'static str = "smol";
 
-    fn start() -> (Self::Rt, RuntimeGuard) {
-        let executor = Arc::new(smol::Executor::new());
-        let (stop, stopped) = async_channel::bounded::<()>(1);
-        let runner = executor.clone();
-        let thread = std::thread::Builder::new()
-            .name("smol-executor".into())
-            .spawn(move || {
-                smol::block_on(runner.run(async move {
-                    let _ = stopped.recv().await;
-                }));
-            })
-            .expect("spawning a thread");
-        (
-            lameduck::runtime::Smol::with_executor(executor),
-            RuntimeGuard::new(stop, thread),
-        )
+    fn builder() -> Builder<Self::Rt> {
+        Builder::new()
     }
 
     fn block_on<F: Future>(future: F) -> F::Output {
@@ -96,21 +43,18 @@ impl TestRuntime for SmolRt {
     }
 }
 
-/// async-std, on its global executor: async-std has one per process, so
-/// tasks a test leaves behind run on until they end by themselves (every
-/// one of the server's does: the driver's when the server is done, a
-/// connection's when its socket closes).
+/// async-std, on a thread of the server's own.
 #[cfg(feature = "async-std")]
 #[derive(Debug)]
 pub struct AsyncStdRt;
 
 #[cfg(feature = "async-std")]
 impl TestRuntime for AsyncStdRt {
-    type Rt = lameduck::runtime::AsyncStd;
+    type Rt = lameduck::runtime::AsyncStdThread;
     const NAME: &'static str = "async-std";
 
-    fn start() -> (Self::Rt, RuntimeGuard) {
-        (lameduck::runtime::AsyncStd, RuntimeGuard::none())
+    fn builder() -> Builder<Self::Rt> {
+        Builder::with_launcher(lameduck::runtime::AsyncStd)
     }
 
     fn block_on<F: Future>(future: F) -> F::Output {
@@ -125,12 +69,9 @@ pub struct TestServer<T: TestRuntime> {
     pub handle: Handle,
     /// Its first TCP address.
     pub addr: SocketAddr,
-    /// The runtime it runs on.
-    pub rt: T::Rt,
     /// Every event, as its `Display` line.
     pub events: Arc<Mutex<Vec<String>>>,
-    // Dropped last: stops the executor.
-    _guard: RuntimeGuard,
+    runtime: std::marker::PhantomData<fn() -> T>,
 }
 
 /// A shutdown hook for [`Options::on_shutdown`].
@@ -159,13 +100,12 @@ impl std::fmt::Debug for Options {
 }
 
 fn builder<T: TestRuntime>(
-    rt: &T::Rt,
     config: Config,
     options: Options,
     events: &Arc<Mutex<Vec<String>>>,
 ) -> Builder<T::Rt> {
     let log = events.clone();
-    let mut builder = Builder::with_runtime(rt.clone())
+    let mut builder = T::builder()
         .config(config)
         .on_event(move |e: &Event| log.lock().unwrap().push(e.to_string()));
     for _ in 0..=options.extra_tcp {
@@ -205,20 +145,13 @@ pub fn demo_server<T: TestRuntime>(config: Config) -> TestServer<T> {
 /// [`demo_server`] with [`Options`].
 #[must_use]
 pub fn demo_server_with<T: TestRuntime>(config: Config, options: Options) -> TestServer<T> {
-    let (rt, guard) = T::start();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let server = builder::<T>(&rt, config, options, &events)
+    let server = builder::<T>(config, options, &events)
         .build()
         .expect("starting the server");
     let handle = server.handle();
-    let handle = server.serve_http(crate::routes::router(rt.clone(), handle));
-    TestServer {
-        addr: first_tcp(handle.local_addrs()),
-        handle,
-        rt,
-        events,
-        _guard: guard,
-    }
+    let handle = server.serve_http_with(move |rt| crate::routes::router(rt, handle.clone()));
+    TestServer::new(handle, events)
 }
 
 /// A raw-stream server with `handler`, on a fresh runtime.
@@ -226,20 +159,13 @@ pub fn stream_server<T, F, Fut>(config: Config, handler: F) -> TestServer<T>
 where
     T: TestRuntime,
     F: Fn(lameduck::RawConn<T::Rt>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
 {
-    let (rt, guard) = T::start();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let handle = builder::<T>(&rt, config, Options::default(), &events)
+    let handle = builder::<T>(config, Options::default(), &events)
         .serve_stream(handler)
         .expect("starting the server");
-    TestServer {
-        addr: first_tcp(handle.local_addrs()),
-        handle,
-        rt,
-        events,
-        _guard: guard,
-    }
+    TestServer::new(handle, events)
 }
 
 /// An HTTP server with the handler `make` builds from the runtime and the
@@ -248,27 +174,19 @@ where
 pub fn http_server<T, M, F>(config: Config, make: M) -> TestServer<T>
 where
     T: TestRuntime,
-    M: FnOnce(T::Rt, Handle) -> F,
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + Send + Sync + 'static,
+    M: Fn(&T::Rt, Handle) -> F + Send + Sync + 'static,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + 'static,
 {
-    let (rt, guard) = T::start();
     let events = Arc::new(Mutex::new(Vec::new()));
-    let server = builder::<T>(&rt, config, Options::default(), &events)
+    let server = builder::<T>(config, Options::default(), &events)
         .build()
         .expect("starting the server");
-    let handler = make(rt.clone(), server.handle());
-    let handle = server.serve_http(handler);
-    TestServer {
-        addr: first_tcp(handle.local_addrs()),
-        handle,
-        rt,
-        events,
-        _guard: guard,
-    }
+    let handle = server.handle();
+    let handle = server.serve_http_with(move |rt| make(rt, handle.clone()));
+    TestServer::new(handle, events)
 }
 
-/// Closes the server, so that its tasks end on a runtime whose executor
-/// outlives the test (async-std's global one); harmless when it is done.
+/// Closes the server, so that its thread ends; harmless when it is done.
 impl<T: TestRuntime> Drop for TestServer<T> {
     fn drop(&mut self) {
         self.handle.close();
@@ -276,15 +194,24 @@ impl<T: TestRuntime> Drop for TestServer<T> {
 }
 
 impl<T: TestRuntime> TestServer<T> {
+    fn new(handle: Handle, events: Arc<Mutex<Vec<String>>>) -> TestServer<T> {
+        TestServer {
+            addr: first_tcp(handle.local_addrs()),
+            handle,
+            events,
+            runtime: std::marker::PhantomData,
+        }
+    }
+
     /// Waits (at most `timeout`) for the server to be done; returns the
     /// outcome and when the done signal was seen.
+    #[must_use]
     pub fn wait_done(&self, timeout: Duration) -> (Outcome, Instant) {
         let drained = self.handle.drained();
-        let rt = self.rt.clone();
         let deadline = Instant::now() + timeout;
         let result: Option<Result<Outcome, Abandoned>> =
             T::block_on(async { Some(drained.wait().await) }.or(async {
-                rt.sleep_until(deadline).await;
+                async_io::Timer::at(deadline).await;
                 None
             }));
         let seen = Instant::now();

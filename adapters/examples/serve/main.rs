@@ -66,7 +66,7 @@ use std::time::Duration;
 use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
-use lameduck::runtime::{Runtime, Smol};
+use lameduck::runtime::Runtime;
 use lameduck::unix::{Inherited, Lifecycle, Supervisor, SupervisorEvent};
 use lameduck::{Builder, Event};
 
@@ -373,9 +373,13 @@ fn serve() -> ExitCode {
         return supervise(args, inherited);
     }
     let result = match args.runtime {
-        RuntimeName::Smol => smol::block_on(run(Smol::global(), args, inherited)),
+        // The server runs on a thread of its runtime; this thread runs the
+        // lifecycle (signals, restarts), which needs no runtime of its own.
+        RuntimeName::Smol => smol::block_on(run(Builder::new(), args, inherited)),
         #[cfg(feature = "async-std")]
-        RuntimeName::AsyncStd => async_std::task::block_on(run(AsyncStd, args, inherited)),
+        RuntimeName::AsyncStd => {
+            smol::block_on(run(Builder::with_launcher(AsyncStd), args, inherited))
+        }
     };
     match result {
         Ok(code) => code,
@@ -477,9 +481,9 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
     }
 }
 
-/// Serves on `rt` until done; the same code for every runtime.
+/// Serves with `builder` until done; the same code for every runtime.
 async fn run<R: Runtime>(
-    rt: R,
+    builder: Builder<R>,
     mut args: Args,
     mut inherited: Inherited,
 ) -> Result<ExitCode, String> {
@@ -492,9 +496,7 @@ async fn run<R: Runtime>(
         wait_for_hijacked: true,
         ..args.config
     };
-    let mut builder = Builder::with_runtime(rt.clone())
-        .config(config)
-        .on_event(log_event);
+    let mut builder = builder.config(config).on_event(log_event);
     // Named, so that a restart's successor finds each under its flag.
     for (i, addr) in args.listen.iter().enumerate() {
         builder = builder
@@ -509,7 +511,7 @@ async fn run<R: Runtime>(
     builder = builder.inherit_rest(&mut inherited);
     let server = builder.build().map_err(|e| format!("cannot start: {e}"))?;
     let handle = server.handle();
-    let handle = server.serve_http(routes::router(rt, handle));
+    let handle = server.serve_http_with(move |rt| routes::router(rt, handle.clone()));
 
     let supervised = inherited.is_supervised();
     let mut lifecycle = Lifecycle::new(handle.clone())

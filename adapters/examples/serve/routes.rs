@@ -5,7 +5,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use async_io::Timer;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -33,10 +35,11 @@ const MAX_CHUNKS: u64 = 100_000;
 /// `/pid`, `/healthz`, `POST /echo`, `GET /upgrade` (echo protocol). Every
 /// response carries `X-Pid`: the process that served it (across restarts,
 /// a request is answered by the process it reached).
-pub fn router<R: Runtime>(
-    rt: R,
-    handle: Handle,
-) -> impl Fn(Request<Incoming>) -> Reply + Send + Sync + 'static {
+///
+/// Made on each server thread from its runtime `rt` (which runs upgraded
+/// connections); timers are `async-io`'s, the same on every runtime.
+pub fn router<R: Runtime>(rt: &R, handle: Handle) -> impl Fn(Request<Incoming>) -> Reply + use<R> {
+    let rt = rt.clone();
     move |req| {
         let reply = route(rt.clone(), handle.clone(), req);
         Box::pin(async move {
@@ -86,8 +89,7 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
         (Method::GET, "/sleep") => match query_u64(&req, "ms", MAX_MS) {
             Err(e) => ready(text(StatusCode::BAD_REQUEST, e)),
             Ok(ms) => Box::pin(async move {
-                rt.sleep_until(Instant::now() + Duration::from_millis(ms))
-                    .await;
+                Timer::after(Duration::from_millis(ms)).await;
                 Ok(text(StatusCode::OK, format!("slept {ms}")))
             }),
         },
@@ -96,7 +98,7 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
                 .and_then(|chunks| Ok((chunks, query_u64(&req, "ms", MAX_MS)?)));
             match params {
                 Err(e) => ready(text(StatusCode::BAD_REQUEST, e)),
-                Ok((chunks, ms)) => ready(Response::new(stream_body(rt, chunks, ms))),
+                Ok((chunks, ms)) => ready(Response::new(stream_body(chunks, ms))),
             }
         }
         (Method::POST, "/echo") => Box::pin(async move {
@@ -121,20 +123,16 @@ fn ready(response: Response<Body>) -> Reply {
 }
 
 /// `chunks` chunks (`chunk 0\n`, ...), the first at once, then `ms` apart.
-fn stream_body<R: Runtime>(rt: R, chunks: u64, ms: u64) -> Body {
-    let stream = futures_lite::stream::unfold(0u64, move |i| {
-        let rt = rt.clone();
-        async move {
-            if i >= chunks {
-                return None;
-            }
-            if i > 0 {
-                rt.sleep_until(Instant::now() + Duration::from_millis(ms))
-                    .await;
-            }
-            let frame = Frame::data(Bytes::from(format!("chunk {i}\n")));
-            Some((Ok::<_, Infallible>(frame), i + 1))
+fn stream_body(chunks: u64, ms: u64) -> Body {
+    let stream = futures_lite::stream::unfold(0u64, move |i| async move {
+        if i >= chunks {
+            return None;
         }
+        if i > 0 {
+            Timer::after(Duration::from_millis(ms)).await;
+        }
+        let frame = Frame::data(Bytes::from(format!("chunk {i}\n")));
+        Some((Ok::<_, Infallible>(frame), i + 1))
     });
     StreamBody::new(stream).boxed_unsync()
 }

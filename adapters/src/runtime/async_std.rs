@@ -1,5 +1,6 @@
-//! The async-std binding: tasks on async-std's global executor, sockets and
-//! timers from async-std.
+//! The async-std binding: a server on threads of its own, each running
+//! async-std's `block_on` with a local executor; sockets and timers from
+//! async-std.
 
 use std::future::Future;
 use std::io;
@@ -9,26 +10,31 @@ use std::time::Instant;
 use async_std::net::{TcpListener, TcpStream};
 use async_std::os::unix::net::{UnixListener, UnixStream};
 
-use super::Runtime;
+use std::rc::Rc;
 
-/// The async-std runtime: tasks go to async-std's global executor
-/// (`async_std::task::spawn`), sockets to its global reactor. async-std has
-/// one executor per process, so this binding carries no state.
+use async_executor::LocalExecutor;
+
+use super::{Launch, Runtime, ThreadMain};
+
+/// async-std, on threads lameduck starts: each runs async-std's
+/// `block_on` with a local executor for the server's tasks (which may be
+/// `!Send`), and async-std's sockets and timers on its reactor.
+///
+/// async-std was discontinued upstream in 2025 (its last release says so,
+/// and RUSTSEC-2025-0052 flags it) in favour of smol; this binding is kept
+/// for its users. New code: [`Smol`](super::Smol).
 ///
 /// ```
 /// use lameduck::{Builder, runtime::AsyncStd};
 ///
 /// # fn main() -> std::io::Result<()> {
-/// async_std::task::block_on(async {
-///     let handle = Builder::with_runtime(AsyncStd)
-///         .bind("127.0.0.1:0")?
-///         .serve_stream(|conn| async move { drop(conn) })?;
-///     handle.shutdown_within(std::time::Duration::from_secs(5));
-///     let outcome = handle.drained().wait().await.expect("the driver ran to its end");
-///     assert!(outcome.is_graceful());
-///     Ok(())
-/// })
-/// # }
+/// let handle = Builder::with_launcher(AsyncStd)
+///     .bind("127.0.0.1:0")?
+///     .serve_stream(|conn| async move { drop(conn) })?;
+/// handle.shutdown_within(std::time::Duration::from_secs(5));
+/// let outcome = async_std::task::block_on(handle.finished()).expect("the driver ran to its end");
+/// assert!(outcome.is_graceful());
+/// # Ok(()) }
 /// ```
 ///
 /// Registering a listener cannot fail softly here: async-std has no
@@ -38,7 +44,37 @@ use super::Runtime;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AsyncStd;
 
-impl Runtime for AsyncStd {
+impl Launch for AsyncStd {
+    type Runtime = AsyncStdThread;
+
+    fn launch(
+        &self,
+        name: String,
+        main: ThreadMain<AsyncStdThread>,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name(name).spawn(move || {
+            let executor = Rc::new(LocalExecutor::new());
+            let main = main(AsyncStdThread {
+                executor: executor.clone(),
+            });
+            async_std::task::block_on(super::run_out(&executor, main));
+        })
+    }
+}
+
+/// One thread of an [`AsyncStd`] server: its local executor.
+#[derive(Clone)]
+pub struct AsyncStdThread {
+    executor: Rc<LocalExecutor<'static>>,
+}
+
+impl std::fmt::Debug for AsyncStdThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncStdThread").finish_non_exhaustive()
+    }
+}
+
+impl Runtime for AsyncStdThread {
     type TcpListener = TcpListener;
     type UnixListener = UnixListener;
     type TcpStream = TcpStream;
@@ -46,16 +82,15 @@ impl Runtime for AsyncStd {
 
     fn spawn<F>(&self, future: F)
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future<Output = ()> + 'static,
     {
-        // Dropping async-std's join handle detaches the task.
-        drop(async_std::task::spawn(future));
+        self.executor.spawn(future).detach();
     }
 
     // Not an `async fn`: that future would borrow `self`, and the seam
     // asks for a `'static` one.
     #[allow(clippy::manual_async_fn)]
-    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send + 'static {
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + 'static {
         // async-std has no timer at an instant; `sleep(d)` ends no earlier
         // than `d` from its call, so one pass normally suffices. Bounded:
         // every pass sleeps the time left, which only shrinks.

@@ -1,26 +1,61 @@
 //! The seam between lameduck and an async runtime: spawn, sockets and a
-//! timer — nothing else.
+//! timer, on one thread — nothing else.
 //!
 //! A binding implements [`Runtime`] in one file and decides nothing about
 //! the lifecycle: which connection to close, when and why is the core's
 //! business, carried out by the driver above this seam. Everything a
-//! binding supplies is listed on the trait. Two ship with lameduck:
+//! binding supplies is listed on the trait.
+//!
+//! # Why the seam looks like this
+//!
+//! The seam is **local**: a [`Runtime`] value stands for one thread's
+//! executor and reactor, and nothing it spawns or registers needs to be
+//! `Send`. Thread-per-core runtimes run `!Send` tasks on `!Send` sockets,
+//! and completion-based ones own their buffers; a seam that asked for
+//! `Send` futures would shut them out, and one driver could not serve both
+//! kinds (Rust cannot abstract over `Send`). So lameduck splits a server
+//! in two:
+//!
+//! - the **driver** (the core behind a lock, the done signal, connection
+//!   controls, listener descriptors) holds nothing of the runtime's, so any
+//!   thread may give it an input — a [`Handle`](crate::Handle) is `Send`
+//!   and `Sync`, and signals are handled on whatever thread runs
+//!   [`Lifecycle`](crate::unix::Lifecycle);
+//! - the **worker** on the runtime's thread runs accept loops, connection
+//!   tasks, the one deadline timer, gentle closes and hooks, spawned with
+//!   [`Runtime::spawn`]. The driver reaches it by message.
+//!
+//! Accepted streams are the one exception: they must be `Send`, because
+//! hyper hands an upgraded connection (`101`) to the application as a
+//! `Send` stream.
+//!
+//! A server runs on the current thread's runtime
+//! ([`Builder::with_runtime`](crate::Builder::with_runtime): your executor,
+//! your thread) or on a thread a [`Launch`] starts
+//! ([`Builder::with_launcher`](crate::Builder::with_launcher),
+//! [`Builder::new`](crate::Builder::new)): then nothing is left for the
+//! application to run.
 //!
 //! | feature | binding | tasks | sockets and timer |
 //! |---|---|---|---|
-//! | `smol` (default) | [`Smol`] | smol's global executor, or your own `smol::Executor` | `async-io` |
-//! | `async-std` | `AsyncStd` | async-std's global executor | async-std's |
+//! | `smol` (default) | [`Smol`] ([`Launch`]; each thread a [`SmolLocal`]) | a smol `LocalExecutor` on each thread lameduck starts | `async-io` |
+//! | `smol` | [`SmolLocal`] ([`Runtime`]) | your `smol::LocalExecutor`, on your thread | `async-io` |
+//! | `async-std` | `AsyncStd` ([`Launch`]; each thread an `AsyncStdThread`) | a local executor on each thread, under async-std's `block_on` | async-std's |
+//!
+//! async-std was discontinued upstream in 2025 (RUSTSEC-2025-0052); its
+//! binding is kept for its users, and shaped nothing here.
 //!
 //! # Binding another runtime
 //!
-//! Implement [`Runtime`] for a small `Clone` value that can reach your
-//! runtime (a handle, or nothing for a global one), and pass it to
-//! [`Builder::with_runtime`](crate::Builder::with_runtime). What each item
-//! must do:
+//! Implement [`Runtime`] for a small `Clone` value that reaches your
+//! runtime's executor on the current thread, and pass it to
+//! [`Builder::with_runtime`](crate::Builder::with_runtime) on that thread;
+//! to let lameduck start the thread, implement [`Launch`] too. What each
+//! item must do:
 //!
 //! - [`spawn`](Runtime::spawn): run the future to completion in the
-//!   background, detached. The driver spawns its timer task, one task per
-//!   connection, hook runners and gentle closes; none of them blocks.
+//!   background on this thread, detached. The worker spawns its task, one
+//!   task per connection, hook runners and gentle closes; none blocks.
 //! - [`sleep_until`](Runtime::sleep_until): complete once
 //!   `Instant::now() >= at`, **never earlier** (the core's deadlines, e.g.
 //!   a new connection's grace, are exact). Completing a little later is
@@ -28,22 +63,27 @@
 //! - [`tcp_listener`](Runtime::tcp_listener) /
 //!   [`unix_listener`](Runtime::unix_listener): register an already bound,
 //!   listening `std` socket with the reactor, making it non-blocking. The
-//!   listener types must be [`AsFd`]: lameduck stops a listener by
-//!   `shutdown(2)` on its descriptor, which wakes a pending accept.
+//!   listener types must be [`AsFd`]: lameduck keeps a descriptor of its
+//!   own for the socket, to stop it (`shutdown(2)`, which wakes a pending
+//!   accept, only on sockets it created) and to hand it to a successor.
 //! - [`accept_tcp`](Runtime::accept_tcp) /
 //!   [`accept_unix`](Runtime::accept_unix): one accepted connection (set
-//!   `TCP_NODELAY` on TCP, best effort). Return accept errors as they are:
-//!   lameduck classifies them (retry, back off on `EMFILE`, give up).
+//!   `TCP_NODELAY` on TCP, best effort). **Cancel-safe**: dropping the
+//!   future must not lose a connection (lameduck drops it to stop
+//!   accepting). Return accept errors as they are: lameduck classifies them
+//!   (retry, back off on `EMFILE`, give up).
 //! - The stream types speak `futures-io`
 //!   ([`AsyncRead`]/[`AsyncWrite`]); [`tcp_shutdown_write`](Runtime::tcp_shutdown_write)
 //!   and [`unix_shutdown_write`](Runtime::unix_shutdown_write) send a FIN
 //!   for gentle closes.
+//! - [`Launch::launch`]: start a thread with the executor, run the
+//!   [`ThreadMain`] there, then the tasks still spawned until none is left.
 //!
-//! A binding is the few dozen lines of `smol.rs` or `async_std.rs`; if a
-//! runtime seems to need more (a lifecycle decision, a second timer), the
-//! seam is what should change, not the binding. Here, a complete binding
-//! for a "runtime" that runs every task on a thread of its own, with
-//! `async-io`'s reactor (through smol's re-exports) for sockets and time:
+//! A binding is the few dozen lines of `smol_local.rs` or `async_std.rs`;
+//! if a runtime seems to need more (a lifecycle decision, a second timer),
+//! the seam is what should change, not the binding. Here, a complete
+//! binding in one file — a runtime from smol's `LocalExecutor` and
+//! `async-io`'s reactor — that lameduck launches on a thread of its own:
 //!
 //! ```
 //! # #[cfg(feature = "smol")] {
@@ -51,25 +91,26 @@
 //! use std::io;
 //! use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 //! use std::os::unix::net::{UnixListener, UnixStream};
+//! use std::rc::Rc;
 //! use std::time::Instant;
 //!
-//! use lameduck::runtime::Runtime;
-//! use smol::{Async, Timer};
+//! use lameduck::runtime::{Launch, Runtime, ThreadMain};
+//! use smol::{Async, LocalExecutor, Timer};
 //!
-//! /// One OS thread per task.
+//! /// One thread's executor.
 //! #[derive(Clone, Debug)]
-//! struct ThreadPerTask;
+//! struct Mine(Rc<LocalExecutor<'static>>);
 //!
-//! impl Runtime for ThreadPerTask {
+//! impl Runtime for Mine {
 //!     type TcpListener = Async<TcpListener>;
 //!     type UnixListener = Async<UnixListener>;
 //!     type TcpStream = Async<TcpStream>;
 //!     type UnixStream = Async<UnixStream>;
 //!
-//!     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
-//!         std::thread::spawn(move || smol::block_on(future));
+//!     fn spawn<F: Future<Output = ()> + 'static>(&self, future: F) {
+//!         self.0.spawn(future).detach();
 //!     }
-//!     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send + 'static {
+//!     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + 'static {
 //!         let timer = Timer::at(at);
 //!         async move {
 //!             timer.await;
@@ -100,12 +141,32 @@
 //!     }
 //! }
 //!
+//! /// Starts threads running `Mine`.
+//! struct MineThreads;
+//!
+//! impl Launch for MineThreads {
+//!     type Runtime = Mine;
+//!     fn launch(&self, name: String, main: ThreadMain<Mine>) -> io::Result<std::thread::JoinHandle<()>> {
+//!         std::thread::Builder::new().name(name).spawn(move || {
+//!             let executor = Rc::new(LocalExecutor::new());
+//!             let main = main(Mine(executor.clone()));
+//!             smol::block_on(executor.run(async {
+//!                 main.await;
+//!                 // Then what is still spawned (closing connections).
+//!                 while !executor.is_empty() {
+//!                     executor.tick().await;
+//!                 }
+//!             }));
+//!         })
+//!     }
+//! }
+//!
 //! # fn main() -> io::Result<()> {
-//! let handle = lameduck::Builder::with_runtime(ThreadPerTask)
+//! let handle = lameduck::Builder::with_launcher(MineThreads)
 //!     .bind("127.0.0.1:0")?
 //!     .serve_stream(|conn| async move { drop(conn) })?;
 //! handle.shutdown_within(std::time::Duration::from_secs(5));
-//! let outcome = smol::block_on(handle.drained().wait()).expect("the driver ran to its end");
+//! let outcome = smol::block_on(handle.finished()).expect("the driver ran to its end");
 //! assert!(outcome.is_graceful());
 //! # Ok(()) }
 //! # main().unwrap();
@@ -174,21 +235,31 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener as StdUnixListener;
+use std::pin::Pin;
 use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
+#[cfg(feature = "async-std")]
+mod async_std;
+#[cfg(feature = "async-std")]
+pub use self::async_std::{AsyncStd, AsyncStdThread};
 #[cfg(feature = "smol")]
 mod smol;
 #[cfg(feature = "smol")]
 pub use self::smol::Smol;
-#[cfg(feature = "async-std")]
-mod async_std;
-#[cfg(feature = "async-std")]
-pub use self::async_std::AsyncStd;
+#[cfg(feature = "smol")]
+mod smol_local;
+#[cfg(feature = "smol")]
+pub use self::smol_local::SmolLocal;
 
-/// What lameduck needs from an async runtime: spawning detached tasks, a
-/// timer at an [`Instant`], and non-blocking TCP and Unix stream sockets.
+/// What lameduck needs from an async runtime, on one thread: spawning
+/// tasks there, a timer at an [`Instant`], and non-blocking TCP and Unix
+/// stream sockets. Nothing here needs `Send`: tasks, sockets and the
+/// runtime handle may all be bound to the thread (thread-per-core and
+/// completion-based runtimes), and a value of this type is used only on
+/// the thread whose executor it stands for. Only accepted streams must be
+/// `Send` (see [`TcpStream`](Runtime::TcpStream)).
 ///
 /// Sockets are bound with `std` (or inherited) and then registered with the
 /// runtime through [`tcp_listener`](Runtime::tcp_listener) and
@@ -196,32 +267,38 @@ pub use self::async_std::AsyncStd;
 ///
 /// ```
 /// # #[cfg(feature = "smol")] {
-/// use lameduck::runtime::{Runtime, Smol};
+/// use std::rc::Rc;
+/// use lameduck::runtime::{Runtime, SmolLocal};
 ///
 /// fn spawn_hello<R: Runtime>(rt: &R) {
-///     rt.spawn(async { println!("hello from a detached task") });
+///     rt.spawn(async { println!("hello from a task of this thread") });
 /// }
-/// spawn_hello(&Smol::global());
+/// let executor = Rc::new(smol::LocalExecutor::new());
+/// spawn_hello(&SmolLocal::new(executor.clone()));
+/// while executor.try_tick() {}
 /// # }
 /// ```
-pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
+pub trait Runtime: Clone + std::fmt::Debug + 'static {
     /// A TCP listener registered with the runtime's reactor.
-    type TcpListener: AsFd + Send + Sync + 'static;
+    type TcpListener: AsFd + 'static;
     /// A Unix stream listener registered with the runtime's reactor.
-    type UnixListener: AsFd + Send + Sync + 'static;
-    /// An accepted TCP connection.
-    type TcpStream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
-    /// An accepted Unix stream connection.
-    type UnixStream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static;
+    type UnixListener: AsFd + 'static;
+    /// An accepted TCP connection. `Send`, unlike the rest: hyper hands an
+    /// upgraded connection (a `101 Switching Protocols`) to the application
+    /// as a `Send` stream.
+    type TcpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// An accepted Unix stream connection (`Send`, as a TCP one).
+    type UnixStream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    /// Runs `future` to completion in the background (a detached task).
+    /// Runs `future` to completion in the background (a detached task on
+    /// this thread's executor).
     fn spawn<F>(&self, future: F)
     where
-        F: Future<Output = ()> + Send + 'static;
+        F: Future<Output = ()> + 'static;
 
     /// A future that completes once `Instant::now() >= at` (at once if `at`
     /// has passed). Never earlier.
-    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send + 'static;
+    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + 'static;
 
     /// Registers a bound, listening TCP socket (made non-blocking here).
     fn tcp_listener(&self, listener: std::net::TcpListener) -> io::Result<Self::TcpListener>;
@@ -232,12 +309,12 @@ pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Accepts one TCP connection, with `TCP_NODELAY` set (as Go does).
     fn accept_tcp(
         listener: &Self::TcpListener,
-    ) -> impl Future<Output = io::Result<Self::TcpStream>> + Send;
+    ) -> impl Future<Output = io::Result<Self::TcpStream>>;
 
     /// Accepts one Unix stream connection.
     fn accept_unix(
         listener: &Self::UnixListener,
-    ) -> impl Future<Output = io::Result<Self::UnixStream>> + Send;
+    ) -> impl Future<Output = io::Result<Self::UnixStream>>;
 
     /// Shuts down the write half of a TCP stream (sends FIN).
     fn tcp_shutdown_write(stream: &Self::TcpStream) -> io::Result<()>;
@@ -247,4 +324,44 @@ pub trait Runtime: Clone + Send + Sync + std::fmt::Debug + 'static {
 
     /// The local address of a TCP listener.
     fn tcp_local_addr(listener: &Self::TcpListener) -> io::Result<std::net::SocketAddr>;
+}
+
+/// What a server's thread runs: given that thread's [`Runtime`], the
+/// future of its part of the server (it ends when the server is finished).
+pub type ThreadMain<R> = Box<dyn FnOnce(R) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// A runtime that runs on threads of its own: starts one OS thread with
+/// its executor (and reactor) and runs a [`ThreadMain`] there to
+/// completion. This is how [`Builder::new`](crate::Builder::new) and
+/// [`Builder::with_launcher`](crate::Builder::with_launcher) serve without
+/// the application running an executor for lameduck.
+pub trait Launch: Send + Sync + 'static {
+    /// The runtime of each thread.
+    type Runtime: Runtime;
+
+    /// Starts a thread named `name` running this runtime, runs `main` on it
+    /// to completion, then the tasks spawned there until none is left (a
+    /// connection closed by the server's end still runs to let go of its
+    /// socket), then lets the thread end.
+    fn launch(
+        &self,
+        name: String,
+        main: ThreadMain<Self::Runtime>,
+    ) -> io::Result<std::thread::JoinHandle<()>>;
+}
+
+/// Runs `main` on `executor`, then the tasks still there until none is
+/// left: a connection closed by the server's end (`close`, the deadline)
+/// must still run to let go of its socket. (Tasks hold the executor, so it
+/// is never dropped with them pending.)
+#[cfg(any(feature = "smol", feature = "async-std"))]
+async fn run_out(
+    executor: &async_executor::LocalExecutor<'static>,
+    main: impl Future<Output = ()>,
+) {
+    executor.run(main).await;
+    // Each pass runs one task step; ends when every task has completed.
+    while !executor.is_empty() {
+        executor.tick().await;
+    }
 }
