@@ -792,7 +792,7 @@ pub(crate) fn render_fleet(r: &Results) -> String {
     let haproxy = fleet::haproxy()
         .map(|path| command_line(&path.to_string_lossy(), &["-v"]))
         .unwrap_or_else(|e| e);
-    let _ = writeln!(out, "## Fleet drill: {}\n", m.date);
+    let _ = writeln!(out, "### Fleet drill results: {}\n", m.date);
     let _ = writeln!(
         out,
         "Machine: {} CPUs ({}), Linux {}; {}; {}. Commit `{}`. Load average before {}, \
