@@ -3,8 +3,8 @@
 #
 #   bench/run.sh [runner flags...]
 #
-# Installs wrk, Go and valgrind (Debian's wrk, golang-go, valgrind) if
-# missing, builds the demo server, the untracked baseline, the runner
+# Installs wrk, Go, valgrind and HAProxy (Debian's wrk, golang-go, valgrind,
+# haproxy) if missing, builds the demo server, the untracked baseline, the runner
 # (release) and the Go peer, runs the core micro-benchmarks (divan), raises
 # the descriptor limit, and runs the end-to-end runner. The report is printed, written to
 # bench/results.md, and put into BENCHMARKS.md between its result markers.
@@ -23,6 +23,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v go >/dev/null || missing+=(golang-go)
 command -v callgrind_annotate >/dev/null || missing+=(valgrind)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

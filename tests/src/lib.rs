@@ -2,6 +2,7 @@
 //! core and the op decoder shared by the property tests and the fuzz targets.
 
 pub mod adversarial;
+pub mod balancer;
 pub mod client;
 pub mod duplex;
 pub mod fuzz;

@@ -164,6 +164,10 @@ pub struct Load {
     pub slow_across_restart: AtomicU64,
     /// The clients stop by then in any case.
     pub until: Instant,
+    /// The clients go through a load balancer, which picks a backend per
+    /// request: a client connection's requests may be served by different
+    /// processes, so slow clients do not check that they are not.
+    pub balanced: bool,
 }
 
 impl Load {
@@ -177,6 +181,7 @@ impl Load {
             slow_in_flight: AtomicU64::new(0),
             slow_across_restart: AtomicU64::new(0),
             until: Instant::now() + limit,
+            balanced: false,
         }
     }
 
@@ -257,7 +262,8 @@ pub fn new_connection_client(load: &Load, tally: &Tally) {
 }
 
 /// Slow requests (`/sleep?ms=300`, `/stream`): on each connection `/pid`
-/// first, then every slow response must come from that same process.
+/// first, then every slow response must come from that same process
+/// (unless the load is [`balanced`](Load::balanced)).
 pub fn slow_client(load: &Load, tally: &Tally) {
     let mut conn: Option<(Client, u32)> = None;
     // One request per pass; bounded by `load.until` and the count.
@@ -314,7 +320,7 @@ pub fn slow_client(load: &Load, tally: &Tally) {
                 if response.status != 200 || response.text() != body {
                     return tally.fail(format!("slow {path}: bad or truncated {response:?}"));
                 }
-                if served_by != Some(pid) {
+                if !load.balanced && served_by != Some(pid) {
                     return tally.fail(format!(
                         "slow {path}: served by {served_by:?}, the connection is to {pid}"
                     ));
@@ -368,7 +374,20 @@ impl LoadRun {
     /// Starts the clients against `addr` (for at most two minutes).
     #[must_use]
     pub fn start(addr: SocketAddr) -> LoadRun {
-        let load = Arc::new(Load::new(addr, Duration::from_secs(120)));
+        LoadRun::with(Load::new(addr, Duration::from_secs(120)))
+    }
+
+    /// Starts the clients against a load balancer at `addr` (for at most
+    /// two minutes): see [`Load::balanced`].
+    #[must_use]
+    pub fn through_balancer(addr: SocketAddr) -> LoadRun {
+        let mut load = Load::new(addr, Duration::from_secs(120));
+        load.balanced = true;
+        LoadRun::with(load)
+    }
+
+    fn with(load: Load) -> LoadRun {
+        let load = Arc::new(load);
         let tallies: Vec<(&'static str, Arc<Tally>)> = [
             "keep-alive",
             "keep-alive",

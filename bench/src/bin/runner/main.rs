@@ -1,19 +1,24 @@
 //! lameduck's end-to-end benchmark runner (DESIGN §7): drain tail, tracking
-//! overhead, scale, and the restart drill, side by side with an untracked
+//! overhead, scale, the restart drill, and the fleet drill (rolling
+//! restarts behind HAProxy), side by side with an untracked
 //! hyper + smol baseline and a Go `net/http` peer, in one run. Prints a
 //! Markdown report and writes it to `--out` (and into `--doc` between its
-//! result markers). Run it through `bench/run.sh`, which installs wrk and
-//! Go, builds everything in release, and raises the descriptor limit.
+//! result markers; the fleet drill between its own markers, so that
+//! `--only fleet` leaves the other results as they are). Run it through
+//! `bench/run.sh`, which installs wrk, Go and HAProxy, builds everything in
+//! release, and raises the descriptor limit.
 //!
 //! ```text
 //! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
-//!        [--only drain,overhead,scale,restart] [--drain-reps N]
+//!        [--only drain,overhead,scale,restart,fleet] [--drain-reps N]
 //!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
-//!        [--restarts N] [--no-callgrind]
+//!        [--restarts N] [--fleet-backends N] [--fleet-rounds N]
+//!        [--no-callgrind]
 //! runner hold ADDR COUNT SOURCE      (a helper of the scale section)
 //! ```
 
 mod drain;
+mod fleet;
 mod http;
 mod micro;
 mod overhead;
@@ -63,10 +68,12 @@ pub(crate) struct Options {
     pub(crate) scale_conns: usize,
     pub(crate) scale_reps: usize,
     pub(crate) restarts: usize,
+    pub(crate) fleet_backends: usize,
+    pub(crate) fleet_rounds: usize,
     pub(crate) callgrind: bool,
 }
 
-const SECTIONS: [&str; 4] = ["drain", "overhead", "scale", "restart"];
+const SECTIONS: [&str; 5] = ["drain", "overhead", "scale", "restart", "fleet"];
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
@@ -82,6 +89,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         scale_conns: 50_000,
         scale_reps: 3,
         restarts: 50,
+        fleet_backends: 3,
+        fleet_rounds: 2,
         callgrind: true,
     };
     let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
@@ -120,6 +129,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--scale-conns" => options.scale_conns = number(&flag, args.next())?,
             "--scale-reps" => options.scale_reps = number(&flag, args.next())?,
             "--restarts" => options.restarts = number(&flag, args.next())?,
+            "--fleet-backends" => {
+                options.fleet_backends = number(&flag, args.next())?.max(2);
+            }
+            "--fleet-rounds" => options.fleet_rounds = number(&flag, args.next())?.max(1),
             "--no-callgrind" => options.callgrind = false,
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -146,7 +159,14 @@ fn main() -> ExitCode {
         }
     };
     let bins = Binaries::beside(&options.bin_dir);
-    for path in [&bins.demo, &bins.baseline, &bins.go] {
+    // The fleet drill runs the demo only.
+    let fleet_only = options.sections.iter().all(|s| s == "fleet");
+    let needed = if fleet_only {
+        vec![&bins.demo]
+    } else {
+        vec![&bins.demo, &bins.baseline, &bins.go]
+    };
+    for path in needed {
         if !path.exists() {
             eprintln!(
                 "runner: {} is missing (bench/run.sh builds it)",
@@ -258,11 +278,41 @@ fn main() -> ExitCode {
         results.restart = Some((plan, drills));
         results.timings.push(("restart drill", t.elapsed()));
     }
+    if want("fleet") {
+        let t = section("fleet drill");
+        let plan = fleet::Plan {
+            backends: options.fleet_backends,
+            rounds: options.fleet_rounds,
+            settle: Duration::from_secs(2),
+            load: restart::Load {
+                keep_alive: 2,
+                new_conn: 2,
+                slow: 2,
+                slow_ms: 200,
+                pause: Duration::from_millis(1),
+            },
+            grace: 10,
+        };
+        results.fleet = Some((plan, fleet::run_all(&bins, &plan)));
+        results.timings.push(("fleet drill", t.elapsed()));
+    }
     results.total = started.elapsed();
     results.machine.load_after = report::loadavg();
     results.options = Some(options.clone());
 
-    let text = report::render(&results);
+    // The fleet drill has markers of its own in the document: a run of it
+    // alone leaves the other results there as they are.
+    let main_ran = options.sections.iter().any(|s| s != "fleet");
+    let main_text = main_ran.then(|| report::render(&results));
+    let fleet_text = results
+        .fleet
+        .as_ref()
+        .map(|_| report::render_fleet(&results));
+    let text = [main_text.as_deref(), fleet_text.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
     println!("{text}");
     if let Some(path) = &options.out {
         if let Err(e) = std::fs::write(path, &text) {
@@ -271,9 +321,16 @@ fn main() -> ExitCode {
         }
     }
     if let Some(path) = &options.doc {
-        if let Err(e) = report::splice(path, &text) {
-            eprintln!("runner: cannot update {}: {e}", path.display());
-            return ExitCode::from(1);
+        let parts = [
+            (report::BEGIN, report::END, main_text),
+            (report::FLEET_BEGIN, report::FLEET_END, fleet_text),
+        ];
+        for (begin, end, part) in parts {
+            let Some(part) = part else { continue };
+            if let Err(e) = report::splice(path, begin, end, &part) {
+                eprintln!("runner: cannot update {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
         }
     }
     ExitCode::SUCCESS

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::stats::{fmt_ms, median, percentile, thousands};
-use crate::{Options, drain, micro, overhead, proc::Kind, restart, scale};
+use crate::{Options, drain, fleet, micro, overhead, proc::Kind, restart, scale};
 
 /// The machine and the tools, as read at the start.
 #[derive(Debug, Default, Clone)]
@@ -134,6 +134,7 @@ pub(crate) struct Results {
     pub(crate) overhead: Option<overhead::Result>,
     pub(crate) scale: Option<Scale>,
     pub(crate) restart: Option<(restart::Plan, Vec<restart::Figures>)>,
+    pub(crate) fleet: Option<(fleet::Plan, Result<Vec<fleet::Figures>, String>)>,
     pub(crate) notes: Vec<String>,
     pub(crate) timings: Vec<(&'static str, Duration)>,
     pub(crate) total: Duration,
@@ -756,22 +757,176 @@ fn details(out: &mut String, r: &Results) {
 }
 
 /// Begin and end markers of the results in BENCHMARKS.md.
-const BEGIN: &str = "<!-- results:begin (bench/run.sh writes this part) -->";
-const END: &str = "<!-- results:end -->";
+pub(crate) const BEGIN: &str = "<!-- results:begin (bench/run.sh writes this part) -->";
+pub(crate) const END: &str = "<!-- results:end -->";
+/// Begin and end markers of the fleet drill's results in BENCHMARKS.md.
+pub(crate) const FLEET_BEGIN: &str = "<!-- fleet:begin (bench/run.sh writes this part) -->";
+pub(crate) const FLEET_END: &str = "<!-- fleet:end -->";
 
-/// Replaces what lies between the markers in `path` with `text`.
-pub(crate) fn splice(path: &Path, text: &str) -> std::io::Result<()> {
+/// Replaces what lies between the markers `begin` and `end` in `path`
+/// with `text`.
+pub(crate) fn splice(path: &Path, begin: &str, end: &str, text: &str) -> std::io::Result<()> {
     let doc = std::fs::read_to_string(path)?;
-    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+    let (Some(from), Some(to)) = (doc.find(begin), doc.find(end)) else {
         return Err(std::io::Error::other(format!(
-            "no `{BEGIN}` … `{END}` markers"
+            "no `{begin}` … `{end}` markers"
         )));
     };
     let mut updated = String::with_capacity(doc.len() + text.len());
-    updated.push_str(&doc[..begin + BEGIN.len()]);
+    updated.push_str(&doc[..from + begin.len()]);
     updated.push_str("\n\n");
     updated.push_str(text.trim_end());
     updated.push_str("\n\n");
-    updated.push_str(&doc[end..]);
+    updated.push_str(&doc[to..]);
     std::fs::write(path, updated)
+}
+
+/// The fleet drill's report: a section of its own (BENCHMARKS.md keeps it
+/// between [`FLEET_BEGIN`] and [`FLEET_END`]).
+pub(crate) fn render_fleet(r: &Results) -> String {
+    let mut out = String::new();
+    let Some((plan, figures)) = &r.fleet else {
+        return out;
+    };
+    let m = &r.machine;
+    let haproxy = fleet::haproxy()
+        .map(|path| command_line(&path.to_string_lossy(), &["-v"]))
+        .unwrap_or_else(|e| e);
+    let _ = writeln!(out, "### Fleet drill results: {}\n", m.date);
+    let _ = writeln!(
+        out,
+        "Machine: {} CPUs ({}), Linux {}; {}; {}. Commit `{}`. Load average before {}, \
+         after {}. Wall time {:.0} s. Reproduce: `bench/run.sh --only fleet` (this \
+         section only; `--fleet-backends N`, `--fleet-rounds N`).\n",
+        m.cpus,
+        m.cpu_model,
+        m.kernel,
+        m.rustc,
+        haproxy,
+        m.commit,
+        m.load_before,
+        m.load_after,
+        r.timings
+            .iter()
+            .find(|(n, _)| *n == "fleet drill")
+            .map_or(0.0, |(_, d)| d.as_secs_f64())
+    );
+    let l = &plan.load;
+    let _ = writeln!(
+        out,
+        "{} demo backends (`--grace {}`, `--lame-duck` as the variant says) behind HAProxy on \
+         127.0.0.1: round robin, active `GET /healthz` checks every 100 ms, `fall 1`, \
+         `rise 2`, `retries 0` (no retry hides a refusal from the clients), `timeout check \
+         2s` (see `tests/src/balancer.rs` for the whole configuration). Load through the \
+         balancer throughout: {} keep-alive and {} new-connection-per-request clients on \
+         `GET /` ({} ms pause between requests), {} keep-alive clients on \
+         `GET /sleep?ms={}`; a client's timeout is 5 s. {} rolling round(s) per variant, each \
+         restarting every backend once: SIGTERM, and a fresh process on the same port once \
+         the old one has exited (the Kubernetes pattern: a new pod for an old one); SIGHUP \
+         (the demo restarts in place); or SIGKILL and a fresh process. The next backend is \
+         touched only once the balancer has the last one `UP` again. Throughput: complete \
+         responses per second through the balancer for {} s before the roll, and from the \
+         first signal to the last backend `UP`. A request on a reused keep-alive connection \
+         that fails before any response byte is retried once on a new connection (counted \
+         as retried, not failed).\n",
+        plan.backends,
+        plan.grace,
+        l.keep_alive,
+        l.new_conn,
+        l.pause.as_millis(),
+        l.slow,
+        l.slow_ms,
+        plan.rounds,
+        plan.settle.as_secs()
+    );
+    let figures = match figures {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(out, "**Not run**: {e}.");
+            return out;
+        }
+    };
+    let lame_on: Vec<&fleet::Figures> = figures
+        .iter()
+        .filter(|f| f.variant.lame_duck > 0.0)
+        .collect();
+    let complete =
+        |f: &fleet::Figures| f.error.is_none() && f.restarts_done == plan.backends * plan.rounds;
+    let met = !lame_on.is_empty()
+        && lame_on
+            .iter()
+            .all(|f| complete(f) && f.total().failed() == 0);
+    let _ = writeln!(
+        out,
+        "**Lame duck on, both restart styles: {} failed requests of {} → {}.** Without it: {}.\n",
+        thousands(lame_on.iter().map(|f| f.total().failed()).sum()),
+        thousands(
+            lame_on
+                .iter()
+                .map(|f| f.total().ok + f.total().failed())
+                .sum()
+        ),
+        if met {
+            "zero, target met"
+        } else {
+            "target (zero) MISSED"
+        },
+        figures
+            .iter()
+            .filter(|f| f.variant.lame_duck == 0.0)
+            .map(|f| format!(
+                "{} — {} failed",
+                f.variant.name,
+                thousands(f.total().failed())
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let _ = writeln!(
+        out,
+        "| variant | restarts | requests ok | failed | failures by kind | failed per client kind ({}) | retried | balancer marked it DOWN first | req/s before → during the roll | roll | signal → `UP` again, median (max) |",
+        restart::CLIENT_KINDS.join(" / ")
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for f in figures {
+        let total = f.total();
+        let kinds = if total.failures.is_empty() {
+            "—".to_owned()
+        } else {
+            total
+                .failures
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let per_client = f
+            .by_client
+            .iter()
+            .map(|(_, c)| thousands(c.failed()))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {} | **{}** | {} | {} | {} | {} of {} | {} → {} | {:.1} s | {} ({}) |",
+            f.variant.name,
+            f.restarts_done,
+            f.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (stopped: {e})")),
+            thousands(total.ok),
+            thousands(total.failed()),
+            kinds,
+            per_client,
+            thousands(total.retried),
+            f.marked_down,
+            f.restarts_done,
+            thousands(f.steady_rps as u64),
+            thousands(f.roll_rps as u64),
+            f.roll_secs,
+            median(&f.step_ms).map_or("—".into(), fmt_ms),
+            percentile(&f.step_ms, 100.0).map_or("—".into(), fmt_ms),
+        );
+    }
+    out
 }

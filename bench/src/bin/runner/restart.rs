@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,7 +91,7 @@ impl Counts {
         self.failures.values().sum()
     }
 
-    fn add(&mut self, other: &Counts) {
+    pub(crate) fn add(&mut self, other: &Counts) {
         self.ok += other.ok;
         self.retried += other.retried;
         for (k, v) in &other.failures {
@@ -125,6 +125,7 @@ fn client(
     path: String,
     pause: Duration,
     stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
 ) -> Counts {
     let mut counts = Counts::default();
     let mut conn: Option<http::Conn> = None;
@@ -162,6 +163,7 @@ fn client(
         match outcome {
             Ok(response) => {
                 counts.ok += 1;
+                served.fetch_add(1, Ordering::Relaxed);
                 if matches!(style, Style::KeepAlive) && !response.close {
                     conn = Some(c);
                 }
@@ -175,46 +177,75 @@ fn client(
     counts
 }
 
-struct Running {
+/// The load's clients, running.
+pub(crate) struct Running {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Counts>>,
+    /// Complete responses so far, all clients together.
+    pub(crate) served: Arc<AtomicU64>,
+    threads: Vec<(&'static str, JoinHandle<Counts>)>,
 }
 
-fn start_load(addr: SocketAddr, load: &Load) -> Running {
+/// The client kinds, as [`Running::finish_by_kind`] names them.
+pub(crate) const CLIENT_KINDS: [&str; 3] = ["keep-alive", "new-conn", "slow"];
+
+/// Starts `load`'s clients against `addr`.
+pub(crate) fn start_load(addr: SocketAddr, load: &Load) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
-    let mut spawn = |style: Style, path: String, pause: Duration| {
-        let stop = stop.clone();
-        threads.push(std::thread::spawn(move || {
-            client(addr, style, path, pause, stop)
-        }));
+    let mut spawn = |kind: &'static str, style: Style, path: String, pause: Duration| {
+        let (stop, served) = (stop.clone(), served.clone());
+        threads.push((
+            kind,
+            std::thread::spawn(move || client(addr, style, path, pause, stop, served)),
+        ));
     };
     for _ in 0..load.keep_alive {
-        spawn(Style::KeepAlive, "/".into(), load.pause);
+        spawn(CLIENT_KINDS[0], Style::KeepAlive, "/".into(), load.pause);
     }
     for _ in 0..load.new_conn {
-        spawn(Style::NewConn, "/".into(), load.pause);
+        spawn(CLIENT_KINDS[1], Style::NewConn, "/".into(), load.pause);
     }
     for _ in 0..load.slow {
         spawn(
+            CLIENT_KINDS[2],
             Style::KeepAlive,
             format!("/sleep?ms={}", load.slow_ms),
             Duration::ZERO,
         );
     }
-    Running { stop, threads }
+    Running {
+        stop,
+        served,
+        threads,
+    }
 }
 
 impl Running {
     fn finish(self) -> Counts {
-        self.stop.store(true, Ordering::Relaxed);
         let mut total = Counts::default();
-        for t in self.threads {
-            if let Ok(c) = t.join() {
-                total.add(&c);
-            }
+        for (_, counts) in self.finish_by_kind() {
+            total.add(&counts);
         }
         total
+    }
+
+    /// Stops the clients; what each kind of client saw (in
+    /// [`CLIENT_KINDS`] order).
+    pub(crate) fn finish_by_kind(self) -> Vec<(&'static str, Counts)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut by_kind: Vec<(&'static str, Counts)> = CLIENT_KINDS
+            .iter()
+            .map(|k| (*k, Counts::default()))
+            .collect();
+        for (kind, t) in self.threads {
+            if let Ok(c) = t.join() {
+                if let Some((_, total)) = by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                    total.add(&c);
+                }
+            }
+        }
+        by_kind
     }
 }
 
