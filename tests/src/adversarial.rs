@@ -849,13 +849,15 @@ fn core_error(e: &std::io::Error) -> Option<lameduck::core::Error> {
 pub fn handed_in_streams_served_like_accepted<T: TestRuntime>() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-    let unserved = T::builder().build().expect("a server without listeners");
-    let early = unserved
-        .handle()
-        .serve_io(crate::duplex::duplex().1)
-        .unwrap_err();
+    // Refused before the server serves (checked where it is built).
+    let (_, early) = T::serve_on(|builder| {
+        let unserved = builder.build().expect("a server without listeners");
+        let handle = unserved.handle();
+        let early = handle.serve_io(crate::duplex::duplex().1).unwrap_err();
+        drop(unserved);
+        (handle, early)
+    });
     assert_eq!(early.kind(), std::io::ErrorKind::NotConnected, "{early}");
-    drop(unserved);
 
     let server = demo_server::<T>(Config {
         max_connections: Some(2),

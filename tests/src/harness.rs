@@ -19,11 +19,18 @@ pub trait TestRuntime: 'static {
     type Rt: Runtime;
     /// A name for messages.
     const NAME: &'static str;
-    /// A builder for a server on this runtime, on a thread of its own
-    /// (which ends once the server is finished).
-    fn builder() -> Builder<Self::Rt>;
+    /// Builds and serves a server with `build`, where this binding runs
+    /// it: `build` gets a builder for this runtime (on the server's thread
+    /// for a runtime you run yourself) and returns the served handle and
+    /// whatever else the test wants back.
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static;
     /// Runs a future to completion on the calling thread.
-    fn block_on<F: Future>(future: F) -> F::Output;
+    fn block_on<F: Future>(future: F) -> F::Output {
+        futures_lite::future::block_on(future)
+    }
 }
 
 /// smol, on a thread of the server's own (the default binding).
@@ -34,12 +41,68 @@ impl TestRuntime for SmolRt {
     type Rt = lameduck::runtime::SmolLocal;
     const NAME: &'static str = "smol";
 
-    fn builder() -> Builder<Self::Rt> {
-        Builder::new()
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        build(Builder::new())
     }
+}
 
-    fn block_on<F: Future>(future: F) -> F::Output {
-        smol::block_on(future)
+/// smol's `LocalExecutor`, run by the test on a thread of its own: the
+/// server is built and served there (`Builder::with_runtime`), and the
+/// executor runs until the server is finished and its tasks are done.
+#[derive(Debug)]
+pub struct SmolLocalRt;
+
+impl TestRuntime for SmolLocalRt {
+    type Rt = lameduck::runtime::SmolLocal;
+    const NAME: &'static str = "smol-local";
+
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        let (built, on_built) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("smol-local".into())
+            .spawn(move || {
+                let executor = std::rc::Rc::new(smol::LocalExecutor::new());
+                let rt = lameduck::runtime::SmolLocal::new(executor.clone());
+                let (handle, out) = build(Builder::with_runtime(rt));
+                let _ = built.send((handle.clone(), out));
+                smol::block_on(executor.run(async {
+                    let _ = handle.finished().await;
+                    // Each pass runs a task step; ends when none is left.
+                    while !executor.is_empty() {
+                        executor.tick().await;
+                    }
+                }));
+            })
+            .expect("spawning the executor's thread");
+        on_built.recv().expect("the server was built")
+    }
+}
+
+/// tokio, on a thread of the server's own (a current-thread runtime with a
+/// `LocalSet`).
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct TokioRt;
+
+#[cfg(feature = "tokio")]
+impl TestRuntime for TokioRt {
+    type Rt = lameduck::runtime::TokioLocal;
+    const NAME: &'static str = "tokio";
+
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        build(Builder::with_launcher(lameduck::runtime::Tokio))
     }
 }
 
@@ -53,8 +116,12 @@ impl TestRuntime for AsyncStdRt {
     type Rt = lameduck::runtime::AsyncStdThread;
     const NAME: &'static str = "async-std";
 
-    fn builder() -> Builder<Self::Rt> {
-        Builder::with_launcher(lameduck::runtime::AsyncStd)
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        build(Builder::with_launcher(lameduck::runtime::AsyncStd))
     }
 
     fn block_on<F: Future>(future: F) -> F::Output {
@@ -99,13 +166,14 @@ impl std::fmt::Debug for Options {
     }
 }
 
-fn builder<T: TestRuntime>(
+fn configure<R: Runtime>(
+    builder: Builder<R>,
     config: Config,
     options: Options,
     events: &Arc<Mutex<Vec<String>>>,
-) -> Builder<T::Rt> {
+) -> Builder<R> {
     let log = events.clone();
-    let mut builder = T::builder()
+    let mut builder = builder
         .config(config)
         .on_event(move |e: &Event| log.lock().unwrap().push(e.to_string()));
     for _ in 0..=options.extra_tcp {
@@ -146,11 +214,15 @@ pub fn demo_server<T: TestRuntime>(config: Config) -> TestServer<T> {
 #[must_use]
 pub fn demo_server_with<T: TestRuntime>(config: Config, options: Options) -> TestServer<T> {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let server = builder::<T>(config, options, &events)
-        .build()
-        .expect("starting the server");
-    let handle = server.handle();
-    let handle = server.serve_http_with(move |rt| crate::routes::router(rt, handle.clone()));
+    let log = events.clone();
+    let (handle, ()) = T::serve_on(move |builder| {
+        let server = configure(builder, config, options, &log)
+            .build()
+            .expect("starting the server");
+        let handle = server.handle();
+        let handle = server.serve_http_with(move |rt| crate::routes::router(rt, handle.clone()));
+        (handle, ())
+    });
     TestServer::new(handle, events)
 }
 
@@ -162,9 +234,13 @@ where
     Fut: Future<Output = ()> + 'static,
 {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let handle = builder::<T>(config, Options::default(), &events)
-        .serve_stream(handler)
-        .expect("starting the server");
+    let log = events.clone();
+    let (handle, ()) = T::serve_on(move |builder| {
+        let handle = configure(builder, config, Options::default(), &log)
+            .serve_stream(handler)
+            .expect("starting the server");
+        (handle, ())
+    });
     TestServer::new(handle, events)
 }
 
@@ -178,11 +254,15 @@ where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + 'static,
 {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let server = builder::<T>(config, Options::default(), &events)
-        .build()
-        .expect("starting the server");
-    let handle = server.handle();
-    let handle = server.serve_http_with(move |rt| make(rt, handle.clone()));
+    let log = events.clone();
+    let (handle, ()) = T::serve_on(move |builder| {
+        let server = configure(builder, config, Options::default(), &log)
+            .build()
+            .expect("starting the server");
+        let handle = server.handle();
+        let handle = server.serve_http_with(move |rt| make(rt, handle.clone()));
+        (handle, ())
+    });
     TestServer::new(handle, events)
 }
 

@@ -230,7 +230,7 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--grace"],
         &["--bogus"],
         &["--listen", "not-an-address"],
-        &["--runtime", "tokio"],
+        &["--runtime", "bogus"],
         &["--runtime"],
     ] {
         let (status, stderr) = run_to_exit(args);
@@ -262,7 +262,7 @@ fn bad_arguments_exit_2_with_a_message() {
 
 /// The names of a process's threads (Linux: `/proc/PID/task/*/comm`, at
 /// most 15 bytes each).
-#[cfg(all(feature = "async-std", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 fn thread_names(pid: u32) -> Vec<String> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("reading /proc/PID/task");
     tasks
@@ -271,57 +271,68 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// `--runtime async-std` serves on async-std: its executor's threads run
-/// and smol's global executor never starts; the first line, routes and a
-/// clean SIGTERM drain are the same as on smol.
-#[cfg(feature = "async-std")]
+/// Every `--runtime` serves the same: the first line, the routes, and a
+/// clean SIGTERM drain with a response in progress completing. `smol`,
+/// `tokio` and `async-std` serve on a thread of their own (`lameduck`);
+/// `smol-local` on the main thread, beside the lifecycle.
 #[test]
-fn runtime_async_std_serves_and_drains() {
-    let mut demo = Demo::start(&["--runtime", "async-std", "--listen", "127.0.0.1:0"]);
-    let pid = demo.child.id();
-    let addrs = demo.tcp_addrs();
-    assert_eq!(addrs.len(), 1);
-    assert_eq!(
-        demo.first_line,
-        format!("listening on {} pid={pid}", addrs[0])
-    );
-    let mut client = Client::connect(addrs[0]).unwrap();
-    let hello = client.get("/").unwrap();
-    assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
-    let slept = client.get("/sleep?ms=20").unwrap();
-    assert_eq!((slept.status, slept.text().as_str()), (200, "slept 20"));
-
-    #[cfg(target_os = "linux")]
-    {
-        // async-std names its executor threads `async-std/runtime`.
-        let names = thread_names(pid);
-        assert!(
-            names.iter().any(|n| n.starts_with("async-std/")),
-            "no async-std executor thread: {names:?}"
+fn every_runtime_serves_and_drains() {
+    let mut runtimes = vec!["smol", "smol-local"];
+    if cfg!(feature = "tokio") {
+        runtimes.push("tokio");
+    }
+    if cfg!(feature = "async-std") {
+        runtimes.push("async-std");
+    }
+    for runtime in runtimes {
+        let mut demo = Demo::start(&["--runtime", runtime, "--listen", "127.0.0.1:0"]);
+        let pid = demo.child.id();
+        let addrs = demo.tcp_addrs();
+        assert_eq!(addrs.len(), 1);
+        assert_eq!(
+            demo.first_line,
+            format!("listening on {} pid={pid}", addrs[0])
         );
+        let mut client = Client::connect(addrs[0]).unwrap();
+        let hello = client.get("/").unwrap();
+        assert_eq!(
+            (hello.status, hello.text().as_str()),
+            (200, "hello"),
+            "{runtime}"
+        );
+        let slept = client.get("/sleep?ms=20").unwrap();
+        assert_eq!(
+            (slept.status, slept.text().as_str()),
+            (200, "slept 20"),
+            "{runtime}"
+        );
+
+        #[cfg(target_os = "linux")]
+        {
+            let names = thread_names(pid);
+            let own_thread = names.iter().any(|n| n == "lameduck");
+            assert_eq!(own_thread, runtime != "smol-local", "{runtime}: {names:?}");
+        }
+
+        // A response in progress when SIGTERM comes completes; then exit 0.
+        let mut busy = in_progress(addrs[0], "/stream?chunks=3&ms=100");
+        demo.signal(Signal::TERM);
+        demo.wait_stderr("phase: draining");
+        let response = busy.read_response().unwrap();
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "chunk 0\nchunk 1\nchunk 2\n"),
+            "{runtime}"
+        );
+        let (status, stderr) = demo.wait_exit();
+        assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
         assert!(
-            !names.iter().any(|n| n.starts_with("smol-")),
-            "smol's executor runs: {names:?}"
+            stderr.iter().any(
+                |l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"
+            ),
+            "{runtime}: {stderr:?}"
         );
     }
-
-    // A response in progress when SIGTERM comes completes; then exit 0.
-    let mut busy = in_progress(addrs[0], "/stream?chunks=3&ms=100");
-    demo.signal(Signal::TERM);
-    demo.wait_stderr("phase: draining");
-    let response = busy.read_response().unwrap();
-    assert_eq!(
-        (response.status, response.text().as_str()),
-        (200, "chunk 0\nchunk 1\nchunk 2\n")
-    );
-    let (status, stderr) = demo.wait_exit();
-    assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
-    assert!(
-        stderr
-            .iter()
-            .any(|l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"),
-        "{stderr:?}"
-    );
 }
 
 /// Zero where it means something: `--grace 0` closes at once (exit 1 with

@@ -31,7 +31,7 @@ static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 fn lifecycle_events_are_logged() {
     log::set_logger(&CAPTURE).expect("the only logger in this test binary");
     log::set_max_level(log::LevelFilter::Debug);
-    let handle = SmolRt::builder()
+    let handle = lameduck::Builder::new()
         .config(Config {
             lame_duck: Duration::from_millis(50),
             ..Config::default()

@@ -452,27 +452,37 @@ fn sigterm_during_a_restart_abandons_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The same hand-off with the demo on async-std (`--runtime async-std`):
-/// the lifecycle is runtime-generic.
-#[cfg(feature = "async-std")]
+/// The same hand-off on every other runtime (`--runtime smol-local`,
+/// `tokio`, `async-std`): the lifecycle is runtime-generic. A streamed
+/// response in progress completes on the old process.
 #[test]
-fn restart_on_async_std() {
-    let mut demo = Demo::start(&["--runtime", "async-std", "--listen", "127.0.0.1:0"]);
-    let addrs = demo.tcp_addrs();
-    let mut slow = Client::connect(addrs[0]).unwrap();
-    slow.send_get("/stream?chunks=3&ms=200").unwrap();
-    slow.read_until_contains(b"chunk 0\n").unwrap();
-    let new = restart(&mut demo, &addrs);
-    let streamed = slow.read_response().unwrap();
-    assert_eq!(streamed.text(), "chunk 0\nchunk 1\nchunk 2\n");
-    assert_eq!(
-        streamed.header("x-pid"),
-        Some(demo.pid().to_string().as_str())
-    );
-    signal(new, Signal::TERM);
-    wait_exited(new);
-    let (status, stderr) = demo.wait_exit();
-    assert_eq!(status.code(), Some(0), "{stderr:?}");
+fn restart_on_every_runtime() {
+    let mut runtimes = vec!["smol-local"];
+    if cfg!(feature = "tokio") {
+        runtimes.push("tokio");
+    }
+    if cfg!(feature = "async-std") {
+        runtimes.push("async-std");
+    }
+    for runtime in runtimes {
+        let mut demo = Demo::start(&["--runtime", runtime, "--listen", "127.0.0.1:0"]);
+        let addrs = demo.tcp_addrs();
+        let mut slow = Client::connect(addrs[0]).unwrap();
+        slow.send_get("/stream?chunks=3&ms=200").unwrap();
+        slow.read_until_contains(b"chunk 0\n").unwrap();
+        let new = restart(&mut demo, &addrs);
+        let streamed = slow.read_response().unwrap();
+        assert_eq!(streamed.text(), "chunk 0\nchunk 1\nchunk 2\n", "{runtime}");
+        assert_eq!(
+            streamed.header("x-pid"),
+            Some(demo.pid().to_string().as_str()),
+            "{runtime}"
+        );
+        signal(new, Signal::TERM);
+        wait_exited(new);
+        let (status, stderr) = demo.wait_exit();
+        assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
+    }
 }
 
 /// SIGUSR2 closes at once, a response in progress included (exit status 1:

@@ -3,7 +3,7 @@
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-//!       [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
+//!       [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
 //!       [--supervise]
 //! ```
 //!
@@ -66,14 +66,17 @@ use std::time::Duration;
 use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
-use lameduck::runtime::Runtime;
+#[cfg(feature = "tokio")]
+use lameduck::runtime::Tokio;
+use lameduck::runtime::{Runtime, SmolLocal};
 use lameduck::unix::{Inherited, Lifecycle, Supervisor, SupervisorEvent};
 use lameduck::{Builder, Event};
+use std::rc::Rc;
 
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-             [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
+             [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
              [--supervise]
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
@@ -84,7 +87,8 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --idle-timeout SECS    close keep-alive connections idle this long (default: never)
   --header-timeout SECS  a request head must arrive within this (default: no limit)
   --lame-duck SECS       on shutdown, report draining this long before draining (default 0)
-  --runtime NAME         smol (default) or async-std
+  --runtime NAME         smol (default: a thread of its own), smol-local (the main
+                         thread's LocalExecutor), tokio, or async-std
   --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
   --ready-timeout SECS   a restart's successor must be ready within this (default 60)
   --supervise            supervisor mode: a stable pid across restarts (for supervisord,
@@ -120,7 +124,12 @@ struct Args {
 /// `--runtime`: which binding serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RuntimeName {
+    /// smol on a thread of the server's own (`Builder::new`).
     Smol,
+    /// smol's `LocalExecutor` on the main thread, with the lifecycle.
+    SmolLocal,
+    #[cfg(feature = "tokio")]
+    Tokio,
     #[cfg(feature = "async-std")]
     AsyncStd,
 }
@@ -212,19 +221,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--lame-duck" => parsed.config.lame_duck = seconds(&flag, &value)?,
             "--runtime" => match value.as_str() {
                 "smol" => parsed.runtime = RuntimeName::Smol,
+                "smol-local" => parsed.runtime = RuntimeName::SmolLocal,
+                #[cfg(feature = "tokio")]
+                "tokio" => parsed.runtime = RuntimeName::Tokio,
                 #[cfg(feature = "async-std")]
                 "async-std" => parsed.runtime = RuntimeName::AsyncStd,
+                #[cfg(not(feature = "tokio"))]
+                "tokio" => return Err(missing_feature("tokio")),
                 #[cfg(not(feature = "async-std"))]
-                "async-std" => {
-                    return Err(
-                        "--runtime async-std: this build lacks lameduck's async-std \
-                         feature (build with --features async-std)"
-                            .into(),
-                    );
+                "async-std" => return Err(missing_feature("async-std")),
+                "compio" => {
+                    return Err("--runtime compio: no compio binding yet (smol, \
+                                smol-local, tokio, async-std)"
+                        .into());
                 }
                 other => {
                     return Err(format!(
-                        "--runtime: unknown runtime '{other}' (smol, async-std)"
+                        "--runtime: unknown runtime '{other}' (smol, smol-local, tokio, async-std)"
                     ));
                 }
             },
@@ -376,6 +389,13 @@ fn serve() -> ExitCode {
         // The server runs on a thread of its runtime; this thread runs the
         // lifecycle (signals, restarts), which needs no runtime of its own.
         RuntimeName::Smol => smol::block_on(run(Builder::new(), args, inherited)),
+        RuntimeName::SmolLocal => {
+            let executor = Rc::new(smol::LocalExecutor::new());
+            let builder = Builder::with_runtime(SmolLocal::new(executor.clone()));
+            smol::block_on(executor.run(run(builder, args, inherited)))
+        }
+        #[cfg(feature = "tokio")]
+        RuntimeName::Tokio => smol::block_on(run(Builder::with_launcher(Tokio), args, inherited)),
         #[cfg(feature = "async-std")]
         RuntimeName::AsyncStd => {
             smol::block_on(run(Builder::with_launcher(AsyncStd), args, inherited))
@@ -560,4 +580,12 @@ async fn run<R: Runtime>(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The message for a runtime this build has no feature for.
+#[allow(dead_code)] // Used only in builds without some runtime feature.
+fn missing_feature(name: &str) -> String {
+    format!(
+        "--runtime {name}: this build lacks lameduck's {name} feature (build with --features {name})"
+    )
 }

@@ -40,6 +40,8 @@
 //! |---|---|---|---|
 //! | `smol` (default) | [`Smol`] ([`Launch`]; each thread a [`SmolLocal`]) | a smol `LocalExecutor` on each thread lameduck starts | `async-io` |
 //! | `smol` | [`SmolLocal`] ([`Runtime`]) | your `smol::LocalExecutor`, on your thread | `async-io` |
+//! | `tokio` | `Tokio` ([`Launch`]; each thread a `TokioLocal`) | a current-thread runtime with a `LocalSet` on each thread lameduck starts | tokio's (streams through tokio-util's compat) |
+//! | `tokio` | `TokioLocal` ([`Runtime`]) | your `LocalSet`, on your thread | tokio's |
 //! | `async-std` | `AsyncStd` ([`Launch`]; each thread an `AsyncStdThread`) | a local executor on each thread, under async-std's `block_on` | async-std's |
 //!
 //! async-std was discontinued upstream in 2025 (RUSTSEC-2025-0052); its
@@ -252,6 +254,10 @@ pub use self::smol::Smol;
 mod smol_local;
 #[cfg(feature = "smol")]
 pub use self::smol_local::SmolLocal;
+#[cfg(feature = "tokio")]
+mod tokio;
+#[cfg(feature = "tokio")]
+pub use self::tokio::{Tokio, TokioLocal};
 
 /// What lameduck needs from an async runtime, on one thread: spawning
 /// tasks there, a timer at an [`Instant`], and non-blocking TCP and Unix
