@@ -186,6 +186,111 @@ pub fn restart_events(data: &[u8]) {
     }
 }
 
+// ----- handover_state ---------------------------------------------------------
+
+/// Target `handover_state`: the restart state's wire format, replies and
+/// commit/abort decision on arbitrary input.
+///
+/// Input: `[limits, split, bytes...]`. `limits` picks small or default
+/// [`Limits`]; `bytes` go to a [`Decoder`] in pieces of `split % 7 + 1`
+/// bytes. Checks: no panic; the decoder never takes more than the frame;
+/// a frame that decodes is within the limits, and encoding it gives back
+/// exactly the bytes taken (one encoding per frame); once an error is
+/// returned, every later call returns it. The same bytes go to a
+/// [`ReplyDecoder`], and the replies to a [`Transfer`]: it decides at most
+/// once, commits only on `READY=1` after `TAKEN` (or with nothing
+/// offered), and refuses every input after deciding.
+///
+/// [`Limits`]: lameduck_core::handover::Limits
+/// [`Decoder`]: lameduck_core::handover::Decoder
+/// [`ReplyDecoder`]: lameduck_core::handover::ReplyDecoder
+/// [`Transfer`]: lameduck_core::handover::Transfer
+pub fn handover_state(data: &[u8]) {
+    use lameduck_core::handover::{
+        Decision, Decoder, Limits, Reply, ReplyDecoder, Transfer, TransferState,
+    };
+    let (Some(&mode), Some(&split)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let bytes = &data[2..];
+    let limits = if mode & 1 == 0 {
+        Limits::default()
+    } else {
+        Limits {
+            max_items: 3,
+            max_name: 4,
+            max_bytes: 64,
+            max_fds: 2,
+        }
+    };
+    let mut decoder = Decoder::new(limits);
+    let mut taken = 0usize;
+    let mut error = None;
+    for piece in bytes.chunks(usize::from(split % 7) + 1) {
+        match decoder.feed(piece) {
+            Ok(n) => {
+                assert!(n <= piece.len());
+                assert!(error.is_none(), "an error is sticky");
+                taken += n;
+                if n < piece.len() {
+                    assert!(decoder.is_complete(), "bytes left over before the end");
+                }
+            }
+            Err(e) => match &error {
+                None => error = Some(e),
+                Some(first) => assert_eq!(first, &e, "an error is sticky"),
+            },
+        }
+    }
+    if error.is_none() {
+        let complete = decoder.is_complete();
+        if let Ok(frame) = decoder.finish() {
+            assert!(complete);
+            frame
+                .check(&limits)
+                .expect("a decoded frame is within its limits");
+            let again = frame.encode(&limits).expect("re-encodes");
+            assert_eq!(again, &bytes[..taken], "one encoding per frame");
+        }
+    }
+
+    let items = usize::from(mode >> 1) % 3;
+    let mut transfer = Transfer::offered(items);
+    let mut replies = ReplyDecoder::new();
+    let mut taken_seen = false;
+    let mut decided: Option<Decision> = None;
+    let inputs = replies.feed(bytes).unwrap_or_default();
+    for reply in &inputs {
+        let before = transfer.state();
+        let result = transfer.reply(reply);
+        match (decided, result) {
+            (Some(_), Err(_)) => assert_eq!(transfer.state(), before, "a refusal changes nothing"),
+            (Some(_), Ok(_)) => panic!("decided twice"),
+            (None, Err(e)) => panic!("refused before deciding: {e}"),
+            (None, Ok(decision)) => {
+                if decision == Some(Decision::Commit) {
+                    assert_eq!(reply, &Reply::Ready);
+                    assert!(taken_seen || items == 0, "committed without taking");
+                }
+                if *reply == Reply::Taken && decision.is_none() {
+                    taken_seen = true;
+                }
+                decided = decision;
+            }
+        }
+    }
+    match decided {
+        Some(_) => assert!(transfer.failed().is_err(), "decided once"),
+        None => {
+            assert!(matches!(
+                transfer.state(),
+                TransferState::Offered | TransferState::Taken
+            ));
+            assert!(transfer.failed().is_ok());
+        }
+    }
+}
+
 // ----- http_frontend -----------------------------------------------------------
 
 /// Target `http_frontend`: arbitrary bytes into the adapter's HTTP/1.1 front
