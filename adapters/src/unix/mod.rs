@@ -171,6 +171,7 @@
 
 mod attempt;
 mod child;
+mod fdpass;
 mod inherit;
 mod link;
 mod notify;
@@ -179,6 +180,7 @@ mod ready;
 mod restart;
 mod signals;
 mod spawn;
+mod state;
 mod supervisor;
 
 pub use inherit::{InheritError, Inherited, InheritedListener};
@@ -189,4 +191,5 @@ pub use spawn::{
     GENERATION_VAR, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation,
     spawn_with_listeners,
 };
+pub use state::{RestartState, StateError, StateOffer};
 pub use supervisor::{Supervisor, SupervisorEvent};

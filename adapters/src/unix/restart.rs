@@ -24,9 +24,10 @@ use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::ReadyChannel;
+use super::ready::{Offer, ReadyChannel};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::generation;
+use super::state::StateOffer;
 use crate::handle::Handle;
 use crate::runtime::Runtime;
 
@@ -272,7 +273,11 @@ struct Settings {
     handoff_linger: Duration,
     pid_file: Option<PathBuf>,
     notify: bool,
+    /// Builds the state offered at each restart.
+    state: Option<StateSource>,
 }
+
+type StateSource = Arc<dyn Fn() -> io::Result<StateOffer> + Send + Sync>;
 
 struct Shared<R: Runtime> {
     handle: Handle<R>,
@@ -404,6 +409,7 @@ impl<R: Runtime> Lifecycle<R> {
             handoff_linger: DEFAULT_HANDOFF_LINGER,
             pid_file: None,
             notify: true,
+            state: None,
         };
         Lifecycle {
             shared: Arc::new(Shared {
@@ -617,6 +623,45 @@ impl<R: Runtime> Lifecycle<R> {
             .supervised
             .load(Ordering::Acquire)
             .then(|| self.shared.supervisor.load(Ordering::Acquire))
+    }
+
+    /// Restart state: `offer` is called when a restart starts, and what it
+    /// returns is handed to the successor over the private channel, beside
+    /// the listeners; the successor takes it with
+    /// [`Inherited::take_state`] before it reports ready. The offer is a
+    /// copy: if the successor refuses it, fails, is killed or is not ready
+    /// in time, the restart is rolled back ([`RestartError::Failed`] says
+    /// why) and this process keeps serving with its own state. If `offer`
+    /// fails, the restart does not start a successor and fails. Not for
+    /// supervised generations (their supervisor restarts).
+    ///
+    /// What this process does after a hand-off is still its own: a
+    /// counter it keeps counting while it drains is not seen by the
+    /// successor; a socket it passed is shared until it exits.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use lameduck::unix::{Lifecycle, StateOffer};
+    ///
+    /// let hits = Arc::new(AtomicU64::new(0));
+    /// let counted = hits.clone();
+    /// let lifecycle = Lifecycle::new(handle).restart_state(move || {
+    ///     let mut offer = StateOffer::new(1);
+    ///     offer.u64("hits", counted.load(Ordering::Relaxed))?;
+    ///     Ok(offer)
+    /// });
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn restart_state(
+        self,
+        offer: impl Fn() -> io::Result<StateOffer> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings().state = Some(Arc::new(offer));
+        self
     }
 
     /// Observes [`LifecycleEvent`]s (e.g. to log them).
@@ -1083,8 +1128,18 @@ impl<R: Runtime> Lifecycle<R> {
         self.shared.attempts.run(launched, self).await
     }
 
-    /// Starts the successor with the listeners and a readiness pipe.
+    /// Starts the successor with the listeners and the hand-off channel,
+    /// on which the state goes.
     fn start_successor(&self) -> io::Result<Launched> {
+        let source = self.settings().state.clone();
+        let offer = match source {
+            None => Offer::empty(),
+            Some(source) => {
+                let state = source()
+                    .map_err(|e| io::Error::new(e.kind(), format!("the restart state: {e}")))?;
+                state.into_offer().map_err(io::Error::from)?
+            }
+        };
         let (program, args) = {
             let settings = self.settings();
             let program = match &settings.executable {
@@ -1119,6 +1174,7 @@ impl<R: Runtime> Lifecycle<R> {
             None,
             false,
             generation() + 1,
+            offer,
         )
     }
 

@@ -26,6 +26,7 @@ use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
+use super::ready::Offer;
 use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use crate::listener::ListenAddr;
@@ -716,6 +717,7 @@ impl Core<'_> {
             Some(read.as_fd()),
             true,
             generation,
+            Offer::empty(),
         )?;
         // Only the generation holds the read end now.
         drop(read);
