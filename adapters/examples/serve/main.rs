@@ -4,7 +4,7 @@
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
 //!       [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
-//!       [--supervise]
+//!       [--supervise] [--udp ADDR]
 //! ```
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
@@ -59,22 +59,26 @@ mod stderr;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
 use lameduck::runtime::{Runtime, Smol};
-use lameduck::unix::{Inherited, Lifecycle, Supervisor, SupervisorEvent};
+use lameduck::unix::{Inherited, Lifecycle, StateOffer, Supervisor, SupervisorEvent};
 use lameduck::{Builder, Event};
 
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
              [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
-             [--supervise]
+             [--supervise] [--udp ADDR]
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
@@ -90,6 +94,8 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --supervise            supervisor mode: a stable pid across restarts (for supervisord,
                          containers, docker); this process holds the sockets and runs
                          the server as child generations (see below)
+  --udp ADDR             also answer UDP datagrams on ADDR with 'pid=PID' (the socket
+                         is handed to each successor as restart state)
 
 SECS may be decimal (0.25). --idle-timeout, --header-timeout and --ready-timeout
 must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent new
@@ -115,6 +121,7 @@ struct Args {
     runtime: RuntimeName,
     ready_timeout: Duration,
     supervise: bool,
+    udp: Option<SocketAddr>,
 }
 
 /// `--runtime`: which binding serves.
@@ -153,6 +160,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         runtime: RuntimeName::Smol,
         ready_timeout: Duration::from_secs(60),
         supervise: false,
+        udp: None,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -178,6 +186,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--runtime",
             "--pid-file",
             "--ready-timeout",
+            "--udp",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -229,6 +238,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
+            "--udp" => {
+                parsed.udp = Some(value.parse().map_err(|_| {
+                    format!("--udp: '{value}' is not an address like 127.0.0.1:8125")
+                })?);
+            }
             "--ready-timeout" => {
                 parsed.ready_timeout = positive_seconds(
                     &flag,
@@ -408,6 +422,10 @@ fn generation_args() -> Vec<String> {
 /// Supervisor mode: binds (or adopts) the sockets, runs the generations,
 /// and exits with the serving one's status.
 fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
+    if args.udp.is_some() {
+        eprintln!("serve: --udp is not available with --supervise\n{USAGE}");
+        return ExitCode::from(2);
+    }
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
@@ -477,6 +495,92 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
     }
 }
 
+/// The restart state's format: `hits` (a number), and `udp` (a UDP
+/// socket, with `--udp`).
+const STATE_VERSION: u32 = 1;
+
+/// Takes the predecessor's restart state, if any: its hit count goes on
+/// in this process, and its UDP socket (or a new one on `udp`) is
+/// returned. `LAMEDUCK_DEMO_FAULT` (for tests) makes a successor fail:
+/// `refuse-state` (it knows only version 2), `exit-after-state` (exit 3
+/// once it took it), `hang-after-state` (never ready).
+fn take_restart_state(
+    inherited: &mut Inherited,
+    udp: Option<SocketAddr>,
+) -> Result<Option<Arc<UdpSocket>>, String> {
+    let fault = std::env::var("LAMEDUCK_DEMO_FAULT").unwrap_or_default();
+    let known = if fault == "refuse-state" {
+        STATE_VERSION + 1..=STATE_VERSION + 1
+    } else {
+        STATE_VERSION..=STATE_VERSION
+    };
+    let mut passed = None;
+    match inherited.take_state(known) {
+        Ok(Some(mut state)) => {
+            let hits = state.u64("hits").unwrap_or(0);
+            routes::HITS.store(hits, Ordering::Relaxed);
+            passed = state.take_fd("udp").map(UdpSocket::from);
+            say(format_args!(
+                "took the restart state: hits={hits}{}",
+                if passed.is_some() {
+                    ", a UDP socket"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("cannot take the restart state: {e}")),
+    }
+    match fault.as_str() {
+        "exit-after-state" => {
+            say(format_args!(
+                "LAMEDUCK_DEMO_FAULT: exiting after taking the state"
+            ));
+            stderr::flush();
+            std::process::exit(3);
+        }
+        "hang-after-state" => {
+            say(format_args!(
+                "LAMEDUCK_DEMO_FAULT: hanging after taking the state"
+            ));
+            // Never ready: the predecessor's deadline kills this process.
+            loop {
+                std::thread::park();
+            }
+        }
+        _ => {}
+    }
+    let socket = match (passed, udp) {
+        (Some(socket), _) => socket,
+        (None, Some(addr)) => {
+            UdpSocket::bind(addr).map_err(|e| format!("cannot bind udp:{addr}: {e}"))?
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Ok(addr) = socket.local_addr() {
+        say(format_args!("udp on {addr}"));
+    }
+    Ok(Some(Arc::new(socket)))
+}
+
+/// Answers each datagram on `udp` with `pid=PID`, until the server stops
+/// serving (a hand-off: the successor answers from then on, on the same
+/// socket).
+fn answer_udp<R: Runtime>(udp: Arc<UdpSocket>, handle: lameduck::Handle<R>) {
+    let _ = udp.set_read_timeout(Some(Duration::from_millis(20)));
+    std::thread::spawn(move || {
+        let reply = format!("pid={}", std::process::id());
+        let mut buf = [0u8; 512];
+        // One datagram (or a 20 ms timeout) per pass; ends with serving.
+        while !handle.phase().is_shutting_down() {
+            if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(reply.as_bytes(), from);
+            }
+        }
+    });
+}
+
 /// Serves on `rt` until done; the same code for every runtime.
 async fn run<R: Runtime>(
     rt: R,
@@ -486,6 +590,7 @@ async fn run<R: Runtime>(
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
+    let udp = take_restart_state(&mut inherited, args.udp)?;
     // Upgraded (echo) connections say `bye` and close when shutdown begins;
     // the drain waits for them (bounded by --grace) so the goodbye is sent.
     let config = Config {
@@ -519,6 +624,18 @@ async fn run<R: Runtime>(
         .on_event(|event| say(format_args!("{event}")));
     if let Some(path) = &args.pid_file {
         lifecycle = lifecycle.pid_file(path);
+    }
+    let offered_udp = udp.clone();
+    lifecycle = lifecycle.restart_state(move || {
+        let mut offer = StateOffer::new(STATE_VERSION);
+        offer.u64("hits", routes::HITS.load(Ordering::Relaxed))?;
+        if let Some(udp) = &offered_udp {
+            offer.fd("udp", udp.as_fd())?;
+        }
+        Ok(offer)
+    });
+    if let Some(udp) = udp {
+        answer_udp(udp, handle.clone());
     }
     // Before the first line, so a signal sent right after it is handled,
     // and the pid file is there for whoever reads the line.
