@@ -4,7 +4,8 @@
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
 //!       [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
-//!       [--supervise] [--udp ADDR]
+//!       [--supervise] [--udp ADDR] [--control PATH]
+//! serve ctl --control PATH restart|status
 //! ```
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
@@ -71,14 +72,17 @@ use lameduck::core::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
 use lameduck::runtime::{Runtime, Smol};
-use lameduck::unix::{Inherited, Lifecycle, StateOffer, Supervisor, SupervisorEvent};
+use lameduck::unix::{
+    ControlSocket, Inherited, Lifecycle, StateOffer, Supervisor, SupervisorEvent,
+};
 use lameduck::{Builder, Event};
 
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
              [--runtime smol|async-std] [--pid-file PATH] [--ready-timeout SECS]
-             [--supervise] [--udp ADDR]
+             [--supervise] [--udp ADDR] [--control PATH]
+       serve ctl --control PATH restart|status
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
@@ -96,6 +100,11 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
                          the server as child generations (see below)
   --udp ADDR             also answer UDP datagrams on ADDR with 'pid=PID' (the socket
                          is handed to each successor as restart state)
+  --control PATH         serve a control socket there (mode 0600; it goes to each
+                         successor): 'serve ctl --control PATH restart' restarts and
+                         prints 'restarted pid=PID' (exit 0) or why it failed (exit 1,
+                         the old process serves on); '... status' prints one line:
+                         phase, pid, generation, connection counts
 
 SECS may be decimal (0.25). --idle-timeout, --header-timeout and --ready-timeout
 must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent new
@@ -122,6 +131,7 @@ struct Args {
     ready_timeout: Duration,
     supervise: bool,
     udp: Option<SocketAddr>,
+    control: Option<PathBuf>,
 }
 
 /// `--runtime`: which binding serves.
@@ -161,6 +171,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         ready_timeout: Duration::from_secs(60),
         supervise: false,
         udp: None,
+        control: None,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -187,6 +198,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--pid-file",
             "--ready-timeout",
             "--udp",
+            "--control",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -238,6 +250,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
+            "--control" => parsed.control = Some(PathBuf::from(value)),
             "--udp" => {
                 parsed.udp = Some(value.parse().map_err(|_| {
                     format!("--udp: '{value}' is not an address like 127.0.0.1:8125")
@@ -326,6 +339,10 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().is_some_and(|a| a == "ctl") {
+        return ctl(&raw[1..]);
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) if message.is_empty() => {
@@ -422,8 +439,8 @@ fn generation_args() -> Vec<String> {
 /// Supervisor mode: binds (or adopts) the sockets, runs the generations,
 /// and exits with the serving one's status.
 fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
-    if args.udp.is_some() {
-        eprintln!("serve: --udp is not available with --supervise\n{USAGE}");
+    if args.udp.is_some() || args.control.is_some() {
+        eprintln!("serve: --udp and --control are not available with --supervise\n{USAGE}");
         return ExitCode::from(2);
     }
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
@@ -490,6 +507,52 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
         }
         Err(e) => {
             say(format_args!("supervisor: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `serve ctl --control PATH restart|status`: a deploy script's client.
+fn ctl(args: &[String]) -> ExitCode {
+    let mut path = None;
+    let mut command = None;
+    let mut args = args.iter();
+    // One argument (and a flag's value) per pass; ends with the arguments.
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--control" => path = args.next().map(PathBuf::from),
+            a if a.starts_with("--control=") => path = Some(PathBuf::from(&a[10..])),
+            "restart" | "status" if command.is_none() => command = Some(arg.clone()),
+            other => {
+                eprintln!("serve ctl: unexpected argument '{other}'\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(path), Some(command)) = (path, command) else {
+        eprintln!("serve ctl: needs --control PATH and restart or status\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    if command == "status" {
+        return match lameduck::unix::control_status(&path, Duration::from_secs(10)) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("serve ctl: status: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    // Longer than any readiness deadline a deploy would set.
+    match lameduck::unix::control_restart(&path, Duration::from_secs(600)) {
+        Ok(done) => {
+            println!("restarted pid={}", done.pid);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("restart failed: {e}");
             ExitCode::from(1)
         }
     }
@@ -591,6 +654,17 @@ async fn run<R: Runtime>(
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     let udp = take_restart_state(&mut inherited, args.udp)?;
+    // Before the listeners: the control socket travels among them.
+    let control = match &args.control {
+        Some(path) => Some(
+            ControlSocket::inherit_or_bind(&mut inherited, path)
+                .map_err(|e| format!("cannot serve the control socket {}: {e}", path.display()))?,
+        ),
+        None => {
+            drop(ControlSocket::take_inherited(&mut inherited));
+            None
+        }
+    };
     // Upgraded (echo) connections say `bye` and close when shutdown begins;
     // the drain waits for them (bounded by --grace) so the goodbye is sent.
     let config = Config {
@@ -624,6 +698,9 @@ async fn run<R: Runtime>(
         .on_event(|event| say(format_args!("{event}")));
     if let Some(path) = &args.pid_file {
         lifecycle = lifecycle.pid_file(path);
+    }
+    if let Some(control) = control {
+        lifecycle = lifecycle.control(control);
     }
     let offered_udp = udp.clone();
     lifecycle = lifecycle.restart_state(move || {

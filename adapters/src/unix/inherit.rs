@@ -256,6 +256,14 @@ impl InheritedListener {
         })
     }
 
+    /// The Unix listener, if it is one.
+    pub(crate) fn into_unix(self) -> Option<UnixListener> {
+        match self.socket {
+            Socket::Unix(l) => Some(l),
+            Socket::Tcp(_) => None,
+        }
+    }
+
     pub(crate) fn into_pending(self) -> Pending {
         let name: Arc<str> = self.name.into();
         match self.socket {

@@ -171,6 +171,7 @@
 
 mod attempt;
 mod child;
+mod ctl;
 mod fdpass;
 mod inherit;
 mod link;
@@ -183,6 +184,10 @@ mod spawn;
 mod state;
 mod supervisor;
 
+pub use ctl::{
+    CONTROL_NAME, ControlError, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT,
+    Restarted, control_restart, control_status,
+};
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};

@@ -7,11 +7,13 @@ use std::fmt;
 use std::future::{Future, pending};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
 use lameduck_core::Outcome;
@@ -20,6 +22,10 @@ use lameduck_core::restart::{
 };
 
 use super::attempt::{Attempts, Carrier, Launched, launch};
+use super::ctl::{
+    CONTROL_NAME, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT, Request, one_line,
+    parse_request,
+};
 use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
@@ -158,6 +164,12 @@ pub enum LifecycleEvent {
     /// Something went wrong that does not stop the server (a pid file
     /// that cannot be written, a notification that cannot be sent).
     Problem(String),
+    /// A restart was asked on the control socket; `joined`: one was in
+    /// flight, whose outcome is the answer.
+    ControlRestart {
+        /// A restart was already in flight.
+        joined: bool,
+    },
 }
 
 impl fmt::Display for LifecycleEvent {
@@ -237,6 +249,12 @@ impl fmt::Display for LifecycleEvent {
             }
             LifecycleEvent::RestartFailed(e) => write!(f, "restart refused: {e}"),
             LifecycleEvent::Problem(message) => f.write_str(message),
+            LifecycleEvent::ControlRestart { joined: false } => {
+                f.write_str("control: restart requested")
+            }
+            LifecycleEvent::ControlRestart { joined: true } => {
+                f.write_str("control: restart requested; joining the restart in flight")
+            }
         }
     }
 }
@@ -302,6 +320,49 @@ struct Shared<R: Runtime> {
     handed_off: AtomicU32,
     /// A drain for exit began (`shutdown`/`close`, or a signal).
     stopping: AtomicBool,
+    /// The control socket, until `run` serves it.
+    control: Mutex<Option<ControlSocket>>,
+    /// The control socket being served: passed to a successor.
+    control_listener: Mutex<Option<Arc<Async<UnixListener>>>>,
+    /// Notified on a hand-off: this process stops accepting on the control
+    /// socket (the successor does).
+    control_stop: event_listener::Event,
+    /// Control connections being served.
+    control_clients: AtomicUsize,
+    /// The outcome of the restart in flight, for requests that join it.
+    current_restart: Mutex<Option<Arc<RestartSlot>>>,
+}
+
+/// A restart's outcome, once known: the new pid and generation, or why not.
+type RestartOutcome = Result<(u32, u64), RestartError>;
+
+/// Where those who join a restart in flight wait for its outcome.
+#[derive(Default)]
+struct RestartSlot {
+    result: Mutex<Option<RestartOutcome>>,
+    known: event_listener::Event,
+}
+
+impl RestartSlot {
+    fn set(&self, result: RestartOutcome) {
+        *lock(&self.result) = Some(result);
+        self.known.notify(usize::MAX);
+    }
+
+    async fn wait(&self) -> RestartOutcome {
+        // Re-checked after registering: the outcome is never missed; it
+        // comes once the attempt (bounded by its deadline) ends.
+        loop {
+            if let Some(result) = lock(&self.result).clone() {
+                return result;
+            }
+            let listener = self.known.listen();
+            if let Some(result) = lock(&self.result).clone() {
+                return result;
+            }
+            listener.await;
+        }
+    }
 }
 
 /// A [`Lifecycle`]'s state, read at once ([`Lifecycle::snapshot`]).
@@ -426,6 +487,11 @@ impl<R: Runtime> Lifecycle<R> {
                 observer: Mutex::new(None),
                 handed_off: AtomicU32::new(0),
                 stopping: AtomicBool::new(false),
+                control: Mutex::new(None),
+                control_listener: Mutex::new(None),
+                control_stop: event_listener::Event::new(),
+                control_clients: AtomicUsize::new(0),
+                current_restart: Mutex::new(None),
             }),
         }
     }
@@ -664,6 +730,28 @@ impl<R: Runtime> Lifecycle<R> {
         self
     }
 
+    /// Serves a control socket (see [`ControlSocket`]): `restart` asks for
+    /// a restart and answers its outcome (joining one in flight), `status`
+    /// answers a status line. Served by [`run`](Self::run) once ready; it
+    /// goes to a restart's successor with the listeners, and only the
+    /// successor accepts on it after the hand-off. The last process
+    /// serving it removes its file. Not for supervised generations.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let path = std::env::temp_dir().join(format!("lifecycle-ctl-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// let control = lameduck::unix::ControlSocket::inherit_or_bind(&mut inherited, &path)?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).control(control);
+    /// # let _ = lifecycle; std::fs::remove_file(&path)?; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn control(self, socket: ControlSocket) -> Self {
+        *lock(&self.shared.control) = Some(socket);
+        self
+    }
+
     /// Observes [`LifecycleEvent`]s (e.g. to log them).
     ///
     /// ```
@@ -784,6 +872,7 @@ impl<R: Runtime> Lifecycle<R> {
         let config = self.settings().signals.clone();
         self.ready().await;
         self.watch_systemd();
+        let control_path = self.serve_control();
         let handle = &self.shared.handle;
         let link = lock(&self.shared.link).take();
         let mut link = match link.map(Link::into_reader).transpose() {
@@ -846,7 +935,12 @@ impl<R: Runtime> Lifecycle<R> {
             if let Some(path) = &self.settings().pid_file {
                 pidfile::remove_if(path, std::process::id());
             }
+            // The last process serving the control socket removes it.
+            if let Some(path) = control_path.filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::remove_file(path);
+            }
         }
+        self.shared.control_stop.notify(usize::MAX);
         Ok(Ended { outcome, successor })
     }
 
@@ -1094,6 +1188,13 @@ impl<R: Runtime> Lifecycle<R> {
     /// # Ok(()) }
     /// ```
     pub async fn restart(&self) -> Result<u32, RestartError> {
+        self.restart_or_join(false).await.map(|(pid, _)| pid)
+    }
+
+    /// [`restart`](Self::restart); with `join`, a restart already in flight
+    /// is not refused: its outcome is the answer. The new pid and its
+    /// generation.
+    async fn restart_or_join(&self, join: bool) -> RestartOutcome {
         if let Some(supervisor) = self.supervisor() {
             let e = RestartError::Supervised { supervisor };
             self.event(LifecycleEvent::RestartFailed(e.clone()));
@@ -1103,9 +1204,37 @@ impl<R: Runtime> Lifecycle<R> {
         if self.shared.handle.phase().is_shutting_down() {
             self.stop_restarts();
         }
-        let attempt = match self.shared.attempts.begin() {
-            Ok(attempt) => attempt,
-            Err(e) => {
+        enum Begun {
+            Started(u64, Arc<RestartSlot>),
+            Joined(Arc<RestartSlot>),
+            Refused(CoreError),
+        }
+        let begun = {
+            // Under this lock, an attempt begins and its outcome slot is
+            // set: one who finds it in progress finds its slot.
+            let mut current = lock(&self.shared.current_restart);
+            match self.shared.attempts.begin() {
+                Ok(attempt) => {
+                    let slot = Arc::new(RestartSlot::default());
+                    *current = Some(slot.clone());
+                    Begun::Started(attempt, slot)
+                }
+                Err(CoreError::InProgress) if join => match current.clone() {
+                    Some(slot) => Begun::Joined(slot),
+                    None => Begun::Refused(CoreError::InProgress),
+                },
+                Err(e) => Begun::Refused(e),
+            }
+        };
+        if join {
+            self.event(LifecycleEvent::ControlRestart {
+                joined: matches!(begun, Begun::Joined(_)),
+            });
+        }
+        let (attempt, outcome) = match begun {
+            Begun::Started(attempt, slot) => (attempt, slot),
+            Begun::Joined(slot) => return slot.wait().await,
+            Begun::Refused(e) => {
                 let e = match e {
                     CoreError::InProgress => RestartError::InProgress,
                     _ => RestartError::Stopping,
@@ -1125,7 +1254,20 @@ impl<R: Runtime> Lifecycle<R> {
                 pid: launched.watch.pid(),
             });
         }
-        self.shared.attempts.run(launched, self).await
+        let result = self
+            .shared
+            .attempts
+            .run(launched, self)
+            .await
+            .map(|pid| (pid, generation() + 1));
+        outcome.set(result.clone());
+        {
+            let mut current = lock(&self.shared.current_restart);
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &outcome)) {
+                *current = None;
+            }
+        }
+        result
     }
 
     /// Starts the successor with the listeners and the hand-off channel,
@@ -1154,10 +1296,16 @@ impl<R: Runtime> Lifecycle<R> {
             (program, settings.args.clone())
         };
         let listeners = self.shared.handle.driver().open_listeners();
-        let fds: Vec<_> = listeners
+        let mut fds: Vec<_> = listeners
             .iter()
             .map(|(socket, name)| (socket.as_fd(), &**name))
             .collect();
+        // The control socket travels with them (after them: the indices of
+        // `owned_files` stay the listeners').
+        let control = lock(&self.shared.control_listener).clone();
+        if let Some(control) = &control {
+            fds.push((control.as_fd(), CONTROL_NAME));
+        }
         // The files this process would remove at its end go to the
         // successor (see `OWNED_FDS_VAR`).
         let owned_files: Vec<usize> = listeners
@@ -1221,6 +1369,9 @@ impl<R: Runtime> Lifecycle<R> {
             }
         }
         self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
+        // The successor accepts on the control socket from now on.
+        self.shared.control_stop.notify(usize::MAX);
+        *lock(&self.shared.control_listener) = None;
         self.event(LifecycleEvent::HandedOff {
             pid: std::process::id(),
             successor,
@@ -1279,5 +1430,160 @@ impl<R: Runtime> Lifecycle<R> {
         };
         let problem = move |p| problem.event(LifecycleEvent::Problem(p));
         super::notify::spawn_watch(&self.shared.handle.driver().rt, observe, problem);
+    }
+}
+
+// The control socket (ctl.rs has the protocol and the client side).
+impl<R: Runtime> Lifecycle<R> {
+    /// Starts accepting on the control socket, if one was given: its
+    /// path, removed at the end if no successor took it over.
+    fn serve_control(&self) -> Option<PathBuf> {
+        let socket = lock(&self.shared.control).take()?;
+        if self.supervisor().is_some() {
+            self.event(LifecycleEvent::Problem(
+                "a supervised generation serves no control socket (the supervisor restarts)".into(),
+            ));
+            return None;
+        }
+        let listener = match Async::new(socket.listener) {
+            Ok(listener) => Arc::new(listener),
+            Err(e) => {
+                self.event(LifecycleEvent::Problem(format!(
+                    "cannot serve the control socket {}: {e}",
+                    socket.path.display()
+                )));
+                return None;
+            }
+        };
+        *lock(&self.shared.control_listener) = Some(listener.clone());
+        let this = self.clone();
+        self.shared.handle.driver().rt.spawn(async move {
+            // One connection per pass; ends at a hand-off or the end of
+            // `run` (a listener that fails stops it too).
+            loop {
+                let stopped = this.shared.control_stop.listen();
+                if this.shared.handed_off.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                let accepted = async { Some(listener.accept().await) }
+                    .or(async {
+                        stopped.await;
+                        None
+                    })
+                    .await;
+                let stream = match accepted {
+                    None => break,
+                    Some(Ok((stream, _))) => stream,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Some(Err(e)) => {
+                        this.event(LifecycleEvent::Problem(format!(
+                            "control socket: accept failed: {e}; no longer served here"
+                        )));
+                        break;
+                    }
+                };
+                if this.shared.control_clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    this.shared.control_clients.fetch_sub(1, Ordering::AcqRel);
+                    continue; // closed unanswered
+                }
+                let client = this.clone();
+                this.shared.handle.driver().rt.spawn(async move {
+                    client.control_client(stream).await;
+                    client.shared.control_clients.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        });
+        Some(socket.path)
+    }
+
+    /// One control connection: a request line (bounded in size and time),
+    /// one reply line.
+    async fn control_client(&self, stream: Async<UnixStream>) {
+        let rt = &self.shared.handle.driver().rt;
+        let line = async { Some(read_request(&stream).await) }
+            .or(async {
+                rt.sleep_until(Instant::now() + REQUEST_TIMEOUT).await;
+                None
+            })
+            .await;
+        let reply = match line {
+            None => return, // no request in time: closed
+            Some(Err(why)) => format!("error {why}"),
+            Some(Ok(line)) => match parse_request(&line) {
+                Err(why) => format!("error {why}"),
+                Ok(Request::Status) => format!("ok status {}", self.status_line()),
+                Ok(Request::Restart) => match self.restart_or_join(true).await {
+                    Ok((pid, generation)) => {
+                        format!("ok restarted pid={pid} generation={generation}")
+                    }
+                    Err(e) => format!("error {}", one_line(&e.to_string())),
+                },
+            },
+        };
+        let reply = format!("{reply}\n");
+        let _ = async {
+            let mut left = reply.as_bytes();
+            // Each pass writes at least one byte or ends; bounded by the
+            // reply's length (and the timeout below).
+            while !left.is_empty() {
+                match stream
+                    .write_with(|s| {
+                        rustix::net::send(s, left, rustix::net::SendFlags::NOSIGNAL)
+                            .map_err(io::Error::from)
+                    })
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = &left[n..],
+                }
+            }
+        }
+        .or(rt.sleep_until(Instant::now() + REQUEST_TIMEOUT))
+        .await;
+    }
+
+    /// `phase=… restart=… pid=… generation=… new=… active=… idle=…
+    /// hijacked=… restarts=…`.
+    fn status_line(&self) -> String {
+        let s = self.snapshot();
+        let c = s.server.counts;
+        format!(
+            "phase={} restart={} pid={} generation={} new={} active={} idle={} hijacked={} restarts={}",
+            format!("{:?}", s.server.phase).to_lowercase(),
+            format!("{:?}", s.restart).to_lowercase(),
+            std::process::id(),
+            s.generation,
+            c.new,
+            c.active,
+            c.idle,
+            c.hijacked,
+            s.restarts_attempted
+        )
+    }
+}
+
+/// Reads one request line (without its newline), at most [`MAX_REQUEST`]
+/// bytes; an end of file first, or a longer line, is the error.
+async fn read_request(stream: &Async<UnixStream>) -> Result<Vec<u8>, String> {
+    let mut line = Vec::with_capacity(MAX_REQUEST);
+    // Each pass reads at least one byte or ends; bounded by MAX_REQUEST.
+    loop {
+        let mut buf = [0u8; MAX_REQUEST];
+        let room = MAX_REQUEST - line.len();
+        let n = stream
+            .read_with(|s| rustix::io::read(s, &mut buf[..room]).map_err(io::Error::from))
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("no request line".into());
+        }
+        if let Some(end) = buf[..n].iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return Ok(line);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() >= MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
     }
 }
