@@ -310,3 +310,92 @@ fn a_udp_socket_reaches_every_successor_and_nothing_leaks() {
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
 }
+
+/// Supervisor mode: the supervisor asks the serving generation for its
+/// state when it starts the next one, and passes it on: `/hits` and the
+/// UDP socket travel between generations; a generation that refuses the
+/// state is rolled back and the serving one keeps its count.
+#[test]
+fn supervised_generations_pass_the_state_on() {
+    let dir = scratch_dir("state-supervised");
+    let exe = dir.join("serve");
+    let real = dir.join("serve-real");
+    install(&real, Install::Binary(&serve_binary()));
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args([
+        "--supervise",
+        "--listen",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--ready-timeout",
+        "5",
+    ]);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let supervisor = demo.pid();
+    let line = demo.wait_stderr("serve: udp on ");
+    let udp: SocketAddr = line
+        .strip_prefix("serve: udp on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (mut last, mut serving) = hits_at(addrs[0]);
+    assert_ne!(serving, supervisor);
+    wait_udp_answer(&client, udp, serving);
+    for round in 1..=3 {
+        let from = demo.stderr_seen.len();
+        send_signal(supervisor, Signal::HUP);
+        let line = demo.wait_stderr_from(from, "hands off and drains");
+        let new: u32 = line
+            .split(": pid ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let took = demo.wait_stderr_from(from, "took the restart state: hits=");
+        assert!(took.ends_with(", a UDP socket"), "{took}");
+        let took = number_after(&took, "hits=");
+        assert!(took >= last, "round {round}: took {took} after {last}");
+        // The previous generation stops accepting once it reads the
+        // supervisor's HANDOFF: until then a connection may reach it.
+        let deadline = Instant::now() + EVENTUALLY;
+        let now = loop {
+            let (now, pid) = hits_at(addrs[0]);
+            if pid == new {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "round {round}: {pid} answers");
+        };
+        assert!(now > took, "round {round}");
+        wait_udp_answer(&client, udp, new);
+        last = now;
+        serving = new;
+    }
+    // A generation that refuses the state: rolled back.
+    let script = format!(
+        "#!/bin/sh\nLAMEDUCK_DEMO_FAULT=refuse-state exec {} \"$@\"\n",
+        real.display()
+    );
+    install(&exe, Install::Script(&script, true));
+    let from = demo.stderr_seen.len();
+    send_signal(supervisor, Signal::HUP);
+    let line = demo.wait_stderr_from(from, "restart failed");
+    assert!(line.contains("refused the restart state"), "{line}");
+    let mut kept = Client::connect(addrs[0]).unwrap();
+    let (now, pid) = hits(&mut kept);
+    assert_eq!(pid, serving);
+    assert_eq!(now, last + 1, "the serving generation's count goes on");
+    let (again, _) = hits(&mut kept);
+    assert_eq!(again, now + 1);
+    send_signal(supervisor, Signal::TERM);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

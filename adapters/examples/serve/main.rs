@@ -44,6 +44,16 @@
 //! main process: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`, no
 //! `MAINPID=` (the generations say nothing).
 //!
+//! **Restart state and the control socket**: `GET /hits` answers the
+//! requests served across restarts (each generation hands its count to
+//! its successor as restart state, also in supervisor mode); `--udp ADDR`
+//! answers datagrams with `pid=PID` on a socket that travels as restart
+//! state; `--control PATH` serves a control socket (mode 0600, not with
+//! `--supervise`): `serve ctl --control PATH restart` prints `restarted
+//! pid=PID` and exits 0, or `restart failed: <why>` and exits 1 (the old
+//! process serves on); `serve ctl --control PATH status` prints one line
+//! (phase, pid, generation, connection counts). See `docs/deploy.md`.
+//!
 //! **Stderr never holds up serving**: its lines (one `write` each, so the
 //! lines of several processes sharing the stream stay whole) are written by
 //! a thread of their own from a bounded queue. When stderr is not read
@@ -439,8 +449,8 @@ fn generation_args() -> Vec<String> {
 /// Supervisor mode: binds (or adopts) the sockets, runs the generations,
 /// and exits with the serving one's status.
 fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
-    if args.udp.is_some() || args.control.is_some() {
-        eprintln!("serve: --udp and --control are not available with --supervise\n{USAGE}");
+    if args.control.is_some() {
+        eprintln!("serve: --control is not available with --supervise\n{USAGE}");
         return ExitCode::from(2);
     }
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {

@@ -47,6 +47,12 @@ pub(crate) trait Carrier: Sync {
     /// [`Attempts::stop`]), so it finds the hand-off recorded. Returns
     /// whether it handed off.
     fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
+    /// `child` took over: its hand-off channel, which a carrier that goes
+    /// on (a supervisor) keeps to ask it for its state later. Called
+    /// before [`handed_off`](Self::handed_off).
+    fn keep_channel(&self, child: u32, channel: ReadyReader) {
+        let _ = (child, channel);
+    }
     /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
     /// yes): announce it.
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send;
@@ -274,10 +280,11 @@ impl Attempts {
         };
         carry_out(actions, Some(&watch), &mut progress, None);
         let result = match self
-            .await_child(&watch, reader, offer, progress, carrier)
+            .await_child(&watch, reader.clone(), offer, progress, carrier)
             .await
         {
             Ok(child) => {
+                carrier.keep_channel(child, reader);
                 // It serves now: its group no longer goes with it.
                 watch.keep_group();
                 carrier.handed_off(child).await;

@@ -101,7 +101,20 @@ pub(crate) fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// The listening control socket (see the [module docs](self)).
+/// The listening control socket, served by
+/// [`Lifecycle::control`](super::Lifecycle::control).
+///
+/// One request line per connection, one reply line, then it is closed:
+/// `restart` → `ok restarted pid=<new pid> generation=<n>` or `error
+/// <why>` (a restart in flight is joined: its outcome is the answer; a
+/// stop in progress refuses); `status` → `ok status phase=… restart=…
+/// pid=… generation=… new=… active=… idle=… hijacked=… restarts=…`;
+/// anything else → `error <why>`. A request must arrive within
+/// [`REQUEST_TIMEOUT`], at most [`MAX_REQUEST`] bytes; at most
+/// [`MAX_CLIENTS`] connections are served at once. Created with mode 0600
+/// (bound in a private directory, then renamed into place); it travels
+/// with the listeners to each successor ([`CONTROL_NAME`]), and the last
+/// process serving it removes its file.
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {

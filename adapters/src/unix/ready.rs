@@ -15,6 +15,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use async_io::Async;
 use futures_lite::FutureExt;
@@ -29,8 +30,10 @@ use super::fdpass;
 use super::inherit::InheritError;
 
 /// The parent's end: sends the state, then resolves when the successor
-/// reports ready, or not.
-pub(crate) struct ReadyReader(Async<OwnedFd>);
+/// reports ready, or not. (Shared: a supervisor keeps it, to ask the
+/// generation for its state at the next restart.)
+#[derive(Clone)]
+pub(crate) struct ReadyReader(Arc<Async<OwnedFd>>);
 
 /// A channel for one successor: the parent's end (kept) and the
 /// successor's (given to it, then closed here). Both are close-on-exec.
@@ -41,7 +44,7 @@ pub(crate) fn ready_channel() -> io::Result<(ReadyReader, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?;
-    Ok((ReadyReader(Async::new(ours)?), theirs))
+    Ok((ReadyReader(Arc::new(Async::new(ours)?)), theirs))
 }
 
 /// What the old process offers its successor: an encoded frame, its
@@ -178,6 +181,104 @@ impl ReadyReader {
     }
 }
 
+/// What a supervisor writes on a generation's channel (kept open after
+/// its `READY=1`) to ask for its restart state; the generation answers
+/// with a frame.
+const STATE_REQUEST: &[u8] = b"STATE\n";
+
+impl ReadyReader {
+    /// A supervisor asks the generation behind this channel for its
+    /// restart state (what it would offer a successor): the frame,
+    /// checked, with its descriptors — for the next generation.
+    pub(crate) async fn request_state(&self, limits: Limits) -> io::Result<Offer> {
+        let mut left = STATE_REQUEST;
+        // Each pass writes at least one byte or fails: bounded.
+        while !left.is_empty() {
+            let n = self
+                .0
+                .write_with(|fd| fdpass::send(fd.as_fd(), left, &[]))
+                .await?;
+            left = &left[n..];
+        }
+        let mut decoder = Decoder::new(limits);
+        let mut fds = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Each pass reads at least one byte or ends: bounded by the
+        // frame's (bounded) length.
+        while !decoder.is_complete() {
+            let want = decoder.wanted().min(buf.len());
+            let n = self
+                .0
+                .read_with(|fd| fdpass::recv(fd.as_fd(), &mut buf[..want], &mut fds))
+                .await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the generation closed its channel",
+                ));
+            }
+            decoder
+                .feed(&buf[..n])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        let frame = decoder
+            .finish()
+            .and_then(|frame| frame.check_received(fds.len()).map(|()| frame))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(Offer {
+            bytes: frame
+                .encode(&limits)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            fds,
+            items: frame.items().len(),
+        })
+    }
+}
+
+/// A supervised generation's side: answers each `STATE` request on its
+/// channel with what `offer` builds, until the supervisor closes it. If
+/// `offer` fails, that is the error, and the channel closes: the
+/// supervisor's restart fails.
+pub(crate) async fn answer_state_requests(
+    channel: ReadyChannel,
+    offer: impl Fn() -> io::Result<Offer>,
+) -> io::Result<()> {
+    let socket = Async::new(channel.fd)?;
+    let mut line = Vec::new();
+    // One request per pass (or a read); ends when the supervisor closes
+    // the channel.
+    loop {
+        let mut buf = [0u8; 16];
+        let n = socket
+            .read_with(|fd| rustix::io::read(fd, &mut buf).map_err(io::Error::from))
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() > 64 {
+            return Err(io::Error::other("an over-long request on the channel"));
+        }
+        while let Some(end) = line.iter().position(|b| *b == b'\n') {
+            let request: Vec<u8> = line.drain(..=end).collect();
+            if request != STATE_REQUEST {
+                return Err(io::Error::other("an unknown request on the channel"));
+            }
+            let Offer { bytes, fds, .. } = offer()?;
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            let mut sent = 0;
+            // Each pass sends at least one byte or fails: bounded by the
+            // frame's length. The descriptors go with the first bytes.
+            while sent < bytes.len() {
+                let attached: &[BorrowedFd<'_>] = if sent == 0 { &borrowed } else { &[] };
+                sent += socket
+                    .write_with(|fd| fdpass::send(fd.as_fd(), &bytes[sent..], attached))
+                    .await?;
+            }
+        }
+    }
+}
+
 /// A frame and its descriptors, or why what arrived is not one.
 pub(crate) type Received = Result<(Frame, Vec<OwnedFd>), lameduck_core::handover::DecodeError>;
 
@@ -297,6 +398,13 @@ impl ReadyChannel {
     /// Tells the predecessor this process is ready, and closes the channel.
     pub(crate) fn report(self) -> io::Result<()> {
         self.reply(&Reply::Ready)
+    }
+
+    /// Tells the supervisor this generation is ready, and keeps the
+    /// channel (a socket) for its state requests.
+    pub(crate) fn report_and_keep(self) -> io::Result<Option<ReadyChannel>> {
+        self.reply(&Reply::Ready)?;
+        Ok(self.socket.then_some(self))
     }
 }
 
@@ -475,6 +583,28 @@ mod tests {
             ),
             "{heard:?}"
         );
+    }
+
+    #[test]
+    fn a_supervisor_asks_a_generation_for_its_state() {
+        let (reader, theirs) = ready_channel().unwrap();
+        let channel = adopt(theirs);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let udp = OwnedFd::from(udp);
+        let thread = std::thread::spawn(move || {
+            let offer = || Ok(offer(&[("n", b"7", vec![udp.try_clone().unwrap()])]));
+            smol::block_on(answer_state_requests(channel, offer)).unwrap();
+        });
+        for _ in 0..2 {
+            let got = smol::block_on(reader.request_state(Limits::default())).unwrap();
+            assert_eq!(got.items, 1);
+            assert_eq!(got.fds.len(), 1);
+            let udp = std::net::UdpSocket::from(got.fds.into_iter().next().unwrap());
+            assert_eq!(udp.local_addr().unwrap(), addr);
+        }
+        drop(reader); // the generation's task ends with the channel
+        thread.join().unwrap();
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::{Offer, ReadyChannel};
+use super::ready::{Offer, ReadyChannel, answer_state_requests};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::generation;
 use super::state::StateOffer;
@@ -698,8 +698,10 @@ impl<R: Runtime> Lifecycle<R> {
     /// copy: if the successor refuses it, fails, is killed or is not ready
     /// in time, the restart is rolled back ([`RestartError::Failed`] says
     /// why) and this process keeps serving with its own state. If `offer`
-    /// fails, the restart does not start a successor and fails. Not for
-    /// supervised generations (their supervisor restarts).
+    /// fails, the restart does not start a successor and fails. In a
+    /// supervised generation the supervisor asks for it when it starts the
+    /// next generation (over the same channel, kept open), and passes it
+    /// on: the state travels between generations the same way.
     ///
     /// What this process does after a hand-off is still its own: a
     /// counter it keeps counting while it drains is not seen by the
@@ -966,7 +968,18 @@ impl<R: Runtime> Lifecycle<R> {
         let channel = lock(&self.shared.ready).take();
         if let Some(channel) = channel {
             let supervised = self.supervisor().is_some();
-            match channel.report() {
+            let reported = if supervised {
+                // The channel stays open: the supervisor asks it for this
+                // generation's state when it starts the next one.
+                channel.report_and_keep().map(|kept| {
+                    if let Some(kept) = kept {
+                        self.answer_state_requests(kept);
+                    }
+                })
+            } else {
+                channel.report()
+            };
+            match reported {
                 Ok(()) => {
                     self.take_over_files();
                     self.event(LifecycleEvent::Ready {
@@ -1001,6 +1014,35 @@ impl<R: Runtime> Lifecycle<R> {
             successor: false,
             supervised: false,
         });
+    }
+
+    /// A supervised generation: answers its supervisor's state requests
+    /// with what [`restart_state`](Self::restart_state) builds (nothing
+    /// without it).
+    fn answer_state_requests(&self, channel: ReadyChannel) {
+        let this = self.clone();
+        self.shared.handle.driver().rt.spawn(async move {
+            let offer = || this.offer();
+            if let Err(e) = answer_state_requests(channel, offer).await {
+                this.event(LifecycleEvent::Problem(format!(
+                    "restart state for the supervisor: {e}; no more restarts with this \
+                     generation's state"
+                )));
+            }
+        });
+    }
+
+    /// What this process offers a successor now.
+    fn offer(&self) -> io::Result<Offer> {
+        let source = self.settings().state.clone();
+        match source {
+            None => Ok(Offer::empty()),
+            Some(source) => {
+                let state = source()
+                    .map_err(|e| io::Error::new(e.kind(), format!("the restart state: {e}")))?;
+                Ok(state.into_offer()?)
+            }
+        }
     }
 
     /// Reported ready to the predecessor: the socket files it handed over

@@ -26,7 +26,7 @@ use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::Offer;
+use super::ready::{Offer, ReadyReader};
 use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use crate::listener::ListenAddr;
@@ -612,6 +612,9 @@ struct Gen {
     /// Kept until it exits: its end of file would tell it the supervisor
     /// is gone.
     link: LinkWriter,
+    /// Its hand-off channel, once it serves: asked for its restart state
+    /// when the next generation starts.
+    channel: Option<ReadyReader>,
 }
 
 #[derive(Default)]
@@ -666,10 +669,53 @@ impl Core<'_> {
     }
 
     /// Starts the next generation, as the machine's `Spawn` asks: the
-    /// attempt to carry out.
+    /// attempt to carry out. The serving generation's restart state (asked
+    /// for on its channel) is offered to the new one: it passes between
+    /// generations as between a process and its successor.
     fn start_generation(&self) -> AttemptFuture<'_> {
-        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        let launched = self.launch(generation);
+        Box::pin(async move {
+            let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+            let offer = self.serving_state().await;
+            let launched = offer.and_then(|offer| self.launch(generation, offer));
+            self.carry_out_generation(generation, launched).await
+        })
+    }
+
+    /// The serving generation's state: nothing if none serves (the
+    /// first), or within the readiness deadline, or the error.
+    async fn serving_state(&self) -> io::Result<Offer> {
+        let channel = lock(&self.gens)
+            .serving
+            .as_ref()
+            .and_then(|g| g.channel.clone());
+        let Some(channel) = channel else {
+            return Ok(Offer::empty());
+        };
+        let limits = lameduck_core::handover::Limits::default();
+        let asked = async { Some(channel.request_state(limits).await) };
+        let deadline = Instant::now() + self.settings.ready_timeout;
+        let timeout = async {
+            self.sleep_until(deadline).await;
+            None
+        };
+        match asked.or(timeout).await {
+            Some(Ok(offer)) => Ok(offer),
+            Some(Err(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("the serving generation's restart state: {e}"),
+            )),
+            None => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the serving generation did not give its restart state in time",
+            )),
+        }
+    }
+
+    async fn carry_out_generation(
+        &self,
+        generation: u64,
+        launched: io::Result<(Launched, LinkWriter)>,
+    ) -> Result<u32, RestartError> {
         if let Ok(launched) = &launched {
             self.event(SupervisorEvent::GenerationStarted {
                 generation,
@@ -681,14 +727,15 @@ impl Core<'_> {
                 generation,
                 watch: launched.watch.clone(),
                 link,
+                channel: None,
             });
             launched
         });
-        Box::pin(self.attempts.run(launched, self))
+        self.attempts.run(launched, self).await
     }
 
     /// Starts a generation with the listeners, a readiness pipe and a link.
-    fn launch(&self, generation: u64) -> io::Result<(Launched, LinkWriter)> {
+    fn launch(&self, generation: u64, offer: Offer) -> io::Result<(Launched, LinkWriter)> {
         let program = match &self.settings.executable {
             Ok(path) => path.clone(),
             Err(e) => {
@@ -717,7 +764,7 @@ impl Core<'_> {
             Some(read.as_fd()),
             true,
             generation,
-            Offer::empty(),
+            offer,
         )?;
         // Only the generation holds the read end now.
         drop(read);
@@ -977,6 +1024,12 @@ impl Carrier for Core<'_> {
         restart_takes(!self.stopping())
     }
 
+    fn keep_channel(&self, _child: u32, channel: ReadyReader) {
+        if let Some(starting) = lock(&self.gens).starting.as_mut() {
+            starting.channel = Some(channel);
+        }
+    }
+
     /// The new generation serves: the previous one (if any) is told to hand
     /// off; systemd hears `READY=1` (after a restart: the reload is over).
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
@@ -996,6 +1049,9 @@ impl Carrier for Core<'_> {
                         "cannot tell generation pid {old} to hand off: {e}"
                     )));
                 }
+                // Its state is the new generation's now: no more asking.
+                let mut previous = previous;
+                previous.channel = None;
                 gens.draining.push(previous);
                 drop(gens);
                 self.send_notify("READY=1");
