@@ -376,3 +376,73 @@ fn control_clients_sending_garbage_or_nothing_harm_nothing() {
     assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Supervisor mode: the control socket is the supervisor's. `ctl status`
+/// names the serving generation; `ctl restart` prints the next
+/// generation's pid, or exits 1 with the reason when that generation
+/// refuses the state (the serving one goes on); the supervisor removes
+/// the socket file when it exits.
+#[test]
+fn the_supervisor_serves_the_control_socket() {
+    let dir = scratch_dir("ctl-supervised");
+    let sock = dir.join("control.sock");
+    let exe = dir.join("serve");
+    let real = dir.join("serve-real");
+    install(&real, Install::Binary(&serve_binary()));
+    install(&exe, Install::Binary(&serve_binary()));
+    let mut command = Command::new(&exe);
+    command.args([
+        "--supervise",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        sock.to_str().unwrap(),
+    ]);
+    let mut demo = Demo::spawn(command);
+    let addrs = demo.tcp_addrs();
+    let supervisor = demo.pid();
+    let line = stdout(&ctl(&sock, "status"));
+    assert_eq!(field(&line, "supervisor"), supervisor.to_string(), "{line}");
+    assert_eq!(field(&line, "generation"), "1", "{line}");
+    let first: u32 = field(&line, "pid").parse().unwrap();
+    assert_eq!(pid_at(addrs[0]).unwrap(), first);
+
+    let restarted = ctl(&sock, "restart");
+    assert!(restarted.status.success(), "{restarted:?}");
+    let second: u32 = stdout(&restarted)
+        .strip_prefix("restarted pid=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(second, first);
+    let deadline = Instant::now() + EVENTUALLY;
+    // One request per pass; bounded by the deadline (the first generation
+    // stops accepting once it reads the supervisor's HANDOFF).
+    while pid_at(addrs[0]).unwrap() != second {
+        assert!(Instant::now() < deadline);
+    }
+    let line = stdout(&ctl(&sock, "status"));
+    assert_eq!(field(&line, "pid"), second.to_string(), "{line}");
+    assert_eq!(field(&line, "generation"), "2", "{line}");
+
+    let script = format!(
+        "#!/bin/sh\nLAMEDUCK_DEMO_FAULT=refuse-state exec {} \"$@\"\n",
+        real.display()
+    );
+    install(&exe, Install::Script(&script, true));
+    let failed = ctl(&sock, "restart");
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(
+        stdout(&failed).contains("refused the restart state"),
+        "{failed:?}"
+    );
+    assert_eq!(pid_at(addrs[0]).unwrap(), second, "the serving one goes on");
+    let line = stdout(&ctl(&sock, "status"));
+    assert_eq!(field(&line, "restart"), "running", "{line}");
+
+    send_signal(supervisor, Signal::TERM);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(!sock.exists(), "the supervisor removes the control socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}

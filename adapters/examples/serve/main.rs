@@ -48,8 +48,8 @@
 //! requests served across restarts (each generation hands its count to
 //! its successor as restart state, also in supervisor mode); `--udp ADDR`
 //! answers datagrams with `pid=PID` on a socket that travels as restart
-//! state; `--control PATH` serves a control socket (mode 0600, not with
-//! `--supervise`): `serve ctl --control PATH restart` prints `restarted
+//! state; `--control PATH` serves a control socket (mode 0600; with
+//! `--supervise` the supervisor's): `serve ctl --control PATH restart` prints `restarted
 //! pid=PID` and exits 0, or `restart failed: <why>` and exits 1 (the old
 //! process serves on); `serve ctl --control PATH status` prints one line
 //! (phase, pid, generation, connection counts). See `docs/deploy.md`.
@@ -427,17 +427,18 @@ fn serve() -> ExitCode {
     }
 }
 
-/// The generations' arguments: this process's, without `--supervise` and
-/// `--pid-file` (the pid file is the supervisor's).
+/// The generations' arguments: this process's, without `--supervise`,
+/// `--pid-file` and `--control` (the pid file and the control socket are
+/// the supervisor's).
 fn generation_args() -> Vec<String> {
     let mut out = Vec::new();
     let mut args = std::env::args().skip(1);
     // One argument (and a flag's value) per pass; ends with the arguments.
     while let Some(arg) = args.next() {
-        if arg == "--supervise" || arg.starts_with("--pid-file=") {
+        if arg == "--supervise" || arg.starts_with("--pid-file=") || arg.starts_with("--control=") {
             continue;
         }
-        if arg == "--pid-file" {
+        if arg == "--pid-file" || arg == "--control" {
             let _ = args.next();
             continue;
         }
@@ -449,10 +450,6 @@ fn generation_args() -> Vec<String> {
 /// Supervisor mode: binds (or adopts) the sockets, runs the generations,
 /// and exits with the serving one's status.
 fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
-    if args.control.is_some() {
-        eprintln!("serve: --control is not available with --supervise\n{USAGE}");
-        return ExitCode::from(2);
-    }
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
@@ -479,6 +476,20 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+    }
+    if let Some(path) = &args.control {
+        match ControlSocket::inherit_or_bind(&mut inherited, path) {
+            Ok(control) => supervisor = supervisor.control(control),
+            Err(e) => {
+                say(format_args!(
+                    "cannot serve the control socket {}: {e}",
+                    path.display()
+                ));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        drop(ControlSocket::take_inherited(&mut inherited));
     }
     supervisor = supervisor.inherit_rest(&mut inherited);
     let addrs: Vec<String> = supervisor

@@ -353,6 +353,116 @@ pub fn control_status(path: &Path, timeout: Duration) -> Result<String, ControlE
         .ok_or(ControlError::BadReply(reply))
 }
 
+/// What a control client asks a [`Supervisor`](super::Supervisor), with
+/// where to send the reply line (without `\n`).
+pub(crate) enum Ask {
+    Restart(async_channel::Sender<String>),
+    Status(async_channel::Sender<String>),
+}
+
+/// A control socket served on threads of its own (a supervisor's: its
+/// loop is not an executor). Dropping it stops accepting and removes the
+/// socket's file.
+pub(crate) struct Served {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Wakes the accepting thread (accept fails on a shut down socket).
+        let _ = rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Read);
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Serves `socket` on threads: each request goes to `asks` and its reply
+/// comes back to the client; at most [`MAX_CLIENTS`] at once, each
+/// bounded by [`REQUEST_TIMEOUT`] to send its request.
+pub(crate) fn serve_on_threads(
+    socket: ControlSocket,
+    asks: async_channel::Sender<Ask>,
+) -> io::Result<Served> {
+    let accepting = socket.listener.try_clone()?;
+    accepting.set_nonblocking(false)?;
+    let clients = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("lameduck-control".into())
+        .spawn(move || {
+            // One connection per pass; ends when the socket is shut down.
+            for stream in accepting.incoming() {
+                let Ok(stream) = stream else { break };
+                use std::sync::atomic::Ordering;
+                if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                    continue; // closed unanswered
+                }
+                let (asks, clients) = (asks.clone(), clients.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("lameduck-control-client".into())
+                    .spawn(move || {
+                        answer_blocking(stream, &asks);
+                        clients.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    // The count was taken for a thread that never ran.
+                    break;
+                }
+            }
+        })?;
+    Ok(Served {
+        listener: socket.listener,
+        path: socket.path,
+    })
+}
+
+/// One client: its request (in time, bounded), the reply.
+fn answer_blocking(mut stream: UnixStream, asks: &async_channel::Sender<Ask>) {
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let mut line = Vec::with_capacity(MAX_REQUEST);
+    let mut buf = [0u8; MAX_REQUEST];
+    // Each pass reads at least one byte or ends; bounded by MAX_REQUEST
+    // and the read timeout.
+    let request = loop {
+        let n = match io::Read::read(&mut stream, &mut buf[..MAX_REQUEST - line.len()]) {
+            Ok(0) => break Err("no request line".to_owned()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return, // no request in time: closed
+        };
+        if let Some(end) = buf[..n].iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            break parse_request(&line);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() >= MAX_REQUEST {
+            break Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
+    };
+    let reply = match request {
+        Err(why) => format!("error {why}"),
+        Ok(request) => {
+            let (tx, rx) = async_channel::bounded(1);
+            let ask = match request {
+                Request::Restart => Ask::Restart(tx),
+                Request::Status => Ask::Status(tx),
+            };
+            match asks
+                .send_blocking(ask)
+                .ok()
+                .and_then(|()| rx.recv_blocking().ok())
+            {
+                Some(reply) => reply,
+                None => "error the supervisor is stopping".to_owned(),
+            }
+        }
+    };
+    let _ = stream.write_all(format!("{reply}\n").as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

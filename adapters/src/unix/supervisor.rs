@@ -22,6 +22,7 @@ use lameduck_core::restart::{RestartConfig, RestartError as CoreError, RestartFa
 
 use super::attempt::{Attempts, Carrier, Launched, launch};
 use super::child::{ChildWatch, on_orphan_reaped};
+use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify};
@@ -113,11 +114,23 @@ pub enum SupervisorEvent {
     /// Something went wrong that does not stop the supervisor (a pid file
     /// that cannot be written, a notification that cannot be sent).
     Problem(String),
+    /// A restart was asked on the control socket; `joined`: one was in
+    /// flight, whose outcome is the answer.
+    ControlRestart {
+        /// A restart was already in flight.
+        joined: bool,
+    },
 }
 
 impl fmt::Display for SupervisorEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SupervisorEvent::ControlRestart { joined: false } => {
+                f.write_str("control: restart requested")
+            }
+            SupervisorEvent::ControlRestart { joined: true } => {
+                f.write_str("control: restart requested; joining the restart in flight")
+            }
             SupervisorEvent::GenerationStarted { generation, pid } => write!(
                 f,
                 "generation {generation}: pid {pid} started; waiting until it is ready"
@@ -282,6 +295,7 @@ pub struct Supervisor {
     notify: bool,
     stop_timeout: Option<Duration>,
     observer: Option<Observer>,
+    control: Mutex<Option<ControlSocket>>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -323,7 +337,30 @@ impl Supervisor {
             notify: true,
             stop_timeout: None,
             observer: None,
+            control: Mutex::new(None),
         }
+    }
+
+    /// Serves a control socket (see [`ControlSocket`]): in supervisor mode
+    /// it is the supervisor's (the generations never see it). `restart`
+    /// starts the next generation (or joins the restart in flight) and
+    /// answers the outcome — the new generation's pid and number;
+    /// `status` answers `phase=… restart=… pid=<serving generation>
+    /// generation=… supervisor=<pid> restarts=…` (connection counts are
+    /// the generations'). Its file is removed when the supervisor ends.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let path = std::env::temp_dir().join(format!("sup-ctl-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// let control = lameduck::unix::ControlSocket::inherit_or_bind(&mut inherited, &path)?;
+    /// let supervisor = lameduck::unix::Supervisor::new().control(control);
+    /// # drop(supervisor); std::fs::remove_file(&path)?; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn control(self, socket: ControlSocket) -> Self {
+        *lock(&self.control) = Some(socket);
+        self
     }
 
     /// Passes the inherited TCP socket named `name` on to the generations,
@@ -797,6 +834,46 @@ impl Core<'_> {
             .collect()
     }
 
+    /// Begins a restart: its attempt to carry out, or why not (reported).
+    fn begin_restart(&self) -> Result<AttemptFuture<'_>, RestartError> {
+        // The machine refuses while one is in flight or stopping.
+        match self.attempts.begin() {
+            Ok(_) => {
+                self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+                Ok(self.start_generation())
+            }
+            Err(e) => {
+                let e = match e {
+                    CoreError::InProgress => RestartError::InProgress,
+                    _ => RestartError::Stopping,
+                };
+                self.event(SupervisorEvent::RestartFailed(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The status line for the control socket.
+    fn status_line(&self) -> String {
+        let gens = lock(&self.gens);
+        let phase = if self.stopping() {
+            "draining"
+        } else {
+            "serving"
+        };
+        let restart = format!("{:?}", self.attempts.phase()).to_lowercase();
+        let (pid, generation) = gens
+            .serving
+            .as_ref()
+            .map_or((0, 0), |g| (g.watch.pid(), g.generation));
+        format!(
+            "phase={phase} restart={restart} pid={pid} generation={generation} supervisor={} \
+             restarts={}",
+            std::process::id(),
+            self.generations.load(Ordering::Acquire).saturating_sub(1)
+        )
+    }
+
     /// Obeys a signal; a restart's attempt to carry out, if it starts one.
     fn on_signal(
         &self,
@@ -811,24 +888,7 @@ impl Core<'_> {
                     action,
                     forwarded_to: Vec::new(),
                 });
-                // The machine refuses while one is in flight or stopping.
-                match self.attempts.begin() {
-                    Ok(_) => {
-                        self.send_notify(&format!(
-                            "RELOADING=1\nMONOTONIC_USEC={}",
-                            monotonic_usec()
-                        ));
-                        Some(self.start_generation())
-                    }
-                    Err(e) => {
-                        let e = match e {
-                            CoreError::InProgress => RestartError::InProgress,
-                            _ => RestartError::Stopping,
-                        };
-                        self.event(SupervisorEvent::RestartFailed(e));
-                        None
-                    }
-                }
+                self.begin_restart().ok()
             }
             SignalAction::Drain | SignalAction::Close => {
                 self.begin_stop(stop_deadline);
@@ -860,7 +920,17 @@ impl Core<'_> {
             async_io::Timer::at,
         );
         let mut systemd = std::pin::pin!(systemd);
+        // The control socket, served on threads; their requests come here.
+        let (asks_tx, asks) = async_channel::unbounded();
+        let control = lock(&self.settings.control).take();
+        let _served = match control {
+            Some(socket) => Some(serve_on_threads(socket, asks_tx)?),
+            None => None,
+        };
+        // Control clients waiting for the attempt in flight.
+        let mut waiters: Vec<async_channel::Sender<String>> = Vec::new();
         enum Woke {
+            Control(Ask),
             Signal(Option<io::Result<Signal>>),
             Attempt(Result<u32, RestartError>),
             Exited(u32, io::Result<ExitStatus>),
@@ -928,7 +998,14 @@ impl Core<'_> {
                     }
                 };
                 let systemd = systemd.as_mut();
+                let control = async {
+                    match asks.recv().await {
+                        Ok(ask) => Woke::Control(ask),
+                        Err(_) => pending().await,
+                    }
+                };
                 signal
+                    .or(control)
                     .or(attempt_done)
                     .or(exited)
                     .or(deadline)
@@ -936,6 +1013,27 @@ impl Core<'_> {
                     .await
             };
             match woke {
+                Woke::Control(Ask::Status(reply)) => {
+                    let _ = reply.try_send(format!("ok status {}", self.status_line()));
+                }
+                Woke::Control(Ask::Restart(reply)) => {
+                    let joined = attempt.is_some();
+                    self.event(SupervisorEvent::ControlRestart { joined });
+                    if joined {
+                        waiters.push(reply);
+                    } else {
+                        match self.begin_restart() {
+                            Ok(started) => {
+                                attempt = Some(started);
+                                waiters.push(reply);
+                            }
+                            Err(e) => {
+                                let _ =
+                                    reply.try_send(format!("error {}", one_line(&e.to_string())));
+                            }
+                        }
+                    }
+                }
                 Woke::Signal(Some(Ok(signal))) => {
                     if let Some(started) = self.on_signal(signal, &mut stop_deadline) {
                         attempt = Some(started);
@@ -947,6 +1045,16 @@ impl Core<'_> {
                     attempt = None;
                     self.attempts.renew();
                     let mut gens = lock(&self.gens);
+                    let reply = match &result {
+                        Ok(pid) => format!(
+                            "ok restarted pid={pid} generation={}",
+                            gens.serving.as_ref().map_or(0, |g| g.generation)
+                        ),
+                        Err(e) => format!("error {}", one_line(&e.to_string())),
+                    };
+                    for waiter in waiters.drain(..) {
+                        let _ = waiter.try_send(reply.clone());
+                    }
                     // Handed off to (now serving), or killed and reaped.
                     gens.starting = None;
                     if gens.serving.is_none() && gens.exit.is_none() {
