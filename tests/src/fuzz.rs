@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lameduck_core::activation::{Activation, FIRST_FD, ListenEnv};
+use lameduck_core::handover::AbortReason;
 use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase};
 
 use crate::model::Harness;
@@ -79,7 +80,8 @@ pub fn activation_env(data: &[u8]) {
     );
 }
 
-/// Target `restart_events`: random reports to the restart machine. Checks: at
+/// Target `restart_events`: random reports to the restart machine (a
+/// successor's readiness, or its abort of the state hand-over). Checks: at
 /// most one successor in flight; every started successor that was not handed
 /// off is killed or seen to exit; every spawn ends in exactly one hand-off or
 /// failure; the deadline is never in the past.
@@ -121,6 +123,10 @@ pub fn restart_events(data: &[u8]) {
             }
             3 => {
                 let _ = r.spawn_failed(now);
+            }
+            4 if arg & 0x80 != 0 => {
+                // The state hand-over aborted by the successor's doing.
+                let _ = r.child_aborted(pick(&alive), AbortReason::Refused, now);
             }
             4 => {
                 let _ = r.child_ready(pick(&alive), now);
