@@ -114,6 +114,9 @@
 //! deadline, hand off or roll back). [`activation`] reads and writes the
 //! systemd socket-activation variables (`LISTEN_PID`, `LISTEN_FDS`,
 //! `LISTEN_FDNAMES`) that carry the listeners across, strictly.
+//! [`handover`] is the restart state's wire format, decoder and
+//! commit/abort decision: named bytes and descriptors a process hands its
+//! successor beside the listeners.
 //! [`systemd`] decides what a service tells systemd beyond `READY=1`:
 //! `STATUS=` lines, `WATCHDOG=1` keep-alives (and reads `WATCHDOG_USEC`),
 //! `EXTEND_TIMEOUT_USEC=` while a long drain makes progress.
@@ -134,6 +137,7 @@ mod deadlines;
 #[cfg(feature = "async")]
 mod done;
 mod error;
+pub mod handover;
 mod listener;
 mod phase;
 pub mod restart;

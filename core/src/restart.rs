@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::handover::AbortReason;
 use crate::time::{Nanos, Timeline};
 
 /// How restarts behave.
@@ -124,6 +125,15 @@ pub enum RestartFailure {
     },
     /// The server began stopping while the successor was starting.
     Stopping,
+    /// The restart state was not handed over (see [`crate::handover`]):
+    /// the successor refused it, reported ready without taking it, or broke
+    /// the protocol. It was killed.
+    State {
+        /// Its process id.
+        child: u32,
+        /// What went wrong.
+        reason: AbortReason,
+    },
 }
 
 impl fmt::Display for RestartFailure {
@@ -140,6 +150,9 @@ impl fmt::Display for RestartFailure {
                 f.write_str("the successor was not started in time")
             }
             RestartFailure::Stopping => f.write_str("the server began stopping during the restart"),
+            RestartFailure::State { child, reason } => {
+                write!(f, "the successor (pid {child}) {reason}")
+            }
         }
     }
 }
@@ -356,6 +369,51 @@ impl Restart {
             State::Spawning { child: Some(c), .. } if c == child => {
                 self.state = State::HandedOff { child };
                 self.actions.push_back(RestartAction::HandOff { child });
+                Ok(())
+            }
+            _ => Err(RestartError::UnknownChild(child)),
+        }
+    }
+
+    /// The state hand-over with the successor was aborted by the
+    /// successor's doing ([`handover::Transfer`](crate::handover::Transfer)
+    /// decided [`Abort`](crate::handover::Decision::Abort): a refusal, a
+    /// ready without taking, a protocol error, a failed send): it is
+    /// killed and the restart rolled back, as for a deadline.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::handover::AbortReason;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(7, now).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.child_aborted(7, AbortReason::Refused, now).unwrap();
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Kill { child: 7 }));
+    /// assert_eq!(
+    ///     restart.poll_action(),
+    ///     Some(RestartAction::Failed(RestartFailure::State { child: 7, reason: AbortReason::Refused }))
+    /// );
+    /// assert_eq!(restart.phase(), RestartPhase::Reaping);
+    /// ```
+    pub fn child_aborted(
+        &mut self,
+        child: u32,
+        reason: AbortReason,
+        now: Instant,
+    ) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Spawning { child: Some(c), .. } if c == child => {
+                self.state = State::Reaping { child };
+                self.actions.push_back(RestartAction::Kill { child });
+                self.actions
+                    .push_back(RestartAction::Failed(RestartFailure::State {
+                        child,
+                        reason,
+                    }));
                 Ok(())
             }
             _ => Err(RestartError::UnknownChild(child)),

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lameduck_core::activation::{Activation, FIRST_FD, ListenEnv};
+use lameduck_core::handover::AbortReason;
 use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase};
 
 use crate::model::Harness;
@@ -79,7 +80,8 @@ pub fn activation_env(data: &[u8]) {
     );
 }
 
-/// Target `restart_events`: random reports to the restart machine. Checks: at
+/// Target `restart_events`: random reports to the restart machine (a
+/// successor's readiness, or its abort of the state hand-over). Checks: at
 /// most one successor in flight; every started successor that was not handed
 /// off is killed or seen to exit; every spawn ends in exactly one hand-off or
 /// failure; the deadline is never in the past.
@@ -121,6 +123,10 @@ pub fn restart_events(data: &[u8]) {
             }
             3 => {
                 let _ = r.spawn_failed(now);
+            }
+            4 if arg & 0x80 != 0 => {
+                // The state hand-over aborted by the successor's doing.
+                let _ = r.child_aborted(pick(&alive), AbortReason::Refused, now);
             }
             4 => {
                 let _ = r.child_ready(pick(&alive), now);
@@ -183,6 +189,111 @@ pub fn restart_events(data: &[u8]) {
             ours || killed.contains(pid) || starting == Some(*pid),
             "pid {pid} left running"
         );
+    }
+}
+
+// ----- handover_state ---------------------------------------------------------
+
+/// Target `handover_state`: the restart state's wire format, replies and
+/// commit/abort decision on arbitrary input.
+///
+/// Input: `[limits, split, bytes...]`. `limits` picks small or default
+/// [`Limits`]; `bytes` go to a [`Decoder`] in pieces of `split % 7 + 1`
+/// bytes. Checks: no panic; the decoder never takes more than the frame;
+/// a frame that decodes is within the limits, and encoding it gives back
+/// exactly the bytes taken (one encoding per frame); once an error is
+/// returned, every later call returns it. The same bytes go to a
+/// [`ReplyDecoder`], and the replies to a [`Transfer`]: it decides at most
+/// once, commits only on `READY=1` after `TAKEN` (or with nothing
+/// offered), and refuses every input after deciding.
+///
+/// [`Limits`]: lameduck_core::handover::Limits
+/// [`Decoder`]: lameduck_core::handover::Decoder
+/// [`ReplyDecoder`]: lameduck_core::handover::ReplyDecoder
+/// [`Transfer`]: lameduck_core::handover::Transfer
+pub fn handover_state(data: &[u8]) {
+    use lameduck_core::handover::{
+        Decision, Decoder, Limits, Reply, ReplyDecoder, Transfer, TransferState,
+    };
+    let (Some(&mode), Some(&split)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let bytes = &data[2..];
+    let limits = if mode & 1 == 0 {
+        Limits::default()
+    } else {
+        Limits {
+            max_items: 3,
+            max_name: 4,
+            max_bytes: 64,
+            max_fds: 2,
+        }
+    };
+    let mut decoder = Decoder::new(limits);
+    let mut taken = 0usize;
+    let mut error = None;
+    for piece in bytes.chunks(usize::from(split % 7) + 1) {
+        match decoder.feed(piece) {
+            Ok(n) => {
+                assert!(n <= piece.len());
+                assert!(error.is_none(), "an error is sticky");
+                taken += n;
+                if n < piece.len() {
+                    assert!(decoder.is_complete(), "bytes left over before the end");
+                }
+            }
+            Err(e) => match &error {
+                None => error = Some(e),
+                Some(first) => assert_eq!(first, &e, "an error is sticky"),
+            },
+        }
+    }
+    if error.is_none() {
+        let complete = decoder.is_complete();
+        if let Ok(frame) = decoder.finish() {
+            assert!(complete);
+            frame
+                .check(&limits)
+                .expect("a decoded frame is within its limits");
+            let again = frame.encode(&limits).expect("re-encodes");
+            assert_eq!(again, &bytes[..taken], "one encoding per frame");
+        }
+    }
+
+    let items = usize::from(mode >> 1) % 3;
+    let mut transfer = Transfer::offered(items);
+    let mut replies = ReplyDecoder::new();
+    let mut taken_seen = false;
+    let mut decided: Option<Decision> = None;
+    let inputs = replies.feed(bytes).unwrap_or_default();
+    for reply in &inputs {
+        let before = transfer.state();
+        let result = transfer.reply(reply);
+        match (decided, result) {
+            (Some(_), Err(_)) => assert_eq!(transfer.state(), before, "a refusal changes nothing"),
+            (Some(_), Ok(_)) => panic!("decided twice"),
+            (None, Err(e)) => panic!("refused before deciding: {e}"),
+            (None, Ok(decision)) => {
+                if decision == Some(Decision::Commit) {
+                    assert_eq!(reply, &Reply::Ready);
+                    assert!(taken_seen || items == 0, "committed without taking");
+                }
+                if *reply == Reply::Taken && decision.is_none() {
+                    taken_seen = true;
+                }
+                decided = decision;
+            }
+        }
+    }
+    match decided {
+        Some(_) => assert!(transfer.failed().is_err(), "decided once"),
+        None => {
+            assert!(matches!(
+                transfer.state(),
+                TransferState::Offered | TransferState::Taken
+            ));
+            assert!(transfer.failed().is_ok());
+        }
     }
 }
 

@@ -48,3 +48,8 @@ fn restart_events_corpus() {
 fn http_frontend_corpus() {
     replay("http_frontend", lameduck_tests::fuzz::http_frontend);
 }
+
+#[test]
+fn handover_state_corpus() {
+    replay("handover_state", lameduck_tests::fuzz::handover_state);
+}

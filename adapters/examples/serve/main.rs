@@ -4,7 +4,8 @@
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
 //!       [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
-//!       [--supervise]
+//!       [--supervise] [--udp ADDR] [--control PATH]
+//! serve ctl --control PATH restart|status
 //! ```
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
@@ -43,6 +44,16 @@
 //! main process: `READY=1`, `RELOADING=1`/`READY=1`, `STOPPING=1`, no
 //! `MAINPID=` (the generations say nothing).
 //!
+//! **Restart state and the control socket**: `GET /hits` answers the
+//! requests served across restarts (each generation hands its count to
+//! its successor as restart state, also in supervisor mode); `--udp ADDR`
+//! answers datagrams with `pid=PID` on a socket that travels as restart
+//! state; `--control PATH` serves a control socket (mode 0600; with
+//! `--supervise` the supervisor's): `serve ctl --control PATH restart` prints `restarted
+//! pid=PID` and exits 0, or `restart failed: <why>` and exits 1 (the old
+//! process serves on); `serve ctl --control PATH status` prints one line
+//! (phase, pid, generation, connection counts). See `docs/deploy.md`.
+//!
 //! **Stderr never holds up serving**: its lines (one `write` each, so the
 //! lines of several processes sharing the stream stay whole) are written by
 //! a thread of their own from a bounded queue. When stderr is not read
@@ -59,8 +70,12 @@ mod stderr;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lameduck::core::Config;
@@ -69,7 +84,9 @@ use lameduck::runtime::AsyncStd;
 #[cfg(feature = "tokio")]
 use lameduck::runtime::Tokio;
 use lameduck::runtime::{Runtime, SmolLocal};
-use lameduck::unix::{Inherited, Lifecycle, Supervisor, SupervisorEvent};
+use lameduck::unix::{
+    ControlSocket, Inherited, Lifecycle, StateOffer, Supervisor, SupervisorEvent,
+};
 use lameduck::{Builder, Event};
 use std::rc::Rc;
 
@@ -77,7 +94,8 @@ const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
              [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
-             [--supervise]
+             [--supervise] [--udp ADDR] [--control PATH]
+       serve ctl --control PATH restart|status
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
@@ -94,6 +112,13 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --supervise            supervisor mode: a stable pid across restarts (for supervisord,
                          containers, docker); this process holds the sockets and runs
                          the server as child generations (see below)
+  --udp ADDR             also answer UDP datagrams on ADDR with 'pid=PID' (the socket
+                         is handed to each successor as restart state)
+  --control PATH         serve a control socket there (mode 0600; it goes to each
+                         successor): 'serve ctl --control PATH restart' restarts and
+                         prints 'restarted pid=PID' (exit 0) or why it failed (exit 1,
+                         the old process serves on); '... status' prints one line:
+                         phase, pid, generation, connection counts
 
 SECS may be decimal (0.25). --idle-timeout, --header-timeout and --ready-timeout
 must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent new
@@ -119,6 +144,8 @@ struct Args {
     runtime: RuntimeName,
     ready_timeout: Duration,
     supervise: bool,
+    udp: Option<SocketAddr>,
+    control: Option<PathBuf>,
 }
 
 /// `--runtime`: which binding serves.
@@ -162,6 +189,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         runtime: RuntimeName::Smol,
         ready_timeout: Duration::from_secs(60),
         supervise: false,
+        udp: None,
+        control: None,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -187,6 +216,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--runtime",
             "--pid-file",
             "--ready-timeout",
+            "--udp",
+            "--control",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -242,6 +273,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 }
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
+            "--control" => parsed.control = Some(PathBuf::from(value)),
+            "--udp" => {
+                parsed.udp = Some(value.parse().map_err(|_| {
+                    format!("--udp: '{value}' is not an address like 127.0.0.1:8125")
+                })?);
+            }
             "--ready-timeout" => {
                 parsed.ready_timeout = positive_seconds(
                     &flag,
@@ -325,6 +362,10 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().is_some_and(|a| a == "ctl") {
+        return ctl(&raw[1..]);
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(message) if message.is_empty() => {
@@ -410,17 +451,18 @@ fn serve() -> ExitCode {
     }
 }
 
-/// The generations' arguments: this process's, without `--supervise` and
-/// `--pid-file` (the pid file is the supervisor's).
+/// The generations' arguments: this process's, without `--supervise`,
+/// `--pid-file` and `--control` (the pid file and the control socket are
+/// the supervisor's).
 fn generation_args() -> Vec<String> {
     let mut out = Vec::new();
     let mut args = std::env::args().skip(1);
     // One argument (and a flag's value) per pass; ends with the arguments.
     while let Some(arg) = args.next() {
-        if arg == "--supervise" || arg.starts_with("--pid-file=") {
+        if arg == "--supervise" || arg.starts_with("--pid-file=") || arg.starts_with("--control=") {
             continue;
         }
-        if arg == "--pid-file" {
+        if arg == "--pid-file" || arg == "--control" {
             let _ = args.next();
             continue;
         }
@@ -458,6 +500,20 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+    }
+    if let Some(path) = &args.control {
+        match ControlSocket::inherit_or_bind(&mut inherited, path) {
+            Ok(control) => supervisor = supervisor.control(control),
+            Err(e) => {
+                say(format_args!(
+                    "cannot serve the control socket {}: {e}",
+                    path.display()
+                ));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        drop(ControlSocket::take_inherited(&mut inherited));
     }
     supervisor = supervisor.inherit_rest(&mut inherited);
     let addrs: Vec<String> = supervisor
@@ -501,6 +557,138 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
     }
 }
 
+/// `serve ctl --control PATH restart|status`: a deploy script's client.
+fn ctl(args: &[String]) -> ExitCode {
+    let mut path = None;
+    let mut command = None;
+    let mut args = args.iter();
+    // One argument (and a flag's value) per pass; ends with the arguments.
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--control" => path = args.next().map(PathBuf::from),
+            a if a.starts_with("--control=") => path = Some(PathBuf::from(&a[10..])),
+            "restart" | "status" if command.is_none() => command = Some(arg.clone()),
+            other => {
+                eprintln!("serve ctl: unexpected argument '{other}'\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(path), Some(command)) = (path, command) else {
+        eprintln!("serve ctl: needs --control PATH and restart or status\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    if command == "status" {
+        return match lameduck::unix::control_status(&path, Duration::from_secs(10)) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("serve ctl: status: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    // Longer than any readiness deadline a deploy would set.
+    match lameduck::unix::control_restart(&path, Duration::from_secs(600)) {
+        Ok(done) => {
+            println!("restarted pid={}", done.pid);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("restart failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The restart state's format: `hits` (a number), and `udp` (a UDP
+/// socket, with `--udp`).
+const STATE_VERSION: u32 = 1;
+
+/// Takes the predecessor's restart state, if any: its hit count goes on
+/// in this process, and its UDP socket (or a new one on `udp`) is
+/// returned. `LAMEDUCK_DEMO_FAULT` (for tests) makes a successor fail:
+/// `refuse-state` (it knows only version 2), `exit-after-state` (exit 3
+/// once it took it), `hang-after-state` (never ready).
+fn take_restart_state(
+    inherited: &mut Inherited,
+    udp: Option<SocketAddr>,
+) -> Result<Option<Arc<UdpSocket>>, String> {
+    let fault = std::env::var("LAMEDUCK_DEMO_FAULT").unwrap_or_default();
+    let known = if fault == "refuse-state" {
+        STATE_VERSION + 1..=STATE_VERSION + 1
+    } else {
+        STATE_VERSION..=STATE_VERSION
+    };
+    let mut passed = None;
+    match inherited.take_state(known) {
+        Ok(Some(mut state)) => {
+            let hits = state.u64("hits").unwrap_or(0);
+            routes::HITS.store(hits, Ordering::Relaxed);
+            passed = state.take_fd("udp").map(UdpSocket::from);
+            say(format_args!(
+                "took the restart state: hits={hits}{}",
+                if passed.is_some() {
+                    ", a UDP socket"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("cannot take the restart state: {e}")),
+    }
+    match fault.as_str() {
+        "exit-after-state" => {
+            say(format_args!(
+                "LAMEDUCK_DEMO_FAULT: exiting after taking the state"
+            ));
+            stderr::flush();
+            std::process::exit(3);
+        }
+        "hang-after-state" => {
+            say(format_args!(
+                "LAMEDUCK_DEMO_FAULT: hanging after taking the state"
+            ));
+            // Never ready: the predecessor's deadline kills this process.
+            loop {
+                std::thread::park();
+            }
+        }
+        _ => {}
+    }
+    let socket = match (passed, udp) {
+        (Some(socket), _) => socket,
+        (None, Some(addr)) => {
+            UdpSocket::bind(addr).map_err(|e| format!("cannot bind udp:{addr}: {e}"))?
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Ok(addr) = socket.local_addr() {
+        say(format_args!("udp on {addr}"));
+    }
+    Ok(Some(Arc::new(socket)))
+}
+
+/// Answers each datagram on `udp` with `pid=PID`, until the server stops
+/// serving (a hand-off: the successor answers from then on, on the same
+/// socket).
+fn answer_udp(udp: Arc<UdpSocket>, handle: lameduck::Handle) {
+    let _ = udp.set_read_timeout(Some(Duration::from_millis(20)));
+    std::thread::spawn(move || {
+        let reply = format!("pid={}", std::process::id());
+        let mut buf = [0u8; 512];
+        // One datagram (or a 20 ms timeout) per pass; ends with serving.
+        while !handle.phase().is_shutting_down() {
+            if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(reply.as_bytes(), from);
+            }
+        }
+    });
+}
+
 /// Serves with `builder` until done; the same code for every runtime.
 async fn run<R: Runtime>(
     builder: Builder<R>,
@@ -510,6 +698,18 @@ async fn run<R: Runtime>(
     if args.listen.is_empty() && args.unix.is_none() && inherited.is_empty() {
         args.listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
+    let udp = take_restart_state(&mut inherited, args.udp)?;
+    // Before the listeners: the control socket travels among them.
+    let control = match &args.control {
+        Some(path) => Some(
+            ControlSocket::inherit_or_bind(&mut inherited, path)
+                .map_err(|e| format!("cannot serve the control socket {}: {e}", path.display()))?,
+        ),
+        None => {
+            drop(ControlSocket::take_inherited(&mut inherited));
+            None
+        }
+    };
     // Upgraded (echo) connections say `bye` and close when shutdown begins;
     // the drain waits for them (bounded by --grace) so the goodbye is sent.
     let config = Config {
@@ -541,6 +741,21 @@ async fn run<R: Runtime>(
         .on_event(|event| say(format_args!("{event}")));
     if let Some(path) = &args.pid_file {
         lifecycle = lifecycle.pid_file(path);
+    }
+    if let Some(control) = control {
+        lifecycle = lifecycle.control(control);
+    }
+    let offered_udp = udp.clone();
+    lifecycle = lifecycle.restart_state(move || {
+        let mut offer = StateOffer::new(STATE_VERSION);
+        offer.u64("hits", routes::HITS.load(Ordering::Relaxed))?;
+        if let Some(udp) = &offered_udp {
+            offer.fd("udp", udp.as_fd())?;
+        }
+        Ok(offer)
+    });
+    if let Some(udp) = udp {
+        answer_udp(udp, handle.clone());
     }
     // Before the first line, so a signal sent right after it is handled,
     // and the pid file is there for whoever reads the line.

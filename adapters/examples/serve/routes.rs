@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_io::Timer;
@@ -31,17 +32,27 @@ const MAX_MS: u64 = 3_600_000;
 /// Largest `chunks` for `/stream`.
 const MAX_CHUNKS: u64 = 100_000;
 
+/// Requests this server has received, across restarts: each generation
+/// starts from its predecessor's count (restart state) and counts every
+/// request it routes (`GET /hits` included).
+pub static HITS: AtomicU64 = AtomicU64::new(0);
+
 /// The demo's handler: `GET /`, `/sleep?ms=N`, `/stream?chunks=N&ms=M`,
-/// `/pid`, `/healthz`, `POST /echo`, `GET /upgrade` (echo protocol). Every
-/// response carries `X-Pid`: the process that served it (across restarts,
-/// a request is answered by the process it reached).
+/// `/pid`, `/healthz`, `/hits`, `POST /echo`, `GET /upgrade` (echo
+/// protocol). Every response carries `X-Pid`: the process that served it
+/// (across restarts, a request is answered by the process it reached).
 ///
 /// Made on each server thread from its runtime `rt` (which runs upgraded
 /// connections); timers are `async-io`'s, the same on every runtime.
 pub fn router<R: Runtime>(rt: &R, handle: Handle) -> impl Fn(Request<Incoming>) -> Reply + use<R> {
     let rt = rt.clone();
     move |req| {
-        let reply = route(rt.clone(), handle.clone(), req);
+        let hits = HITS.fetch_add(1, Ordering::Relaxed) + 1;
+        let reply = if req.method() == Method::GET && req.uri().path() == "/hits" {
+            ready(text(StatusCode::OK, hits.to_string()))
+        } else {
+            route(rt.clone(), handle.clone(), req)
+        };
         Box::pin(async move {
             let mut response = reply.await?;
             response.headers_mut().insert(
@@ -111,7 +122,7 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
             }
         }),
         (Method::GET, "/upgrade") => ready(upgrade(rt, &mut req)),
-        (_, "/" | "/pid" | "/healthz" | "/sleep" | "/stream" | "/echo" | "/upgrade") => {
+        (_, "/" | "/pid" | "/healthz" | "/hits" | "/sleep" | "/stream" | "/echo" | "/upgrade") => {
             ready(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
         }
         _ => ready(text(StatusCode::NOT_FOUND, "not found")),

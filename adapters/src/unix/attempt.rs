@@ -25,7 +25,7 @@ use lameduck_core::restart::{
 };
 
 use super::child::{ChildWatch, Group};
-use super::ready::{ReadyReader, ready_pipe};
+use super::ready::{Heard, Offer, ReadyReader, ready_channel};
 use super::restart::RestartError;
 use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
 
@@ -47,6 +47,12 @@ pub(crate) trait Carrier: Sync {
     /// [`Attempts::stop`]), so it finds the hand-off recorded. Returns
     /// whether it handed off.
     fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
+    /// `child` took over: its hand-off channel, which a carrier that goes
+    /// on (a supervisor) keeps to ask it for its state later. Called
+    /// before [`handed_off`](Self::handed_off).
+    fn keep_channel(&self, child: u32, channel: ReadyReader) {
+        let _ = (child, channel);
+    }
     /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
     /// yes): announce it.
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send;
@@ -56,15 +62,16 @@ pub(crate) trait Carrier: Sync {
     fn rolled_back(&self, failure: Option<RestartError>) -> RestartError;
 }
 
-/// A started process and its readiness pipe.
+/// A started process, its hand-off channel and the state to send on it.
 pub(crate) struct Launched {
     pub(crate) watch: Arc<ChildWatch>,
     pub(crate) reader: ReadyReader,
+    pub(crate) offer: Offer,
 }
 
 /// Starts `program` with `args`, the `listeners` at descriptors 3, 4, …,
-/// the write end of a new readiness pipe after them
-/// (`LAMEDUCK_READY_FD`), and after that a supervisor's `link`, if any
+/// one end of a new hand-off channel after them (`LAMEDUCK_READY_FD`; the
+/// `offer` is sent on it once the attempt runs), and after that a supervisor's `link`, if any
 /// (`LAMEDUCK_SUPERVISOR_FD`). The listeners at the indices `owned_files`
 /// are named by `LAMEDUCK_OWNED_FDS`: the new process takes their socket
 /// files over. `reaper`: watched by the process-wide reaper (a
@@ -73,6 +80,7 @@ pub(crate) struct Launched {
 /// The process leads a process group of its own, so that a failed
 /// attempt kills everything it started (see
 /// [`spawn`](super::spawn#process-groups)).
+#[allow(clippy::too_many_arguments)] // each one is what differs between the two carriers
 pub(crate) fn launch(
     program: &Path,
     args: &[OsString],
@@ -81,11 +89,12 @@ pub(crate) fn launch(
     link: Option<BorrowedFd<'_>>,
     reaper: bool,
     generation: u64,
+    offer: Offer,
 ) -> io::Result<Launched> {
     if listeners.is_empty() {
         return Err(io::Error::other("no open listener to hand over"));
     }
-    let (reader, writer) = ready_pipe()?;
+    let (reader, writer) = ready_channel()?;
     let mut command = Command::new(program);
     command.args(args);
     command.env(GENERATION_VAR, generation.to_string());
@@ -117,6 +126,7 @@ pub(crate) fn launch(
     Ok(Launched {
         watch: Arc::new(watch),
         reader,
+        offer,
     })
 }
 
@@ -242,7 +252,11 @@ impl Attempts {
         carrier: &impl Carrier,
     ) -> Result<u32, RestartError> {
         let mut progress = Progress::default();
-        let Launched { watch, reader } = match launched {
+        let Launched {
+            watch,
+            reader,
+            offer,
+        } = match launched {
             Ok(launched) => launched,
             Err(e) => {
                 let actions = {
@@ -265,8 +279,12 @@ impl Attempts {
             std::iter::from_fn(|| machine.restart.poll_action()).collect()
         };
         carry_out(actions, Some(&watch), &mut progress, None);
-        let result = match self.await_child(&watch, reader, progress, carrier).await {
+        let result = match self
+            .await_child(&watch, reader.clone(), offer, progress, carrier)
+            .await
+        {
             Ok(child) => {
+                carrier.keep_channel(child, reader);
                 // It serves now: its group no longer goes with it.
                 watch.keep_group();
                 carrier.handed_off(child).await;
@@ -292,14 +310,15 @@ impl Attempts {
         &self,
         watch: &Arc<ChildWatch>,
         reader: ReadyReader,
+        offer: Offer,
         mut progress: Progress,
         carrier: &impl Carrier,
     ) -> Result<u32, Option<RestartError>> {
         let pid = watch.pid();
-        let mut ready = Some(Box::pin(reader.wait()));
+        let mut ready = Some(Box::pin(reader.converse(offer)));
         let mut exit = Some(Box::pin(watch.exited()));
         enum Step {
-            Ready(io::Result<bool>),
+            Ready(io::Result<Heard>),
             Exited(io::Result<ExitStatus>),
             Deadline,
         }
@@ -353,7 +372,7 @@ impl Attempts {
                 }
             })
             .await;
-            if let Step::Ready(Ok(true)) = step {
+            if let Step::Ready(Ok(Heard::Ready)) = step {
                 ready = None;
                 // "Stop, or hand off?": decided under the carrier's lock,
                 // by the server's state and this machine together.
@@ -381,7 +400,13 @@ impl Attempts {
                 let mut machine = lock(&self.machine);
                 let detail = match step {
                     // Handled above.
-                    Step::Ready(Ok(true)) => None,
+                    Step::Ready(Ok(Heard::Ready)) => None,
+                    Step::Ready(Ok(Heard::Aborted { reason, detail })) => {
+                        // The state was not handed over: kill it.
+                        ready = None;
+                        let _ = machine.restart.child_aborted(pid, reason, now);
+                        detail
+                    }
                     Step::Ready(_) => {
                         // End of file without READY: wait for the exit or
                         // the deadline.

@@ -20,9 +20,11 @@ use rustix::net::{AddressFamily, SocketType};
 use super::link::Link;
 use super::ready::ReadyChannel;
 use super::spawn::{HAND_OFF_VARS, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
+use super::state::{RestartState, StateError};
 use crate::listener::ListenAddr;
 use crate::runtime::Runtime;
 use crate::server::{Builder, Pending};
+use lameduck_core::handover::Reply;
 
 /// The variables removed once the sockets are adopted.
 const VARS: [&str; 6] = HAND_OFF_VARS;
@@ -254,6 +256,14 @@ impl InheritedListener {
         })
     }
 
+    /// The Unix listener, if it is one.
+    pub(crate) fn into_unix(self) -> Option<UnixListener> {
+        match self.socket {
+            Socket::Unix(l) => Some(l),
+            Socket::Tcp(_) => None,
+        }
+    }
+
     pub(crate) fn into_pending(self) -> Pending {
         let name: Arc<str> = self.name.into();
         match self.socket {
@@ -293,6 +303,8 @@ pub struct Inherited {
     /// another process (ignored; warned about once the environment is
     /// cleared).
     not_for_us: Option<(u32, u32)>,
+    /// [`take_state`](Self::take_state) was called.
+    state_taken: bool,
 }
 
 /// An inherited Unix socket whose file this process takes over from its
@@ -417,6 +429,7 @@ impl Inherited {
             owned_files,
             env_cleared: false,
             not_for_us,
+            state_taken: false,
         })
     }
 
@@ -464,6 +477,68 @@ impl Inherited {
     #[must_use]
     pub fn is_successor(&self) -> bool {
         self.ready.is_some()
+    }
+
+    /// Takes the restart state the predecessor offered (see
+    /// [`StateOffer`](super::StateOffer)), before this process reports
+    /// ready — blocking until all of it arrived. `versions`: the
+    /// application versions this process understands; another is refused
+    /// ([`StateError::Version`]), as is anything that is not a valid
+    /// state, which makes the predecessor roll the restart back (it kills
+    /// this process and keeps serving with its own state): exit then.
+    ///
+    /// `None`: no predecessor (a first start), a predecessor that offered
+    /// nothing, or one of an earlier lameduck (a readiness pipe). A
+    /// predecessor that offered items rolls back if this process reports
+    /// ready without taking them. Call it before
+    /// [`Lifecycle::inherited`](super::Lifecycle::inherited), once.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// if let Some(mut state) = inherited.take_state(1..=2)? {
+    ///     let hits = state.u64("hits");
+    ///     let udp = state.take_fd("udp").map(std::net::UdpSocket::from);
+    /// #   let _ = (hits, udp);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn take_state(
+        &mut self,
+        versions: std::ops::RangeInclusive<u32>,
+    ) -> Result<Option<RestartState>, StateError> {
+        let Some(channel) = self.ready.as_mut() else {
+            return Ok(None);
+        };
+        if std::mem::replace(&mut self.state_taken, true) {
+            return Err(StateError::AlreadyTaken);
+        }
+        let received = channel
+            .receive(lameduck_core::handover::Limits::default())
+            .map_err(StateError::Io)?;
+        let (frame, fds) = match received {
+            None => return Ok(None),
+            Some(Ok(received)) => received,
+            Some(Err(e)) => {
+                let e = StateError::Decode(e);
+                channel
+                    .reply(&Reply::Refused(e.to_string()))
+                    .map_err(StateError::Io)?;
+                return Err(e);
+            }
+        };
+        if frame.items().is_empty() {
+            return Ok(None);
+        }
+        let reply = lameduck_core::handover::accept_version(frame.version(), versions.clone());
+        channel.reply(&reply).map_err(StateError::Io)?;
+        if reply != Reply::Taken {
+            return Err(StateError::Version {
+                offered: frame.version(),
+                known: versions,
+            });
+        }
+        Ok(Some(RestartState::new(frame, fds)))
     }
 
     /// Whether this process is a generation run by a

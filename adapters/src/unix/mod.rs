@@ -36,16 +36,22 @@
 //!    arguments — is started with the listeners at descriptors 3, 4, … (in
 //!    the order they were added, named), `LISTEN_FDS`, `LISTEN_FDNAMES`,
 //!    `LISTEN_PID` set to its own pid (written between `fork` and `exec`),
-//!    and the write end of a private readiness pipe at the next descriptor,
-//!    named by `LAMEDUCK_READY_FD`; the Unix sockets whose files this
+//!    (and the [control socket](ControlSocket), if one is served, named
+//!    `lameduck-control`), and one end of a private hand-off channel (a
+//!    Unix socket pair) at the next descriptor, named by
+//!    `LAMEDUCK_READY_FD`, on which the restart state
+//!    ([`Lifecycle::restart_state`], [`StateOffer`]) is sent at once with
+//!    its descriptors; the Unix sockets whose files this
 //!    process would remove at its end are named by `LAMEDUCK_OWNED_FDS`
 //!    ([`OWNED_FDS_VAR`]): the file goes with the last process serving
 //!    it. Every other descriptor is closed on
 //!    `exec`. Both processes now accept on the same sockets: a connection
 //!    waits in the kernel's backlog until one of them takes it.
-//! 3. The successor adopts the sockets ([`Inherited::from_env`]), starts
-//!    serving, and once every accept loop runs, [`Lifecycle::run`] writes
-//!    `READY=1` to the pipe.
+//! 3. The successor adopts the sockets ([`Inherited::from_env`]), takes
+//!    the state ([`Inherited::take_state`]: `TAKEN`, or `REFUSED <why>`,
+//!    which rolls the restart back), starts serving, and once every accept
+//!    loop runs, [`Lifecycle::run`] writes `READY=1` to the channel (the
+//!    core's [`lameduck_core::handover::Transfer`] then commits).
 //! 4. This process then writes the pid file, tells systemd
 //!    `MAINPID=<successor>` and `READY=1` (a `Type=notify-reload` unit
 //!    follows the new process), stops accepting **without** shutting the
@@ -77,7 +83,9 @@
 //!
 //! In supervisor mode the protocol is the restart's, between the
 //! supervisor and its generations: each generation gets the listeners at
-//! 3, 4, …, a readiness pipe (`LAMEDUCK_READY_FD`) and a **link**
+//! 3, 4, …, a hand-off channel (`LAMEDUCK_READY_FD`; kept open once the
+//! generation is ready: the supervisor asks it for its restart state
+//! there when it starts the next one) and a **link**
 //! (`LAMEDUCK_SUPERVISOR_FD`, [`SUPERVISOR_FD_VAR`]): a pipe only the
 //! supervisor writes to. On `SIGHUP` the supervisor starts the next
 //! generation, waits for its `READY=1`, then writes `HANDOFF <pid>` on the
@@ -171,6 +179,8 @@
 
 mod attempt;
 mod child;
+mod ctl;
+mod fdpass;
 mod inherit;
 mod link;
 mod notify;
@@ -179,9 +189,14 @@ mod ready;
 mod restart;
 mod signals;
 mod spawn;
+mod state;
 mod supervisor;
 mod tasks;
 
+pub use ctl::{
+    CONTROL_NAME, ControlError, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT,
+    Restarted, control_restart, control_status,
+};
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};
@@ -190,4 +205,5 @@ pub use spawn::{
     GENERATION_VAR, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation,
     spawn_with_listeners,
 };
+pub use state::{RestartState, StateError, StateOffer};
 pub use supervisor::{Supervisor, SupervisorEvent};

@@ -7,11 +7,13 @@ use std::fmt;
 use std::future::{Future, pending};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
 use lameduck_core::Outcome;
@@ -20,14 +22,20 @@ use lameduck_core::restart::{
 };
 
 use super::attempt::{Attempts, Carrier, Launched, launch};
+use super::ctl::{
+    CONTROL_NAME, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT, Request, one_line,
+    parse_request,
+};
 use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::ReadyChannel;
+use super::ready::{Offer, ReadyChannel, answer_state_requests};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::generation;
+use super::state::StateOffer;
 use super::tasks::Tasks;
+use crate::driver::Order;
 use crate::handle::Handle;
 
 /// Why a restart did not happen. After any of these the server goes on
@@ -157,6 +165,12 @@ pub enum LifecycleEvent {
     /// Something went wrong that does not stop the server (a pid file
     /// that cannot be written, a notification that cannot be sent).
     Problem(String),
+    /// A restart was asked on the control socket; `joined`: one was in
+    /// flight, whose outcome is the answer.
+    ControlRestart {
+        /// A restart was already in flight.
+        joined: bool,
+    },
 }
 
 impl fmt::Display for LifecycleEvent {
@@ -236,6 +250,12 @@ impl fmt::Display for LifecycleEvent {
             }
             LifecycleEvent::RestartFailed(e) => write!(f, "restart refused: {e}"),
             LifecycleEvent::Problem(message) => f.write_str(message),
+            LifecycleEvent::ControlRestart { joined: false } => {
+                f.write_str("control: restart requested")
+            }
+            LifecycleEvent::ControlRestart { joined: true } => {
+                f.write_str("control: restart requested; joining the restart in flight")
+            }
         }
     }
 }
@@ -272,7 +292,11 @@ struct Settings {
     handoff_linger: Duration,
     pid_file: Option<PathBuf>,
     notify: bool,
+    /// Builds the state offered at each restart.
+    state: Option<StateSource>,
 }
+
+type StateSource = Arc<dyn Fn() -> io::Result<StateOffer> + Send + Sync>;
 
 struct Shared {
     handle: Handle,
@@ -297,6 +321,49 @@ struct Shared {
     handed_off: AtomicU32,
     /// A drain for exit began (`shutdown`/`close`, or a signal).
     stopping: AtomicBool,
+    /// The control socket, until `run` serves it.
+    control: Mutex<Option<ControlSocket>>,
+    /// The control socket being served: passed to a successor.
+    control_listener: Mutex<Option<Arc<Async<UnixListener>>>>,
+    /// Notified on a hand-off: this process stops accepting on the control
+    /// socket (the successor does).
+    control_stop: event_listener::Event,
+    /// Control connections being served.
+    control_clients: AtomicUsize,
+    /// The outcome of the restart in flight, for requests that join it.
+    current_restart: Mutex<Option<Arc<RestartSlot>>>,
+}
+
+/// A restart's outcome, once known: the new pid and generation, or why not.
+type RestartOutcome = Result<(u32, u64), RestartError>;
+
+/// Where those who join a restart in flight wait for its outcome.
+#[derive(Default)]
+struct RestartSlot {
+    result: Mutex<Option<RestartOutcome>>,
+    known: event_listener::Event,
+}
+
+impl RestartSlot {
+    fn set(&self, result: RestartOutcome) {
+        *lock(&self.result) = Some(result);
+        self.known.notify(usize::MAX);
+    }
+
+    async fn wait(&self) -> RestartOutcome {
+        // Re-checked after registering: the outcome is never missed; it
+        // comes once the attempt (bounded by its deadline) ends.
+        loop {
+            if let Some(result) = lock(&self.result).clone() {
+                return result;
+            }
+            let listener = self.known.listen();
+            if let Some(result) = lock(&self.result).clone() {
+                return result;
+            }
+            listener.await;
+        }
+    }
 }
 
 /// A [`Lifecycle`]'s state, read at once ([`Lifecycle::snapshot`]).
@@ -404,6 +471,7 @@ impl Lifecycle {
             handoff_linger: DEFAULT_HANDOFF_LINGER,
             pid_file: None,
             notify: true,
+            state: None,
         };
         Lifecycle {
             shared: Arc::new(Shared {
@@ -420,6 +488,11 @@ impl Lifecycle {
                 observer: Mutex::new(None),
                 handed_off: AtomicU32::new(0),
                 stopping: AtomicBool::new(false),
+                control: Mutex::new(None),
+                control_listener: Mutex::new(None),
+                control_stop: event_listener::Event::new(),
+                control_clients: AtomicUsize::new(0),
+                current_restart: Mutex::new(None),
             }),
         }
     }
@@ -619,6 +692,69 @@ impl Lifecycle {
             .then(|| self.shared.supervisor.load(Ordering::Acquire))
     }
 
+    /// Restart state: `offer` is called when a restart starts, and what it
+    /// returns is handed to the successor over the private channel, beside
+    /// the listeners; the successor takes it with
+    /// [`Inherited::take_state`] before it reports ready. The offer is a
+    /// copy: if the successor refuses it, fails, is killed or is not ready
+    /// in time, the restart is rolled back ([`RestartError::Failed`] says
+    /// why) and this process keeps serving with its own state. If `offer`
+    /// fails, the restart does not start a successor and fails. In a
+    /// supervised generation the supervisor asks for it when it starts the
+    /// next generation (over the same channel, kept open), and passes it
+    /// on: the state travels between generations the same way.
+    ///
+    /// What this process does after a hand-off is still its own: a
+    /// counter it keeps counting while it drains is not seen by the
+    /// successor; a socket it passed is shared until it exits.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use lameduck::unix::{Lifecycle, StateOffer};
+    ///
+    /// let hits = Arc::new(AtomicU64::new(0));
+    /// let counted = hits.clone();
+    /// let lifecycle = Lifecycle::new(handle).restart_state(move || {
+    ///     let mut offer = StateOffer::new(1);
+    ///     offer.u64("hits", counted.load(Ordering::Relaxed))?;
+    ///     Ok(offer)
+    /// });
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn restart_state(
+        self,
+        offer: impl Fn() -> io::Result<StateOffer> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings().state = Some(Arc::new(offer));
+        self
+    }
+
+    /// Serves a control socket (see [`ControlSocket`]): `restart` asks for
+    /// a restart and answers its outcome (joining one in flight), `status`
+    /// answers a status line. Served by [`run`](Self::run) once ready; it
+    /// goes to a restart's successor with the listeners, and only the
+    /// successor accepts on it after the hand-off. The last process
+    /// serving it removes its file. Not for supervised generations.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// let path = std::env::temp_dir().join(format!("lifecycle-ctl-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// let control = lameduck::unix::ControlSocket::inherit_or_bind(&mut inherited, &path)?;
+    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).control(control);
+    /// # let _ = lifecycle; std::fs::remove_file(&path)?; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn control(self, socket: ControlSocket) -> Self {
+        *lock(&self.shared.control) = Some(socket);
+        self
+    }
+
     /// Observes [`LifecycleEvent`]s (e.g. to log them).
     ///
     /// ```
@@ -739,6 +875,10 @@ impl Lifecycle {
         let config = self.settings().signals.clone();
         self.ready().await;
         self.watch_systemd();
+        // A restart in flight, an announcement, the control socket: driven
+        // here, beside the signals.
+        let mut tasks = Tasks::default();
+        let control_path = self.serve_control(&mut tasks);
         let handle = &self.shared.handle;
         let link = lock(&self.shared.link).take();
         let mut link = match link.map(Link::into_reader).transpose() {
@@ -753,9 +893,6 @@ impl Lifecycle {
                 None
             }
         };
-        // A restart in flight, an announcement: driven here, beside the
-        // signals.
-        let mut tasks = Tasks::default();
         enum Woke {
             Signal(Option<io::Result<Signal>>),
             Link(LinkMessage),
@@ -815,7 +952,12 @@ impl Lifecycle {
             if let Some(path) = &self.settings().pid_file {
                 pidfile::remove_if(path, std::process::id());
             }
+            // The last process serving the control socket removes it.
+            if let Some(path) = control_path.filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::remove_file(path);
+            }
         }
+        self.shared.control_stop.notify(usize::MAX);
         Ok(Ended { outcome, successor })
     }
 
@@ -841,7 +983,18 @@ impl Lifecycle {
         let channel = lock(&self.shared.ready).take();
         if let Some(channel) = channel {
             let supervised = self.supervisor().is_some();
-            match channel.report() {
+            let reported = if supervised {
+                // The channel stays open: the supervisor asks it for this
+                // generation's state when it starts the next one.
+                channel.report_and_keep().map(|kept| {
+                    if let Some(kept) = kept {
+                        self.answer_state_requests(kept);
+                    }
+                })
+            } else {
+                channel.report()
+            };
+            match reported {
                 Ok(()) => {
                     self.take_over_files();
                     self.event(LifecycleEvent::Ready {
@@ -876,6 +1029,37 @@ impl Lifecycle {
             successor: false,
             supervised: false,
         });
+    }
+
+    /// A supervised generation: answers its supervisor's state requests
+    /// with what [`restart_state`](Self::restart_state) builds (nothing
+    /// without it).
+    fn answer_state_requests(&self, channel: ReadyChannel) {
+        let this = self.clone();
+        // On the server's runtime, while it serves.
+        let driver = self.shared.handle.driver();
+        driver.order(Order::Spawn(Box::pin(async move {
+            let offer = || this.offer();
+            if let Err(e) = answer_state_requests(channel, offer).await {
+                this.event(LifecycleEvent::Problem(format!(
+                    "restart state for the supervisor: {e}; no more restarts with this \
+                     generation's state"
+                )));
+            }
+        })));
+    }
+
+    /// What this process offers a successor now.
+    fn offer(&self) -> io::Result<Offer> {
+        let source = self.settings().state.clone();
+        match source {
+            None => Ok(Offer::empty()),
+            Some(source) => {
+                let state = source()
+                    .map_err(|e| io::Error::new(e.kind(), format!("the restart state: {e}")))?;
+                Ok(state.into_offer()?)
+            }
+        }
     }
 
     /// Reported ready to the predecessor: the socket files it handed over
@@ -1063,6 +1247,13 @@ impl Lifecycle {
     /// # Ok(()) }
     /// ```
     pub async fn restart(&self) -> Result<u32, RestartError> {
+        self.restart_or_join(false).await.map(|(pid, _)| pid)
+    }
+
+    /// [`restart`](Self::restart); with `join`, a restart already in flight
+    /// is not refused: its outcome is the answer. The new pid and its
+    /// generation.
+    async fn restart_or_join(&self, join: bool) -> RestartOutcome {
         if let Some(supervisor) = self.supervisor() {
             let e = RestartError::Supervised { supervisor };
             self.event(LifecycleEvent::RestartFailed(e.clone()));
@@ -1072,9 +1263,37 @@ impl Lifecycle {
         if self.shared.handle.phase().is_shutting_down() {
             self.stop_restarts();
         }
-        let attempt = match self.shared.attempts.begin() {
-            Ok(attempt) => attempt,
-            Err(e) => {
+        enum Begun {
+            Started(u64, Arc<RestartSlot>),
+            Joined(Arc<RestartSlot>),
+            Refused(CoreError),
+        }
+        let begun = {
+            // Under this lock, an attempt begins and its outcome slot is
+            // set: one who finds it in progress finds its slot.
+            let mut current = lock(&self.shared.current_restart);
+            match self.shared.attempts.begin() {
+                Ok(attempt) => {
+                    let slot = Arc::new(RestartSlot::default());
+                    *current = Some(slot.clone());
+                    Begun::Started(attempt, slot)
+                }
+                Err(CoreError::InProgress) if join => match current.clone() {
+                    Some(slot) => Begun::Joined(slot),
+                    None => Begun::Refused(CoreError::InProgress),
+                },
+                Err(e) => Begun::Refused(e),
+            }
+        };
+        if join {
+            self.event(LifecycleEvent::ControlRestart {
+                joined: matches!(begun, Begun::Joined(_)),
+            });
+        }
+        let (attempt, outcome) = match begun {
+            Begun::Started(attempt, slot) => (attempt, slot),
+            Begun::Joined(slot) => return slot.wait().await,
+            Begun::Refused(e) => {
                 let e = match e {
                     CoreError::InProgress => RestartError::InProgress,
                     _ => RestartError::Stopping,
@@ -1094,11 +1313,34 @@ impl Lifecycle {
                 pid: launched.watch.pid(),
             });
         }
-        self.shared.attempts.run(launched, self).await
+        let result = self
+            .shared
+            .attempts
+            .run(launched, self)
+            .await
+            .map(|pid| (pid, generation() + 1));
+        outcome.set(result.clone());
+        {
+            let mut current = lock(&self.shared.current_restart);
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &outcome)) {
+                *current = None;
+            }
+        }
+        result
     }
 
-    /// Starts the successor with the listeners and a readiness pipe.
+    /// Starts the successor with the listeners and the hand-off channel,
+    /// on which the state goes.
     fn start_successor(&self) -> io::Result<Launched> {
+        let source = self.settings().state.clone();
+        let offer = match source {
+            None => Offer::empty(),
+            Some(source) => {
+                let state = source()
+                    .map_err(|e| io::Error::new(e.kind(), format!("the restart state: {e}")))?;
+                state.into_offer().map_err(io::Error::from)?
+            }
+        };
         let (program, args) = {
             let settings = self.settings();
             let program = match &settings.executable {
@@ -1113,10 +1355,16 @@ impl Lifecycle {
             (program, settings.args.clone())
         };
         let listeners = self.shared.handle.driver().open_listeners();
-        let fds: Vec<_> = listeners
+        let mut fds: Vec<_> = listeners
             .iter()
             .map(|(socket, name)| (socket.as_fd(), &**name))
             .collect();
+        // The control socket travels with them (after them: the indices of
+        // `owned_files` stay the listeners').
+        let control = lock(&self.shared.control_listener).clone();
+        if let Some(control) = &control {
+            fds.push((control.as_fd(), CONTROL_NAME));
+        }
         // The files this process would remove at its end go to the
         // successor (see `OWNED_FDS_VAR`).
         let owned_files: Vec<usize> = listeners
@@ -1133,6 +1381,7 @@ impl Lifecycle {
             None,
             false,
             generation() + 1,
+            offer,
         )
     }
 
@@ -1179,6 +1428,9 @@ impl Lifecycle {
             }
         }
         self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
+        // The successor accepts on the control socket from now on.
+        self.shared.control_stop.notify(usize::MAX);
+        *lock(&self.shared.control_listener) = None;
         self.event(LifecycleEvent::HandedOff {
             pid: std::process::id(),
             successor,
@@ -1240,5 +1492,168 @@ impl Lifecycle {
         };
         let problem = move |p| problem.event(LifecycleEvent::Problem(p));
         super::notify::spawn_watch(self.shared.handle.driver(), observe, problem);
+    }
+}
+
+// The control socket (ctl.rs has the protocol and the client side).
+impl Lifecycle {
+    /// Starts accepting on the control socket, if one was given (a task of
+    /// the run loop's): its path, removed at the end if no successor took
+    /// it over.
+    fn serve_control(&self, tasks: &mut Tasks) -> Option<PathBuf> {
+        let socket = lock(&self.shared.control).take()?;
+        if self.supervisor().is_some() {
+            self.event(LifecycleEvent::Problem(
+                "a supervised generation serves no control socket (the supervisor restarts)".into(),
+            ));
+            return None;
+        }
+        let listener = match Async::new(socket.listener) {
+            Ok(listener) => Arc::new(listener),
+            Err(e) => {
+                self.event(LifecycleEvent::Problem(format!(
+                    "cannot serve the control socket {}: {e}",
+                    socket.path.display()
+                )));
+                return None;
+            }
+        };
+        *lock(&self.shared.control_listener) = Some(listener.clone());
+        let this = self.clone();
+        tasks.push(async move {
+            // Its clients, driven beside the accept loop.
+            let mut clients = Tasks::default();
+            // One connection per pass; ends at a hand-off or the end of
+            // `run` (a listener that fails stops it too).
+            loop {
+                let stopped = this.shared.control_stop.listen();
+                if this.shared.handed_off.load(Ordering::Acquire) != 0 {
+                    break;
+                }
+                let accepted = async { Some(listener.accept().await) }
+                    .or(async {
+                        stopped.await;
+                        None
+                    })
+                    .or(async {
+                        clients.run().await;
+                        unreachable!("Tasks::run never completes")
+                    })
+                    .await;
+                let stream = match accepted {
+                    None => break,
+                    Some(Ok((stream, _))) => stream,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                    Some(Err(e)) => {
+                        this.event(LifecycleEvent::Problem(format!(
+                            "control socket: accept failed: {e}; no longer served here"
+                        )));
+                        break;
+                    }
+                };
+                if this.shared.control_clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    this.shared.control_clients.fetch_sub(1, Ordering::AcqRel);
+                    continue; // closed unanswered
+                }
+                let client = this.clone();
+                clients.push(async move {
+                    client.control_client(stream).await;
+                    client.shared.control_clients.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        });
+        Some(socket.path)
+    }
+
+    /// One control connection: a request line (bounded in size and time),
+    /// one reply line.
+    async fn control_client(&self, stream: Async<UnixStream>) {
+        let line = async { Some(read_request(&stream).await) }
+            .or(async {
+                async_io::Timer::after(REQUEST_TIMEOUT).await;
+                None
+            })
+            .await;
+        let reply = match line {
+            None => return, // no request in time: closed
+            Some(Err(why)) => format!("error {why}"),
+            Some(Ok(line)) => match parse_request(&line) {
+                Err(why) => format!("error {why}"),
+                Ok(Request::Status) => format!("ok status {}", self.status_line()),
+                Ok(Request::Restart) => match self.restart_or_join(true).await {
+                    Ok((pid, generation)) => {
+                        format!("ok restarted pid={pid} generation={generation}")
+                    }
+                    Err(e) => format!("error {}", one_line(&e.to_string())),
+                },
+            },
+        };
+        let reply = format!("{reply}\n");
+        let _ = async {
+            let mut left = reply.as_bytes();
+            // Each pass writes at least one byte or ends; bounded by the
+            // reply's length (and the timeout below).
+            while !left.is_empty() {
+                match stream
+                    .write_with(|s| {
+                        rustix::net::send(s, left, rustix::net::SendFlags::NOSIGNAL)
+                            .map_err(io::Error::from)
+                    })
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = &left[n..],
+                }
+            }
+        }
+        .or(async {
+            async_io::Timer::after(REQUEST_TIMEOUT).await;
+        })
+        .await;
+    }
+
+    /// `phase=… restart=… pid=… generation=… new=… active=… idle=…
+    /// hijacked=… restarts=…`.
+    fn status_line(&self) -> String {
+        let s = self.snapshot();
+        let c = s.server.counts;
+        format!(
+            "phase={} restart={} pid={} generation={} new={} active={} idle={} hijacked={} restarts={}",
+            format!("{:?}", s.server.phase).to_lowercase(),
+            format!("{:?}", s.restart).to_lowercase(),
+            std::process::id(),
+            s.generation,
+            c.new,
+            c.active,
+            c.idle,
+            c.hijacked,
+            s.restarts_attempted
+        )
+    }
+}
+
+/// Reads one request line (without its newline), at most [`MAX_REQUEST`]
+/// bytes; an end of file first, or a longer line, is the error.
+async fn read_request(stream: &Async<UnixStream>) -> Result<Vec<u8>, String> {
+    let mut line = Vec::with_capacity(MAX_REQUEST);
+    // Each pass reads at least one byte or ends; bounded by MAX_REQUEST.
+    loop {
+        let mut buf = [0u8; MAX_REQUEST];
+        let room = MAX_REQUEST - line.len();
+        let n = stream
+            .read_with(|s| rustix::io::read(s, &mut buf[..room]).map_err(io::Error::from))
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("no request line".into());
+        }
+        if let Some(end) = buf[..n].iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            return Ok(line);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() >= MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
     }
 }

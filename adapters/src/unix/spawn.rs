@@ -47,9 +47,12 @@ use std::process::{Child, Command};
 
 use lameduck_core::activation::{FIRST_FD, ListenEnv};
 
-/// The variable naming a successor's readiness channel: the write end of
-/// a pipe on which it writes `READY=1\n` once it serves (see
-/// [`Lifecycle`](super::Lifecycle)).
+/// The variable naming a successor's hand-off channel: one end of a Unix
+/// socket pair on which it receives the restart state and writes
+/// `TAKEN` (or `REFUSED <why>`), then `READY=1\n` once it serves (see
+/// [`Lifecycle`](super::Lifecycle), [`lameduck_core::handover`]). A
+/// successor also accepts the write end of a pipe there (an earlier
+/// lameduck's predecessor: readiness only).
 ///
 /// ```
 /// assert_eq!(lameduck::unix::READY_FD_VAR, "LAMEDUCK_READY_FD");

@@ -22,10 +22,12 @@ use lameduck_core::restart::{RestartConfig, RestartError as CoreError, RestartFa
 
 use super::attempt::{Attempts, Carrier, Launched, launch};
 use super::child::{ChildWatch, on_orphan_reaped};
+use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
+use super::ready::{Offer, ReadyReader};
 use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use crate::listener::ListenAddr;
@@ -112,11 +114,23 @@ pub enum SupervisorEvent {
     /// Something went wrong that does not stop the supervisor (a pid file
     /// that cannot be written, a notification that cannot be sent).
     Problem(String),
+    /// A restart was asked on the control socket; `joined`: one was in
+    /// flight, whose outcome is the answer.
+    ControlRestart {
+        /// A restart was already in flight.
+        joined: bool,
+    },
 }
 
 impl fmt::Display for SupervisorEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SupervisorEvent::ControlRestart { joined: false } => {
+                f.write_str("control: restart requested")
+            }
+            SupervisorEvent::ControlRestart { joined: true } => {
+                f.write_str("control: restart requested; joining the restart in flight")
+            }
             SupervisorEvent::GenerationStarted { generation, pid } => write!(
                 f,
                 "generation {generation}: pid {pid} started; waiting until it is ready"
@@ -281,6 +295,7 @@ pub struct Supervisor {
     notify: bool,
     stop_timeout: Option<Duration>,
     observer: Option<Observer>,
+    control: Mutex<Option<ControlSocket>>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -322,7 +337,30 @@ impl Supervisor {
             notify: true,
             stop_timeout: None,
             observer: None,
+            control: Mutex::new(None),
         }
+    }
+
+    /// Serves a control socket (see [`ControlSocket`]): in supervisor mode
+    /// it is the supervisor's (the generations never see it). `restart`
+    /// starts the next generation (or joins the restart in flight) and
+    /// answers the outcome — the new generation's pid and number;
+    /// `status` answers `phase=… restart=… pid=<serving generation>
+    /// generation=… supervisor=<pid> restarts=…` (connection counts are
+    /// the generations'). Its file is removed when the supervisor ends.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let path = std::env::temp_dir().join(format!("sup-ctl-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::default();
+    /// let control = lameduck::unix::ControlSocket::inherit_or_bind(&mut inherited, &path)?;
+    /// let supervisor = lameduck::unix::Supervisor::new().control(control);
+    /// # drop(supervisor); std::fs::remove_file(&path)?; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn control(self, socket: ControlSocket) -> Self {
+        *lock(&self.control) = Some(socket);
+        self
     }
 
     /// Passes the inherited TCP socket named `name` on to the generations,
@@ -611,6 +649,9 @@ struct Gen {
     /// Kept until it exits: its end of file would tell it the supervisor
     /// is gone.
     link: LinkWriter,
+    /// Its hand-off channel, once it serves: asked for its restart state
+    /// when the next generation starts.
+    channel: Option<ReadyReader>,
 }
 
 #[derive(Default)]
@@ -665,10 +706,53 @@ impl Core<'_> {
     }
 
     /// Starts the next generation, as the machine's `Spawn` asks: the
-    /// attempt to carry out.
+    /// attempt to carry out. The serving generation's restart state (asked
+    /// for on its channel) is offered to the new one: it passes between
+    /// generations as between a process and its successor.
     fn start_generation(&self) -> AttemptFuture<'_> {
-        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        let launched = self.launch(generation);
+        Box::pin(async move {
+            let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+            let offer = self.serving_state().await;
+            let launched = offer.and_then(|offer| self.launch(generation, offer));
+            self.carry_out_generation(generation, launched).await
+        })
+    }
+
+    /// The serving generation's state: nothing if none serves (the
+    /// first), or within the readiness deadline, or the error.
+    async fn serving_state(&self) -> io::Result<Offer> {
+        let channel = lock(&self.gens)
+            .serving
+            .as_ref()
+            .and_then(|g| g.channel.clone());
+        let Some(channel) = channel else {
+            return Ok(Offer::empty());
+        };
+        let limits = lameduck_core::handover::Limits::default();
+        let asked = async { Some(channel.request_state(limits).await) };
+        let deadline = Instant::now() + self.settings.ready_timeout;
+        let timeout = async {
+            self.sleep_until(deadline).await;
+            None
+        };
+        match asked.or(timeout).await {
+            Some(Ok(offer)) => Ok(offer),
+            Some(Err(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("the serving generation's restart state: {e}"),
+            )),
+            None => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the serving generation did not give its restart state in time",
+            )),
+        }
+    }
+
+    async fn carry_out_generation(
+        &self,
+        generation: u64,
+        launched: io::Result<(Launched, LinkWriter)>,
+    ) -> Result<u32, RestartError> {
         if let Ok(launched) = &launched {
             self.event(SupervisorEvent::GenerationStarted {
                 generation,
@@ -680,14 +764,15 @@ impl Core<'_> {
                 generation,
                 watch: launched.watch.clone(),
                 link,
+                channel: None,
             });
             launched
         });
-        Box::pin(self.attempts.run(launched, self))
+        self.attempts.run(launched, self).await
     }
 
     /// Starts a generation with the listeners, a readiness pipe and a link.
-    fn launch(&self, generation: u64) -> io::Result<(Launched, LinkWriter)> {
+    fn launch(&self, generation: u64, offer: Offer) -> io::Result<(Launched, LinkWriter)> {
         let program = match &self.settings.executable {
             Ok(path) => path.clone(),
             Err(e) => {
@@ -716,6 +801,7 @@ impl Core<'_> {
             Some(read.as_fd()),
             true,
             generation,
+            offer,
         )?;
         // Only the generation holds the read end now.
         drop(read);
@@ -748,6 +834,46 @@ impl Core<'_> {
             .collect()
     }
 
+    /// Begins a restart: its attempt to carry out, or why not (reported).
+    fn begin_restart(&self) -> Result<AttemptFuture<'_>, RestartError> {
+        // The machine refuses while one is in flight or stopping.
+        match self.attempts.begin() {
+            Ok(_) => {
+                self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+                Ok(self.start_generation())
+            }
+            Err(e) => {
+                let e = match e {
+                    CoreError::InProgress => RestartError::InProgress,
+                    _ => RestartError::Stopping,
+                };
+                self.event(SupervisorEvent::RestartFailed(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The status line for the control socket.
+    fn status_line(&self) -> String {
+        let gens = lock(&self.gens);
+        let phase = if self.stopping() {
+            "draining"
+        } else {
+            "serving"
+        };
+        let restart = format!("{:?}", self.attempts.phase()).to_lowercase();
+        let (pid, generation) = gens
+            .serving
+            .as_ref()
+            .map_or((0, 0), |g| (g.watch.pid(), g.generation));
+        format!(
+            "phase={phase} restart={restart} pid={pid} generation={generation} supervisor={} \
+             restarts={}",
+            std::process::id(),
+            self.generations.load(Ordering::Acquire).saturating_sub(1)
+        )
+    }
+
     /// Obeys a signal; a restart's attempt to carry out, if it starts one.
     fn on_signal(
         &self,
@@ -762,24 +888,7 @@ impl Core<'_> {
                     action,
                     forwarded_to: Vec::new(),
                 });
-                // The machine refuses while one is in flight or stopping.
-                match self.attempts.begin() {
-                    Ok(_) => {
-                        self.send_notify(&format!(
-                            "RELOADING=1\nMONOTONIC_USEC={}",
-                            monotonic_usec()
-                        ));
-                        Some(self.start_generation())
-                    }
-                    Err(e) => {
-                        let e = match e {
-                            CoreError::InProgress => RestartError::InProgress,
-                            _ => RestartError::Stopping,
-                        };
-                        self.event(SupervisorEvent::RestartFailed(e));
-                        None
-                    }
-                }
+                self.begin_restart().ok()
             }
             SignalAction::Drain | SignalAction::Close => {
                 self.begin_stop(stop_deadline);
@@ -811,7 +920,17 @@ impl Core<'_> {
             async_io::Timer::at,
         );
         let mut systemd = std::pin::pin!(systemd);
+        // The control socket, served on threads; their requests come here.
+        let (asks_tx, asks) = async_channel::unbounded();
+        let control = lock(&self.settings.control).take();
+        let _served = match control {
+            Some(socket) => Some(serve_on_threads(socket, asks_tx)?),
+            None => None,
+        };
+        // Control clients waiting for the attempt in flight.
+        let mut waiters: Vec<async_channel::Sender<String>> = Vec::new();
         enum Woke {
+            Control(Ask),
             Signal(Option<io::Result<Signal>>),
             Attempt(Result<u32, RestartError>),
             Exited(u32, io::Result<ExitStatus>),
@@ -879,7 +998,14 @@ impl Core<'_> {
                     }
                 };
                 let systemd = systemd.as_mut();
+                let control = async {
+                    match asks.recv().await {
+                        Ok(ask) => Woke::Control(ask),
+                        Err(_) => pending().await,
+                    }
+                };
                 signal
+                    .or(control)
                     .or(attempt_done)
                     .or(exited)
                     .or(deadline)
@@ -887,6 +1013,27 @@ impl Core<'_> {
                     .await
             };
             match woke {
+                Woke::Control(Ask::Status(reply)) => {
+                    let _ = reply.try_send(format!("ok status {}", self.status_line()));
+                }
+                Woke::Control(Ask::Restart(reply)) => {
+                    let joined = attempt.is_some();
+                    self.event(SupervisorEvent::ControlRestart { joined });
+                    if joined {
+                        waiters.push(reply);
+                    } else {
+                        match self.begin_restart() {
+                            Ok(started) => {
+                                attempt = Some(started);
+                                waiters.push(reply);
+                            }
+                            Err(e) => {
+                                let _ =
+                                    reply.try_send(format!("error {}", one_line(&e.to_string())));
+                            }
+                        }
+                    }
+                }
                 Woke::Signal(Some(Ok(signal))) => {
                     if let Some(started) = self.on_signal(signal, &mut stop_deadline) {
                         attempt = Some(started);
@@ -898,6 +1045,16 @@ impl Core<'_> {
                     attempt = None;
                     self.attempts.renew();
                     let mut gens = lock(&self.gens);
+                    let reply = match &result {
+                        Ok(pid) => format!(
+                            "ok restarted pid={pid} generation={}",
+                            gens.serving.as_ref().map_or(0, |g| g.generation)
+                        ),
+                        Err(e) => format!("error {}", one_line(&e.to_string())),
+                    };
+                    for waiter in waiters.drain(..) {
+                        let _ = waiter.try_send(reply.clone());
+                    }
                     // Handed off to (now serving), or killed and reaped.
                     gens.starting = None;
                     if gens.serving.is_none() && gens.exit.is_none() {
@@ -975,6 +1132,12 @@ impl Carrier for Core<'_> {
         restart_takes(!self.stopping())
     }
 
+    fn keep_channel(&self, _child: u32, channel: ReadyReader) {
+        if let Some(starting) = lock(&self.gens).starting.as_mut() {
+            starting.channel = Some(channel);
+        }
+    }
+
     /// The new generation serves: the previous one (if any) is told to hand
     /// off; systemd hears `READY=1` (after a restart: the reload is over).
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
@@ -994,6 +1157,9 @@ impl Carrier for Core<'_> {
                         "cannot tell generation pid {old} to hand off: {e}"
                     )));
                 }
+                // Its state is the new generation's now: no more asking.
+                let mut previous = previous;
+                previous.channel = None;
                 gens.draining.push(previous);
                 drop(gens);
                 self.send_notify("READY=1");
