@@ -84,7 +84,7 @@ impl Handle {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let driver = self.driver();
+        let driver = self.next_member();
         if !driver.serving.load(Ordering::Acquire) {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,

@@ -24,8 +24,7 @@ use std::time::Instant;
 
 use event_listener::Event;
 use lameduck_core::{
-    Action, ConnId, Counts, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server,
-    done_signal,
+    Action, ConnId, DoneSender, Drained, Error, HookStage, ListenerId, Server, done_signal,
 };
 
 use crate::conn::{AnyIo, GentleCloses};
@@ -59,6 +58,9 @@ pub(crate) struct Driver {
     orders: async_channel::Sender<Order>,
     pub(crate) orders_rx: async_channel::Receiver<Order>,
     drained: Drained,
+    /// Told the outcome once the done signal completed (a server on
+    /// several threads joins its members' signals).
+    done_hook: std::sync::OnceLock<DoneHook>,
     observer: Option<Observer>,
     pub(crate) hooks: Hooks,
 }
@@ -189,6 +191,44 @@ pub(crate) struct Reports {
     pub(crate) writes: bool,
 }
 
+/// What a joining handle is told when a driver is done.
+pub(crate) type DoneHook = Box<dyn Fn(lameduck_core::Outcome) + Send + Sync>;
+
+/// "Stop, or hand off?" for a server on several threads, decided once for
+/// all of them: under every member's lock at once (taken in order; a
+/// shutdown takes them one at a time, in the same order), only if every
+/// member still serves and `restart_takes(serving)` agrees. Then each
+/// member hands off (its listeners released, its drain begun).
+pub(crate) fn hand_off_all(
+    members: &[Arc<Driver>],
+    restart_takes: impl FnOnce(bool) -> bool,
+    linger: std::time::Duration,
+    timeout: Option<std::time::Duration>,
+) -> bool {
+    let mut afters: Vec<AfterLock> = Vec::with_capacity(members.len());
+    let handed = {
+        let mut states: Vec<MutexGuard<'_, State>> = members.iter().map(|d| d.lock()).collect();
+        let serving = states.iter().all(|s| !s.core.phase().is_shutting_down());
+        if !restart_takes(serving) {
+            return false;
+        }
+        let now = Instant::now();
+        let deadline = timeout.and_then(|t| now.checked_add(t));
+        for (driver, state) in members.iter().zip(states.iter_mut()) {
+            // Cannot be refused: every member serves, under its lock.
+            let _ = state.core.hand_off(now, linger, deadline);
+            let mut after = AfterLock::default();
+            driver.dispatch(state, &mut after);
+            afters.push(after);
+        }
+        true
+    };
+    for (driver, after) in members.iter().zip(afters) {
+        driver.after_lock(after);
+    }
+    handed
+}
+
 /// What an input left to do once the lock is released.
 #[derive(Default)]
 struct AfterLock {
@@ -236,6 +276,7 @@ impl Driver {
             orders,
             orders_rx,
             drained,
+            done_hook: std::sync::OnceLock::new(),
             observer,
             hooks,
         })
@@ -376,6 +417,9 @@ impl Driver {
         }
         if let Some((done, outcome)) = after.done {
             done.complete(outcome);
+            if let Some(hook) = self.done_hook.get() {
+                hook(outcome);
+            }
         }
     }
 
@@ -464,6 +508,17 @@ impl Driver {
         &self.drained
     }
 
+    /// Calls `hook` with the outcome once done — at once if done already.
+    /// (It may be called twice when the two race: make it idempotent.)
+    pub(crate) fn on_done(&self, hook: DoneHook) {
+        if self.done_hook.set(hook).is_err() {
+            return; // set once, by the one handle that joins
+        }
+        if let (Some(outcome), Some(hook)) = (self.drained.outcome(), self.done_hook.get()) {
+            hook(outcome);
+        }
+    }
+
     /// Waits for the done signal, then for the gentle closes still in
     /// progress — a process exiting sooner would turn their sockets into
     /// resets (unread input at close makes the kernel send RST, which
@@ -497,14 +552,6 @@ impl Driver {
     }
 
     // ----- queries under the lock ------------------------------------------
-
-    pub(crate) fn counts(&self) -> Counts {
-        self.lock().core.counts()
-    }
-
-    pub(crate) fn phase(&self) -> Phase {
-        self.lock().core.phase()
-    }
 
     pub(crate) fn snapshot(&self) -> lameduck_core::Snapshot {
         self.lock().core.snapshot()

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lameduck_core::{Abandoned, Counts, Drained, Outcome, Phase};
@@ -26,30 +27,50 @@ use crate::listener::ListenAddr;
 /// assert!(outcome.is_graceful());
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct Handle {
-    driver: Arc<Driver>,
+    /// One driver per executor thread the server runs on (one, unless it
+    /// runs on several threads): every command reaches each.
+    members: Arc<[Arc<Driver>]>,
+    /// The server's done signal: its member's, or, with several, one that
+    /// completes when all of theirs have.
+    drained: Drained,
     addrs: Arc<[ListenAddr]>,
-}
-
-impl Clone for Handle {
-    fn clone(&self) -> Self {
-        Handle {
-            driver: self.driver.clone(),
-            addrs: self.addrs.clone(),
-        }
-    }
+    /// Where the next handed-in connection goes (several members).
+    next: Arc<AtomicUsize>,
 }
 
 impl Handle {
-    pub(crate) fn new(driver: Arc<Driver>, addrs: Vec<ListenAddr>) -> Self {
+    /// The handle of a server made of `members` (one driver per thread;
+    /// at least one).
+    pub(crate) fn new(members: Vec<Arc<Driver>>, addrs: Vec<ListenAddr>) -> Self {
+        let drained = match members.as_slice() {
+            [one] => one.drained().clone(),
+            several => join_done(several),
+        };
         Handle {
-            driver,
+            members: members.into(),
+            drained,
             addrs: addrs.into(),
+            next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
+    /// The server's drivers, one per executor thread; the first is the
+    /// one that runs the hooks and hands the listeners over.
+    pub(crate) fn members(&self) -> &[Arc<Driver>] {
+        &self.members
+    }
+
+    /// The first driver (hand-offs, handed-in connections by default).
     pub(crate) fn driver(&self) -> &Arc<Driver> {
-        &self.driver
+        &self.members[0]
+    }
+
+    /// The driver for the next handed-in connection (round robin).
+    pub(crate) fn next_member(&self) -> &Arc<Driver> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
+        &self.members[i]
     }
 
     /// Begins a graceful shutdown (Go's `Server.Shutdown`): after the
@@ -72,7 +93,9 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub fn shutdown(&self, deadline: Option<Instant>) {
-        self.driver.input(|core, now| core.shutdown(now, deadline));
+        for driver in self.members.iter() {
+            driver.input(|core, now| core.shutdown(now, deadline));
+        }
     }
 
     /// [`shutdown`](Self::shutdown) with a deadline `timeout` from now.
@@ -85,10 +108,8 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub fn shutdown_within(&self, timeout: Duration) {
-        self.driver.input(|core, now| {
-            let deadline = now.checked_add(timeout);
-            core.shutdown(now, deadline);
-        });
+        // One deadline for every thread's part.
+        self.shutdown(Instant::now().checked_add(timeout));
     }
 
     /// Closes everything now (Go's `Server.Close`): listeners and every
@@ -104,7 +125,9 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
-        self.driver.input(|core, now| core.close(now));
+        for driver in self.members.iter() {
+            driver.input(|core, now| core.close(now));
+        }
     }
 
     /// The done signal: await [`Drained::wait`] for the [`Outcome`](lameduck_core::Outcome),
@@ -124,7 +147,7 @@ impl Handle {
     /// closes still in progress.
     #[must_use]
     pub fn drained(&self) -> Drained {
-        self.driver.drained().clone()
+        self.drained.clone()
     }
 
     /// Resolves once the server is done ([`drained`](Self::drained)) **and**
@@ -152,7 +175,10 @@ impl Handle {
     /// # Ok(()) }
     /// ```
     pub async fn finished(&self) -> Result<Outcome, Abandoned> {
-        self.driver.finished().await
+        for driver in self.members.iter() {
+            driver.finished().await?;
+        }
+        self.drained.wait().await
     }
 
     /// Connections by state, now.
@@ -166,7 +192,7 @@ impl Handle {
     /// ```
     #[must_use]
     pub fn counts(&self) -> Counts {
-        self.driver.counts()
+        self.snapshot().counts
     }
 
     /// Phase, counts, shutdown deadline and drain progress, read together.
@@ -183,7 +209,9 @@ impl Handle {
     /// ```
     #[must_use]
     pub fn snapshot(&self) -> lameduck_core::Snapshot {
-        self.driver.snapshot()
+        let mut snapshots = self.members.iter().map(|driver| driver.snapshot());
+        let first = snapshots.next().expect("a server has at least one member");
+        snapshots.fold(first, lameduck_core::Snapshot::merge)
     }
 
     /// The server's phase, now ([`Phase::is_ready`] for readiness probes).
@@ -200,7 +228,7 @@ impl Handle {
     /// ```
     #[must_use]
     pub fn phase(&self) -> Phase {
-        self.driver.phase()
+        self.snapshot().phase
     }
 
     /// The addresses the server listens on, in the order they were added.
@@ -227,4 +255,46 @@ impl fmt::Debug for Handle {
             .field("counts", &self.counts())
             .finish()
     }
+}
+
+/// A done signal that completes once every member's has, with their
+/// outcomes merged ([`Outcome::merge`]).
+fn join_done(members: &[Arc<Driver>]) -> Drained {
+    let (done, drained) = lameduck_core::done_signal();
+    let join = Arc::new(std::sync::Mutex::new(Join {
+        left: members.len(),
+        reported: vec![false; members.len()],
+        outcome: None,
+        done: Some(done),
+    }));
+    for (i, driver) in members.iter().enumerate() {
+        let join = join.clone();
+        driver.on_done(Box::new(move |outcome| {
+            let mut join = join
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if std::mem::replace(&mut join.reported[i], true) {
+                return; // reported twice (the hook and the check): once counts
+            }
+            join.outcome = Some(match join.outcome {
+                Some(so_far) => so_far.merge(outcome),
+                None => outcome,
+            });
+            join.left -= 1;
+            if join.left == 0 {
+                if let (Some(done), Some(outcome)) = (join.done.take(), join.outcome) {
+                    done.complete(outcome);
+                }
+            }
+        }));
+    }
+    drained
+}
+
+/// The members' outcomes so far.
+struct Join {
+    left: usize,
+    reported: Vec<bool>,
+    outcome: Option<Outcome>,
+    done: Option<lameduck_core::DoneSender>,
 }

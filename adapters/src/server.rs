@@ -64,67 +64,131 @@ struct Member<R: Runtime> {
     listeners: Vec<(ListenerId, Arc<ListenSocket<R>>, Arc<Stop>)>,
 }
 
-/// How a thread's part starts serving: makes the connection server on that
-/// thread (the handler travels to it).
-type ServeMaker<R> = Box<dyn FnOnce(&R) -> Arc<dyn ServeConn<R>> + Send>;
+/// How each thread's part starts serving: makes the connection server on
+/// that thread (the handler travels to every one).
+type ServeMaker<R> = Arc<dyn Fn(&R) -> Arc<dyn ServeConn<R>> + Send + Sync>;
 
 /// What a built server keeps until it serves.
 enum Unserved<R: Runtime> {
     /// Its part on this thread.
     Here(Member<R>),
-    /// Its thread, waiting for the handler.
-    Launched(async_channel::Sender<ServeMaker<R>>),
+    /// Its threads, each waiting for the handler.
+    Launched(Vec<async_channel::Sender<ServeMaker<R>>>),
+}
+
+impl Spec {
+    /// The part of the server thread `index` of `threads` builds: the same
+    /// listening sockets (new descriptors), the same configuration and
+    /// observer; the hooks run once, on the first; a Unix socket's file is
+    /// the first's to remove.
+    fn for_thread(&mut self, index: usize) -> io::Result<Spec> {
+        let pending = self
+            .pending
+            .iter()
+            .map(|pending| {
+                Ok(match pending {
+                    Pending::Tcp(l, name, bound) => {
+                        Pending::Tcp(l.try_clone()?, name.clone(), *bound)
+                    }
+                    Pending::Unix(l, unlink, name) => Pending::Unix(
+                        l.try_clone()?,
+                        unlink.clone().filter(|_| index == 0),
+                        name.clone(),
+                    ),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Spec {
+            config: self.config.clone(),
+            pending,
+            hooks: if index == 0 {
+                std::mem::take(&mut self.hooks)
+            } else {
+                Hooks::default()
+            },
+            observer: self.observer.clone(),
+        })
+    }
 }
 
 impl<R: Runtime> Place<R> {
-    /// Builds the server's part where it runs.
-    fn start(self, spec: Spec) -> io::Result<(Handle, Unserved<R>)> {
+    /// Builds the server's parts where they run: on `threads` threads.
+    fn start(self, mut spec: Spec, threads: usize) -> io::Result<(Handle, Unserved<R>)> {
         match self {
             Place::Here(rt) => {
-                let (member, handle) = Member::build(rt, spec)?;
-                Ok((handle, Unserved::Here(member)))
+                if threads != 1 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a server on the current thread's runtime runs on that thread only: \
+                         use a launcher (Builder::with_launcher) for several threads",
+                    ));
+                }
+                let (member, driver, addrs) = Member::build(rt, spec)?;
+                Ok((Handle::new(vec![driver], addrs), Unserved::Here(member)))
             }
             Place::Launched(launcher) => {
-                let (handle, serve) = launch(&*launcher, spec)?;
-                Ok((handle, Unserved::Launched(serve)))
+                let mut drivers = Vec::with_capacity(threads);
+                let mut serves = Vec::with_capacity(threads);
+                let mut addrs = Vec::new();
+                for index in 0..threads.max(1) {
+                    let part = spec.for_thread(index)?;
+                    let name = if threads > 1 {
+                        format!("lameduck-{index}")
+                    } else {
+                        "lameduck".into()
+                    };
+                    let (driver, thread_addrs, serve) = launch(&*launcher, part, name)?;
+                    drivers.push(driver);
+                    serves.push(serve);
+                    addrs = thread_addrs;
+                }
+                // The originals close: each thread has its own descriptors.
+                drop(spec);
+                Ok((Handle::new(drivers, addrs), Unserved::Launched(serves)))
             }
         }
     }
 }
 
-/// Builds the server's part on a thread `launcher` starts, and waits until
-/// it is built; the thread then waits for the handler, serves, and ends
-/// once the server is finished.
+/// Builds one thread's part of the server on a thread `launcher` starts,
+/// and waits until it is built; the thread then waits for the handler,
+/// serves, and ends once its part is finished.
+#[allow(clippy::type_complexity)]
 fn launch<R: Runtime>(
     launcher: &dyn Launch<Runtime = R>,
     spec: Spec,
-) -> io::Result<(Handle, async_channel::Sender<ServeMaker<R>>)> {
+    name: String,
+) -> io::Result<(
+    Arc<Driver>,
+    Vec<ListenAddr>,
+    async_channel::Sender<ServeMaker<R>>,
+)> {
     let (built_tx, built_rx) = std::sync::mpsc::channel();
     let (serve_tx, serve_rx) = async_channel::bounded::<ServeMaker<R>>(1);
     let main: ThreadMain<R> = Box::new(move |rt| {
         Box::pin(async move {
-            let (member, handle) = match Member::build(rt, spec) {
+            let (member, driver, addrs) = match Member::build(rt, spec) {
                 Ok(built) => built,
                 Err(e) => {
                     let _ = built_tx.send(Err(e));
                     return;
                 }
             };
-            let _ = built_tx.send(Ok(handle.clone()));
+            let _ = built_tx.send(Ok((driver.clone(), addrs)));
             // Closed unsent: the server was dropped unserved.
             let Ok(make) = serve_rx.recv().await else {
                 return;
             };
             let serve = make(&member.worker.rt);
             member.serve(serve);
-            let _ = handle.finished().await;
+            let _ = driver.finished().await;
         })
     });
-    launcher.launch("lameduck".into(), main)?;
-    let handle = built_rx
+    launcher.launch(name, main)?;
+    let (driver, addrs) = built_rx
         .recv()
         .map_err(|_| io::Error::other("the server's thread ended before the server was built"))??;
-    Ok((handle, serve_tx))
+    Ok((driver, addrs, serve_tx))
 }
 
 /// Configures a server: its listeners, its lifecycle [`Config`], its
@@ -148,6 +212,7 @@ fn launch<R: Runtime>(
 /// ```
 pub struct Builder<R: Runtime> {
     place: Place<R>,
+    threads: usize,
     config: Config,
     pending: Vec<Pending>,
     hooks: Hooks,
@@ -215,7 +280,37 @@ impl<R: Runtime> Builder<R> {
             pending: Vec::new(),
             hooks: Hooks::default(),
             observer: None,
+            threads: 1,
         }
+    }
+
+    /// Serves on `threads` executor threads (default 1) — thread-per-core:
+    /// each its own executor and accept loop on the same listening sockets
+    /// (the kernel spreads connections among them), drained as one server
+    /// by one [`Handle`]: a shutdown, close or restart reaches every
+    /// thread, the done signal completes when every thread is done, counts
+    /// and snapshots are summed, and each connection keeps its exact
+    /// deadlines. No lock is shared between threads on the per-request
+    /// path. Hooks run once (on the first thread);
+    /// [`Config::max_connections`] applies per thread. Only with a
+    /// launcher ([`Builder::new`], [`Builder::with_launcher`]): on the
+    /// current thread's runtime, [`build`](Self::build) refuses more than
+    /// one.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let handle = lameduck::Builder::new()
+    ///     .threads(2)
+    ///     .bind("127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// handle.shutdown(None);
+    /// assert!(smol::block_on(handle.finished()).unwrap().is_graceful());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// The lifecycle configuration (grace, timeouts, lame duck, ...).
@@ -400,7 +495,7 @@ impl<R: Runtime> Builder<R> {
             hooks: self.hooks,
             observer: self.observer,
         };
-        let (handle, unserved) = self.place.start(spec)?;
+        let (handle, unserved) = self.place.start(spec, self.threads)?;
         Ok(Server {
             handle,
             unserved: Some(unserved),
@@ -566,10 +661,10 @@ impl<R: Runtime> Server<R> {
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
         E: Into<Box<dyn StdError + Send + Sync>> + 'static,
     {
-        self.serve(Box::new(move |rt: &R| {
+        self.serve(Arc::new(move |rt: &R| {
             Arc::new(Http1 {
                 handler: Arc::new(make(rt)),
-            })
+            }) as Arc<dyn ServeConn<R>>
         }))
     }
 
@@ -593,10 +688,11 @@ impl<R: Runtime> Server<R> {
         F: Fn(RawConn<R>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        self.serve(Box::new(move |_: &R| {
+        let handler = Arc::new(handler);
+        self.serve(Arc::new(move |_: &R| {
             Arc::new(Streams {
-                handler: Arc::new(handler),
-            })
+                handler: handler.clone(),
+            }) as Arc<dyn ServeConn<R>>
         }))
     }
 
@@ -606,9 +702,11 @@ impl<R: Runtime> Server<R> {
                 let serve = make(&member.worker.rt);
                 member.serve(serve);
             }
-            // The thread waits for it (bounded 1, sent once).
-            Some(Unserved::Launched(serve)) => {
-                let _ = serve.try_send(make);
+            // Each thread waits for it (bounded 1, sent once).
+            Some(Unserved::Launched(threads)) => {
+                for thread in threads {
+                    let _ = thread.try_send(make.clone());
+                }
             }
             None => {}
         }
@@ -628,7 +726,7 @@ impl<R: Runtime> Drop for Server<R> {
 impl<R: Runtime> Member<R> {
     /// Registers `spec`'s listeners with `rt` and starts a worker for a
     /// new driver, on the current thread (`rt`'s).
-    fn build(rt: R, spec: Spec) -> io::Result<(Member<R>, Handle)> {
+    fn build(rt: R, spec: Spec) -> io::Result<(Member<R>, Arc<Driver>, Vec<ListenAddr>)> {
         let mut sockets = Vec::with_capacity(spec.pending.len());
         let mut addrs = Vec::with_capacity(spec.pending.len());
         for pending in spec.pending {
@@ -668,7 +766,7 @@ impl<R: Runtime> Member<R> {
             listeners.push((id, socket, stop));
         }
         let member = Member { worker, listeners };
-        Ok((member, Handle::new(driver, addrs)))
+        Ok((member, driver, addrs))
     }
 
     /// Starts serving: an accept loop per listener.

@@ -201,6 +201,38 @@ impl Outcome {
     pub fn is_graceful(&self) -> bool {
         self.completion == Completion::Drained && self.forced == 0 && !self.hooks_cut_off
     }
+
+    /// The outcome of a server made of several machines (one per executor
+    /// thread) that ended with `self` and `other`: the harsher completion
+    /// (closed, then deadline, then drained), the forced and hijacked
+    /// connections added up, hooks cut off if either's were.
+    ///
+    /// ```
+    /// use lameduck_core::{Completion, Outcome};
+    /// let drained = Outcome { completion: Completion::Drained, forced: 0, hooks_cut_off: false, hijacked_open: 1 };
+    /// let late = Outcome { completion: Completion::DeadlineExpired, forced: 2, hooks_cut_off: true, hijacked_open: 0 };
+    /// let both = drained.merge(late);
+    /// assert_eq!(both, Outcome { completion: Completion::DeadlineExpired, forced: 2, hooks_cut_off: true, hijacked_open: 1 });
+    /// assert!(!both.is_graceful());
+    /// ```
+    #[must_use]
+    pub fn merge(self, other: Outcome) -> Outcome {
+        let rank = |c: Completion| match c {
+            Completion::Drained => 0,
+            Completion::DeadlineExpired => 1,
+            Completion::Closed => 2,
+        };
+        Outcome {
+            completion: if rank(other.completion) > rank(self.completion) {
+                other.completion
+            } else {
+                self.completion
+            },
+            forced: self.forced + other.forced,
+            hooks_cut_off: self.hooks_cut_off || other.hooks_cut_off,
+            hijacked_open: self.hijacked_open + other.hijacked_open,
+        }
+    }
 }
 
 /// How a shutdown completed.

@@ -105,6 +105,55 @@ pub struct DrainProgress {
     pub remaining: usize,
 }
 
+impl Snapshot {
+    /// The snapshot of a server made of several machines (one per executor
+    /// thread): the least advanced phase, counts and drain progress added
+    /// up, accepting paused if any is, the earliest deadline.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Config, Phase, Server};
+    /// let t0 = Instant::now();
+    /// let mut a = Server::new(Config::default(), t0);
+    /// let b = Server::new(Config::default(), t0);
+    /// let l = a.add_listener().unwrap();
+    /// a.accept(l, t0).unwrap();
+    /// a.shutdown(t0, Some(t0 + Duration::from_secs(5)));
+    /// let both = a.snapshot().merge(b.snapshot());
+    /// assert_eq!(both.phase, Phase::Serving);
+    /// assert_eq!(both.counts.new, 1);
+    /// assert_eq!(both.deadline, Some(t0 + Duration::from_secs(5)));
+    /// ```
+    #[must_use]
+    pub fn merge(self, other: Snapshot) -> Snapshot {
+        let counts = Counts {
+            new: self.counts.new + other.counts.new,
+            active: self.counts.active + other.counts.active,
+            idle: self.counts.idle + other.counts.idle,
+            hijacked: self.counts.hijacked + other.counts.hijacked,
+        };
+        let deadline = match (self.deadline, other.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let drain = match (self.drain, other.drain) {
+            (Some(a), Some(b)) => Some(DrainProgress {
+                started: a.started.min(b.started),
+                connections_at_start: a.connections_at_start + b.connections_at_start,
+                remaining: a.remaining + b.remaining,
+            }),
+            (a, b) => a.or(b),
+        };
+        Snapshot {
+            phase: self.phase.min(other.phase),
+            counts,
+            accepting_paused: self.accepting_paused || other.accepting_paused,
+            deadline,
+            drain,
+        }
+    }
+}
+
 impl DrainProgress {
     /// Connections that have gone since the drain began (clamped at zero:
     /// New connections accepted in a lame-duck delay count from the start).

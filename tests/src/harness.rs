@@ -50,6 +50,24 @@ impl TestRuntime for SmolRt {
     }
 }
 
+/// smol on two threads of the server's own (`Builder::threads(2)`): one
+/// server, thread-per-core, drained as one.
+#[derive(Debug)]
+pub struct SmolThreadsRt;
+
+impl TestRuntime for SmolThreadsRt {
+    type Rt = lameduck::runtime::SmolLocal;
+    const NAME: &'static str = "smol, 2 threads";
+
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        build(Builder::new().threads(2))
+    }
+}
+
 /// smol's `LocalExecutor`, run by the test on a thread of its own: the
 /// server is built and served there (`Builder::with_runtime`), and the
 /// executor runs until the server is finished and its tasks are done.

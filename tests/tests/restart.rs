@@ -453,19 +453,24 @@ fn sigterm_during_a_restart_abandons_it() {
 }
 
 /// The same hand-off on every other runtime (`--runtime smol-local`,
-/// `tokio`, `async-std`): the lifecycle is runtime-generic. A streamed
-/// response in progress completes on the old process.
+/// `tokio`, `async-std`) and on two threads (`--threads 2`: the listeners
+/// of both go to the successor): the lifecycle is runtime-generic. A
+/// streamed response in progress completes on the old process.
 #[test]
 fn restart_on_every_runtime() {
-    let mut runtimes = vec!["smol-local"];
+    let mut runtimes = vec![vec!["smol-local"], vec!["smol", "--threads", "2"]];
     if cfg!(feature = "tokio") {
-        runtimes.push("tokio");
+        runtimes.push(vec!["tokio", "--threads", "2"]);
     }
     if cfg!(feature = "async-std") {
-        runtimes.push("async-std");
+        runtimes.push(vec!["async-std"]);
     }
-    for runtime in runtimes {
-        let mut demo = Demo::start(&["--runtime", runtime, "--listen", "127.0.0.1:0"]);
+    for args in runtimes {
+        let runtime = args.join(" ");
+        let mut all = vec!["--runtime"];
+        all.extend(&args);
+        all.extend(["--listen", "127.0.0.1:0"]);
+        let mut demo = Demo::start(&all);
         let addrs = demo.tcp_addrs();
         let mut slow = Client::connect(addrs[0]).unwrap();
         slow.send_get("/stream?chunks=3&ms=200").unwrap();

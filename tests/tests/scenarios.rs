@@ -7,6 +7,10 @@ mod smol {
     lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);
 }
 
+mod smol_threads {
+    lameduck_tests::scenarios!(lameduck_tests::harness::SmolThreadsRt);
+}
+
 mod smol_local {
     lameduck_tests::scenarios!(lameduck_tests::harness::SmolLocalRt);
 }

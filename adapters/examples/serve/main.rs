@@ -3,7 +3,7 @@
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-//!       [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
+//!       [--runtime smol|smol-local|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
 //!       [--supervise] [--udp ADDR] [--control PATH]
 //! serve ctl --control PATH restart|status
 //! ```
@@ -93,7 +93,7 @@ use std::rc::Rc;
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-             [--runtime smol|smol-local|tokio|async-std] [--pid-file PATH] [--ready-timeout SECS]
+             [--runtime smol|smol-local|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
              [--supervise] [--udp ADDR] [--control PATH]
        serve ctl --control PATH restart|status
 
@@ -107,6 +107,8 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --lame-duck SECS       on shutdown, report draining this long before draining (default 0)
   --runtime NAME         smol (default: a thread of its own), smol-local (the main
                          thread's LocalExecutor), tokio, or async-std
+  --threads N            executor threads serving the same listeners, drained as
+                         one server (default 1; not with smol-local)
   --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
   --ready-timeout SECS   a restart's successor must be ready within this (default 60)
   --supervise            supervisor mode: a stable pid across restarts (for supervisord,
@@ -144,6 +146,8 @@ struct Args {
     runtime: RuntimeName,
     ready_timeout: Duration,
     supervise: bool,
+    /// `--threads N`: executor threads serving the same listeners.
+    threads: usize,
     udp: Option<SocketAddr>,
     control: Option<PathBuf>,
 }
@@ -191,6 +195,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         supervise: false,
         udp: None,
         control: None,
+        threads: 1,
     };
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
@@ -206,6 +211,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             _ => (flag, None),
         };
         let known = [
+            "--threads",
             "--listen",
             "--unix",
             "--grace",
@@ -279,6 +285,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     format!("--udp: '{value}' is not an address like 127.0.0.1:8125")
                 })?);
             }
+            "--threads" => {
+                parsed.threads = match value.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--threads: '{value}' is not a number of threads from 1 to 1024"
+                        ));
+                    }
+                };
+            }
             "--ready-timeout" => {
                 parsed.ready_timeout = positive_seconds(
                     &flag,
@@ -288,6 +304,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             _ => unreachable!("every known flag is matched above"),
         }
+    }
+    if parsed.threads > 1 && parsed.runtime == RuntimeName::SmolLocal {
+        return Err("--threads: smol-local serves on the main thread only; \
+                    use --runtime smol for several threads"
+            .into());
     }
     // The default address is applied in `run`: not when sockets are inherited.
     Ok(parsed)
@@ -716,7 +737,10 @@ async fn run<R: Runtime>(
         wait_for_hijacked: true,
         ..args.config
     };
-    let mut builder = builder.config(config).on_event(log_event);
+    let mut builder = builder
+        .threads(args.threads)
+        .config(config)
+        .on_event(log_event);
     // Named, so that a restart's successor finds each under its flag.
     for (i, addr) in args.listen.iter().enumerate() {
         builder = builder

@@ -35,7 +35,7 @@ use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::generation;
 use super::state::StateOffer;
 use super::tasks::Tasks;
-use crate::driver::Order;
+use crate::driver::{Order, hand_off_all};
 use crate::handle::Handle;
 
 /// Why a restart did not happen. After any of these the server goes on
@@ -975,7 +975,9 @@ impl Lifecycle {
     /// # Ok(()) }
     /// ```
     pub async fn ready(&self) {
-        self.shared.handle.driver().listeners_armed().await;
+        for driver in self.shared.handle.members() {
+            driver.listeners_armed().await;
+        }
         if self.shared.reported_ready.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1386,29 +1388,22 @@ impl Lifecycle {
     }
 
     /// "Stop, or hand off to `successor`?", decided once, under the
-    /// driver's lock (which a shutdown or close takes too): only while the
-    /// server's core is still serving, and only if `restart_takes(serving)`
-    /// agrees. Then [`Server::hand_off`](lameduck_core::Server::hand_off)
-    /// releases the listeners to the successor (never shut down) and this
-    /// server's drain begins. Returns whether it handed off.
+    /// drivers' locks (which a shutdown or close takes too, one at a time in
+    /// the same order): only while every thread's core is still serving,
+    /// and only if `restart_takes(serving)` agrees. Then
+    /// [`Server::hand_off`](lameduck_core::Server::hand_off) releases the
+    /// listeners to the successor (never shut down) and this server's drain
+    /// begins, on every thread. Returns whether it handed off.
     fn decide_hand_off(&self, successor: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
         let (linger, timeout) = {
             let settings = self.settings();
             (settings.handoff_linger, settings.drain_timeout)
         };
-        self.shared.handle.driver().input(|core, now| {
-            let serving = !core.phase().is_shutting_down();
-            if !restart_takes(serving) {
-                return false;
-            }
-            let deadline = timeout.and_then(|t| now.checked_add(t));
-            // Cannot be refused: still serving, under the same lock.
-            let handed = core.hand_off(now, linger, deadline).is_ok();
-            if handed {
-                self.shared.handed_off.store(successor, Ordering::Release);
-            }
-            handed
-        })
+        let handed = hand_off_all(self.shared.handle.members(), restart_takes, linger, timeout);
+        if handed {
+            self.shared.handed_off.store(successor, Ordering::Release);
+        }
+        handed
     }
 
     /// The successor took over: the pid file and systemd hear of it. (A
