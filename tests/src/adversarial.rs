@@ -452,10 +452,9 @@ pub fn connection_flood_past_max_connections<T: TestRuntime>() {
         "[{}] flood of {EXCESS} past {MAX}: all answered; at most {max_seen} open",
         T::NAME
     );
-    assert_eq!(
-        max_seen, MAX,
-        "at most the limit open, and the limit reached"
-    );
+    // The limit was reached (asserted exactly above, before the slots
+    // were freed); the monitor samples, so it checks the bound only.
+    assert!(max_seen <= MAX, "at most the limit open: {max_seen}");
     assert_nothing_tracked(&server, "the flood gone");
     assert_still_serving(&server);
 }

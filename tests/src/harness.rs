@@ -124,6 +124,47 @@ impl TestRuntime for TokioRt {
     }
 }
 
+/// compio on a thread of the server's own: io_uring where the kernel
+/// allows it, polling otherwise.
+#[cfg(feature = "compio")]
+#[derive(Debug)]
+pub struct CompioRt;
+
+#[cfg(feature = "compio")]
+impl TestRuntime for CompioRt {
+    type Rt = lameduck::runtime::CompioLocal;
+    const NAME: &'static str = "compio";
+
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        build(Builder::with_launcher(lameduck::runtime::Compio::new()))
+    }
+}
+
+/// compio with its polling driver (the fallback where io_uring is
+/// unavailable), on a thread of the server's own.
+#[cfg(feature = "compio")]
+#[derive(Debug)]
+pub struct CompioPollRt;
+
+#[cfg(feature = "compio")]
+impl TestRuntime for CompioPollRt {
+    type Rt = lameduck::runtime::CompioLocal;
+    const NAME: &'static str = "compio (polling)";
+
+    fn serve_on<O, F>(build: F) -> (Handle, O)
+    where
+        O: Send + 'static,
+        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+    {
+        let polling = lameduck::runtime::Compio::with_driver(compio::driver::DriverType::Poll);
+        build(Builder::with_launcher(polling))
+    }
+}
+
 /// async-std, on a thread of the server's own.
 #[cfg(feature = "async-std")]
 #[derive(Debug)]

@@ -16,6 +16,16 @@ mod tokio {
     lameduck_tests::adversarial!(lameduck_tests::harness::TokioRt);
 }
 
+#[cfg(feature = "compio")]
+mod compio {
+    lameduck_tests::adversarial!(lameduck_tests::harness::CompioRt);
+}
+
+#[cfg(feature = "compio")]
+mod compio_polling {
+    lameduck_tests::adversarial!(lameduck_tests::harness::CompioPollRt);
+}
+
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_tests::adversarial!(lameduck_tests::harness::AsyncStdRt);

@@ -281,6 +281,9 @@ fn every_runtime_serves_and_drains() {
     if cfg!(feature = "tokio") {
         runtimes.push("tokio");
     }
+    if cfg!(feature = "compio") {
+        runtimes.push("compio");
+    }
     if cfg!(feature = "async-std") {
         runtimes.push("async-std");
     }

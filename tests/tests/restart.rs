@@ -462,6 +462,9 @@ fn restart_on_every_runtime() {
     if cfg!(feature = "tokio") {
         runtimes.push(vec!["tokio", "--threads", "2"]);
     }
+    if cfg!(feature = "compio") {
+        runtimes.push(vec!["compio", "--threads", "2"]);
+    }
     if cfg!(feature = "async-std") {
         runtimes.push(vec!["async-std"]);
     }

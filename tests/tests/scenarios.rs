@@ -20,7 +20,70 @@ mod tokio {
     lameduck_tests::scenarios!(lameduck_tests::harness::TokioRt);
 }
 
+#[cfg(feature = "compio")]
+mod compio {
+    lameduck_tests::scenarios!(lameduck_tests::harness::CompioRt);
+}
+
+#[cfg(feature = "compio")]
+mod compio_polling {
+    lameduck_tests::scenarios!(lameduck_tests::harness::CompioPollRt);
+}
+
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_tests::scenarios!(lameduck_tests::harness::AsyncStdRt);
+}
+
+/// Which compio driver served: io_uring where this kernel (or container)
+/// allows it, the poller otherwise — and the poller when asked for. The
+/// suite above runs on both.
+#[cfg(feature = "compio")]
+#[test]
+fn compio_says_which_driver_serves() {
+    use ::compio::driver::DriverType;
+    use lameduck::runtime::Compio;
+    use std::sync::{Arc, Mutex};
+
+    for (launcher, forced) in [
+        (Compio::new(), None),
+        (
+            Compio::with_driver(DriverType::Poll),
+            Some(DriverType::Poll),
+        ),
+    ] {
+        let seen = Arc::new(Mutex::new(None));
+        let record = seen.clone();
+        let handle = lameduck::Builder::with_launcher(launcher)
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .build()
+            .unwrap()
+            .serve_stream(move |conn| {
+                *record.lock().unwrap() = Some(conn_driver());
+                async move { drop(conn) }
+            });
+        let addr = match &handle.local_addrs()[0] {
+            lameduck::ListenAddr::Tcp(addr) => *addr,
+            other => panic!("{other}"),
+        };
+        drop(std::net::TcpStream::connect(addr).unwrap());
+        lameduck_tests::harness::wait_until(
+            "a connection served",
+            lameduck_tests::harness::EVENTUALLY,
+            || seen.lock().unwrap().is_some(),
+        );
+        let driver = seen.lock().unwrap().unwrap();
+        eprintln!("compio served on {driver:?} (asked for {forced:?})");
+        match forced {
+            Some(want) => assert_eq!(driver, want),
+            None => assert!(driver.is_iouring() || driver.is_polling(), "{driver:?}"),
+        }
+        handle.close();
+    }
+
+    /// The driver of the current thread's compio runtime.
+    fn conn_driver() -> DriverType {
+        lameduck::runtime::CompioLocal::new().driver_type()
+    }
 }

@@ -3,7 +3,7 @@
 //! ```text
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-//!       [--runtime smol|smol-local|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
+//!       [--runtime smol|smol-local|compio|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
 //!       [--supervise] [--udp ADDR] [--control PATH]
 //! serve ctl --control PATH restart|status
 //! ```
@@ -93,7 +93,7 @@ use std::rc::Rc;
 const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
-             [--runtime smol|smol-local|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
+             [--runtime smol|smol-local|compio|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
              [--supervise] [--udp ADDR] [--control PATH]
        serve ctl --control PATH restart|status
 
@@ -106,7 +106,8 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --header-timeout SECS  a request head must arrive within this (default: no limit)
   --lame-duck SECS       on shutdown, report draining this long before draining (default 0)
   --runtime NAME         smol (default: a thread of its own), smol-local (the main
-                         thread's LocalExecutor), tokio, or async-std
+                         thread's LocalExecutor), compio (io_uring, or polling
+                         where io_uring is unavailable), tokio, or async-std
   --threads N            executor threads serving the same listeners, drained as
                          one server (default 1; not with smol-local)
   --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
@@ -161,6 +162,8 @@ enum RuntimeName {
     SmolLocal,
     #[cfg(feature = "tokio")]
     Tokio,
+    #[cfg(feature = "compio")]
+    Compio,
     #[cfg(feature = "async-std")]
     AsyncStd,
 }
@@ -267,14 +270,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 "tokio" => return Err(missing_feature("tokio")),
                 #[cfg(not(feature = "async-std"))]
                 "async-std" => return Err(missing_feature("async-std")),
-                "compio" => {
-                    return Err("--runtime compio: no compio binding yet (smol, \
-                                smol-local, tokio, async-std)"
-                        .into());
-                }
+                #[cfg(feature = "compio")]
+                "compio" => parsed.runtime = RuntimeName::Compio,
+                #[cfg(not(feature = "compio"))]
+                "compio" => return Err(missing_feature("compio")),
                 other => {
                     return Err(format!(
-                        "--runtime: unknown runtime '{other}' (smol, smol-local, tokio, async-std)"
+                        "--runtime: unknown runtime '{other}' (smol, smol-local, compio, tokio, async-std)"
                     ));
                 }
             },
@@ -458,6 +460,12 @@ fn serve() -> ExitCode {
         }
         #[cfg(feature = "tokio")]
         RuntimeName::Tokio => smol::block_on(run(Builder::with_launcher(Tokio), args, inherited)),
+        #[cfg(feature = "compio")]
+        RuntimeName::Compio => smol::block_on(run(
+            Builder::with_launcher(lameduck::runtime::Compio::new()),
+            args,
+            inherited,
+        )),
         #[cfg(feature = "async-std")]
         RuntimeName::AsyncStd => {
             smol::block_on(run(Builder::with_launcher(AsyncStd), args, inherited))

@@ -40,6 +40,8 @@
 //! |---|---|---|---|
 //! | `smol` (default) | [`Smol`] ([`Launch`]; each thread a [`SmolLocal`]) | a smol `LocalExecutor` on each thread lameduck starts | `async-io` |
 //! | `smol` | [`SmolLocal`] ([`Runtime`]) | your `smol::LocalExecutor`, on your thread | `async-io` |
+//! | `compio` | `Compio` ([`Launch`]; each thread a `CompioLocal`) | a compio runtime (io_uring, or polling where io_uring is unavailable) on each thread lameduck starts | compio's driver: readiness (`PollFd`) for accept, read and write |
+//! | `compio` | `CompioLocal` ([`Runtime`]) | your compio runtime, on your thread | compio's |
 //! | `tokio` | `Tokio` ([`Launch`]; each thread a `TokioLocal`) | a current-thread runtime with a `LocalSet` on each thread lameduck starts | tokio's (streams through tokio-util's compat) |
 //! | `tokio` | `TokioLocal` ([`Runtime`]) | your `LocalSet`, on your thread | tokio's |
 //! | `async-std` | `AsyncStd` ([`Launch`]; each thread an `AsyncStdThread`) | a local executor on each thread, under async-std's `block_on` | async-std's |
@@ -254,6 +256,10 @@ pub use self::smol::Smol;
 mod smol_local;
 #[cfg(feature = "smol")]
 pub use self::smol_local::SmolLocal;
+#[cfg(feature = "compio")]
+mod compio;
+#[cfg(feature = "compio")]
+pub use self::compio::{Compio, CompioLocal, CompioStream};
 #[cfg(feature = "tokio")]
 mod tokio;
 #[cfg(feature = "tokio")]

@@ -1556,6 +1556,9 @@ impl Lifecycle {
                     client.shared.control_clients.fetch_sub(1, Ordering::AcqRel);
                 });
             }
+            // No more accepted here; those accepted get their answers
+            // (e.g. the outcome of the restart that ended the loop).
+            clients.finish().await;
         });
         Some(socket.path)
     }

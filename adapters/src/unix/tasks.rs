@@ -32,6 +32,22 @@ impl Tasks {
     }
 }
 
+impl Tasks {
+    /// Polls every task until none is left.
+    pub(crate) async fn finish(&mut self) {
+        poll_fn(|cx| {
+            self.running
+                .retain_mut(|task| task.as_mut().poll(cx).is_pending());
+            if self.running.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
 impl std::fmt::Debug for Tasks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tasks")
