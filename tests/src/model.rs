@@ -719,17 +719,23 @@ impl Model {
         }
         c.streams -= 1;
         if c.streams == 0 {
-            if self.keep_alive() {
-                let now = self.now;
-                let c = self.conn(id);
-                c.st = St::Idle;
-                c.since = now;
-            } else {
-                self.close_conn(id, CloseReason::KeepAliveOff);
-                self.maybe_complete();
-            }
+            self.idle_or_close(id, false);
         }
         Ok(())
+    }
+
+    /// The connection's work is done (a response, or its last stream):
+    /// Idle with keep-alive on (or `promised`), else closed.
+    fn idle_or_close(&mut self, id: ConnId, promised: bool) {
+        if self.keep_alive() || promised {
+            let now = self.now;
+            let c = self.conn(id);
+            c.st = St::Idle;
+            c.since = now;
+        } else {
+            self.close_conn(id, CloseReason::KeepAliveOff);
+            self.maybe_complete();
+        }
     }
 
     fn response_done(&mut self, id: ConnId, kept_alive: bool) -> Result<(), Error> {
@@ -741,15 +747,7 @@ impl Model {
                 let promised = kept_alive
                     && self.cfg.keep_alives
                     && matches!(self.phase, Phase::LameDuck | Phase::HandedOff);
-                if self.keep_alive() || promised {
-                    let now = self.now;
-                    let c = self.conn(id);
-                    c.st = St::Idle;
-                    c.since = now;
-                } else {
-                    self.close_conn(id, CloseReason::KeepAliveOff);
-                    self.maybe_complete();
-                }
+                self.idle_or_close(id, promised);
                 Ok(())
             }
             st => Err(Model::invalid(id, st, ConnEvent::ResponseDone)),
