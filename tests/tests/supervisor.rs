@@ -79,6 +79,46 @@ fn restart(demo: &mut Demo, supervisor: u32, addr: SocketAddr, old: u32) -> u32 
 
 const RESTARTS: usize = 20;
 
+/// Supervisor mode on the other runtimes, two threads each (`--supervise
+/// --runtime R --threads 2`): 5 SIGHUPs under load lose nothing, the
+/// supervisor keeps its pid, SIGTERM ends it with status 0.
+#[test]
+fn supervised_on_every_runtime_under_load() {
+    let mut runtimes = vec!["smol-local"];
+    if cfg!(feature = "compio") {
+        runtimes.push("compio");
+    }
+    if cfg!(feature = "tokio") {
+        runtimes.push("tokio");
+    }
+    for runtime in runtimes {
+        let threads = if runtime == "smol-local" { "1" } else { "2" };
+        let mut demo = Demo::start(&[
+            "--supervise",
+            "--runtime",
+            runtime,
+            "--threads",
+            threads,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let supervisor = demo.pid();
+        let addr = demo.tcp_addrs()[0];
+        let mut current = first_generation(&mut demo);
+        let run = LoadRun::start(addr);
+        for _ in 0..5 {
+            run.wait_slow_in_flight();
+            current = restart(&mut demo, supervisor, addr, current);
+            run.restarted();
+        }
+        let report = run.finish();
+        report.assert_lossless(1);
+        send_signal(supervisor, Signal::TERM);
+        let (status, stderr) = demo.wait_exit();
+        assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
+    }
+}
+
 /// 20 SIGHUPs to the supervisor while keep-alive clients, clients with a
 /// new connection per request, and slow requests run: no request fails or
 /// is cut short, the supervisor's pid (the one this test started, the
