@@ -68,12 +68,17 @@ struct Member<R: Runtime> {
 /// that thread (the handler travels to every one).
 type ServeMaker<R> = Arc<dyn Fn(&R) -> Arc<dyn ServeConn<R>> + Send + Sync>;
 
+/// What a server's thread is sent to start serving: the maker, and where
+/// to say that it serves.
+type ServeOrder<R> = (ServeMaker<R>, std::sync::mpsc::Sender<()>);
+
 /// What a built server keeps until it serves.
 enum Unserved<R: Runtime> {
     /// Its part on this thread.
     Here(Member<R>),
-    /// Its threads, each waiting for the handler.
-    Launched(Vec<async_channel::Sender<ServeMaker<R>>>),
+    /// Its threads, each waiting for the handler (and saying when it
+    /// serves).
+    Launched(Vec<async_channel::Sender<ServeOrder<R>>>),
 }
 
 impl Spec {
@@ -161,10 +166,10 @@ fn launch<R: Runtime>(
 ) -> io::Result<(
     Arc<Driver>,
     Vec<ListenAddr>,
-    async_channel::Sender<ServeMaker<R>>,
+    async_channel::Sender<ServeOrder<R>>,
 )> {
     let (built_tx, built_rx) = std::sync::mpsc::channel();
-    let (serve_tx, serve_rx) = async_channel::bounded::<ServeMaker<R>>(1);
+    let (serve_tx, serve_rx) = async_channel::bounded::<ServeOrder<R>>(1);
     let main: ThreadMain<R> = Box::new(move |rt| {
         Box::pin(async move {
             let (member, driver, addrs) = match Member::build(rt, spec) {
@@ -176,11 +181,12 @@ fn launch<R: Runtime>(
             };
             let _ = built_tx.send(Ok((driver.clone(), addrs)));
             // Closed unsent: the server was dropped unserved.
-            let Ok(make) = serve_rx.recv().await else {
+            let Ok((make, serving)) = serve_rx.recv().await else {
                 return;
             };
             let serve = make(&member.worker.rt);
             member.serve(serve);
+            let _ = serving.send(());
             let _ = driver.finished().await;
         })
     });
@@ -702,10 +708,23 @@ impl<R: Runtime> Server<R> {
                 let serve = make(&member.worker.rt);
                 member.serve(serve);
             }
-            // Each thread waits for it (bounded 1, sent once).
+            // Each thread waits for it (bounded 1, sent once) and says when
+            // it serves: once this returns, the server serves (a handed-in
+            // connection, say, is taken).
             Some(Unserved::Launched(threads)) => {
+                let (serving, on_serving) = std::sync::mpsc::channel();
+                let mut sent = 0;
                 for thread in threads {
-                    let _ = thread.try_send(make.clone());
+                    if thread.try_send((make.clone(), serving.clone())).is_ok() {
+                        sent += 1;
+                    }
+                }
+                drop(serving);
+                for _ in 0..sent {
+                    // Ends early only if a thread ended (its part is done).
+                    if on_serving.recv().is_err() {
+                        break;
+                    }
                 }
             }
             None => {}
