@@ -1,4 +1,4 @@
-//! Core micro-benchmarks (DESIGN §7, "core cost"): a full connection cycle,
+//! Core micro-benchmarks ("core cost"): a full connection cycle,
 //! a shutdown over N idle connections, and allocations per transition (the
 //! allocation profiler's columns). Run: `cargo bench -p lameduck-core`.
 

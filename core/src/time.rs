@@ -2,7 +2,7 @@
 //!
 //! The core keeps every point in time as whole nanoseconds since the first
 //! `now` it was given (its *origin*). Eight bytes instead of sixteen per stored
-//! deadline keeps a tracked connection small (DESIGN §7: ≤ 64 bytes), and plain
+//! deadline keeps a tracked connection small (≤ 64 bytes), and plain
 //! integers make ordering and saturation explicit.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Each behaviour of Go's `net/http` shutdown model (DESIGN §2.1), and each
+//! Each behaviour of Go's `net/http` shutdown model, and each
 //! place lameduck deliberately differs, as a test through the public API under
 //! virtual time. Nothing here sleeps: time is an origin plus offsets.
 

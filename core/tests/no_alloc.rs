@@ -1,5 +1,5 @@
 //! Zero heap allocation per state transition in steady state, measured with a
-//! counting global allocator (DESIGN §7: "no allocation per transition").
+//! counting global allocator ("no allocation per transition").
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

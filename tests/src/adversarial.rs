@@ -1,4 +1,4 @@
-//! Adversarial clients over real sockets (DESIGN §5): slowloris, clients
+//! Adversarial clients over real sockets: slowloris, clients
 //! that never read, a connection flood past `max_connections`, half-closed
 //! connections, requests larger than the limits, garbage bytes. Generic
 //! over the runtime; instantiated per runtime by

@@ -1,7 +1,7 @@
 //! A reference model of the lifecycle core, the [`Op`] decoder shared by the
 //! property tests and the fuzz targets, and a [`Harness`] that runs a sequence
-//! of ops against both and checks that they agree and that the invariants of
-//! DESIGN §4 hold.
+//! of ops against both and checks that they agree and that the lifecycle's
+//! invariants hold.
 //!
 //! The model is written for obviousness, not speed: it keeps every connection
 //! ever accepted in a vector and recomputes each connection's due time from
@@ -263,7 +263,7 @@ enum L {
     Closed,
 }
 
-/// The reference model: the semantics of DESIGN §2.1, spelled out plainly.
+/// The reference model: the semantics of Go's shutdown model, spelled out plainly.
 #[derive(Clone, Debug)]
 struct Model {
     cfg: Config,

@@ -1,4 +1,4 @@
-//! Model-based property test of the lifecycle core (DESIGN §4): random op
+//! Model-based property test of the lifecycle core: random op
 //! sequences with time advances, through the public API, checked against the
 //! reference model in `lameduck_tests::model` and its invariants.
 

@@ -1,4 +1,4 @@
-//! The demo server's routes (DESIGN §6), generic over the runtime. Shared,
+//! The demo server's routes, generic over the runtime. Shared,
 //! word for word, with the scenario tests (`lameduck-tests` includes this
 //! file), so the tests exercise exactly what the demo serves.
 

@@ -11,7 +11,7 @@
 //! baseline [--listen ADDR] [--reuseport] [--stop-wait SECS]
 //! ```
 //!
-//! Prints `listening on ADDR pid=PID` as its first stdout line (DESIGN §6).
+//! Prints `listening on ADDR pid=PID` as its first stdout line, as the demo does.
 //! `--reuseport` binds with `SO_REUSEPORT` (the restart drill's negative
 //! control: a new process binds beside the old one). On SIGTERM it dies at
 //! once (the default action) — unless `--stop-wait SECS` is given: then it

@@ -1,4 +1,4 @@
-//! lameduck's end-to-end benchmark runner (DESIGN §7): drain tail, tracking
+//! lameduck's end-to-end benchmark runner: drain tail, tracking
 //! overhead, scale, the restart drill, and the fleet drill (rolling
 //! restarts behind HAProxy), side by side with an untracked
 //! hyper + smol baseline and a Go `net/http` peer, in one run. Prints a

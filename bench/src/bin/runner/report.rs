@@ -1,4 +1,4 @@
-//! The report: a summary table against DESIGN §7's targets, then each
+//! The report: a summary table against the project's targets, then each
 //! section's details, in Markdown.
 
 use std::fmt::Write as _;
@@ -206,7 +206,7 @@ pub(crate) fn render(r: &Results) -> String {
 }
 
 fn summary(out: &mut String, r: &Results) {
-    let _ = writeln!(out, "### Summary against DESIGN §7\n");
+    let _ = writeln!(out, "### Summary against the targets\n");
     let _ = writeln!(
         out,
         "| measure | lameduck (demo) | untracked baseline | Go net/http | target | verdict |"
