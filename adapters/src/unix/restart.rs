@@ -1525,16 +1525,18 @@ impl Lifecycle {
                 if this.shared.handed_off.load(Ordering::Acquire) != 0 {
                     break;
                 }
-                let accepted = async { Some(listener.accept().await) }
-                    .or(async {
-                        stopped.await;
-                        None
-                    })
-                    .or(async {
-                        clients.run().await;
-                        unreachable!("Tasks::run never completes")
-                    })
-                    .await;
+                // The stop is polled first: once a hand-off notified it, no
+                // further connection is accepted here (the successor's).
+                let accepted = async {
+                    stopped.await;
+                    None
+                }
+                .or(async { Some(listener.accept().await) })
+                .or(async {
+                    clients.run().await;
+                    unreachable!("Tasks::run never completes")
+                })
+                .await;
                 let stream = match accepted {
                     None => break,
                     Some(Ok((stream, _))) => stream,
