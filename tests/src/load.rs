@@ -93,6 +93,60 @@ pub fn install(path: &Path, contents: Install<'_>) {
     std::fs::rename(&tmp, path).expect("installing");
 }
 
+/// The demo installed in a scratch directory, where a restart finds it
+/// again, with a second copy beside it that stays the real binary: a test
+/// swaps the first for a wrapper that runs the second with a fault (or
+/// behind a gate), then puts the demo back.
+#[derive(Debug)]
+pub struct SwappableDemo {
+    /// The scratch directory (from [`scratch_dir`]).
+    pub dir: PathBuf,
+    /// What the server runs and its restarts run again.
+    pub exe: PathBuf,
+    /// The demo itself, which wrappers `exec`.
+    pub real: PathBuf,
+}
+
+impl SwappableDemo {
+    /// A scratch directory named after `name` with the demo installed twice.
+    ///
+    /// # Panics
+    /// If the directory or the copies cannot be made.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        let dir = scratch_dir(name);
+        let exe = dir.join("serve");
+        let real = dir.join("serve-real");
+        install(&real, Install::Binary(&serve_binary()));
+        install(&exe, Install::Binary(&serve_binary()));
+        Self { dir, exe, real }
+    }
+
+    /// A command that runs the installed executable.
+    #[must_use]
+    pub fn command(&self) -> std::process::Command {
+        std::process::Command::new(&self.exe)
+    }
+
+    /// Puts the demo back in place of any wrapper.
+    pub fn install_demo(&self) {
+        install(&self.exe, Install::Binary(&serve_binary()));
+    }
+
+    /// Installs a wrapper that runs the demo with `LAMEDUCK_DEMO_FAULT`
+    /// set to `fault`.
+    pub fn install_fault(&self, fault: &str) {
+        self.install_wrapper(&format!("LAMEDUCK_DEMO_FAULT={fault} "));
+    }
+
+    /// Installs a wrapper that runs `before` (shell lines, or a variable
+    /// assignment ending in a space) and then `exec`s the demo.
+    pub fn install_wrapper(&self, before: &str) {
+        let script = format!("#!/bin/sh\n{before}exec {} \"$@\"\n", self.real.display());
+        install(&self.exe, Install::Script(&script, true));
+    }
+}
+
 /// `GET /pid` on a new connection: the pid of the process that served it.
 ///
 /// # Errors

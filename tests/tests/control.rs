@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
-use lameduck_tests::load::{Install, install, pid_at, scratch_dir, wait_serving};
+use lameduck_tests::load::{SwappableDemo, pid_at, scratch_dir, wait_serving};
 use lameduck_tests::process::{
     Demo, EVENTUALLY, Signal, has_exited, send_signal, serve_binary, wait_exited,
 };
@@ -133,13 +133,10 @@ fn ctl_restart_prints_the_new_pid_and_status_follows_it() {
 /// process serves on with its own `/hits` count.
 #[test]
 fn ctl_restart_failures_exit_nonzero_with_the_reason() {
-    let dir = scratch_dir("ctl-faults");
+    let installed = SwappableDemo::new("ctl-faults");
+    let dir = &installed.dir;
     let sock = dir.join("control.sock");
-    let exe = dir.join("serve");
-    let real = dir.join("serve-real");
-    install(&real, Install::Binary(&serve_binary()));
-    install(&exe, Install::Binary(&serve_binary()));
-    let mut command = Command::new(&exe);
+    let mut command = installed.command();
     command.args([
         "--listen",
         "127.0.0.1:0",
@@ -164,11 +161,7 @@ fn ctl_restart_failures_exit_nonzero_with_the_reason() {
         ),
         ("hang-after-state", "was not ready in time"),
     ] {
-        let script = format!(
-            "#!/bin/sh\nLAMEDUCK_DEMO_FAULT={fault} exec {} \"$@\"\n",
-            real.display()
-        );
-        install(&exe, Install::Script(&script, true));
+        installed.install_fault(fault);
         let failed = ctl(&sock, "restart");
         assert_eq!(failed.status.code(), Some(1), "{fault}: {failed:?}");
         let said = stdout(&failed);
@@ -186,7 +179,7 @@ fn ctl_restart_failures_exit_nonzero_with_the_reason() {
         assert_eq!(field(&line, "pid"), pid.to_string(), "{fault}");
         assert_eq!(field(&line, "restart"), "running", "{fault}");
     }
-    install(&exe, Install::Binary(&serve_binary()));
+    installed.install_demo();
     let restarted = ctl(&sock, "restart");
     assert!(restarted.status.success(), "{restarted:?}");
     let new: u32 = stdout(&restarted)
@@ -199,7 +192,7 @@ fn ctl_restart_failures_exit_nonzero_with_the_reason() {
     wait_exited(new);
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Four `ctl restart` at once, while the successor is held before it
@@ -207,13 +200,10 @@ fn ctl_restart_failures_exit_nonzero_with_the_reason() {
 /// print the same new pid.
 #[test]
 fn concurrent_ctl_restarts_see_one_restart() {
-    let dir = scratch_dir("ctl-concurrent");
+    let installed = SwappableDemo::new("ctl-concurrent");
+    let dir = &installed.dir;
     let sock = dir.join("control.sock");
-    let exe = dir.join("serve");
-    let real = dir.join("serve-real");
     let gate = dir.join("gate");
-    install(&real, Install::Binary(&serve_binary()));
-    install(&exe, Install::Binary(&serve_binary()));
     assert!(
         Command::new("mkfifo")
             .arg(&gate)
@@ -221,7 +211,7 @@ fn concurrent_ctl_restarts_see_one_restart() {
             .unwrap()
             .success()
     );
-    let mut command = Command::new(&exe);
+    let mut command = installed.command();
     command.args([
         "--listen",
         "127.0.0.1:0",
@@ -232,12 +222,7 @@ fn concurrent_ctl_restarts_see_one_restart() {
     let addrs = demo.tcp_addrs();
     let pid = demo.pid();
     // The successor waits for the gate before it becomes the server.
-    let script = format!(
-        "#!/bin/sh\nread go < {}\nexec {} \"$@\"\n",
-        gate.display(),
-        real.display()
-    );
-    install(&exe, Install::Script(&script, true));
+    installed.install_wrapper(&format!("read go < {}\n", gate.display()));
     let clients: Vec<_> = (0..4)
         .map(|_| {
             Command::new(serve_binary())
@@ -302,12 +287,12 @@ fn concurrent_ctl_restarts_see_one_restart() {
         .filter(|l| l.contains("restart to generation"))
         .count();
     assert_eq!(started, 1, "{:?}", demo.stderr_seen);
-    install(&exe, Install::Binary(&serve_binary()));
+    installed.install_demo();
     send_signal(new, Signal::TERM);
     wait_exited(new);
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Clients that send garbage, a line too long, or nothing: each gets an
@@ -384,13 +369,10 @@ fn control_clients_sending_garbage_or_nothing_harm_nothing() {
 /// the socket file when it exits.
 #[test]
 fn the_supervisor_serves_the_control_socket() {
-    let dir = scratch_dir("ctl-supervised");
+    let installed = SwappableDemo::new("ctl-supervised");
+    let dir = &installed.dir;
     let sock = dir.join("control.sock");
-    let exe = dir.join("serve");
-    let real = dir.join("serve-real");
-    install(&real, Install::Binary(&serve_binary()));
-    install(&exe, Install::Binary(&serve_binary()));
-    let mut command = Command::new(&exe);
+    let mut command = installed.command();
     command.args([
         "--supervise",
         "--listen",
@@ -425,11 +407,7 @@ fn the_supervisor_serves_the_control_socket() {
     assert_eq!(field(&line, "pid"), second.to_string(), "{line}");
     assert_eq!(field(&line, "generation"), "2", "{line}");
 
-    let script = format!(
-        "#!/bin/sh\nLAMEDUCK_DEMO_FAULT=refuse-state exec {} \"$@\"\n",
-        real.display()
-    );
-    install(&exe, Install::Script(&script, true));
+    installed.install_fault("refuse-state");
     let failed = ctl(&sock, "restart");
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     assert!(
@@ -444,5 +422,5 @@ fn the_supervisor_serves_the_control_socket() {
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
     assert!(!sock.exists(), "the supervisor removes the control socket");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

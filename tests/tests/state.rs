@@ -6,14 +6,13 @@
 //! reaches each successor and no descriptor leaks.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lameduck_tests::client::Client;
-use lameduck_tests::load::{Install, LoadRun, install, pid_at, scratch_dir, wait_serving};
+use lameduck_tests::load::{LoadRun, SwappableDemo, pid_at, wait_serving};
 use lameduck_tests::process::{
     Demo, EVENTUALLY, Signal, children_of, fds, has_exited, parse_first_line, send_signal,
-    serve_binary, wait_exited, zombies_of,
+    wait_exited, zombies_of,
 };
 
 /// `GET /hits` on `client`: the count, and the pid that answered.
@@ -145,12 +144,9 @@ fn wait_kinds(pid: u32, expected: &[String], what: &str) {
 /// (the offered copies closed). Then a good successor takes the count on.
 #[test]
 fn failing_successors_leave_the_old_state_untouched() {
-    let dir = scratch_dir("state-faults");
-    let exe = dir.join("serve");
-    let real = dir.join("serve-real");
-    install(&real, Install::Binary(&serve_binary()));
-    install(&exe, Install::Binary(&serve_binary()));
-    let mut command = Command::new(&exe);
+    let installed = SwappableDemo::new("state-faults");
+    let dir = &installed.dir;
+    let mut command = installed.command();
     command.args([
         "--listen",
         "127.0.0.1:0",
@@ -168,11 +164,7 @@ fn failing_successors_leave_the_old_state_untouched() {
     let baseline = kinds(&fds(pid));
 
     for (fault, expected) in STATE_FAULTS {
-        let script = format!(
-            "#!/bin/sh\nLAMEDUCK_DEMO_FAULT={fault} exec {} \"$@\"\n",
-            real.display()
-        );
-        install(&exe, Install::Script(&script, true));
+        installed.install_fault(fault);
         let from = demo.stderr_seen.len();
         send_signal(pid, Signal::HUP);
         let line = demo.wait_stderr_from(from, "restart failed: ");
@@ -207,7 +199,7 @@ fn failing_successors_leave_the_old_state_untouched() {
         wait_kinds(pid, &baseline, fault);
     }
 
-    install(&exe, Install::Binary(&serve_binary()));
+    installed.install_demo();
     let (new, took) = restart(&mut demo, &addrs);
     assert_eq!(
         took, count,
@@ -219,7 +211,7 @@ fn failing_successors_leave_the_old_state_untouched() {
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
     assert!(!stderr.iter().any(|l| l.contains("panicked")), "{stderr:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The inode of the UDP socket bound to `addr` (`/proc/net/udp`).
@@ -317,12 +309,9 @@ fn a_udp_socket_reaches_every_successor_and_nothing_leaks() {
 /// state is rolled back and the serving one keeps its count.
 #[test]
 fn supervised_generations_pass_the_state_on() {
-    let dir = scratch_dir("state-supervised");
-    let exe = dir.join("serve");
-    let real = dir.join("serve-real");
-    install(&real, Install::Binary(&serve_binary()));
-    install(&exe, Install::Binary(&serve_binary()));
-    let mut command = Command::new(&exe);
+    let installed = SwappableDemo::new("state-supervised");
+    let dir = &installed.dir;
+    let mut command = installed.command();
     command.args([
         "--supervise",
         "--listen",
@@ -379,11 +368,7 @@ fn supervised_generations_pass_the_state_on() {
         serving = new;
     }
     // A generation that refuses the state: rolled back.
-    let script = format!(
-        "#!/bin/sh\nLAMEDUCK_DEMO_FAULT=refuse-state exec {} \"$@\"\n",
-        real.display()
-    );
-    install(&exe, Install::Script(&script, true));
+    installed.install_fault("refuse-state");
     let from = demo.stderr_seen.len();
     send_signal(supervisor, Signal::HUP);
     let line = demo.wait_stderr_from(from, "restart failed");
@@ -397,5 +382,5 @@ fn supervised_generations_pass_the_state_on() {
     send_signal(supervisor, Signal::TERM);
     let (status, stderr) = demo.wait_exit();
     assert_eq!(status.code(), Some(0), "{stderr:?}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
