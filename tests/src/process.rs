@@ -391,6 +391,39 @@ pub fn fds(pid: u32) -> Vec<(i32, String)> {
     fds
 }
 
+/// What kinds of descriptors `fds` are (`socket`, `pipe`, `anon_inode`, a
+/// path), sorted: numbers and inodes differ per run.
+#[must_use]
+pub fn fd_kinds(fds: &[(i32, String)]) -> Vec<String> {
+    let mut kinds: Vec<String> = fds
+        .iter()
+        .map(|(_, target)| target.split(':').next().unwrap_or(target).to_owned())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Waits until `pid` holds descriptors of the kinds `expected` (what
+/// [`fd_kinds`] gives), for at most [`EVENTUALLY`].
+///
+/// # Panics
+/// If it does not, naming `what`.
+pub fn wait_fd_kinds(pid: u32, expected: &[String], what: &str) {
+    let deadline = Instant::now() + EVENTUALLY;
+    // One look per pass; bounded by the deadline.
+    loop {
+        let now = fds(pid);
+        if fd_kinds(&now) == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: descriptors {now:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The environment `pid` was started with (`/proc/PID/environ`).
 #[must_use]
 pub fn start_environment(pid: u32) -> Vec<String> {

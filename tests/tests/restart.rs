@@ -18,9 +18,9 @@ use lameduck_tests::load::{
     scratch_dir, wait_serving,
 };
 use lameduck_tests::process::{
-    Demo, EVENTUALLY, NotifySocket, Signal, children_of, fds, has_exited, parse_first_line,
-    send_signal, serve_binary, socket_holders, start_environment, wait_exited, wait_gone_within,
-    zombies_of,
+    Demo, EVENTUALLY, NotifySocket, Signal, children_of, fd_kinds, fds, has_exited,
+    parse_first_line, send_signal, serve_binary, socket_holders, start_environment, wait_exited,
+    wait_fd_kinds, wait_gone_within, zombies_of,
 };
 
 fn signal(pid: u32, signal: Signal) {
@@ -239,19 +239,7 @@ fn failing_successors_roll_back() {
         // Nothing of the failed attempt stays open here (pipe, sockets):
         // once the test's short connections are closed on both ends, the
         // descriptors are the ones from before (a leak never gets there).
-        let deadline = Instant::now() + EVENTUALLY;
-        // One look per pass; bounded by the deadline.
-        loop {
-            let now = fds(pid);
-            if kinds(&now) == kinds(&baseline) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: descriptors {now:?}, before {baseline:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_fd_kinds(pid, &fd_kinds(&baseline), what);
     }
 
     install(&exe, Install::Binary(&serve_binary()));
@@ -348,19 +336,7 @@ fn a_failed_successors_own_children_are_killed_too() {
         assert_eq!(pid_at(addrs[0]).unwrap(), pid, "{what}");
         assert_eq!(kept.get("/pid").unwrap().text(), pid.to_string(), "{what}");
         // Nothing of the attempt stays open here.
-        let deadline = Instant::now() + EVENTUALLY;
-        // One look per pass; bounded by the deadline.
-        loop {
-            let now = fds(pid);
-            if kinds(&now) == kinds(&baseline) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: descriptors {now:?}, before {baseline:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_fd_kinds(pid, &fd_kinds(&baseline), what);
     }
 
     // A good restart still works, with clean variables.
@@ -524,17 +500,6 @@ fn sigusr2_closes_at_once() {
 
 // ----- descriptors and environment ------------------------------------------
 
-/// What kinds of descriptors a process holds (`socket`, `pipe`,
-/// `anon_inode`, a path), sorted: numbers and inodes differ per run.
-fn kinds(fds: &[(i32, String)]) -> Vec<String> {
-    let mut kinds: Vec<String> = fds
-        .iter()
-        .map(|(_, target)| target.split(':').next().unwrap_or(target).to_owned())
-        .collect();
-    kinds.sort();
-    kinds
-}
-
 /// Five generations, each with two TCP listeners and a Unix one: the same
 /// descriptors each time (none leaks from one to the next), the listeners
 /// at 3, 4, 5 under their names, `LISTEN_PID` its own pid, and the
@@ -573,7 +538,7 @@ fn generations_keep_the_same_descriptors_and_no_stale_variables() {
                 "round {round}: fd {fd} is not a socket: {now:?}"
             );
         }
-        successors.push(kinds(&now));
+        successors.push(fd_kinds(&now));
 
         let env = start_environment(new);
         let listen: Vec<&String> = env.iter().filter(|e| e.starts_with("LISTEN_")).collect();

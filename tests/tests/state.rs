@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use lameduck_tests::client::Client;
 use lameduck_tests::load::{LoadRun, SwappableDemo, pid_at, wait_serving};
 use lameduck_tests::process::{
-    Demo, EVENTUALLY, Signal, children_of, fds, has_exited, parse_first_line, send_signal,
-    wait_exited, zombies_of,
+    Demo, EVENTUALLY, Signal, children_of, fd_kinds, fds, has_exited, parse_first_line,
+    send_signal, wait_exited, wait_fd_kinds, zombies_of,
 };
 
 /// `GET /hits` on `client`: the count, and the pid that answered.
@@ -110,33 +110,6 @@ const STATE_FAULTS: [(&str, &str); 3] = [
     ("hang-after-state", "was not ready in time"),
 ];
 
-/// Kinds of descriptors, sorted (numbers and inodes differ).
-fn kinds(fds: &[(i32, String)]) -> Vec<String> {
-    let mut kinds: Vec<String> = fds
-        .iter()
-        .map(|(_, target)| target.split(':').next().unwrap_or(target).to_owned())
-        .collect();
-    kinds.sort();
-    kinds
-}
-
-/// Waits until `pid` holds descriptors of the kinds `expected`.
-fn wait_kinds(pid: u32, expected: &[String], what: &str) {
-    let deadline = Instant::now() + EVENTUALLY;
-    // One look per pass; bounded by the deadline.
-    loop {
-        let now = fds(pid);
-        if kinds(&now) == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: descriptors {now:?}, expected {expected:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Successors that refuse the state's version, exit after taking it, or
 /// hang after taking it: each is killed, the restart rolled back, and the
 /// old process answers `/hits` with its own count, exactly one more than
@@ -161,7 +134,7 @@ fn failing_successors_leave_the_old_state_untouched() {
     let mut kept = Client::connect(addrs[0]).unwrap();
     let (mut count, served) = hits(&mut kept);
     assert_eq!(served, pid);
-    let baseline = kinds(&fds(pid));
+    let baseline = fd_kinds(&fds(pid));
 
     for (fault, expected) in STATE_FAULTS {
         installed.install_fault(fault);
@@ -196,7 +169,7 @@ fn failing_successors_leave_the_old_state_untouched() {
         assert_eq!(now, count + 1, "{fault}: the old count goes on");
         count = now;
         assert!(!has_exited(pid));
-        wait_kinds(pid, &baseline, fault);
+        wait_fd_kinds(pid, &baseline, fault);
     }
 
     installed.install_demo();
@@ -288,9 +261,9 @@ fn a_udp_socket_reaches_every_successor_and_nothing_leaks() {
             "round {round}: one copy of the UDP socket: {held:?}"
         );
         if let Some(previous) = generations.last() {
-            wait_kinds(new, previous, &format!("round {round}"));
+            wait_fd_kinds(new, previous, &format!("round {round}"));
         }
-        generations.push(kinds(&fds(new)));
+        generations.push(fd_kinds(&fds(new)));
     }
     eprintln!(
         "descriptors per generation: {:?}",
