@@ -381,10 +381,10 @@ impl Driver {
         }
         self.keep_alive
             .store(state.core.keep_alive(), Ordering::Release);
-        if state.core.phase().is_shutting_down() {
-            if let Some(deadline) = state.core.snapshot().deadline {
-                state.deadline = Some(deadline);
-            }
+        if state.core.phase().is_shutting_down()
+            && let Some(deadline) = state.core.snapshot().deadline
+        {
+            state.deadline = Some(deadline);
         }
         let next = state.core.poll_timeout();
         if next != state.armed || state.core.is_done() {

@@ -281,10 +281,10 @@ fn join_done(members: &[Arc<Driver>]) -> Drained {
                 None => outcome,
             });
             join.left -= 1;
-            if join.left == 0 {
-                if let (Some(done), Some(outcome)) = (join.done.take(), join.outcome) {
-                    done.complete(outcome);
-                }
+            if join.left == 0
+                && let (Some(done), Some(outcome)) = (join.done.take(), join.outcome)
+            {
+                done.complete(outcome);
             }
         }));
     }

@@ -347,16 +347,16 @@ impl<R: Runtime> Read for TrackedIo<R> {
             }
             begun = first;
         }
-        if let Some(watch) = &this.watch {
-            if lock(watch).read(&scratch[..n], begun) {
-                set_track(&this.io.control, BODY_DONE);
-                let id = this.io.id;
-                // An error: the core closed it meanwhile (the task sees it).
-                let _ = this
-                    .io
-                    .driver
-                    .input(|core, now| core.body_complete(id, now));
-            }
+        if let Some(watch) = &this.watch
+            && lock(watch).read(&scratch[..n], begun)
+        {
+            set_track(&this.io.control, BODY_DONE);
+            let id = this.io.id;
+            // An error: the core closed it meanwhile (the task sees it).
+            let _ = this
+                .io
+                .driver
+                .input(|core, now| core.body_complete(id, now));
         }
         buf.put_slice(&scratch[..n]);
         Poll::Ready(Ok(()))

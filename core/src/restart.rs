@@ -604,18 +604,18 @@ impl Restart {
 
     fn enter(&mut self, now: Instant) -> Nanos {
         let now = self.time.advance(now);
-        if let State::Spawning { child, deadline } = self.state {
-            if deadline <= now {
-                match child {
-                    Some(child) => {
-                        self.actions.push_back(RestartAction::Kill { child });
-                        self.state = State::Reaping { child };
-                    }
-                    None => self.state = State::Abandoned,
+        if let State::Spawning { child, deadline } = self.state
+            && deadline <= now
+        {
+            match child {
+                Some(child) => {
+                    self.actions.push_back(RestartAction::Kill { child });
+                    self.state = State::Reaping { child };
                 }
-                self.actions
-                    .push_back(RestartAction::Failed(RestartFailure::NotReady { child }));
+                None => self.state = State::Abandoned,
             }
+            self.actions
+                .push_back(RestartAction::Failed(RestartFailure::NotReady { child }));
         }
         now
     }

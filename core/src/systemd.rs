@@ -589,33 +589,33 @@ impl ServiceNotifier {
         if self.mode != Mode::Active {
             return;
         }
-        if now >= self.next_ping {
-            if let Some(interval) = self.config.watchdog {
-                if self.fed {
-                    self.queue.push_back(Message::Watchdog);
-                }
-                self.fed = false;
-                self.next_ping = now.after(ping_period(interval));
+        if now >= self.next_ping
+            && let Some(interval) = self.config.watchdog
+        {
+            if self.fed {
+                self.queue.push_back(Message::Watchdog);
             }
+            self.fed = false;
+            self.next_ping = now.after(ping_period(interval));
         }
         if now >= self.next_refresh {
             self.next_refresh = now.after(self.config.refresh);
         }
-        if let (Some(extend), Some(step)) = (&mut self.extend, self.config.extend_step) {
-            if now >= extend.next_check {
-                if now >= extend.cap {
-                    // The deadline (and margin) has passed: the server
-                    // force-closes; systemd's timeout stands.
-                    extend.next_check = Nanos::NEVER;
-                } else {
-                    if extend.remaining < extend.baseline {
-                        let room = Duration::from_nanos(extend.cap.0 - now.0);
-                        let usec = step.saturating_mul(2).min(room);
-                        self.queue.push_back(Message::ExtendTimeout(usec));
-                    }
-                    extend.baseline = extend.remaining;
-                    extend.next_check = now.after(step);
+        if let (Some(extend), Some(step)) = (&mut self.extend, self.config.extend_step)
+            && now >= extend.next_check
+        {
+            if now >= extend.cap {
+                // The deadline (and margin) has passed: the server
+                // force-closes; systemd's timeout stands.
+                extend.next_check = Nanos::NEVER;
+            } else {
+                if extend.remaining < extend.baseline {
+                    let room = Duration::from_nanos(extend.cap.0 - now.0);
+                    let usec = step.saturating_mul(2).min(room);
+                    self.queue.push_back(Message::ExtendTimeout(usec));
                 }
+                extend.baseline = extend.remaining;
+                extend.next_check = now.after(step);
             }
         }
     }

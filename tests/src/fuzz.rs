@@ -381,22 +381,23 @@ mod http_fuzz {
                 response.headers_mut().insert("x-method", method.clone());
                 response
             };
-            if req.uri().path() == "/upgrade" && req.method() == Method::GET {
-                if let Some(upgrading) = lameduck::http1::upgrade(&mut req) {
-                    rt.spawn(async move {
-                        if let Ok(conn) = upgrading.await {
-                            let _ = crate::routes::echo(conn).await;
-                        }
-                    });
-                    let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, String::new());
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-                    response
-                        .headers_mut()
-                        .insert(UPGRADE, HeaderValue::from_static("echo"));
-                    return Box::pin(async move { Ok(response) });
-                }
+            if req.uri().path() == "/upgrade"
+                && req.method() == Method::GET
+                && let Some(upgrading) = lameduck::http1::upgrade(&mut req)
+            {
+                rt.spawn(async move {
+                    if let Ok(conn) = upgrading.await {
+                        let _ = crate::routes::echo(conn).await;
+                    }
+                });
+                let mut response = reply(StatusCode::SWITCHING_PROTOCOLS, String::new());
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                response
+                    .headers_mut()
+                    .insert(UPGRADE, HeaderValue::from_static("echo"));
+                return Box::pin(async move { Ok(response) });
             }
             Box::pin(async move {
                 Ok(

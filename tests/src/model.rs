@@ -493,10 +493,10 @@ impl Model {
             match c.st {
                 St::Idle => self.close_conn(c.id, CloseReason::Drain),
                 St::New => {
-                    if let Some((at, reason)) = self.due(&c) {
-                        if at <= self.now {
-                            self.close_conn(c.id, reason);
-                        }
+                    if let Some((at, reason)) = self.due(&c)
+                        && at <= self.now
+                    {
+                        self.close_conn(c.id, reason);
                     }
                 }
                 St::Hijacked => self.actions.push(Action::NotifyHijacked(c.id)),
@@ -1224,13 +1224,13 @@ impl Harness {
                 _ => {}
             }
         }
-        if let Some(t) = self.server.poll_timeout() {
-            if t <= self.t0 + now {
-                return Err(format!(
-                    "poll_timeout {:?} not after now {now:?}",
-                    t - self.t0
-                ));
-            }
+        if let Some(t) = self.server.poll_timeout()
+            && t <= self.t0 + now
+        {
+            return Err(format!(
+                "poll_timeout {:?} not after now {now:?}",
+                t - self.t0
+            ));
         }
         if self.server.phase() == Phase::Draining {
             for c in &self.model.conns {

@@ -216,10 +216,10 @@ fn wait_udp_answer(client: &UdpSocket, addr: SocketAddr, pid: u32) {
     // One datagram per pass; bounded by the deadline.
     loop {
         client.send_to(b"pid?", addr).unwrap();
-        if let Ok(n) = client.recv(&mut buf) {
-            if buf[..n] == *format!("pid={pid}").as_bytes() {
-                return;
-            }
+        if let Ok(n) = client.recv(&mut buf)
+            && buf[..n] == *format!("pid={pid}").as_bytes()
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "udp: pid {pid} never answered");
     }

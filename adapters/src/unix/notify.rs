@@ -210,10 +210,10 @@ impl<P: Fn(String)> Watch<P> {
         self.machine.handle_timeout(now);
         while let Some(message) = self.machine.poll_message() {
             let text = message.to_string();
-            if let Err(e) = notify_while_main(&text) {
-                if !std::mem::replace(&mut self.failed, true) {
-                    (self.problem)(format!("sd_notify {text}: {e}"));
-                }
+            if let Err(e) = notify_while_main(&text)
+                && !std::mem::replace(&mut self.failed, true)
+            {
+                (self.problem)(format!("sd_notify {text}: {e}"));
             }
         }
         self.machine.poll_timeout()
@@ -277,10 +277,8 @@ pub(crate) async fn supervisor_watch<T, F: Future>(
     problem: impl Fn(String),
     sleep: impl Fn(Instant) -> F,
 ) -> T {
-    if enabled {
-        if let Some(watch) = Watch::from_env(problem) {
-            watch.run(observe, sleep).await;
-        }
+    if enabled && let Some(watch) = Watch::from_env(problem) {
+        watch.run(observe, sleep).await;
     }
     pending().await
 }

@@ -1017,13 +1017,13 @@ impl Lifecycle {
             return;
         }
         let pid_file = self.settings().pid_file.clone();
-        if let Some(path) = pid_file {
-            if let Err(e) = pidfile::write(&path, pid) {
-                self.event(LifecycleEvent::Problem(format!(
-                    "cannot write the pid file {}: {e}",
-                    path.display()
-                )));
-            }
+        if let Some(path) = pid_file
+            && let Err(e) = pidfile::write(&path, pid)
+        {
+            self.event(LifecycleEvent::Problem(format!(
+                "cannot write the pid file {}: {e}",
+                path.display()
+            )));
         }
         self.send_notify("READY=1");
         self.event(LifecycleEvent::Ready {
@@ -1414,13 +1414,13 @@ impl Lifecycle {
             Some(_) => None,
             None => self.settings().pid_file.clone(),
         };
-        if let Some(path) = pid_file {
-            if let Err(e) = pidfile::write(&path, successor) {
-                self.event(LifecycleEvent::Problem(format!(
-                    "cannot write the pid file {}: {e}",
-                    path.display()
-                )));
-            }
+        if let Some(path) = pid_file
+            && let Err(e) = pidfile::write(&path, successor)
+        {
+            self.event(LifecycleEvent::Problem(format!(
+                "cannot write the pid file {}: {e}",
+                path.display()
+            )));
         }
         self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
         // The successor accepts on the control socket from now on.

@@ -1057,15 +1057,16 @@ impl Core<'_> {
                     }
                     // Handed off to (now serving), or killed and reaped.
                     gens.starting = None;
-                    if gens.serving.is_none() && gens.exit.is_none() {
-                        if let Err(e) = result {
-                            drop(gens);
-                            return Err(io::Error::other(if self.stopping() {
-                                "stopped before the first generation was ready".to_owned()
-                            } else {
-                                format!("the first generation failed: {e}")
-                            }));
-                        }
+                    if gens.serving.is_none()
+                        && gens.exit.is_none()
+                        && let Err(e) = result
+                    {
+                        drop(gens);
+                        return Err(io::Error::other(if self.stopping() {
+                            "stopped before the first generation was ready".to_owned()
+                        } else {
+                            format!("the first generation failed: {e}")
+                        }));
                     }
                 }
                 Woke::Exited(pid, status) => self.exited(pid, status, &mut stop_deadline),
@@ -1172,13 +1173,13 @@ impl Carrier for Core<'_> {
             None => {
                 drop(gens);
                 let pid = std::process::id();
-                if let Some(path) = &self.settings.pid_file {
-                    if let Err(e) = pidfile::write(path, pid) {
-                        self.event(SupervisorEvent::Problem(format!(
-                            "cannot write the pid file {}: {e}",
-                            path.display()
-                        )));
-                    }
+                if let Some(path) = &self.settings.pid_file
+                    && let Err(e) = pidfile::write(path, pid)
+                {
+                    self.event(SupervisorEvent::Problem(format!(
+                        "cannot write the pid file {}: {e}",
+                        path.display()
+                    )));
                 }
                 self.send_notify("READY=1");
                 self.event(SupervisorEvent::Ready {

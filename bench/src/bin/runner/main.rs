@@ -314,11 +314,11 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .join("\n");
     println!("{text}");
-    if let Some(path) = &options.out {
-        if let Err(e) = std::fs::write(path, &text) {
-            eprintln!("runner: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
+    if let Some(path) = &options.out
+        && let Err(e) = std::fs::write(path, &text)
+    {
+        eprintln!("runner: cannot write {}: {e}", path.display());
+        return ExitCode::from(1);
     }
     if let Some(path) = &options.doc {
         let parts = [

@@ -68,11 +68,11 @@ fn wrk(server: &Server, plan: &Plan, seconds: u32) -> std::result::Result<Run, S
         ));
     }
     let mut run = parse(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))?;
-    if let (Some(before), Some(after)) = (cpu_before, cpu_ns(server.pid)) {
-        if run.requests > 0 {
-            run.cpu_us_per_req =
-                Some((after.saturating_sub(before)) as f64 / 1e3 / run.requests as f64);
-        }
+    if let (Some(before), Some(after)) = (cpu_before, cpu_ns(server.pid))
+        && run.requests > 0
+    {
+        run.cpu_us_per_req =
+            Some((after.saturating_sub(before)) as f64 / 1e3 / run.requests as f64);
     }
     Ok(run)
 }
@@ -87,10 +87,10 @@ fn parse(text: &str) -> Option<Run> {
     let mut error_lines = Vec::new();
     for line in text.lines() {
         let line = line.trim();
-        if let Some((n, rest)) = line.split_once(" requests in ") {
-            if rest.ends_with("read") || rest.contains(',') {
-                requests = n.trim().parse().unwrap_or(0);
-            }
+        if let Some((n, rest)) = line.split_once(" requests in ")
+            && (rest.ends_with("read") || rest.contains(','))
+        {
+            requests = n.trim().parse().unwrap_or(0);
         }
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             rps = v.trim().parse::<f64>().ok();

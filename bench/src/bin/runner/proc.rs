@@ -176,10 +176,10 @@ impl Server {
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.stdout.recv_timeout(left) {
                 Ok((_, line)) => {
-                    if let Some((addr, pid)) = parse_first_line(&line) {
-                        if Some(pid) != not_pid {
-                            return Some((addr, pid));
-                        }
+                    if let Some((addr, pid)) = parse_first_line(&line)
+                        && Some(pid) != not_pid
+                    {
+                        return Some((addr, pid));
                     }
                 }
                 Err(_) => return None,

@@ -239,10 +239,10 @@ impl Running {
             .map(|k| (*k, Counts::default()))
             .collect();
         for (kind, t) in self.threads {
-            if let Ok(c) = t.join() {
-                if let Some((_, total)) = by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                    total.add(&c);
-                }
+            if let Ok(c) = t.join()
+                && let Some((_, total)) = by_kind.iter_mut().find(|(k, _)| *k == kind)
+            {
+                total.add(&c);
             }
         }
         by_kind
