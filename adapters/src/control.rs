@@ -32,7 +32,7 @@ pub(crate) struct Control {
     /// Wakes [`Notice::notified`](crate::Notice::notified) waiters.
     pub(crate) notice: Event,
     /// Where the connection's own task is in the current request (HTTP
-    /// tracking bits, `crate::http1`). Only that task writes it.
+    /// tracking bits, `crate::http::http1`). Only that task writes it.
     pub(crate) track: AtomicU8,
 }
 

@@ -10,7 +10,7 @@
 //! core decides every lifecycle question; this crate observes and obeys.
 //!
 //! Serve **HTTP/1.1** through hyper ([`Server::serve_http`], tracking in
-//! [`http1`]) or **raw streams** for custom protocols
+//! [`http`]) or **raw streams** for custom protocols
 //! ([`Server::serve_stream`], [`RawConn`]). Connections accepted elsewhere
 //! (a listener of your own, a TLS acceptor, an in-memory pipe) are served
 //! the same way through [`Handle::serve_io`]. Control it with a [`Handle`]:
@@ -105,7 +105,7 @@ mod driver;
 mod event;
 mod handle;
 mod hooks;
-pub mod http1;
+pub mod http;
 mod listener;
 pub mod runtime;
 mod server;

@@ -18,7 +18,7 @@ use crate::driver::{Driver, ListenerEntry, Stop};
 use crate::event::{Event, Observer};
 use crate::handle::Handle;
 use crate::hooks::{Hooks, hook};
-use crate::http1::Http1;
+use crate::http::Http1;
 use crate::listener::{ListenAddr, ListenSocket, ServeConn, accept_loop};
 use crate::runtime::{Launch, Runtime, ThreadMain};
 use crate::stream::{RawConn, Streams};
@@ -597,7 +597,7 @@ impl<R: Runtime> Server<R> {
     }
 
     /// Serves HTTP/1.1 on every listener with `handler` (see
-    /// [`http1`](crate::http1) for what is tracked and how). Returns the
+    /// [`http`](crate::http) for what is tracked and how). Returns the
     /// handle; the server runs until it is shut down or closed.
     ///
     /// ```

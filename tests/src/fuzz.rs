@@ -383,7 +383,7 @@ mod http_fuzz {
             };
             if req.uri().path() == "/upgrade"
                 && req.method() == Method::GET
-                && let Some(upgrading) = lameduck::http1::upgrade(&mut req)
+                && let Some(upgrading) = lameduck::http::upgrade(&mut req)
             {
                 rt.spawn(async move {
                     if let Ok(conn) = upgrading.await {

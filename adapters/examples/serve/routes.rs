@@ -167,7 +167,7 @@ fn upgrade<R: Runtime>(rt: R, req: &mut Request<Incoming>) -> Response<Body> {
             "expected Connection: upgrade and Upgrade: echo",
         );
     }
-    let Some(upgrading) = lameduck::http1::upgrade(req) else {
+    let Some(upgrading) = lameduck::http::upgrade(req) else {
         return text(StatusCode::BAD_REQUEST, "no upgrade on this connection");
     };
     rt.spawn(async move {
@@ -187,7 +187,7 @@ fn upgrade<R: Runtime>(rt: R, req: &mut Request<Incoming>) -> Response<Body> {
 }
 
 /// Echoes until the peer closes, or says `bye` when shutdown begins.
-pub async fn echo(mut conn: lameduck::http1::Hijacked) -> std::io::Result<()> {
+pub async fn echo(mut conn: lameduck::http::Hijacked) -> std::io::Result<()> {
     let notice = conn.notice();
     let mut buf = vec![0u8; 16 * 1024];
     // One read per pass; ends at the peer's end of stream, an error, or the
