@@ -1,4 +1,4 @@
-//! Fuzz target `http_frontend`: see `lameduck_tests::fuzz::http_frontend`.
+//! Fuzz target `http_frontend`: see `lameduck_testkit::fuzz::http_frontend`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lameduck_tests::fuzz::http_frontend(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lameduck_testkit::fuzz::http_frontend(data));

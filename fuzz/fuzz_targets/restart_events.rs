@@ -1,4 +1,4 @@
-//! Fuzz target `restart_events`: see `lameduck_tests::fuzz::restart_events`.
+//! Fuzz target `restart_events`: see `lameduck_testkit::fuzz::restart_events`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lameduck_tests::fuzz::restart_events(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lameduck_testkit::fuzz::restart_events(data));

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, Ending};
 use crate::process::{EVENTUALLY, serve_binary};
+use lameduck_testkit::client::{Client, Ending};
 
 /// A fresh directory under the target directory (the same filesystem as
 /// the demo binary, so it can be hard-linked there), named after the test

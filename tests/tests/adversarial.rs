@@ -4,29 +4,29 @@
 //! features (`cargo test --workspace --all-features`).
 
 mod smol {
-    lameduck_tests::adversarial!(lameduck_tests::harness::SmolRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_local {
-    lameduck_tests::adversarial!(lameduck_tests::harness::SmolLocalRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
-    lameduck_tests::adversarial!(lameduck_tests::harness::TokioRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
-    lameduck_tests::adversarial!(lameduck_tests::harness::CompioRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
-    lameduck_tests::adversarial!(lameduck_tests::harness::CompioPollRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
-    lameduck_tests::adversarial!(lameduck_tests::harness::AsyncStdRt);
+    lameduck_testkit::adversarial!(lameduck_testkit::harness::AsyncStdRt);
 }

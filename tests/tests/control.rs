@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::load::{SwappableDemo, pid_at, scratch_dir, wait_serving};
 use lameduck_tests::process::{
     Demo, EVENTUALLY, Signal, has_exited, send_signal, serve_binary, wait_exited,

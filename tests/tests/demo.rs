@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::process::{Demo, EVENTUALLY, Signal, lines, serve_binary};
 
 /// Runs the demo with `args` to its exit (killed, and the test failed, if
@@ -92,7 +92,7 @@ fn first_line_routes_and_clean_drain_on_sigterm() {
     );
 
     let mut client = Client::connect(addrs[1]).unwrap();
-    let check = |response: lameduck_tests::client::Response, status: u16, body: &str| {
+    let check = |response: lameduck_testkit::client::Response, status: u16, body: &str| {
         assert_eq!(
             (response.status, response.text().as_str()),
             (status, body),

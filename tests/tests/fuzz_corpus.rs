@@ -31,25 +31,25 @@ fn replay(target: &str, body: fn(&[u8])) {
 
 #[test]
 fn core_ops_corpus() {
-    replay("core_ops", lameduck_tests::fuzz::core_ops);
+    replay("core_ops", lameduck_testkit::fuzz::core_ops);
 }
 
 #[test]
 fn activation_env_corpus() {
-    replay("activation_env", lameduck_tests::fuzz::activation_env);
+    replay("activation_env", lameduck_testkit::fuzz::activation_env);
 }
 
 #[test]
 fn restart_events_corpus() {
-    replay("restart_events", lameduck_tests::fuzz::restart_events);
+    replay("restart_events", lameduck_testkit::fuzz::restart_events);
 }
 
 #[test]
 fn http_frontend_corpus() {
-    replay("http_frontend", lameduck_tests::fuzz::http_frontend);
+    replay("http_frontend", lameduck_testkit::fuzz::http_frontend);
 }
 
 #[test]
 fn handover_state_corpus() {
-    replay("handover_state", lameduck_tests::fuzz::handover_state);
+    replay("handover_state", lameduck_testkit::fuzz::handover_state);
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::{Client, Ending};
+use lameduck_testkit::client::{Client, Ending};
 use lameduck_tests::load::{Install, install, pid_at, scratch_dir};
 use lameduck_tests::process::{Demo, EVENTUALLY, Signal, has_exited, send_signal, serve_binary};
 

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lameduck::core::Config;
-use lameduck_tests::harness::{EVENTUALLY, SmolRt, TestRuntime};
+use lameduck_testkit::harness::{Binding, EVENTUALLY, SmolRt};
 
 /// Collects every record of target `lameduck`.
 struct Capture(Mutex<Vec<(log::Level, String)>>);

@@ -1,8 +1,8 @@
 //! Model-based property test of the lifecycle core: random op
 //! sequences with time advances, through the public API, checked against the
-//! reference model in `lameduck_tests::model` and its invariants.
+//! reference model in `lameduck_testkit::model` and its invariants.
 
-use lameduck_tests::model::Harness;
+use lameduck_testkit::model::Harness;
 use proptest::prelude::*;
 
 proptest! {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::load::{
     FAILING_SUCCESSORS, Install, Load, LoadRun, Tally, install, new_connection_client, pid_at,
     scratch_dir, wait_serving,

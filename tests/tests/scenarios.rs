@@ -4,35 +4,35 @@
 //! (`cargo test --workspace --all-features`).
 
 mod smol {
-    lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_threads {
-    lameduck_tests::scenarios!(lameduck_tests::harness::SmolThreadsRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
 }
 
 mod smol_local {
-    lameduck_tests::scenarios!(lameduck_tests::harness::SmolLocalRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
-    lameduck_tests::scenarios!(lameduck_tests::harness::TokioRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
-    lameduck_tests::scenarios!(lameduck_tests::harness::CompioRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
-    lameduck_tests::scenarios!(lameduck_tests::harness::CompioPollRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
-    lameduck_tests::scenarios!(lameduck_tests::harness::AsyncStdRt);
+    lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
 }
 
 /// Which compio driver served: io_uring where this kernel (or container)
@@ -68,9 +68,9 @@ fn compio_says_which_driver_serves() {
             other => panic!("{other}"),
         };
         drop(std::net::TcpStream::connect(addr).unwrap());
-        lameduck_tests::harness::wait_until(
+        lameduck_testkit::harness::wait_until(
             "a connection served",
-            lameduck_tests::harness::EVENTUALLY,
+            lameduck_testkit::harness::EVENTUALLY,
             || seen.lock().unwrap().is_some(),
         );
         let driver = seen.lock().unwrap().unwrap();

@@ -8,7 +8,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::load::{LoadRun, SwappableDemo, pid_at, wait_serving};
 use lameduck_tests::process::{
     Demo, EVENTUALLY, Signal, children_of, fd_kinds, fds, has_exited, parse_first_line,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::load::{
     FAILING_SUCCESSORS, Install, LoadRun, install, pid_at, scratch_dir, wait_serving,
 };

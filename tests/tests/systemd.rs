@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lameduck_tests::client::Client;
+use lameduck_testkit::client::Client;
 use lameduck_tests::load::scratch_dir;
 use lameduck_tests::process::{
     Demo, EVENTUALLY, NotifySocket, Signal, send_signal, serve_binary, start_environment,

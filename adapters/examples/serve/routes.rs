@@ -1,5 +1,5 @@
 //! The demo server's routes, generic over the runtime. Shared,
-//! word for word, with the scenario tests (`lameduck-tests` includes this
+//! word for word, with the conformance suite (`lameduck-testkit` includes this
 //! file), so the tests exercise exactly what the demo serves.
 
 use std::convert::Infallible;

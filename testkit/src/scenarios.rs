@@ -15,8 +15,8 @@ use lameduck::core::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response};
 use crate::harness::{
-    EVENTUALLY, Options, PROMPT, TestRuntime, TestServer, demo_server, demo_server_with,
-    stream_server, wait_until,
+    Binding, EVENTUALLY, Options, PROMPT, TestServer, demo_server, demo_server_with, stream_server,
+    wait_until,
 };
 
 fn connect(addr: SocketAddr) -> Client {
@@ -47,7 +47,7 @@ fn assert_closed_silently(client: &mut Client, what: &str) -> Ending {
     ending
 }
 
-fn upgrade<T: TestRuntime>(server: &TestServer<T>) -> Client {
+fn upgrade<T: Binding>(server: &TestServer<T>) -> Client {
     let mut client = connect(server.addr);
     client
         .send(b"GET /upgrade HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
@@ -70,7 +70,7 @@ fn assert_ok(response: &Response, body: &str) {
 
 /// An in-flight request started before shutdown completes with 200 and
 /// `Connection: close`; the drain completes right after the last response.
-pub fn in_flight_request_completes<T: TestRuntime>() {
+pub fn in_flight_request_completes<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut clients: Vec<Client> = [150, 300, 450]
         .iter()
@@ -111,7 +111,7 @@ pub fn in_flight_request_completes<T: TestRuntime>() {
 }
 
 /// A connect after shutdown began is refused (while a request still drains).
-pub fn connect_after_shutdown_refused<T: TestRuntime>() {
+pub fn connect_after_shutdown_refused<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut busy = connect(server.addr);
     busy.send_get("/sleep?ms=400").unwrap();
@@ -128,7 +128,7 @@ pub fn connect_after_shutdown_refused<T: TestRuntime>() {
 
 /// An idle keep-alive connection is closed by the server at once when the
 /// drain begins, while an active request still runs.
-pub fn idle_keepalive_closed_at_once<T: TestRuntime>() {
+pub fn idle_keepalive_closed_at_once<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut idle = connect(server.addr);
     let response = idle.get("/").unwrap();
@@ -157,7 +157,7 @@ pub fn idle_keepalive_closed_at_once<T: TestRuntime>() {
 
 /// An idle keep-alive connection does not delay the drain: with only idle
 /// connections (whose clients keep them open), the drain completes at once.
-pub fn idle_keepalive_does_not_delay_drain<T: TestRuntime>() {
+pub fn idle_keepalive_does_not_delay_drain<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut idle: Vec<Client> = (0..3).map(|_| connect(server.addr)).collect();
     for client in &mut idle {
@@ -180,7 +180,7 @@ pub fn idle_keepalive_does_not_delay_drain<T: TestRuntime>() {
 
 /// A connection that never sends is closed at the grace (measured from its
 /// accept), and the drain completes right after.
-pub fn silent_connection_closed_at_grace<T: TestRuntime>() {
+pub fn silent_connection_closed_at_grace<T: Binding>() {
     let grace = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         new_conn_grace: grace,
@@ -217,7 +217,7 @@ pub fn silent_connection_closed_at_grace<T: TestRuntime>() {
 /// A request on an idle connection racing the shutdown gets a complete
 /// response or a close before any byte of one — never a reset or an end of
 /// stream in the middle of a response. Repeated with varied timing.
-pub fn idle_request_racing_shutdown<T: TestRuntime>() {
+pub fn idle_request_racing_shutdown<T: Binding>() {
     let mut answered = 0;
     let mut closed = 0;
     for round in 0..24u32 {
@@ -270,7 +270,7 @@ pub fn idle_request_racing_shutdown<T: TestRuntime>() {
 }
 
 /// The deadline force-closes a stuck request, and the outcome counts it.
-pub fn deadline_force_closes_stuck_request<T: TestRuntime>() {
+pub fn deadline_force_closes_stuck_request<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut stuck = connect(server.addr);
     stuck.send_get("/sleep?ms=60000").unwrap();
@@ -303,7 +303,7 @@ pub fn deadline_force_closes_stuck_request<T: TestRuntime>() {
 
 /// An upgraded (hijacked) connection does not hold the drain, and receives
 /// its shutdown notification (the demo's echo says `bye` and closes).
-pub fn upgraded_connection_notified_not_waited<T: TestRuntime>() {
+pub fn upgraded_connection_notified_not_waited<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut upgraded = upgrade(&server);
     wait_until("a hijacked connection", EVENTUALLY, || {
@@ -326,7 +326,7 @@ pub fn upgraded_connection_notified_not_waited<T: TestRuntime>() {
 
 /// Opted in (`wait_for_hijacked`), the drain waits for the upgraded
 /// connection to close.
-pub fn upgraded_connection_waited_when_opted_in<T: TestRuntime>() {
+pub fn upgraded_connection_waited_when_opted_in<T: Binding>() {
     let server = demo_server::<T>(Config {
         wait_for_hijacked: true,
         ..Config::default()
@@ -347,7 +347,7 @@ pub fn upgraded_connection_waited_when_opted_in<T: TestRuntime>() {
 
 /// `close()` drops everything at once: new, active and idle connections are
 /// closed (forced), the upgraded one is notified, listeners refuse.
-pub fn close_drops_everything<T: TestRuntime>() {
+pub fn close_drops_everything<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut idle = connect(server.addr);
     assert_ok(&idle.get("/").unwrap(), "hello");
@@ -384,7 +384,7 @@ pub fn close_drops_everything<T: TestRuntime>() {
 
 /// A second `shutdown()` is harmless (a later deadline does not extend the
 /// first), and so are shutdown and close after the end.
-pub fn second_shutdown_harmless<T: TestRuntime>() {
+pub fn second_shutdown_harmless<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut busy = connect(server.addr);
     busy.send_get("/sleep?ms=300").unwrap();
@@ -406,7 +406,7 @@ pub fn second_shutdown_harmless<T: TestRuntime>() {
 }
 
 /// A second `shutdown()` with an earlier deadline brings it forward.
-pub fn second_shutdown_brings_deadline_forward<T: TestRuntime>() {
+pub fn second_shutdown_brings_deadline_forward<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut stuck = connect(server.addr);
     stuck.send_get("/sleep?ms=60000").unwrap();
@@ -427,7 +427,7 @@ pub fn second_shutdown_brings_deadline_forward<T: TestRuntime>() {
 
 /// A malformed request is answered 400 and its connection closed; the
 /// server is unaffected.
-pub fn malformed_request_gets_400<T: TestRuntime>() {
+pub fn malformed_request_gets_400<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     for garbage in [
         &b"THIS IS NOT HTTP\r\n\r\n"[..],
@@ -458,7 +458,7 @@ pub fn malformed_request_gets_400<T: TestRuntime>() {
 
 /// Keep-alive and pipelining are tracked request by request: two pipelined
 /// requests both answered, the connection idle after them.
-pub fn pipelined_requests_tracked<T: TestRuntime>() {
+pub fn pipelined_requests_tracked<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut client = connect(server.addr);
     client
@@ -492,7 +492,7 @@ pub fn pipelined_requests_tracked<T: TestRuntime>() {
 
 /// A response without a body on the wire (`HEAD`) still completes its
 /// request: the connection goes idle and the drain does not wait for it.
-pub fn head_request_tracked<T: TestRuntime>() {
+pub fn head_request_tracked<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut client = connect(server.addr);
     client.send(b"HEAD / HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
@@ -507,7 +507,7 @@ pub fn head_request_tracked<T: TestRuntime>() {
 
 /// The lame-duck phase: readiness says draining and responses stop
 /// keep-alive while the listener still accepts; then the drain.
-pub fn lame_duck_reports_draining<T: TestRuntime>() {
+pub fn lame_duck_reports_draining<T: Binding>() {
     let server = demo_server::<T>(Config {
         lame_duck: Duration::from_millis(1500),
         ..Config::default()
@@ -535,7 +535,7 @@ pub fn lame_duck_reports_draining<T: TestRuntime>() {
 }
 
 /// Shutdown hooks are awaited: the drain completes only after them.
-pub fn shutdown_hooks_awaited<T: TestRuntime>() {
+pub fn shutdown_hooks_awaited<T: Binding>() {
     let (release, gate) = async_channel::bounded::<()>(1);
     let started = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
@@ -570,7 +570,7 @@ pub fn shutdown_hooks_awaited<T: TestRuntime>() {
 }
 
 /// A hook still running at the deadline is cut off; the outcome says so.
-pub fn shutdown_hooks_cut_off_at_deadline<T: TestRuntime>() {
+pub fn shutdown_hooks_cut_off_at_deadline<T: Binding>() {
     let (_never, gate) = async_channel::bounded::<()>(1);
     let server = demo_server_with::<T>(
         Config::default(),
@@ -592,7 +592,7 @@ pub fn shutdown_hooks_cut_off_at_deadline<T: TestRuntime>() {
 
 /// Several listeners, TCP and Unix: all serve; shutdown stops them all and
 /// removes the Unix socket's file.
-pub fn several_listeners_tcp_and_unix<T: TestRuntime>() {
+pub fn several_listeners_tcp_and_unix<T: Binding>() {
     use std::io::{Read, Write};
     let path = std::env::temp_dir().join(format!(
         "lameduck-test-{}-{}.sock",
@@ -645,7 +645,7 @@ pub fn several_listeners_tcp_and_unix<T: TestRuntime>() {
 /// Raw streams: the first byte read marks a request begun, `end()` marks it
 /// done; at the drain idle streams end at once and an active one finishes
 /// its request, learns it was the last, and closes.
-pub fn raw_stream_tracking<T: TestRuntime>() {
+pub fn raw_stream_tracking<T: Binding>() {
     use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let server = stream_server::<T, _, _>(Config::default(), |conn| async move {
         let mut conn = BufReader::new(conn);
@@ -700,7 +700,7 @@ pub fn raw_stream_tracking<T: TestRuntime>() {
 
 /// Raw streams: a handler stuck inside a request is dropped at the shutdown
 /// deadline, which closes its connection; the outcome counts it.
-pub fn raw_stream_forced_at_deadline<T: TestRuntime>() {
+pub fn raw_stream_forced_at_deadline<T: Binding>() {
     let server = stream_server::<T, _, _>(Config::default(), |mut conn| async move {
         assert!(conn.begin());
         futures_lite::future::pending::<()>().await; // never ends its request
@@ -722,7 +722,7 @@ pub fn raw_stream_forced_at_deadline<T: TestRuntime>() {
 /// A request head that does not complete within `header_timeout` (counted
 /// from the accept for the first request) gets its connection closed; the
 /// server goes on.
-pub fn header_timeout_closes_slow_head<T: TestRuntime>() {
+pub fn header_timeout_closes_slow_head<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         header_timeout: Some(timeout),
@@ -750,7 +750,7 @@ pub fn header_timeout_closes_slow_head<T: TestRuntime>() {
 }
 
 /// A keep-alive connection idle longer than `idle_timeout` is closed.
-pub fn idle_timeout_closes_idle_connection<T: TestRuntime>() {
+pub fn idle_timeout_closes_idle_connection<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         idle_timeout: Some(timeout),
@@ -778,7 +778,7 @@ pub fn idle_timeout_closes_idle_connection<T: TestRuntime>() {
 /// accepted and served), then refused connections — and no response is ever
 /// cut. (A connection still in the listen backlog when the listener closes
 /// is reset before the server read anything: a refusal, at that moment only.)
-pub fn healthz_sequence_through_lame_duck<T: TestRuntime>() {
+pub fn healthz_sequence_through_lame_duck<T: Binding>() {
     let lame_duck = Duration::from_millis(600);
     let server = demo_server::<T>(Config {
         lame_duck,
@@ -865,7 +865,7 @@ pub fn healthz_sequence_through_lame_duck<T: TestRuntime>() {
 /// Hooks run in stage order and registration order, each awaited; one that
 /// hangs is cut off at the deadline, the forced-close hooks still run, and
 /// the drain ends without waiting for the hung hook.
-pub fn hooks_run_in_order_and_a_hung_hook_is_cut_off<T: TestRuntime>() {
+pub fn hooks_run_in_order_and_a_hung_hook_is_cut_off<T: Binding>() {
     let log = Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
     let record = |name: &'static str, hang: bool| -> crate::harness::Hook {
         let log = log.clone();
@@ -928,7 +928,7 @@ pub fn hooks_run_in_order_and_a_hung_hook_is_cut_off<T: TestRuntime>() {
 
 /// The snapshot's counts match the real connections: N idle, M active, K
 /// upgraded; once draining, its progress counts down.
-pub fn snapshot_matches_real_connections<T: TestRuntime>() {
+pub fn snapshot_matches_real_connections<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let (n, m, k) = (3, 2, 2);
     let mut idle: Vec<Client> = (0..n).map(|_| connect(server.addr)).collect();
@@ -979,8 +979,8 @@ pub fn snapshot_matches_real_connections<T: TestRuntime>() {
     assert_eq!(server.handle.counts(), lameduck::Counts::default());
 }
 
-/// Instantiates every scenario as a `#[test]` for one [`TestRuntime`]:
-/// `lameduck_tests::scenarios!(lameduck_tests::harness::SmolRt);`
+/// Instantiates every scenario as a `#[test]` for one [`Binding`]:
+/// `lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);`
 #[macro_export]
 macro_rules! scenarios {
     ($rt:ty) => {

@@ -1,7 +1,7 @@
 //! The runtime-generic harness of the scenario suite: every scenario is a
-//! function generic over [`TestRuntime`], instantiated once per runtime by
+//! function generic over [`Binding`], instantiated once per runtime by
 //! [`scenarios!`](crate::scenarios!). Adding a runtime means implementing
-//! [`TestRuntime`] for it and invoking the macro once more.
+//! [`Binding`] for it and invoking the macro once more.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,9 +14,9 @@ use lameduck::runtime::Runtime;
 use lameduck::{Builder, Event, Handle, ListenAddr};
 
 /// A runtime the scenarios run on.
-pub trait TestRuntime: 'static {
+pub trait Binding: 'static {
     /// The lameduck runtime binding (the runtime of the server's thread).
-    type Rt: Runtime;
+    type Runtime: Runtime;
     /// A name for messages.
     const NAME: &'static str;
     /// Builds and serves a server with `build`, where this binding runs
@@ -26,62 +26,68 @@ pub trait TestRuntime: 'static {
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static;
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static;
     /// Runs a future to completion on the calling thread.
     fn block_on<F: Future>(future: F) -> F::Output {
         futures_lite::future::block_on(future)
     }
 }
 
+#[cfg(feature = "smol")]
 /// smol, on a thread of the server's own (the default binding).
 #[derive(Debug)]
 pub struct SmolRt;
 
-impl TestRuntime for SmolRt {
-    type Rt = lameduck::runtime::SmolLocal;
+#[cfg(feature = "smol")]
+impl Binding for SmolRt {
+    type Runtime = lameduck::runtime::SmolLocal;
     const NAME: &'static str = "smol";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         build(Builder::new())
     }
 }
 
+#[cfg(feature = "smol")]
 /// smol on two threads of the server's own (`Builder::threads(2)`): one
 /// server, thread-per-core, drained as one.
 #[derive(Debug)]
 pub struct SmolThreadsRt;
 
-impl TestRuntime for SmolThreadsRt {
-    type Rt = lameduck::runtime::SmolLocal;
+#[cfg(feature = "smol")]
+impl Binding for SmolThreadsRt {
+    type Runtime = lameduck::runtime::SmolLocal;
     const NAME: &'static str = "smol, 2 threads";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         build(Builder::new().threads(2))
     }
 }
 
+#[cfg(feature = "smol")]
 /// smol's `LocalExecutor`, run by the test on a thread of its own: the
 /// server is built and served there (`Builder::with_runtime`), and the
 /// executor runs until the server is finished and its tasks are done.
 #[derive(Debug)]
 pub struct SmolLocalRt;
 
-impl TestRuntime for SmolLocalRt {
-    type Rt = lameduck::runtime::SmolLocal;
+#[cfg(feature = "smol")]
+impl Binding for SmolLocalRt {
+    type Runtime = lameduck::runtime::SmolLocal;
     const NAME: &'static str = "smol-local";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         let (built, on_built) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -111,14 +117,14 @@ impl TestRuntime for SmolLocalRt {
 pub struct TokioRt;
 
 #[cfg(feature = "tokio")]
-impl TestRuntime for TokioRt {
-    type Rt = lameduck::runtime::TokioLocal;
+impl Binding for TokioRt {
+    type Runtime = lameduck::runtime::TokioLocal;
     const NAME: &'static str = "tokio";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         build(Builder::with_launcher(lameduck::runtime::Tokio))
     }
@@ -131,14 +137,14 @@ impl TestRuntime for TokioRt {
 pub struct CompioRt;
 
 #[cfg(feature = "compio")]
-impl TestRuntime for CompioRt {
-    type Rt = lameduck::runtime::CompioLocal;
+impl Binding for CompioRt {
+    type Runtime = lameduck::runtime::CompioLocal;
     const NAME: &'static str = "compio";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         build(Builder::with_launcher(lameduck::runtime::Compio::new()))
     }
@@ -151,14 +157,14 @@ impl TestRuntime for CompioRt {
 pub struct CompioPollRt;
 
 #[cfg(feature = "compio")]
-impl TestRuntime for CompioPollRt {
-    type Rt = lameduck::runtime::CompioLocal;
+impl Binding for CompioPollRt {
+    type Runtime = lameduck::runtime::CompioLocal;
     const NAME: &'static str = "compio (polling)";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         let polling = lameduck::runtime::Compio::with_driver(compio::driver::DriverType::Poll);
         build(Builder::with_launcher(polling))
@@ -171,14 +177,14 @@ impl TestRuntime for CompioPollRt {
 pub struct AsyncStdRt;
 
 #[cfg(feature = "async-std")]
-impl TestRuntime for AsyncStdRt {
-    type Rt = lameduck::runtime::AsyncStdThread;
+impl Binding for AsyncStdRt {
+    type Runtime = lameduck::runtime::AsyncStdThread;
     const NAME: &'static str = "async-std";
 
     fn serve_on<O, F>(build: F) -> (Handle, O)
     where
         O: Send + 'static,
-        F: FnOnce(Builder<Self::Rt>) -> (Handle, O) + Send + 'static,
+        F: FnOnce(Builder<Self::Runtime>) -> (Handle, O) + Send + 'static,
     {
         build(Builder::with_launcher(lameduck::runtime::AsyncStd))
     }
@@ -190,7 +196,7 @@ impl TestRuntime for AsyncStdRt {
 
 /// A demo server (the routes of `examples/serve`) on 127.0.0.1, port 0.
 #[derive(Debug)]
-pub struct TestServer<T: TestRuntime> {
+pub struct TestServer<T: Binding> {
     /// Its handle.
     pub handle: Handle,
     /// Its first TCP address.
@@ -265,13 +271,13 @@ fn first_tcp(addrs: &[ListenAddr]) -> SocketAddr {
 
 /// Starts the demo routes with `config` on a fresh runtime.
 #[must_use]
-pub fn demo_server<T: TestRuntime>(config: Config) -> TestServer<T> {
+pub fn demo_server<T: Binding>(config: Config) -> TestServer<T> {
     demo_server_with::<T>(config, Options::default())
 }
 
 /// [`demo_server`] with [`Options`].
 #[must_use]
-pub fn demo_server_with<T: TestRuntime>(config: Config, options: Options) -> TestServer<T> {
+pub fn demo_server_with<T: Binding>(config: Config, options: Options) -> TestServer<T> {
     let events = Arc::new(Mutex::new(Vec::new()));
     let log = events.clone();
     let (handle, ()) = T::serve_on(move |builder| {
@@ -288,8 +294,8 @@ pub fn demo_server_with<T: TestRuntime>(config: Config, options: Options) -> Tes
 /// A raw-stream server with `handler`, on a fresh runtime.
 pub fn stream_server<T, F, Fut>(config: Config, handler: F) -> TestServer<T>
 where
-    T: TestRuntime,
-    F: Fn(lameduck::RawConn<T::Rt>) -> Fut + Send + Sync + 'static,
+    T: Binding,
+    F: Fn(lameduck::RawConn<T::Runtime>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -308,8 +314,8 @@ where
 /// on a fresh runtime.
 pub fn http_server<T, M, F>(config: Config, make: M) -> TestServer<T>
 where
-    T: TestRuntime,
-    M: Fn(&T::Rt, Handle) -> F + Send + Sync + 'static,
+    T: Binding,
+    M: Fn(&T::Runtime, Handle) -> F + Send + Sync + 'static,
     F: Fn(hyper::Request<hyper::body::Incoming>) -> crate::routes::Reply + 'static,
 {
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -326,13 +332,13 @@ where
 }
 
 /// Closes the server, so that its thread ends; harmless when it is done.
-impl<T: TestRuntime> Drop for TestServer<T> {
+impl<T: Binding> Drop for TestServer<T> {
     fn drop(&mut self) {
         self.handle.close();
     }
 }
 
-impl<T: TestRuntime> TestServer<T> {
+impl<T: Binding> TestServer<T> {
     fn new(handle: Handle, events: Arc<Mutex<Vec<String>>>) -> TestServer<T> {
         TestServer {
             addr: first_tcp(handle.local_addrs()),

@@ -299,6 +299,7 @@ pub fn handover_state(data: &[u8]) {
 
 // ----- http_frontend -----------------------------------------------------------
 
+#[cfg(feature = "smol")]
 /// Target `http_frontend`: arbitrary bytes into the adapter's HTTP/1.1 front
 /// end, through an in-memory stream handed to the same code path as an
 /// accepted socket ([`Handle::serve_io`](lameduck::Handle::serve_io)).
@@ -342,6 +343,7 @@ pub fn http_frontend(data: &[u8]) {
     )));
 }
 
+#[cfg(feature = "smol")]
 mod http_fuzz {
     //! The server and the response checker of [`http_frontend`](super::http_frontend).
 
@@ -584,6 +586,7 @@ mod http_fuzz {
     }
 }
 
+#[cfg(feature = "smol")]
 async fn http_frontend_run(
     executor: std::rc::Rc<smol::LocalExecutor<'static>>,
     pieces: &[&[u8]],

@@ -28,7 +28,7 @@ use lameduck::core::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response};
 use crate::harness::{
-    EVENTUALLY, PROMPT, TestRuntime, TestServer, demo_server, http_server, wait_until,
+    Binding, EVENTUALLY, PROMPT, TestServer, demo_server, http_server, wait_until,
 };
 
 fn connect(addr: SocketAddr) -> Client {
@@ -48,7 +48,7 @@ fn read_to_close(client: &mut Client, what: &str) -> (Vec<u8>, Ending) {
 }
 
 /// Waits until the server tracks nothing (the checker stopped first).
-fn assert_nothing_tracked<T: TestRuntime>(server: &TestServer<T>, what: &str) {
+fn assert_nothing_tracked<T: Binding>(server: &TestServer<T>, what: &str) {
     wait_until(what, EVENTUALLY, || {
         let counts = server.handle.counts();
         counts.tracked() + counts.hijacked == 0
@@ -56,7 +56,7 @@ fn assert_nothing_tracked<T: TestRuntime>(server: &TestServer<T>, what: &str) {
 }
 
 /// Still serving: phase `Serving`, and a fresh `GET /` answered.
-fn assert_still_serving<T: TestRuntime>(server: &TestServer<T>) {
+fn assert_still_serving<T: Binding>(server: &TestServer<T>) {
     assert_eq!(server.handle.phase(), Phase::Serving);
     assert_hello(
         &connect(server.addr)
@@ -248,7 +248,7 @@ const TRICKLE: Duration = Duration::from_millis(50);
 /// Slowloris: a request head sent a byte every 50 ms is closed by the
 /// 300 ms header timeout — after at least 300 ms, well before 1 s — however
 /// steadily bytes arrive; others are served meanwhile.
-pub fn slowloris_closed_by_header_timeout<T: TestRuntime>() {
+pub fn slowloris_closed_by_header_timeout<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         header_timeout: Some(timeout),
@@ -294,7 +294,7 @@ pub fn slowloris_closed_by_header_timeout<T: TestRuntime>() {
 /// A slowloris connection present at shutdown (no header timeout to stop
 /// it) does not hold the drain past the deadline: it is forced closed at the
 /// deadline, and the server is done right then.
-pub fn slowloris_does_not_hold_drain<T: TestRuntime>() {
+pub fn slowloris_does_not_hold_drain<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut checker = Checker::start(server.addr);
     let mut slow = connect(server.addr);
@@ -340,7 +340,7 @@ static CHUNK: [u8; BIG_CHUNK] = [b'x'; BIG_CHUNK];
 /// A client that asks for a large response and never reads it fills the
 /// socket buffers and stalls its response; others are served meanwhile;
 /// shutdown's deadline bounds the drain (forced at the deadline).
-pub fn never_reading_client_bounded_by_deadline<T: TestRuntime>() {
+pub fn never_reading_client_bounded_by_deadline<T: Binding>() {
     let produced = Arc::new(AtomicUsize::new(0));
     let server = {
         let produced = produced.clone();
@@ -405,7 +405,7 @@ pub fn never_reading_client_bounded_by_deadline<T: TestRuntime>() {
 /// listen backlog (their connects succeed; nothing is refused) and are all
 /// answered once earlier connections close; the server never holds more
 /// than the limit and stays up.
-pub fn connection_flood_past_max_connections<T: TestRuntime>() {
+pub fn connection_flood_past_max_connections<T: Binding>() {
     const MAX: usize = 8;
     const EXCESS: usize = 3 * MAX;
     let server = demo_server::<T>(Config {
@@ -462,7 +462,7 @@ pub fn connection_flood_past_max_connections<T: TestRuntime>() {
 /// A flood of silent connections holding every slot does not lock the
 /// server out: the header timeout closes them, and the clients queued in
 /// the backlog (the well-behaved one included) are served.
-pub fn silent_flood_cleared_by_header_timeout<T: TestRuntime>() {
+pub fn silent_flood_cleared_by_header_timeout<T: Binding>() {
     const MAX: usize = 4;
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
@@ -503,7 +503,7 @@ struct CountsMonitor {
 }
 
 impl CountsMonitor {
-    fn start<T: TestRuntime>(server: &TestServer<T>) -> CountsMonitor {
+    fn start<T: Binding>(server: &TestServer<T>) -> CountsMonitor {
         let handle = server.handle.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -545,7 +545,7 @@ impl Drop for CountsMonitor {
 /// Half-closed after a full request (`shutdown(Write)`): the client still
 /// gets its whole response — short, streamed, or after a handler's wait —
 /// then the server's clean close; nothing is left tracked.
-pub fn half_closed_after_request_gets_full_response<T: TestRuntime>() {
+pub fn half_closed_after_request_gets_full_response<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut checker = Checker::start(server.addr);
     let streamed: String = (0..20).map(|i| format!("chunk {i}\n")).collect();
@@ -588,7 +588,7 @@ pub fn half_closed_after_request_gets_full_response<T: TestRuntime>() {
 /// server closes the connection cleanly — no response to a head it never
 /// got, at most an error response to a broken body — and tracks nothing,
 /// without waiting for any timeout.
-pub fn half_closed_mid_request_closed_cleanly<T: TestRuntime>() {
+pub fn half_closed_mid_request_closed_cleanly<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut checker = Checker::start(server.addr);
     for (request, answer) in [
@@ -644,7 +644,7 @@ fn send_in_background(client: &Client, bytes: Vec<u8>) -> JoinHandle<()> {
 /// URI over 64 KiB (414), a body over the route's limit (413, from the
 /// demo's `POST /echo` through `http_body_util::Limited`: lameduck itself
 /// sets no body limit).
-pub fn oversized_requests_get_4xx<T: TestRuntime>() {
+pub fn oversized_requests_get_4xx<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut checker = Checker::start(server.addr);
     let mut huge_header = b"GET / HTTP/1.1\r\nhost: t\r\nx-big: ".to_vec();
@@ -712,7 +712,7 @@ const CLIENT_HELLO: &[u8] = &[
 /// Garbage — random bytes, a TLS ClientHello, the HTTP/2 preface, NULs, a
 /// valid request followed by garbage — gets `400` or a clean close, never
 /// anything else; the server is unaffected.
-pub fn garbage_bytes_get_400_or_close<T: TestRuntime>() {
+pub fn garbage_bytes_get_400_or_close<T: Binding>() {
     let server = demo_server::<T>(Config::default());
     let mut checker = Checker::start(server.addr);
     let mut valid_then_garbage = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec();
@@ -774,7 +774,7 @@ pub fn garbage_bytes_get_400_or_close<T: TestRuntime>() {
 /// still idle (closed by the idle timeout, not held as a request in
 /// progress); sent on a new connection, it is still new (closed at the
 /// grace when the drain begins, not waited for until the deadline).
-pub fn blank_lines_are_not_a_request<T: TestRuntime>() {
+pub fn blank_lines_are_not_a_request<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         idle_timeout: Some(timeout),
@@ -819,7 +819,7 @@ pub fn blank_lines_are_not_a_request<T: TestRuntime>() {
 }
 
 /// Runs `future` on the test's runtime for at most [`EVENTUALLY`].
-fn run_bounded<T: TestRuntime, O>(
+fn run_bounded<T: Binding, O>(
     server: &TestServer<T>,
     what: &str,
     future: impl Future<Output = O>,
@@ -845,7 +845,7 @@ fn core_error(e: &std::io::Error) -> Option<lameduck::core::Error> {
 /// server's own accepted sockets: answered, tracked, closed at the peer's
 /// end, counted against `max_connections` (refused at the limit), refused
 /// once draining; and refused before the server serves at all.
-pub fn handed_in_streams_served_like_accepted<T: TestRuntime>() {
+pub fn handed_in_streams_served_like_accepted<T: Binding>() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
     // Refused before the server serves (checked where it is built).
@@ -924,7 +924,7 @@ pub fn handed_in_streams_served_like_accepted<T: TestRuntime>() {
 /// A server with the demo routes plus `GET /big?chunks=N` (N chunks of 64
 /// KiB, counted as produced) and `POST /slow-echo` (reads the body, waits
 /// 600 ms, answers with it).
-fn timeouts_server<T: TestRuntime>(config: Config) -> (TestServer<T>, Arc<AtomicUsize>) {
+fn timeouts_server<T: Binding>(config: Config) -> (TestServer<T>, Arc<AtomicUsize>) {
     let produced = Arc::new(AtomicUsize::new(0));
     let server = {
         let produced = produced.clone();
@@ -966,7 +966,7 @@ fn timeouts_server<T: TestRuntime>(config: Config) -> (TestServer<T>, Arc<Atomic
 /// A body sent a byte every 50 ms after a complete head is closed by the
 /// 300 ms body timeout — not before 250 ms, within 5 s — unanswered,
 /// however steadily bytes arrive; others are served meanwhile.
-pub fn slow_body_closed_by_body_timeout<T: TestRuntime>() {
+pub fn slow_body_closed_by_body_timeout<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let server = demo_server::<T>(Config {
         header_timeout: Some(timeout),
@@ -1014,7 +1014,7 @@ pub fn slow_body_closed_by_body_timeout<T: TestRuntime>() {
 /// by the 300 ms write timeout (a stall: its socket filled) — not before
 /// 250 ms, within 5 s, long before the response is produced; others are
 /// served meanwhile, and the server tracks nothing after.
-pub fn never_reading_client_closed_by_write_timeout<T: TestRuntime>() {
+pub fn never_reading_client_closed_by_write_timeout<T: Binding>() {
     let timeout = Duration::from_millis(300);
     let (server, produced) = timeouts_server::<T>(Config {
         write_timeout: Some(timeout),
@@ -1063,7 +1063,7 @@ pub fn never_reading_client_closed_by_write_timeout<T: TestRuntime>() {
 /// (its socket full most of the time, each stall far shorter than the
 /// write timeout) is delivered whole though it takes longer than the write
 /// timeout.
-pub fn slow_but_progressing_clients_are_not_cut<T: TestRuntime>() {
+pub fn slow_but_progressing_clients_are_not_cut<T: Binding>() {
     use std::io::Read;
     let (server, _) = timeouts_server::<T>(Config {
         body_timeout: Some(Duration::from_millis(300)),
@@ -1125,7 +1125,7 @@ pub fn slow_but_progressing_clients_are_not_cut<T: TestRuntime>() {
 }
 
 /// Instantiates every adversarial test as a `#[test]` for one
-/// [`TestRuntime`]: `lameduck_tests::adversarial!(lameduck_tests::harness::SmolRt);`
+/// [`Binding`]: `lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolRt);`
 #[macro_export]
 macro_rules! adversarial {
     ($rt:ty) => {

@@ -116,7 +116,7 @@ impl Bytes<'_> {
 /// unused before.
 ///
 /// ```
-/// use lameduck_tests::model::{decode, Op};
+/// use lameduck_testkit::model::{decode, Op};
 /// let scenario = decode(&[0; 8]);
 /// assert_eq!(scenario.ops, vec![Op::AddListener], "a listener from the start");
 /// assert_eq!(decode(&[0, 0, 0, 0, 0, 0, 0, 0, 2, 0]).ops, vec![Op::AddListener, Op::Accept(0)]);

@@ -10,7 +10,7 @@
 //! ```
 //! use futures_lite::{AsyncReadExt, AsyncWriteExt};
 //!
-//! let (mut a, mut b) = lameduck_tests::duplex::duplex();
+//! let (mut a, mut b) = lameduck_testkit::duplex::duplex();
 //! futures_lite::future::block_on(async {
 //!     a.write_all(b"ping").await.unwrap();
 //!     a.close().await.unwrap(); // half-close: b reads "ping", then the end
@@ -50,7 +50,7 @@ fn lock(pipe: &Shared) -> std::sync::MutexGuard<'_, Pipe> {
 /// One end of an in-memory duplex stream; see [`duplex`].
 ///
 /// ```
-/// let (a, b) = lameduck_tests::duplex::duplex();
+/// let (a, b) = lameduck_testkit::duplex::duplex();
 /// assert_eq!(a.unread_by_peer(), 0);
 /// # drop(b);
 /// ```
@@ -65,7 +65,7 @@ pub struct Duplex {
 /// A connected pair of in-memory streams: what one writes, the other reads.
 ///
 /// ```
-/// let (client, server) = lameduck_tests::duplex::duplex();
+/// let (client, server) = lameduck_testkit::duplex::duplex();
 /// # drop((client, server));
 /// ```
 #[must_use]
@@ -89,7 +89,7 @@ impl Duplex {
     ///
     /// ```
     /// use futures_lite::AsyncWriteExt;
-    /// let (mut a, _b) = lameduck_tests::duplex::duplex();
+    /// let (mut a, _b) = lameduck_testkit::duplex::duplex();
     /// futures_lite::future::block_on(a.write_all(b"abc")).unwrap();
     /// assert_eq!(a.unread_by_peer(), 3);
     /// ```
@@ -101,7 +101,7 @@ impl Duplex {
     /// Whether the peer has dropped its end (it reads no more).
     ///
     /// ```
-    /// let (a, b) = lameduck_tests::duplex::duplex();
+    /// let (a, b) = lameduck_testkit::duplex::duplex();
     /// assert!(!a.peer_gone());
     /// drop(b);
     /// assert!(a.peer_gone());

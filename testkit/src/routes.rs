@@ -1,0 +1,1 @@
+../../adapters/examples/serve/routes.rs
