@@ -231,7 +231,11 @@ impl std::fmt::Debug for Options {
     }
 }
 
-fn configure<R: Runtime>(
+/// Applies `config`, `options` and an event log (`events`, each event's
+/// `Display` line) to `builder`, binding 127.0.0.1 port 0 (and what
+/// `options` asks for): how every server of the suite is set up, for a
+/// scenario that builds its server itself with [`Binding::serve_on`].
+pub fn configure<R: Runtime>(
     builder: Builder<R>,
     config: Config,
     options: Options,
@@ -339,7 +343,11 @@ impl<T: Binding> Drop for TestServer<T> {
 }
 
 impl<T: Binding> TestServer<T> {
-    fn new(handle: Handle, events: Arc<Mutex<Vec<String>>>) -> TestServer<T> {
+    /// A test server for a served `handle` (whose first listener is TCP) and
+    /// the event log [`configure`] fills: for a scenario that serves with
+    /// [`Binding::serve_on`] itself.
+    #[must_use]
+    pub fn new(handle: Handle, events: Arc<Mutex<Vec<String>>>) -> TestServer<T> {
         TestServer {
             addr: first_tcp(handle.local_addrs()),
             handle,
