@@ -29,7 +29,7 @@ use lameduck_core::{
 
 use crate::conn::{AnyIo, GentleCloses};
 use crate::control::Control;
-use crate::event::{Event as LifecycleEvent, Observer};
+use crate::event::{Event as LifecycleEvent, Sink};
 use crate::hooks::Hooks;
 use crate::listener::ListenerFd;
 
@@ -61,7 +61,7 @@ pub(crate) struct Driver {
     /// Told the outcome once the done signal completed (a server on
     /// several threads joins its members' signals).
     done_hook: std::sync::OnceLock<DoneHook>,
-    observer: Option<Observer>,
+    events: Sink,
     pub(crate) hooks: Hooks,
 }
 
@@ -243,7 +243,7 @@ impl Driver {
     pub(crate) fn new(
         mut config: lameduck_core::Config,
         hooks: Hooks,
-        observer: Option<Observer>,
+        events: Sink,
     ) -> Arc<Driver> {
         if !hooks.is_empty() {
             config.shutdown_hooks = true;
@@ -277,7 +277,7 @@ impl Driver {
             orders_rx,
             drained,
             done_hook: std::sync::OnceLock::new(),
-            observer,
+            events,
             hooks,
         })
     }
@@ -393,20 +393,17 @@ impl Driver {
         }
     }
 
-    /// Tells the observer, if any (never under the lock).
     /// Logs the event (the `log` facade, target `lameduck`) and tells the
-    /// observer, if any (never under the lock).
+    /// observer, if any — through the server's group if it runs on several
+    /// threads (never under the lock).
     pub(crate) fn observe(&self, event: &LifecycleEvent) {
-        log::log!(target: "lameduck", event.level(), "{event}");
-        if let Some(observer) = &self.observer {
-            observer(event);
-        }
+        self.events.observe(event);
     }
 
     /// Keeps `event` for [`observe`](Self::observe) once the lock is
     /// released — only if someone will see it.
     fn push_event(&self, after: &mut AfterLock, event: LifecycleEvent) {
-        if self.observer.is_some() || log::log_enabled!(target: "lameduck", event.level()) {
+        if self.events.wants(event.level()) {
             after.events.push(event);
         }
     }

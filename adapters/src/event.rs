@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use lameduck_core::{CloseReason, Completion, ConnId, HookStage, ListenerId, Outcome, Phase};
@@ -177,3 +177,166 @@ impl fmt::Display for Event {
 /// The observer: called after the driver's lock is released, so it may use
 /// the [`Handle`](crate::Handle).
 pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Where a driver's events go: logged (the `log` facade, target
+/// `lameduck`) and told to the observer. A server on several threads
+/// ([`Builder::threads`](crate::Builder::threads)) is one server to its
+/// observer and its log: each thread's driver reports through the
+/// [`Group`], which reports a phase when the server as a whole enters it
+/// (the least advanced thread's, as [`Snapshot::merge`] reads it) and
+/// one [`Event::Done`] when every thread is done, with the outcomes
+/// merged. Other events pass straight through: connection ids are per
+/// thread.
+///
+/// [`Snapshot::merge`]: lameduck_core::Snapshot::merge
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// The one driver of a server.
+    Server(Option<Observer>),
+    /// Thread `index` of a server on several.
+    Thread { group: Arc<Group>, index: usize },
+}
+
+impl Sink {
+    /// Whether an event of `level` would be seen at all: collected only
+    /// then.
+    pub(crate) fn wants(&self, level: log::Level) -> bool {
+        let observed = match self {
+            Sink::Server(observer) => observer.is_some(),
+            Sink::Thread { group, .. } => group.observer.is_some(),
+        };
+        // Phases and the end are always collected for a group: it must
+        // see every thread's to report the server's.
+        observed
+            || matches!(self, Sink::Thread { .. })
+            || log::log_enabled!(target: "lameduck", level)
+    }
+
+    /// The application's observer, if any.
+    pub(crate) fn observer(&self) -> Option<Observer> {
+        match self {
+            Sink::Server(observer) => observer.clone(),
+            Sink::Thread { group, .. } => group.observer.clone(),
+        }
+    }
+
+    /// Reports `event` (never under a driver's lock).
+    pub(crate) fn observe(&self, event: &Event) {
+        match self {
+            Sink::Server(observer) => emit(observer.as_ref(), event),
+            Sink::Thread { group, index } => group.observe(*index, event),
+        }
+    }
+}
+
+fn emit(observer: Option<&Observer>, event: &Event) {
+    log::log!(target: "lameduck", event.level(), "{event}");
+    if let Some(observer) = observer {
+        observer(event);
+    }
+}
+
+/// The threads of one server, reporting as one (see [`Sink`]). Its lock is
+/// taken for phase changes and ends only, never per connection.
+pub(crate) struct Group {
+    observer: Option<Observer>,
+    state: Mutex<GroupState>,
+}
+
+struct GroupState {
+    /// Each thread's phase.
+    phases: Vec<Phase>,
+    /// The server's phase last reported.
+    reported: Phase,
+    /// Each thread's outcome, once done.
+    outcomes: Vec<Option<Outcome>>,
+}
+
+impl Group {
+    /// A group of `threads` threads, all serving.
+    pub(crate) fn new(threads: usize, observer: Option<Observer>) -> Arc<Group> {
+        Arc::new(Group {
+            observer,
+            state: Mutex::new(GroupState {
+                phases: vec![Phase::Serving; threads],
+                reported: Phase::Serving,
+                outcomes: vec![None; threads],
+            }),
+        })
+    }
+
+    fn observe(&self, index: usize, event: &Event) {
+        let merged = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            match event {
+                Event::Phase(phase) => {
+                    state.phases[index] = *phase;
+                    let server = state.phases.iter().copied().min().unwrap_or(*phase);
+                    if server == state.reported {
+                        return;
+                    }
+                    state.reported = server;
+                    Event::Phase(server)
+                }
+                Event::Done(outcome) => {
+                    state.outcomes[index] = Some(*outcome);
+                    let Some(all) = state
+                        .outcomes
+                        .iter()
+                        .copied()
+                        .collect::<Option<Vec<Outcome>>>()
+                    else {
+                        return;
+                    };
+                    let merged = all.into_iter().reduce(Outcome::merge).unwrap_or(*outcome);
+                    Event::Done(merged)
+                }
+                _ => {
+                    drop(state);
+                    return emit(self.observer.as_ref(), event);
+                }
+            }
+        };
+        // Told without the lock: the observer may use the handle, which
+        // may report another event through this group.
+        emit(self.observer.as_ref(), &merged);
+    }
+}
+
+#[cfg(all(test, feature = "smol"))]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use lameduck_core::{Completion, Phase};
+
+    use super::Event;
+
+    /// A server on several threads is one server to its observer: each
+    /// phase once, one end with the threads' outcomes merged.
+    #[test]
+    fn a_server_on_several_threads_reports_as_one() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let handle = crate::Builder::new()
+            .threads(3)
+            .on_event(move |event| record.lock().unwrap().push(event.to_string()))
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .serve_stream(|conn| async move { drop(conn) })
+            .unwrap();
+        handle.shutdown(None);
+        let outcome = futures_lite::future::block_on(handle.finished()).unwrap();
+        assert_eq!(outcome.completion, Completion::Drained);
+        let seen = seen.lock().unwrap().clone();
+        let done = Event::Done(outcome).to_string();
+        assert_eq!(
+            seen,
+            [
+                Event::Phase(Phase::Draining).to_string(),
+                Event::Phase(Phase::Closed).to_string(),
+                done,
+            ],
+            "one server's events"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,11 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+/// How many threads of one server accept on a socket this process created
+/// (each counts itself in when it registers the socket).
+#[derive(Debug, Default)]
+pub(crate) struct Accepting(AtomicUsize);
+
 /// A listening socket as the driver sees it, whatever the runtime: a
 /// descriptor of its own for the socket (a duplicate of the one the accept
 /// loop uses, so that stopping, releasing and handing over never touch the
@@ -55,8 +61,9 @@ impl fmt::Display for ListenAddr {
 #[derive(Debug)]
 pub(crate) struct ListenerFd {
     fd: OwnedFd,
-    /// This process created the TCP socket (see [`ListenerFd::stop_accepting`]).
-    bound_here: bool,
+    /// This process created the TCP socket: the threads of the server that
+    /// accept on it (see [`ListenerFd::stop_accepting`]).
+    bound_here: Option<Arc<Accepting>>,
     /// A Unix socket's file, removed when the listener is stopped or
     /// dropped (we bound it, or took it over from a predecessor that owned
     /// it: [`ListenerFd::own_file`]), unless it was handed to a successor
@@ -75,13 +82,18 @@ impl ListenerFd {
     /// The driver's view of `socket` (a new descriptor for it).
     fn of(
         socket: BorrowedFd<'_>,
-        bound_here: bool,
+        bound_here: Option<Arc<Accepting>>,
         unlink: Option<PathBuf>,
         unix: bool,
     ) -> io::Result<ListenerFd> {
+        let fd = socket.try_clone_to_owned()?;
+        let bound_here = bound_here.filter(|_| !unix);
+        if let Some(accepting) = &bound_here {
+            accepting.0.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(ListenerFd {
-            fd: socket.try_clone_to_owned()?,
-            bound_here: bound_here && !unix,
+            fd,
+            bound_here,
             unlink: Mutex::new(unlink),
             unix,
         })
@@ -104,8 +116,14 @@ impl ListenerFd {
     /// and queues connections meanwhile), and `shutdown(2)` acts on the
     /// socket, not on this process's descriptor. Closing the descriptors
     /// is all this process does with it.
+    ///
+    /// A server on several threads accepts on one socket from each: only
+    /// the last of them to stop shuts it down (before that, the others'
+    /// accepts would fail, and they would report the listener lost).
     pub(crate) fn stop_accepting(&self) {
-        if self.bound_here() {
+        if let Some(accepting) = &self.bound_here
+            && accepting.0.fetch_sub(1, Ordering::AcqRel) == 1
+        {
             let _ = rustix::net::shutdown(self, rustix::net::Shutdown::Read);
         }
         // The file goes now, not when the last reference is dropped (an
@@ -141,7 +159,7 @@ impl ListenerFd {
         if self.unix {
             self.lock_unlink().is_some()
         } else {
-            self.bound_here
+            self.bound_here.is_some()
         }
     }
 
@@ -177,8 +195,12 @@ enum Listening<R: Runtime> {
 }
 
 impl<R: Runtime> ListenSocket<R> {
-    /// A TCP listener; `bound_here`: this process created it.
-    pub(crate) fn tcp(listener: R::TcpListener, bound_here: bool) -> io::Result<Self> {
+    /// A TCP listener; `bound_here`: this process created it, and these
+    /// are the server's threads that accept on it (this one counted in).
+    pub(crate) fn tcp(
+        listener: R::TcpListener,
+        bound_here: Option<Arc<Accepting>>,
+    ) -> io::Result<Self> {
         let fd = ListenerFd::of(listener.as_fd(), bound_here, None, false)?;
         Ok(ListenSocket {
             listener: Listening::Tcp(listener),
@@ -188,7 +210,7 @@ impl<R: Runtime> ListenSocket<R> {
 
     /// A Unix listener; `unlink`: its file, if this process owns it.
     pub(crate) fn unix(listener: R::UnixListener, unlink: Option<PathBuf>) -> io::Result<Self> {
-        let fd = ListenerFd::of(listener.as_fd(), false, unlink, true)?;
+        let fd = ListenerFd::of(listener.as_fd(), None, unlink, true)?;
         Ok(ListenSocket {
             listener: Listening::Unix(listener),
             fd: Arc::new(fd),

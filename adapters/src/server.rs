@@ -15,11 +15,11 @@ use hyper::{Request, Response};
 use lameduck_core::{Config, ListenerId};
 
 use crate::driver::{Driver, ListenerEntry, Stop};
-use crate::event::{Event, Observer};
+use crate::event::{Event, Group, Observer, Sink};
 use crate::handle::Handle;
 use crate::hooks::{Hooks, hook};
 use crate::http::Http1;
-use crate::listener::{ListenAddr, ListenSocket, ServeConn, accept_loop};
+use crate::listener::{Accepting, ListenAddr, ListenSocket, ServeConn, accept_loop};
 use crate::runtime::{Launch, Runtime, ThreadMain};
 use crate::stream::{RawConn, Streams};
 use crate::worker::Worker;
@@ -53,8 +53,12 @@ enum Place<R: Runtime> {
 struct Spec {
     config: Config,
     pending: Vec<Pending>,
+    /// For each pending listener, the threads accepting on it (shared by
+    /// every thread's part).
+    accepting: Vec<Arc<Accepting>>,
     hooks: Hooks,
-    observer: Option<Observer>,
+    /// Where its driver's events go.
+    events: Sink,
 }
 
 /// One thread's part of a built server, not yet serving: its worker and
@@ -82,11 +86,11 @@ enum Unserved<R: Runtime> {
 }
 
 impl Spec {
-    /// The part of the server thread `index` of `threads` builds: the same
-    /// listening sockets (new descriptors), the same configuration and
-    /// observer; the hooks run once, on the first; a Unix socket's file is
+    /// The part of the server thread `index` of `group` builds: the same
+    /// listening sockets (new descriptors), the same configuration, events
+    /// reported through the group; the hooks run once, on the first; a Unix socket's file is
     /// the first's to remove.
-    fn for_thread(&mut self, index: usize) -> io::Result<Spec> {
+    fn for_thread(&mut self, index: usize, group: &Arc<Group>) -> io::Result<Spec> {
         let pending = self
             .pending
             .iter()
@@ -106,12 +110,16 @@ impl Spec {
         Ok(Spec {
             config: self.config.clone(),
             pending,
+            accepting: self.accepting.clone(),
             hooks: if index == 0 {
                 std::mem::take(&mut self.hooks)
             } else {
                 Hooks::default()
             },
-            observer: self.observer.clone(),
+            events: Sink::Thread {
+                group: group.clone(),
+                index,
+            },
         })
     }
 }
@@ -135,8 +143,13 @@ impl<R: Runtime> Place<R> {
                 let mut drivers = Vec::with_capacity(threads);
                 let mut serves = Vec::with_capacity(threads);
                 let mut addrs = Vec::new();
+                let group = Group::new(threads.max(1), spec.events.observer());
                 for index in 0..threads.max(1) {
-                    let part = spec.for_thread(index)?;
+                    let mut part = spec.for_thread(index, &group)?;
+                    if threads <= 1 {
+                        // One thread: the server's own events, no group.
+                        part.events = spec.events.clone();
+                    }
                     let name = if threads > 1 {
                         format!("lameduck-{index}")
                     } else {
@@ -298,7 +311,12 @@ impl<R: Runtime> Builder<R> {
     /// and snapshots are summed, and each connection keeps its exact
     /// deadlines. No lock is shared between threads on the per-request
     /// path. Hooks run once (on the first thread);
-    /// [`Config::max_connections`] applies per thread. Only with a
+    /// [`Config::max_connections`] applies per thread. The event observer
+    /// and the log see one server too: each phase once (when the last
+    /// thread enters it) and one [`Event::Done`] with the threads'
+    /// outcomes merged; other events come from the thread they happened
+    /// on, and connection ids are per thread. Each listening socket is
+    /// shut down when the last thread stops accepting on it. Only with a
     /// launcher ([`Builder::new`], [`Builder::with_launcher`]): on the
     /// current thread's runtime, [`build`](Self::build) refuses more than
     /// one.
@@ -497,9 +515,10 @@ impl<R: Runtime> Builder<R> {
     pub fn build(self) -> io::Result<Server<R>> {
         let spec = Spec {
             config: self.config,
+            accepting: self.pending.iter().map(|_| Arc::default()).collect(),
             pending: self.pending,
             hooks: self.hooks,
-            observer: self.observer,
+            events: Sink::Server(self.observer),
         };
         let (handle, unserved) = self.place.start(spec, self.threads)?;
         Ok(Server {
@@ -748,12 +767,13 @@ impl<R: Runtime> Member<R> {
     fn build(rt: R, spec: Spec) -> io::Result<(Member<R>, Arc<Driver>, Vec<ListenAddr>)> {
         let mut sockets = Vec::with_capacity(spec.pending.len());
         let mut addrs = Vec::with_capacity(spec.pending.len());
-        for pending in spec.pending {
+        for (pending, accepting) in spec.pending.into_iter().zip(spec.accepting) {
             match pending {
                 Pending::Tcp(listener, name, bound_here) => {
                     let socket = rt.tcp_listener(listener)?;
                     addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
-                    sockets.push((ListenSocket::tcp(socket, bound_here)?, name));
+                    let accepting = bound_here.then_some(accepting);
+                    sockets.push((ListenSocket::tcp(socket, accepting)?, name));
                 }
                 Pending::Unix(listener, unlink, name) => {
                     let path = listener
@@ -767,7 +787,7 @@ impl<R: Runtime> Member<R> {
                 }
             }
         }
-        let driver = Driver::new(spec.config, spec.hooks, spec.observer);
+        let driver = Driver::new(spec.config, spec.hooks, spec.events);
         let worker = Worker::start(rt, driver.clone());
         let mut listeners = Vec::with_capacity(sockets.len());
         for (socket, name) in sockets {

@@ -59,8 +59,10 @@ impl Compio {
         Compio { driver: None }
     }
 
-    /// This driver, or no server (the thread fails to start): e.g.
-    /// `DriverType::Poll` to run without io_uring.
+    /// This driver, or no server: e.g. `DriverType::Poll` to run without
+    /// io_uring. A driver that cannot start (io_uring where the kernel or
+    /// the container forbids it, IOCP off Windows) fails the build with
+    /// compio's reason.
     ///
     /// ```
     /// use compio::driver::DriverType;
@@ -84,23 +86,63 @@ impl Launch for Compio {
         main: ThreadMain<CompioLocal>,
     ) -> io::Result<std::thread::JoinHandle<()>> {
         let driver = self.driver;
-        std::thread::Builder::new().name(name).spawn(move || {
+        #[cfg(not(windows))]
+        if driver == Some(DriverType::IOCP) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cannot start a compio runtime: the IOCP driver is Windows-only",
+            ));
+        }
+        // The runtime is built on its thread (compio's are bound to it);
+        // `launch` waits for that, so a driver that cannot start (io_uring
+        // forbidden, say) is reported with compio's own error.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut proactor = ProactorBuilder::new();
             if let Some(driver) = driver {
                 proactor.driver_type(driver);
             }
-            // A runtime that cannot start (the driver asked for is not
-            // there) ends the thread: the builder reports it.
-            let Ok(runtime) = compio::runtime::RuntimeBuilder::new()
+            let runtime = match compio::runtime::RuntimeBuilder::new()
                 .with_proactor(proactor)
                 .build()
-            else {
-                return;
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
             };
+            let _ = started_tx.send(Ok(()));
             // Dropping the runtime afterwards drops what is still spawned
             // (closing their sockets).
             runtime.block_on(main(CompioLocal::new()));
-        })
+        })?;
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                let driver =
+                    driver.map_or("compio's choice of".to_owned(), |d| format!("the {d:?}"));
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a compio runtime with {driver} driver: {e}"),
+                ))
+            }
+            // The thread panicked while building the runtime.
+            Err(_) => {
+                let why = match thread.join() {
+                    Err(panic) => panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned()),
+                    Ok(()) => "the thread ended".to_owned(),
+                };
+                Err(io::Error::other(format!(
+                    "cannot start a compio runtime: {why}"
+                )))
+            }
+        }
     }
 }
 
@@ -307,5 +349,42 @@ impl Runtime for CompioLocal {
 
     fn tcp_local_addr(listener: &Self::TcpListener) -> io::Result<SocketAddr> {
         listener.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use compio::driver::DriverType;
+
+    use super::Compio;
+
+    /// A driver that cannot start fails the build with the reason, not a
+    /// panic on the server's thread or a generic "the thread ended".
+    #[cfg(not(windows))]
+    #[test]
+    fn a_driver_that_cannot_start_is_reported_with_its_reason() {
+        let err = crate::Builder::with_launcher(Compio::with_driver(DriverType::IOCP))
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .build()
+            .expect_err("no IOCP driver off Windows");
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+        assert!(
+            err.to_string().contains("IOCP driver is Windows-only"),
+            "{err}"
+        );
+    }
+
+    /// The poller always starts, and the server built on it serves.
+    #[test]
+    fn the_polling_driver_starts() {
+        let handle = crate::Builder::with_launcher(Compio::with_driver(DriverType::Poll))
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .serve_stream(|conn| async move { drop(conn) })
+            .unwrap();
+        handle.shutdown_within(std::time::Duration::from_secs(5));
+        let outcome = futures_lite::future::block_on(handle.finished()).unwrap();
+        assert!(outcome.is_graceful(), "{outcome:?}");
     }
 }
