@@ -566,3 +566,54 @@ fn dropped_stderr_lines_are_counted_and_the_last_flushed() {
         "{timeouts} written + {dropped} dropped < {FLOOD}"
     );
 }
+
+/// `--threads 2` serves from two threads and drains as one server: one line
+/// per phase, one `done:` line, and no thread reports its listener lost
+/// when another one stops accepting on the shared socket.
+#[test]
+fn two_threads_drain_as_one_server() {
+    let mut runtimes = vec!["smol"];
+    if cfg!(feature = "compio") {
+        runtimes.push("compio");
+    }
+    for runtime in runtimes {
+        let mut demo = Demo::start(&[
+            "--runtime",
+            runtime,
+            "--threads",
+            "2",
+            "--lame-duck",
+            "0.1",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let addrs = demo.tcp_addrs();
+        #[cfg(target_os = "linux")]
+        {
+            let names = thread_names(demo.child.id());
+            for thread in ["lameduck-0", "lameduck-1"] {
+                assert!(names.iter().any(|n| n == thread), "{runtime}: {names:?}");
+            }
+        }
+        let mut client = Client::connect(addrs[0]).unwrap();
+        let hello = client.get("/").unwrap();
+        assert_eq!((hello.status, hello.text().as_str()), (200, "hello"));
+        drop(client);
+        demo.signal(Signal::TERM);
+        let (status, stderr) = demo.wait_exit();
+        assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
+        let count = |line: &str| stderr.iter().filter(|l| l.as_str() == line).count();
+        for line in [
+            "serve: phase: lame duck",
+            "serve: phase: draining",
+            "serve: phase: closed",
+            "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0",
+        ] {
+            assert_eq!(count(line), 1, "{runtime}: {line:?} once in {stderr:?}");
+        }
+        assert!(
+            !stderr.iter().any(|l| l.contains("accept on")),
+            "{runtime}: no accept error: {stderr:?}"
+        );
+    }
+}
