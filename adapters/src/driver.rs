@@ -28,7 +28,7 @@ use lameduck_core::{
 };
 
 use crate::conn::{AnyIo, GentleCloses};
-use crate::control::Control;
+use crate::control::{CLOSE, Control, FINISH};
 use crate::event::{Event as LifecycleEvent, Sink};
 use crate::hooks::Hooks;
 use crate::listener::ListenerFd;
@@ -496,9 +496,13 @@ impl Driver {
 
     // ----- lock-free queries ----------------------------------------------
 
-    /// Whether a response written now may keep its connection alive.
-    pub(crate) fn keep_alive(&self) -> bool {
-        self.keep_alive.load(Ordering::Acquire)
+    /// Whether the connection behind `control` may be kept alive after the
+    /// response (or message) now being completed: the server keeps
+    /// connections alive (the core's [`keep_alive`](Server::keep_alive),
+    /// mirrored here) and the core has not told this one to finish or
+    /// close. The one answer HTTP and raw streams both ask.
+    pub(crate) fn keeps_alive(&self, control: &Control) -> bool {
+        self.keep_alive.load(Ordering::Acquire) && control.cmd() & (FINISH | CLOSE) == 0
     }
 
     pub(crate) fn drained(&self) -> &Drained {

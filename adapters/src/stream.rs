@@ -30,7 +30,7 @@ use std::time::Instant;
 use lameduck_core::{ConnId, Error, Server};
 
 use crate::conn::{ConnIo, Notice};
-use crate::control::{ABORT, CLOSE, Control, FINISH};
+use crate::control::{ABORT, CLOSE, Control};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
 use crate::worker::Worker;
@@ -94,7 +94,7 @@ impl<R: Runtime> RawConn<R> {
     /// if the protocol can.
     #[must_use]
     pub fn keep_alive(&self) -> bool {
-        self.io.driver.keep_alive() && self.io.control.cmd() & (FINISH | CLOSE) == 0
+        self.io.driver.keeps_alive(&self.io.control)
     }
 
     /// Whether the server has closed this connection (reads now end, writes

@@ -14,7 +14,6 @@
 //! The features `smol`, `tokio`, `compio` and `async-std` add lameduck's own
 //! bindings as [`Binding`](harness::Binding)s; the model needs none of them.
 
-
 pub mod fuzz;
 pub mod model;
 

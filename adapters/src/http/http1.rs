@@ -426,7 +426,7 @@ where
             }
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 set_track(&control, UPGRADING);
-            } else if !driver.keep_alive() || control.cmd() & FINISH != 0 {
+            } else if !driver.keeps_alive(&control) {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
