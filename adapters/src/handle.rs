@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use lameduck_core::{Abandoned, Counts, Drained, Outcome, Phase};
+use lameduck_core::{Abandoned, Counts, Drained, Outcome, Phase, Snapshot};
 
 use crate::driver::Driver;
 use crate::listener::ListenAddr;
@@ -208,10 +208,10 @@ impl Handle {
     /// # handle.close(); Ok(()) }
     /// ```
     #[must_use]
-    pub fn snapshot(&self) -> lameduck_core::Snapshot {
+    pub fn snapshot(&self) -> Snapshot {
         let mut snapshots = self.members.iter().map(|driver| driver.snapshot());
         let first = snapshots.next().expect("a server has at least one member");
-        snapshots.fold(first, lameduck_core::Snapshot::merge)
+        snapshots.fold(first, Snapshot::merge)
     }
 
     /// The server's phase, now ([`Phase::is_ready`] for readiness probes).

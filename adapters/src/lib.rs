@@ -94,8 +94,11 @@
 #![deny(unsafe_code)]
 
 pub use lameduck_core as core;
+// The core's types that appear in this crate's signatures, at its root
+// (the whole core stays reachable as `core`, for a loop of your own).
 pub use lameduck_core::{
-    CloseReason, Completion, Config, ConnId, Counts, Drained, ListenerId, Outcome, Phase,
+    Abandoned, CloseReason, Completion, Config, ConnId, Counts, DrainProgress, Drained, HookStage,
+    ListenerId, Outcome, Phase, Snapshot,
 };
 
 mod adopt;

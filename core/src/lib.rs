@@ -125,6 +125,17 @@
 //!
 //! - `async` (default): [`done_signal`], [`Drained`] — a done signal built on
 //!   `async-channel`. Without it the crate depends on `std` only.
+//!
+//! # Stability of the enums
+//!
+//! What a machine asks of its driver and tells it — [`Action`],
+//! [`RestartAction`](restart::RestartAction), [`Phase`], [`CloseReason`], [`Completion`],
+//! [`ConnState`] — is matched exhaustively on purpose: a driver must carry
+//! out every action, and a new one must fail its build rather than be
+//! ignored by a `_` arm. So adding a variant to one of them is a breaking
+//! change, released as one (a new minor version while the crate is 0.x).
+//! Errors are `#[non_exhaustive]`: a new way to fail is not breaking, and
+//! callers report errors through `Display`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
