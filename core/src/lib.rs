@@ -114,6 +114,10 @@
 //! deadline, hand off or roll back). [`activation`] reads and writes the
 //! systemd socket-activation variables (`LISTEN_PID`, `LISTEN_FDS`,
 //! `LISTEN_FDNAMES`) that carry the listeners across, strictly.
+//! [`supervisor`] is supervisor mode as a third: a parent with a stable
+//! pid runs the server as child generations and decides which one serves,
+//! when the previous one hands off, when a stop escalates to `SIGKILL`,
+//! and which exit status it ends with.
 //! [`handover`] is the restart state's wire format, decoder and
 //! commit/abort decision: named bytes and descriptors a process hands its
 //! successor beside the listeners.
@@ -153,6 +157,7 @@ mod listener;
 mod phase;
 pub mod restart;
 mod server;
+pub mod supervisor;
 pub mod systemd;
 mod time;
 

@@ -26,6 +26,11 @@
 //! assert_eq!(restart.poll_action(), Some(RestartAction::HandOff { child: 4242 }));
 //! assert_eq!(restart.phase(), RestartPhase::HandedOff);
 //! ```
+//!
+//! A carrier that stays after a hand-off (a supervisor, whose next
+//! generation replaces the previous one) uses [`Restart::supervised`]: the
+//! same policy, and a hand-off returns it to `Running`, ready for the next
+//! restart (see [`crate::supervisor`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -222,6 +227,8 @@ pub struct Restart {
     time: Timeline,
     state: State,
     attempts: u64,
+    /// The carrier stays after a hand-off ([`Restart::supervised`]).
+    stays: bool,
     actions: VecDeque<RestartAction>,
 }
 
@@ -241,7 +248,37 @@ impl Restart {
             time: Timeline::new(now),
             state: State::Running,
             attempts: 0,
+            stays: false,
             actions: VecDeque::new(),
+        }
+    }
+
+    /// A machine for a carrier that stays after a hand-off: a supervisor,
+    /// whose successor is its next generation. The same policy as
+    /// [`new`](Self::new)'s, except that [`child_ready`](Self::child_ready)
+    /// hands off and returns to [`RestartPhase::Running`] (never
+    /// [`RestartPhase::HandedOff`]): the successor is then the carrier's
+    /// to watch, not this machine's, and the next restart may begin.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::supervised(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(7, now).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.child_ready(7, now).unwrap();
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::HandOff { child: 7 }));
+    /// assert_eq!(restart.phase(), RestartPhase::Running);
+    /// restart.request(now).unwrap();
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Spawn { attempt: 2 }));
+    /// ```
+    #[must_use]
+    pub fn supervised(config: RestartConfig, now: Instant) -> Restart {
+        Restart {
+            stays: true,
+            ..Restart::new(config, now)
         }
     }
 
@@ -367,7 +404,11 @@ impl Restart {
         self.enter(now);
         match self.state {
             State::Spawning { child: Some(c), .. } if c == child => {
-                self.state = State::HandedOff { child };
+                self.state = if self.stays {
+                    State::Running
+                } else {
+                    State::HandedOff { child }
+                };
                 self.actions.push_back(RestartAction::HandOff { child });
                 Ok(())
             }
@@ -733,5 +774,35 @@ mod tests {
         assert_eq!(r.poll_timeout(), None);
         r.child_exited(14, t0).unwrap();
         assert_eq!(r.phase(), RestartPhase::HandedOff);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time
+    fn a_supervised_machine_goes_on_after_each_hand_off() {
+        let t0 = Instant::now();
+        let mut r = Restart::supervised(
+            RestartConfig {
+                ready_timeout: Duration::from_secs(10),
+            },
+            t0,
+        );
+        for (attempt, child) in [(1, 21), (2, 22), (3, 23)] {
+            r.request(t0).unwrap();
+            assert_eq!(drain(&mut r), vec![RestartAction::Spawn { attempt }]);
+            r.spawned(child, t0).unwrap();
+            r.child_ready(child, t0).unwrap();
+            assert_eq!(drain(&mut r), vec![RestartAction::HandOff { child }]);
+            assert_eq!(r.phase(), RestartPhase::Running);
+            assert_eq!(r.child(), None);
+            assert_eq!(r.poll_timeout(), None, "no deadline once handed off");
+            // The generation serving now is the supervisor's to watch.
+            assert_eq!(
+                r.child_exited(child, t0),
+                Err(RestartError::UnknownChild(child))
+            );
+        }
+        // The same policy otherwise: a stop ends restarts.
+        r.stopping(t0);
+        assert_eq!(r.request(t0), Err(RestartError::Stopping));
     }
 }

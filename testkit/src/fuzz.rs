@@ -80,6 +80,14 @@ pub fn activation_env(data: &[u8]) {
     );
 }
 
+/// Target `supervisor_events`: random op sequences against the supervisor
+/// machine and its reference model (the same decoder as the property
+/// test; see [`crate::supervisor_model`]).
+#[cfg(unix)]
+pub fn supervisor_events(data: &[u8]) {
+    let _observed = crate::supervisor_model::run_bytes(data);
+}
+
 /// Target `restart_events`: random reports to the restart machine (a
 /// successor's readiness, or its abort of the state hand-over). Checks: at
 /// most one successor in flight; every started successor that was not handed

@@ -5,6 +5,10 @@
 //!   [`Op`](model::Op) decoder shared with the fuzz targets, and a
 //!   [`Harness`](model::Harness) that runs ops against the core and the
 //!   model in lock step and checks the lifecycle's invariants.
+//! - [`supervisor_model`] (unix): a reference model of the core's
+//!   supervisor machine, its op decoder (shared with the fuzz target
+//!   `supervisor_events`) and [`run_bytes`](supervisor_model::run_bytes),
+//!   which runs ops against both in lock step.
 //! - [`fuzz`]: the bodies of lameduck's fuzz targets, as plain functions.
 //! - With the `conformance` feature, the real-socket suite: [`scenarios`](mod@scenarios)
 //!   (Go's shutdown behaviours) and [`adversarial`](mod@adversarial) (hostile clients), each a
@@ -16,6 +20,8 @@
 
 pub mod fuzz;
 pub mod model;
+#[cfg(unix)]
+pub mod supervisor_model;
 
 #[cfg(feature = "conformance")]
 pub mod adversarial;

@@ -53,3 +53,11 @@ fn http_frontend_corpus() {
 fn handover_state_corpus() {
     replay("handover_state", lameduck_testkit::fuzz::handover_state);
 }
+
+#[test]
+fn supervisor_events_corpus() {
+    replay(
+        "supervisor_events",
+        lameduck_testkit::fuzz::supervisor_events,
+    );
+}
