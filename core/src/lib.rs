@@ -133,7 +133,8 @@
 //! # Stability of the enums
 //!
 //! What a machine asks of its driver and tells it — [`Action`],
-//! [`RestartAction`](restart::RestartAction), [`Phase`], [`CloseReason`], [`Completion`],
+//! [`RestartAction`](restart::RestartAction),
+//! [`SupervisorAction`](supervisor::SupervisorAction), [`Phase`], [`CloseReason`], [`Completion`],
 //! [`ConnState`] — is matched exhaustively on purpose: a driver must carry
 //! out every action, and a new one must fail its build rather than be
 //! ignored by a `_` arm. So adding a variant to one of them is a breaking
