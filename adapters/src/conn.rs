@@ -129,6 +129,32 @@ pub(crate) struct ConnIo<R: Runtime> {
     read_eof: bool,
     /// The core was told a write is blocked, and not yet that one got through.
     write_blocked: bool,
+    /// Bytes read ahead (to tell HTTP/2 from HTTP/1.1) and put back: the
+    /// next reads return them first.
+    unread: Unread,
+}
+
+/// Up to [`Unread::CAP`] bytes put back into a connection's input.
+#[derive(Debug, Default)]
+struct Unread {
+    buf: [u8; Unread::CAP],
+    at: u8,
+    end: u8,
+}
+
+impl Unread {
+    /// As long as the HTTP/2 connection preface.
+    const CAP: usize = 24;
+
+    /// Copies what is left into `out`; how many bytes.
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let left = &self.buf[usize::from(self.at)..usize::from(self.end)];
+        let n = left.len().min(out.len());
+        out[..n].copy_from_slice(&left[..n]);
+        // n <= CAP, which fits in a u8.
+        self.at += n as u8;
+        n
+    }
 }
 
 impl<R: Runtime> ConnIo<R> {
@@ -146,7 +172,19 @@ impl<R: Runtime> ConnIo<R> {
             control,
             read_eof: false,
             write_blocked: false,
+            unread: Unread::default(),
         }
+    }
+
+    /// Puts `bytes` (at most 24, nothing else pending) back: the next
+    /// reads return them before reading the socket again.
+    pub(crate) fn unread(&mut self, bytes: &[u8]) {
+        debug_assert!(self.unread.at == self.unread.end && bytes.len() <= Unread::CAP);
+        let n = bytes.len().min(Unread::CAP);
+        self.unread.buf[..n].copy_from_slice(&bytes[..n]);
+        self.unread.at = 0;
+        // n <= CAP, which fits in a u8.
+        self.unread.end = n as u8;
     }
 
     fn socket(&mut self) -> io::Result<&mut Socket<R>> {
@@ -160,6 +198,9 @@ impl<R: Runtime> ConnIo<R> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if self.unread.at < self.unread.end && !buf.is_empty() {
+            return Poll::Ready(Ok(self.unread.take(buf)));
+        }
         let n = std::task::ready!(Pin::new(self.socket()?).poll_read(cx, buf))?;
         if n == 0 && !buf.is_empty() {
             self.read_eof = true;
@@ -315,7 +356,8 @@ impl GentleCloses {
         }
     }
 
-    async fn cut_notified(&self) {
+    /// Resolves once the gentle closes are cut.
+    pub(crate) async fn cut_notified(&self) {
         loop {
             if self.is_cut() {
                 return;

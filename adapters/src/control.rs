@@ -31,8 +31,9 @@ pub(crate) struct Control {
     pub(crate) writer: AtomicWaker,
     /// Wakes [`Notice::notified`](crate::Notice::notified) waiters.
     pub(crate) notice: Event,
-    /// Where the connection's own task is in the current request (HTTP
-    /// tracking bits, `crate::http::http1`). Only that task writes it.
+    /// Where the connection's own task is in the current request (HTTP/1.1
+    /// tracking bits, `crate::http::http1`; HTTP/2's go-away bit,
+    /// `crate::http::http2`). Only that task writes it.
     pub(crate) track: AtomicU8,
 }
 

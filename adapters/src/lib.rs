@@ -9,8 +9,9 @@
 //! re-arms a single timer only when the core's next deadline changes. The
 //! core decides every lifecycle question; this crate observes and obeys.
 //!
-//! Serve **HTTP/1.1** through hyper ([`Server::serve_http`], tracking in
-//! [`http`]) or **raw streams** for custom protocols
+//! Serve **HTTP/1.1 and HTTP/2** through hyper ([`Server::serve_http`]:
+//! HTTP/2 with prior knowledge next to HTTP/1.1 on the same cleartext
+//! listeners; tracking, and the GOAWAY drain, in [`http`]) or **raw streams** for custom protocols
 //! ([`Server::serve_stream`], [`RawConn`]). Connections accepted elsewhere
 //! (a listener of your own, a TLS acceptor, an in-memory pipe) are served
 //! the same way through [`Handle::serve_io`]. Control it with a [`Handle`]:

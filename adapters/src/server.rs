@@ -1,4 +1,4 @@
-//! Building a server: listeners, configuration, hooks; then serving HTTP/1.1
+//! Building a server: listeners, configuration, hooks; then serving HTTP (1.1 and 2)
 //! or raw streams.
 
 use std::error::Error as StdError;
@@ -18,7 +18,7 @@ use crate::driver::{Driver, ListenerEntry, Stop};
 use crate::event::{Event, Group, Observer, Sink};
 use crate::handle::Handle;
 use crate::hooks::{Hooks, hook};
-use crate::http::Http1;
+use crate::http::Http;
 use crate::listener::{Accepting, ListenAddr, ListenSocket, ServeConn, accept_loop};
 use crate::runtime::{Launch, Runtime, ThreadMain};
 use crate::stream::{RawConn, Streams};
@@ -615,7 +615,8 @@ impl<R: Runtime> Server<R> {
         self.handle.clone()
     }
 
-    /// Serves HTTP/1.1 on every listener with `handler` (see
+    /// Serves HTTP/1.1 and HTTP/2 (h2c, with prior knowledge) on every
+    /// listener with `handler` (see
     /// [`http`](crate::http) for what is tracked and how). Returns the
     /// handle; the server runs until it is shut down or closed.
     ///
@@ -687,7 +688,7 @@ impl<R: Runtime> Server<R> {
         E: Into<Box<dyn StdError + Send + Sync>> + 'static,
     {
         self.serve(Arc::new(move |rt: &R| {
-            Arc::new(Http1 {
+            Arc::new(Http {
                 handler: Arc::new(make(rt)),
             }) as Arc<dyn ServeConn<R>>
         }))

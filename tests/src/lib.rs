@@ -4,8 +4,10 @@
 //! child process, load generators, a load balancer.
 
 pub mod balancer;
+pub mod h2;
 pub mod load;
 pub mod process;
+pub mod scenarios_h2;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -5,34 +5,41 @@
 
 mod smol {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_threads {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolThreadsRt);
 }
 
 mod smol_local {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
+    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::AsyncStdRt);
 }
 
 /// Which compio driver served: io_uring where this kernel (or container)

@@ -8,6 +8,10 @@
 //! serve ctl --control PATH restart|status
 //! ```
 //!
+//! Every listener serves HTTP/1.1 and, to a client with prior knowledge
+//! (h2c: `curl --http2-prior-knowledge`, `h2load`), HTTP/2 — every route
+//! but `/upgrade` the same over both.
+//!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
 //! lifecycle events on stderr, drains on SIGTERM/SIGINT (a second one closes
 //! at once), restarts on SIGHUP (a successor takes the listening sockets;

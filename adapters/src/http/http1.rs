@@ -1,7 +1,6 @@
 //! HTTP/1.1 through hyper: the tracked IO, service and body (the `http`
 //! module docs say what is tracked).
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
@@ -12,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONNECTION, HeaderValue};
-use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
+use hyper::rt::{Read, ReadBuf, Write};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
@@ -21,11 +20,8 @@ use lameduck_core::ConnId;
 use crate::conn::{ConnIo, Notice};
 use crate::control::{CLOSE, Control, FINISH};
 use crate::driver::Driver;
-use crate::listener::ServeConn;
+use crate::http::io::{BoxError, Handler, HyperIo, Tap, closed_by_server};
 use crate::runtime::Runtime;
-use crate::worker::Worker;
-
-type BoxError = Box<dyn StdError + Send + Sync>;
 
 // Tracking bits in `Control::track`.
 /// The core has the connection Active (a request is in progress).
@@ -56,44 +52,10 @@ fn clear_track(control: &Control, bits: u8) {
     control.track.fetch_and(!bits, Ordering::AcqRel);
 }
 
-fn closed_by_server() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection closed by the server (shutdown)",
-    )
-}
-
 // ----- serving -------------------------------------------------------------
 
-/// Serves HTTP/1.1 with `handler` on every accepted connection.
-pub(crate) struct Http1<F> {
-    pub(crate) handler: Arc<F>,
-}
-
-impl<R, F, Fut, B, E> ServeConn<R> for Http1<F>
-where
-    R: Runtime,
-    F: Fn(Request<Incoming>) -> Fut + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + 'static,
-    B: Body + 'static,
-    B::Error: Into<BoxError>,
-    E: Into<BoxError> + 'static,
-{
-    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
-        let rt = worker.rt.clone();
-        rt.spawn(serve_conn(io, self.handler.clone()));
-    }
-}
-
-async fn serve_conn<R, F, Fut, B, E>(io: ConnIo<R>, handler: Arc<F>)
-where
-    R: Runtime,
-    F: Fn(Request<Incoming>) -> Fut + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + 'static,
-    B: Body + 'static,
-    B::Error: Into<BoxError>,
-    E: Into<BoxError> + 'static,
-{
+/// Serves HTTP/1.1 on `io` with `handler` until the connection ends.
+pub(crate) async fn serve<R: Runtime, H: Handler>(io: ConnIo<R>, handler: Arc<H>) {
     let control = io.control.clone();
     let driver = io.driver.clone();
     let id = io.id;
@@ -110,7 +72,13 @@ where
     };
     let conn = http1::Builder::new()
         .half_close(true)
-        .serve_connection(TrackedIo { io, watch }, service)
+        .serve_connection(
+            HyperIo {
+                io,
+                tap: Http1Tap { watch },
+            },
+            service,
+        )
         .with_upgrades();
     let mut conn = pin!(conn);
     let mut graceful = false;
@@ -144,14 +112,6 @@ where
 }
 
 // ----- the socket, seen by hyper -------------------------------------------
-
-/// The connection's socket as hyper sees it: reads start requests, the flush
-/// after a response's end completes it.
-struct TrackedIo<R: Runtime> {
-    io: ConnIo<R>,
-    /// With a body timeout: where the current request's body ends.
-    watch: Option<Arc<Mutex<BodyWatch>>>,
-}
 
 /// Finds where a request's body ends in the bytes read, so that its end is
 /// reported when it is read (`Config::body_timeout`), not when the handler
@@ -241,94 +201,54 @@ fn lock(watch: &Mutex<BodyWatch>) -> std::sync::MutexGuard<'_, BodyWatch> {
     watch.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Bytes read per call. hyper asks for more when its buffer grows; reading
-/// into this (initialized) scratch and copying keeps the bridge free of
-/// `unsafe` for the price of a short copy.
-const READ_CHUNK: usize = 8 * 1024;
+/// HTTP/1.1's watch on the bridge: reads start requests (and find where a
+/// body ends), the flush after a response's end completes it.
+struct Http1Tap {
+    /// With a body timeout: where the current request's body ends.
+    watch: Option<Arc<Mutex<BodyWatch>>>,
+}
 
-impl<R: Runtime> Read for TrackedIo<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let mut scratch = [0u8; READ_CHUNK];
-        let want = buf.remaining().min(READ_CHUNK);
-        let n = ready!(this.io.poll_read(cx, &mut scratch[..want]))?;
+impl<R: Runtime> Tap<R> for Http1Tap {
+    fn read(&mut self, io: &mut ConnIo<R>, bytes: &[u8]) -> io::Result<()> {
         // Blank lines before a request line are not a request (hyper skips them).
-        let first = scratch[..n]
-            .iter()
-            .position(|b| !matches!(b, b'\r' | b'\n'));
+        let first = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n'));
         let mut begun = None;
-        if first.is_some() && track(&this.io.control) & (IN_REQUEST | HIJACKED) == 0 {
-            let id = this.io.id;
-            match this
-                .io
-                .driver
-                .input(|core, now| core.request_started(id, now))
-            {
-                Ok(()) => set_track(&this.io.control, IN_REQUEST),
+        if first.is_some() && track(&io.control) & (IN_REQUEST | HIJACKED) == 0 {
+            let id = io.id;
+            match io.driver.input(|core, now| core.request_started(id, now)) {
+                Ok(()) => set_track(&io.control, IN_REQUEST),
                 // The drain closed this idle connection as the request
                 // arrived: drop it unanswered (Go does the same).
-                Err(_) => return Poll::Ready(Err(closed_by_server())),
+                Err(_) => return Err(closed_by_server()),
             }
             begun = first;
         }
-        if let Some(watch) = &this.watch
-            && lock(watch).read(&scratch[..n], begun)
+        if let Some(watch) = &self.watch
+            && lock(watch).read(bytes, begun)
         {
-            set_track(&this.io.control, BODY_DONE);
-            let id = this.io.id;
+            set_track(&io.control, BODY_DONE);
+            let id = io.id;
             // An error: the core closed it meanwhile (the task sees it).
-            let _ = this
-                .io
-                .driver
-                .input(|core, now| core.body_complete(id, now));
+            let _ = io.driver.input(|core, now| core.body_complete(id, now));
         }
-        buf.put_slice(&scratch[..n]);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<R: Runtime> Write for TrackedIo<R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().io.poll_write(cx, buf)
+        Ok(())
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().io.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.io.poll_flush(cx))?;
-        let control = &this.io.control;
+    fn flushed(&mut self, io: &mut ConnIo<R>) {
+        let control = &io.control;
         let bits = track(control);
         if bits & RESP_END != 0 && bits & HIJACKED == 0 {
-            let id = this.io.id;
+            let id = io.id;
             if bits & UPGRADING != 0 {
                 set_track(control, HIJACKED);
-                let _ = this.io.driver.input(|core, now| core.hijack(id, now));
+                let _ = io.driver.input(|core, now| core.hijack(id, now));
             } else {
                 clear_track(
                     control,
                     IN_REQUEST | IN_SERVICE | RESP_END | KEPT_ALIVE | BODY_DONE,
                 );
                 // An error means the core closed it already (a deadline).
-                let _ = this.io.driver.input(|core, now| {
+                let _ = io.driver.input(|core, now| {
                     if bits & KEPT_ALIVE != 0 {
                         core.response_done_kept_alive(id, now)
                     } else {
@@ -337,33 +257,21 @@ impl<R: Runtime> Write for TrackedIo<R> {
                 });
             }
         }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().io.poll_close(cx)
     }
 }
 
 // ----- the service ---------------------------------------------------------
 
-struct TrackedService<F> {
-    handler: Arc<F>,
+struct TrackedService<H> {
+    handler: Arc<H>,
     driver: Arc<Driver>,
     control: Arc<Control>,
     id: ConnId,
     watch: Option<Arc<Mutex<BodyWatch>>>,
 }
 
-impl<F, Fut, B, E> Service<Request<Incoming>> for TrackedService<F>
-where
-    F: Fn(Request<Incoming>) -> Fut + 'static,
-    Fut: Future<Output = Result<Response<B>, E>> + 'static,
-    B: Body + 'static,
-    B::Error: Into<BoxError>,
-    E: Into<BoxError> + 'static,
-{
-    type Response = Response<TrackedBody<B>>;
+impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
+    type Response = Response<TrackedBody<H::Body>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>>>>;
 
@@ -408,7 +316,7 @@ where
                 },
             });
         }
-        let response = (self.handler)(req);
+        let response = self.handler.call(req);
         let driver = self.driver.clone();
         let control = self.control.clone();
         let watch = self.watch.clone();

@@ -1,12 +1,31 @@
 //! HTTP through hyper, with lifecycle tracking.
 //!
 //! [`Server::serve_http`](crate::Server::serve_http) serves every accepted
-//! connection with hyper; this module says what the core hears from each
-//! protocol and how its orders are carried out, and holds what handlers
-//! use: [`upgrade`] and [`Hijacked`] for `101 Switching Protocols`.
+//! connection with hyper, HTTP/1.1 and HTTP/2 on the same listeners; this
+//! module says what the core hears from each protocol and how its orders
+//! are carried out, and holds what handlers use: [`upgrade`] and
+//! [`Hijacked`] for `101 Switching Protocols`.
+//!
+//! # Which protocol
+//!
+//! A cleartext connection that opens with the HTTP/2 connection preface
+//! (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, RFC 9113 §3.3: HTTP/2 with
+//! prior knowledge, "h2c") is served as HTTP/2; any other is HTTP/1.1. The
+//! first bytes are read until they differ from the preface or complete it
+//! (however the client splits them), then handed to the protocol as if
+//! unread: an HTTP/1.1 request is told apart at its first byte, at the
+//! cost of one short read per connection. Until then the connection is
+//! `New` to the core (the new-connection grace and the header timeout
+//! cover a client that sends a part of the preface and stops). The
+//! `Upgrade: h2c` dance of HTTP/1.1 is not offered (RFC 9113 deprecates
+//! it).
+//!
+//! A front end that has learnt the protocol by other means (TLS's ALPN:
+//! `h2` or `http/1.1`) serves an accepted connection with
+//! `serve_http2(io, handler, rt)` or `serve_http1(io, handler)` (crate
+//! internal), with the same tracking.
 //!
 //! # HTTP/1.1
-//!
 //!
 //! What the core hears, and when:
 //! - **`request_started`** (New/Idle → Active) when the first bytes of a
@@ -57,13 +76,71 @@
 //! the response is written.
 //!
 //! Malformed requests are answered `400 Bad Request` by hyper itself, and the
-//! connection is closed (and reported closed); an HTTP/2 preface is closed
-//! without an answer. Request bytes that arrive on an idle connection the
+//! connection is closed (and reported closed). Request bytes that arrive on an idle connection the
 //! drain has just closed are dropped without an answer, as Go does.
+//!
+//! # HTTP/2
+//!
+//! hyper's HTTP/2 server (no framing of lameduck's own). A connection is
+//! one of the core's multiplexed connections: Active while any stream is
+//! open, Idle at zero (Go's rule). Each stream's task runs on the server's
+//! runtime, on the connection's thread (nothing is asked to be `Send`),
+//! and ends with the connection. No keep-alive PINGs are sent, so no timer
+//! is needed; the idle timeout bounds an idle connection.
+//!
+//! What the core hears, and when:
+//! - **`stream_opened`** when hyper hands a stream's request to the
+//!   service (its head arrived whole: the header and body timeouts are
+//!   for HTTP/1.1's requests; the new-connection grace, the header timeout
+//!   while the connection is New, the idle timeout and the write-stall
+//!   timeout apply to the connection);
+//! - **`stream_closed`** when the stream is done: its response's end was
+//!   handed to the connection (hyper then drops the body), the handler
+//!   failed, or the stream was reset — by the client, or with the
+//!   connection. The last one leaves the connection Idle, or closes it
+//!   when keep-alive is off;
+//! - **`closed`** when the socket is dropped.
+//!
+//! What the core asks, and how it is carried out:
+//! - `FinishAndClose` (the drain, or lame duck, found the connection
+//!   Active), or a stream opened while keep-alive is off: hyper's
+//!   `graceful_shutdown`, RFC 9113 §6.8's two steps — a GOAWAY naming the
+//!   largest stream id and a PING; when the client answers the PING, the
+//!   final GOAWAY naming the last stream taken. Streams open or on their
+//!   way in before it complete; a client opening a stream after it gets
+//!   no answer on it, and knows from the GOAWAY that it was not processed
+//!   and may be retried elsewhere. The core closes the connection when its
+//!   last stream is done;
+//! - `CloseConn` gently (an idle connection at the drain, the idle
+//!   timeout, the last stream done with keep-alive off): the same GOAWAYs
+//!   if not sent yet, then hyper writes what is still buffered and closes
+//!   — no timer is waited for: a client that answers the PING sees its
+//!   connection end within a round trip or two. A stream opened on it in
+//!   the meantime (after the first GOAWAY, before the final one) is reset
+//!   with `REFUSED_STREAM`: not processed, safe to retry. This close is a
+//!   gentle close: bounded like the others (half a second for a client
+//!   that never answers, and the shutdown deadline), and waited for by
+//!   [`Handle::finished`](crate::Handle::finished);
+//! - `CloseConn` by force (the shutdown deadline, `close()`): the
+//!   connection is dropped — its socket closed, its streams' handlers
+//!   dropped, no GOAWAY;
+//! - `NotifyHijacked`: never, for HTTP/2 connections.
+//!
+//! Malformed frames are hyper's (the `h2` crate's) business: a stream
+//! error resets the stream, a connection error sends GOAWAY with the
+//! error and closes; either way the core hears the streams and the
+//! connection end. Upgrades are not offered over HTTP/2 (RFC 8441's
+//! extended CONNECT is not enabled): [`upgrade`] returns `None` for an
+//! HTTP/2 request.
 //!
 //! ## Limits
 //!
-//! Requests beyond hyper's limits are refused the same way: a request head
+//! HTTP/2's are hyper's defaults: 200 concurrent streams per connection
+//! (further streams are refused with `REFUSED_STREAM`), a 16 KiB header
+//! list, 16 KiB frames, 400 KiB of response buffered per stream, and
+//! hyper's bounds on reset floods.
+//!
+//! HTTP/1.1 requests beyond hyper's limits are refused the same way: a request head
 //! larger than its read buffer (about 400 KiB) or with more than 100
 //! headers gets `431 Request Header Fields Too Large`, a URI over 64 KiB
 //! `414 URI Too Long`. lameduck sets no limit on request bodies: that is
@@ -82,6 +159,47 @@
 //! [`Config::max_connections`](lameduck_core::Config::max_connections).
 
 mod http1;
+mod http2;
+mod io;
 
-pub(crate) use http1::Http1;
+use std::sync::Arc;
+
 pub use http1::{Hijacked, TrackedBody, Upgrading, upgrade};
+pub(crate) use io::Handler;
+
+use crate::conn::ConnIo;
+use crate::listener::ServeConn;
+use crate::runtime::Runtime;
+use crate::worker::Worker;
+use io::{Protocol, sniff};
+
+/// Serves an accepted connection as HTTP/1.1 (see the module docs).
+#[allow(unused_imports)] // for the TLS front end (ALPN `http/1.1`)
+pub(crate) use http1::serve as serve_http1;
+/// Serves an accepted connection as HTTP/2, its first byte the client's
+/// preface (see the module docs).
+#[allow(unused_imports)] // for the TLS front end (ALPN `h2`)
+pub(crate) use http2::serve as serve_http2;
+
+/// Serves HTTP with a handler on every accepted cleartext connection:
+/// HTTP/2 when it opens with the HTTP/2 preface, HTTP/1.1 otherwise.
+pub(crate) struct Http<H> {
+    pub(crate) handler: Arc<H>,
+}
+
+impl<R: Runtime, H: Handler> ServeConn<R> for Http<H> {
+    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
+        let rt = worker.rt.clone();
+        rt.spawn(serve_cleartext(io, self.handler.clone(), rt.clone()));
+    }
+}
+
+async fn serve_cleartext<R: Runtime, H: Handler>(mut io: ConnIo<R>, handler: Arc<H>, rt: R) {
+    match sniff(&mut io).await {
+        Some(Ok(Protocol::Http2)) => http2::serve(io, handler, rt).await,
+        Some(Ok(Protocol::Http1)) => http1::serve(io, handler).await,
+        // Closed by the core before a protocol showed (the new-connection
+        // grace, a drain), or the socket failed: dropping it closes it.
+        None | Some(Err(_)) => {}
+    }
+}
