@@ -129,6 +129,9 @@ pub(crate) struct ConnIo<R: Runtime> {
     read_eof: bool,
     /// The core was told a write is blocked, and not yet that one got through.
     write_blocked: bool,
+    /// Bytes a gentle close writes before its FIN: a TLS connection's
+    /// `close_notify` (and whatever TLS records were still unsent).
+    farewell: Vec<u8>,
     /// Bytes read ahead (to tell HTTP/2 from HTTP/1.1) and put back: the
     /// next reads return them first.
     unread: Unread,
@@ -172,6 +175,7 @@ impl<R: Runtime> ConnIo<R> {
             control,
             read_eof: false,
             write_blocked: false,
+            farewell: Vec::new(),
             unread: Unread::default(),
         }
     }
@@ -185,6 +189,19 @@ impl<R: Runtime> ConnIo<R> {
         self.unread.at = 0;
         // n <= CAP, which fits in a u8.
         self.unread.end = n as u8;
+    }
+
+    /// Whether the connection came in on a TCP listener.
+    #[cfg(feature = "tls")]
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self.socket, Some(Socket::Tcp(_)))
+    }
+
+    /// `bytes` go out first when the connection closes gently, before the
+    /// FIN (a TLS `close_notify`); a forced close drops them.
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_farewell(&mut self, bytes: Vec<u8>) {
+        self.farewell = bytes;
     }
 
     fn socket(&mut self) -> io::Result<&mut Socket<R>> {
@@ -269,11 +286,53 @@ impl<R: Runtime> ConnIo<R> {
     }
 }
 
+/// The connection's socket as `futures-io`, for the layers above it (TLS,
+/// hyper's bridge).
+impl<R: Runtime> AsyncRead for ConnIo<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        ConnIo::poll_read(self.get_mut(), cx, buf)
+    }
+}
+
+impl<R: Runtime> AsyncWrite for ConnIo<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ConnIo::poll_write(self.get_mut(), cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ConnIo::poll_write_vectored(self.get_mut(), cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ConnIo::poll_flush(self.get_mut(), cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ConnIo::poll_close(self.get_mut(), cx)
+    }
+}
+
 impl<R: Runtime> Drop for ConnIo<R> {
     fn drop(&mut self) {
         let socket = self.socket.take();
         let closes = &self.driver.gentle_closes;
-        let gentle = |cmd: u8| socket.is_some() && !self.read_eof && cmd & ABORT == 0;
+        // After the peer's end of stream a gentle close has nothing to wait
+        // for, unless there are bytes to say first (the peer may still read).
+        let gentle = |cmd: u8| {
+            socket.is_some() && (!self.read_eof || !self.farewell.is_empty()) && cmd & ABORT == 0
+        };
         // Counted before the core hears `closed`: a drain that completes in
         // that call already sees this close in progress.
         let ours = if gentle(self.control.cmd()) {
@@ -289,9 +348,14 @@ impl<R: Runtime> Drop for ConnIo<R> {
         // One count stays with a gentle close; dropping the others ends them.
         let closing = if gentle(cmd) { ours.or(drivers) } else { None };
         if let (Some(socket), Some(closing)) = (socket, closing) {
+            let farewell = std::mem::take(&mut self.farewell);
             // Refused once the worker stopped taking them (the server is
             // finished): the socket then closes now, with the count.
-            let _ = self.lingers.try_send(Linger { socket, closing });
+            let _ = self.lingers.try_send(Linger {
+                socket,
+                closing,
+                farewell,
+            });
         }
         // Otherwise dropping `socket` closes it now.
     }
@@ -378,14 +442,19 @@ pub(crate) struct GentleClose(Arc<GentleCloses>);
 pub(crate) struct Linger<R: Runtime> {
     socket: Socket<R>,
     closing: GentleClose,
+    /// Written before the FIN (see [`ConnIo::set_farewell`]).
+    farewell: Vec<u8>,
 }
 
 impl<R: Runtime> Linger<R> {
     /// Closes the socket gently on `worker`'s runtime (see [`linger`]).
     pub(crate) fn spawn(self, worker: &Arc<Worker<R>>) {
-        worker
-            .rt
-            .spawn(linger(worker.clone(), self.socket, self.closing));
+        worker.rt.spawn(linger(
+            worker.clone(),
+            self.socket,
+            self.closing,
+            self.farewell,
+        ));
     }
 }
 
@@ -396,11 +465,23 @@ impl Drop for GentleClose {
     }
 }
 
-/// A gentle close: FIN, then read and discard until the peer's FIN, at most
-/// [`LINGER`], cut short by [`GentleCloses::cut`].
-async fn linger<R: Runtime>(worker: Arc<Worker<R>>, mut socket: Socket<R>, closing: GentleClose) {
+/// A gentle close: the farewell bytes (a TLS `close_notify`), FIN, then
+/// read and discard until the peer's FIN, at most [`LINGER`] in all, cut
+/// short by [`GentleCloses::cut`].
+async fn linger<R: Runtime>(
+    worker: Arc<Worker<R>>,
+    mut socket: Socket<R>,
+    closing: GentleClose,
+    farewell: Vec<u8>,
+) {
     let deadline = Instant::now() + LINGER;
     let drain = async {
+        // A peer that does not read holds this until the bound below; an
+        // error (a reset) leaves it at once.
+        if !farewell.is_empty() {
+            let _ = socket.write_all(&farewell).await;
+            let _ = socket.flush().await;
+        }
         // An error here (e.g. already shut down by the HTTP layer, or reset)
         // leaves reading, which ends at once in those cases.
         let _ = socket.shutdown_write().await;
@@ -471,3 +552,79 @@ impl fmt::Debug for Notice {
             .finish()
     }
 }
+
+/// A connection's bytes as its protocol sees them: the socket itself, or
+/// TLS over it ([`crate::tls`]). Either way the [`ConnIo`] underneath
+/// links it to the driver and closes it the right way.
+pub(crate) enum Transport<R: Runtime> {
+    Plain(ConnIo<R>),
+    /// Boxed: a TLS session is large, a plain connection small.
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsIo<R>>),
+}
+
+impl<R: Runtime> Transport<R> {
+    /// The connection underneath (its id, control and driver).
+    pub(crate) fn conn(&self) -> &ConnIo<R> {
+        match self {
+            Transport::Plain(io) => io,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.conn(),
+        }
+    }
+
+    /// Whether TLS negotiated HTTP/2 (ALPN `h2`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn alpn_h2(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(tls) => tls.alpn_h2(),
+        }
+    }
+
+    fn pinned(&mut self) -> Pin<&mut dyn AnyTransport> {
+        match self {
+            Transport::Plain(io) => Pin::new(io),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => Pin::new(&mut **tls),
+        }
+    }
+
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pinned().poll_read(cx, buf)
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pinned().poll_write(cx, buf)
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.pinned().poll_write_vectored(cx, bufs)
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pinned().poll_flush(cx)
+    }
+
+    /// Ends the write half: a TLS `close_notify`, then FIN.
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pinned().poll_close(cx)
+    }
+}
+
+/// What [`Transport`]'s variants have in common.
+trait AnyTransport: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AnyTransport for S {}

@@ -14,7 +14,10 @@
 //! listeners; tracking, and the GOAWAY drain, in [`http`]) or **raw streams** for custom protocols
 //! ([`Server::serve_stream`], [`RawConn`]). Connections accepted elsewhere
 //! (a listener of your own, a TLS acceptor, an in-memory pipe) are served
-//! the same way through [`Handle::serve_io`]. Control it with a [`Handle`]:
+//! the same way through [`Handle::serve_io`]. With the `tls` feature, a
+//! server speaks **TLS** (rustls) on every TCP listener: `Builder::tls`
+//! with a `tls::TlsAcceptor` (the `tls` module says how the lifecycle
+//! goes over TLS). Control it with a [`Handle`]:
 //! [`shutdown`](Handle::shutdown) (with a deadline),
 //! [`close`](Handle::close), the done signal [`drained`](Handle::drained),
 //! [`counts`](Handle::counts), [`phase`](Handle::phase).
@@ -87,8 +90,9 @@
 //! drain, keep-alive off, grace, timeouts) is closed gently: FIN first, then
 //! whatever the peer still sends is read and discarded until its FIN, for at
 //! most 500 ms (Go's `closeWriteAndWait`), so a reset never destroys a
-//! response the peer has not read yet. Connections forced closed (shutdown
-//! deadline, [`Handle::close`]) are dropped at once.
+//! response the peer has not read yet; over TLS, `close_notify` goes out
+//! before the FIN. Connections forced closed (shutdown deadline,
+//! [`Handle::close`]) are dropped at once.
 //!
 //! Unix only for now (it uses `AsFd` and Unix sockets).
 
@@ -114,6 +118,8 @@ mod listener;
 pub mod runtime;
 mod server;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(unix)]
 pub mod unix;
 mod worker;

@@ -14,7 +14,7 @@ use futures_lite::FutureExt;
 use lameduck_core::ListenerId;
 use rustix::io::Errno;
 
-use crate::conn::{ConnIo, Socket};
+use crate::conn::{ConnIo, Socket, Transport};
 use crate::control::Control;
 use crate::driver::{Driver, Stop};
 use crate::event::Event;
@@ -228,7 +228,7 @@ impl<R: Runtime> ListenSocket<R> {
 /// How a connection is served once accepted (HTTP/1.1, a raw stream).
 pub(crate) trait ServeConn<R: Runtime>: 'static {
     /// Serves `io` in a task of its own on `worker`'s runtime.
-    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>);
+    fn serve(&self, worker: &Arc<Worker<R>>, io: Transport<R>);
 }
 
 /// Back-off after a resource error: 5 ms doubling to 1 s, as Go's `Serve`.
@@ -317,7 +317,10 @@ pub(crate) async fn accept_loop<R: Runtime>(
                 immediate = 0;
                 let control = Arc::new(Control::default());
                 match driver.accept(id, control.clone()) {
-                    Ok(conn) => serve.serve(&worker, ConnIo::new(&worker, conn, control, stream)),
+                    Ok(conn) => serve.serve(
+                        &worker,
+                        Transport::Plain(ConnIo::new(&worker, conn, control, stream)),
+                    ),
                     // Raced the pause at the connection limit: this one
                     // client is refused; the loop waits at the gate.
                     Err(lameduck_core::Error::AtCapacity) => drop(stream),

@@ -236,6 +236,8 @@ pub struct Builder<R: Runtime> {
     pending: Vec<Pending>,
     hooks: Hooks,
     observer: Option<Observer>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 #[cfg(feature = "smol")]
@@ -300,7 +302,30 @@ impl<R: Runtime> Builder<R> {
             hooks: Hooks::default(),
             observer: None,
             threads: 1,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Speaks TLS on every TCP listener — bound, inherited or taken over
+    /// from a restarting predecessor — before HTTP (or the raw stream
+    /// protocol); Unix listeners stay cleartext. The [`tls`](crate::tls)
+    /// module says how the lifecycle goes over TLS (the handshake is part
+    /// of a New connection; gentle closes send `close_notify`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let made = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    /// # let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    /// let acceptor = lameduck::tls::TlsAcceptor::from_pem(cert.as_bytes(), key.as_bytes())?;
+    /// let builder = lameduck::Builder::new().bind("127.0.0.1:0")?.tls(acceptor);
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Serves on `threads` executor threads (default 1) — thread-per-core:
@@ -524,6 +549,8 @@ impl<R: Runtime> Builder<R> {
         Ok(Server {
             handle,
             unserved: Some(unserved),
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         })
     }
 
@@ -599,6 +626,9 @@ pub struct Server<R: Runtime> {
     handle: Handle,
     /// Until it serves.
     unserved: Option<Unserved<R>>,
+    /// TLS on the TCP listeners ([`Builder::tls`]).
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl<R: Runtime> Server<R> {
@@ -723,6 +753,16 @@ impl<R: Runtime> Server<R> {
     }
 
     fn serve(mut self, make: ServeMaker<R>) -> Handle {
+        #[cfg(feature = "tls")]
+        let make: ServeMaker<R> = match self.tls.clone() {
+            Some(acceptor) => Arc::new(move |rt: &R| {
+                Arc::new(crate::tls::Secured {
+                    acceptor: acceptor.clone(),
+                    inner: make(rt),
+                }) as Arc<dyn ServeConn<R>>
+            }),
+            None => make,
+        };
         match self.unserved.take() {
             Some(Unserved::Here(member)) => {
                 let serve = make(&member.worker.rt);

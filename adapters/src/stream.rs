@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use lameduck_core::{ConnId, Error, Server};
 
-use crate::conn::{ConnIo, Notice};
+use crate::conn::{Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
@@ -67,7 +67,7 @@ use crate::worker::Worker;
 /// }
 /// ```
 pub struct RawConn<R: Runtime> {
-    io: ConnIo<R>,
+    io: Transport<R>,
     auto_begin: bool,
     in_request: bool,
     hijacked: bool,
@@ -77,7 +77,7 @@ impl<R: Runtime> RawConn<R> {
     /// The connection's id in the core.
     #[must_use]
     pub fn id(&self) -> ConnId {
-        self.io.id
+        self.io.conn().id
     }
 
     /// The shutdown notification: fires when the current request must be
@@ -85,7 +85,7 @@ impl<R: Runtime> RawConn<R> {
     #[must_use]
     pub fn notice(&self) -> Notice {
         Notice {
-            control: self.io.control.clone(),
+            control: self.io.conn().control.clone(),
         }
     }
 
@@ -94,14 +94,14 @@ impl<R: Runtime> RawConn<R> {
     /// if the protocol can.
     #[must_use]
     pub fn keep_alive(&self) -> bool {
-        self.io.driver.keeps_alive(&self.io.control)
+        self.io.conn().driver.keeps_alive(&self.io.conn().control)
     }
 
     /// Whether the server has closed this connection (reads now end, writes
     /// fail).
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.io.control.cmd() & CLOSE != 0
+        self.io.conn().control.cmd() & CLOSE != 0
     }
 
     /// Whether reading the first bytes of a request marks it begun (default
@@ -120,9 +120,10 @@ impl<R: Runtime> RawConn<R> {
         if self.in_request {
             return true;
         }
-        let id = self.io.id;
+        let id = self.io.conn().id;
         let ok = self
             .io
+            .conn()
             .driver
             .input(|core, now| core.request_started(id, now))
             .is_ok();
@@ -152,8 +153,9 @@ impl<R: Runtime> RawConn<R> {
         if self.hijacked || !self.in_request {
             return !self.hijacked && !self.is_closed();
         }
-        let id = self.io.id;
+        let id = self.io.conn().id;
         self.io
+            .conn()
             .driver
             .input(|core, now| event(core, id, now))
             .is_ok()
@@ -168,9 +170,10 @@ impl<R: Runtime> RawConn<R> {
             return !self.is_closed();
         }
         self.in_request = false;
-        let id = self.io.id;
+        let id = self.io.conn().id;
         let _ = self
             .io
+            .conn()
             .driver
             .input(|core, now| core.response_done(id, now));
         !self.is_closed()
@@ -183,9 +186,10 @@ impl<R: Runtime> RawConn<R> {
         if self.hijacked {
             return true;
         }
-        let id = self.io.id;
+        let id = self.io.conn().id;
         let ok = self
             .io
+            .conn()
             .driver
             .input(|core, now| core.hijack(id, now))
             .is_ok();
@@ -197,7 +201,7 @@ impl<R: Runtime> RawConn<R> {
 impl<R: Runtime> fmt::Debug for RawConn<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawConn")
-            .field("id", &self.io.id)
+            .field("id", &self.io.conn().id)
             .field("in_request", &self.in_request)
             .field("hijacked", &self.hijacked)
             .finish()
@@ -211,8 +215,8 @@ impl<R: Runtime> AsyncRead for RawConn<R> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.io.control.reader.register(cx.waker());
-        if this.io.control.cmd() & CLOSE != 0 {
+        this.io.conn().control.reader.register(cx.waker());
+        if this.io.conn().control.cmd() & CLOSE != 0 {
             return Poll::Ready(Ok(0));
         }
         let n = ready!(this.io.poll_read(cx, buf))?;
@@ -237,8 +241,8 @@ impl<R: Runtime> AsyncWrite for RawConn<R> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.io.control.writer.register(cx.waker());
-        if this.io.control.cmd() & CLOSE != 0 {
+        this.io.conn().control.writer.register(cx.waker());
+        if this.io.conn().control.cmd() & CLOSE != 0 {
             return Poll::Ready(Err(closed_by_server()));
         }
         this.io.poll_write(cx, buf)
@@ -250,8 +254,8 @@ impl<R: Runtime> AsyncWrite for RawConn<R> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.io.control.writer.register(cx.waker());
-        if this.io.control.cmd() & CLOSE != 0 {
+        this.io.conn().control.writer.register(cx.waker());
+        if this.io.conn().control.cmd() & CLOSE != 0 {
             return Poll::Ready(Err(closed_by_server()));
         }
         this.io.poll_write_vectored(cx, bufs)
@@ -277,8 +281,8 @@ where
     F: Fn(RawConn<R>) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
-        let control = io.control.clone();
+    fn serve(&self, worker: &Arc<Worker<R>>, io: Transport<R>) {
+        let control = io.conn().control.clone();
         let rt = worker.rt.clone();
         let conn = RawConn {
             io,

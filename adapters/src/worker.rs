@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures_lite::FutureExt;
 
-use crate::conn::{ConnIo, Linger, Socket};
+use crate::conn::{ConnIo, Linger, Socket, Transport};
 use crate::driver::{Driver, Order};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
@@ -66,7 +66,8 @@ impl<R: Runtime> Worker<R> {
             Order::Adopt { conn, control, io } => match self.serve.get() {
                 Some(serve) => {
                     let socket = Socket::Io(std::sync::Mutex::new(io));
-                    serve.serve(self, ConnIo::new(self, conn, control, socket));
+                    let io = ConnIo::new(self, conn, control, socket);
+                    serve.serve(self, Transport::Plain(io));
                 }
                 // `serving` is set after `serve`: cannot happen. Dropping
                 // the stream ends it; the core hears it closed.

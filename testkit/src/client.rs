@@ -53,10 +53,11 @@ impl Response {
     }
 }
 
-/// One client connection.
+/// One client connection: over TCP, or over any other byte stream (e.g. a
+/// TLS client's, [`Client::over`]).
 #[derive(Debug)]
-pub struct Client {
-    stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    stream: S,
     /// Bytes read but not yet consumed.
     buf: Vec<u8>,
 }
@@ -90,6 +91,21 @@ impl Client {
     #[must_use]
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client speaking through `stream` (its timeouts set by the caller).
+    pub fn over(stream: S) -> Client<S> {
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The underlying stream, to use directly.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// Writes raw bytes.

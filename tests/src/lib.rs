@@ -8,6 +8,10 @@ pub mod h2;
 pub mod load;
 pub mod process;
 pub mod scenarios_h2;
+#[cfg(feature = "tls")]
+pub mod scenarios_tls;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

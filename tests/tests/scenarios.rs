@@ -1,45 +1,60 @@
 //! The scenario suite (Go's shutdown behaviours over real sockets), the
 //! same test bodies on every runtime binding — one test binary, a module
-//! per binding. The `async-std` and `tokio` bindings need their features
+//! per binding; the TLS scenarios beside them in each module. The
+//! `async-std`, `tokio` and `compio` bindings and TLS need their features
 //! (`cargo test --workspace --all-features`).
 
 mod smol {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_threads {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolThreadsRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolThreadsRt);
 }
 
 mod smol_local {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolLocalRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::TokioRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioPollRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::AsyncStdRt);
+    #[cfg(feature = "tls")]
+    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::AsyncStdRt);
 }
 
 /// Which compio driver served: io_uring where this kernel (or container)

@@ -17,7 +17,7 @@ use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
 use lameduck_core::ConnId;
 
-use crate::conn::{ConnIo, Notice};
+use crate::conn::{ConnIo, Notice, Transport};
 use crate::control::{CLOSE, Control, FINISH};
 use crate::driver::Driver;
 use crate::http::io::{BoxError, Handler, HyperIo, Tap, closed_by_server};
@@ -55,10 +55,10 @@ fn clear_track(control: &Control, bits: u8) {
 // ----- serving -------------------------------------------------------------
 
 /// Serves HTTP/1.1 on `io` with `handler` until the connection ends.
-pub(crate) async fn serve<R: Runtime, H: Handler>(io: ConnIo<R>, handler: Arc<H>) {
-    let control = io.control.clone();
-    let driver = io.driver.clone();
-    let id = io.id;
+pub(crate) async fn serve<R: Runtime, H: Handler>(io: Transport<R>, handler: Arc<H>) {
+    let control = io.conn().control.clone();
+    let driver = io.conn().driver.clone();
+    let id = io.conn().id;
     let watch = driver
         .report
         .body
@@ -209,7 +209,7 @@ struct Http1Tap {
 }
 
 impl<R: Runtime> Tap<R> for Http1Tap {
-    fn read(&mut self, io: &mut ConnIo<R>, bytes: &[u8]) -> io::Result<()> {
+    fn read(&mut self, io: &ConnIo<R>, bytes: &[u8]) -> io::Result<()> {
         // Blank lines before a request line are not a request (hyper skips them).
         let first = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n'));
         let mut begun = None;
@@ -234,7 +234,7 @@ impl<R: Runtime> Tap<R> for Http1Tap {
         Ok(())
     }
 
-    fn flushed(&mut self, io: &mut ConnIo<R>) {
+    fn flushed(&mut self, io: &ConnIo<R>) {
         let control = &io.control;
         let bits = track(control);
         if bits & RESP_END != 0 && bits & HIJACKED == 0 {

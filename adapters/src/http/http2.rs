@@ -16,7 +16,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use lameduck_core::ConnId;
 
-use crate::conn::{ConnIo, LINGER};
+use crate::conn::{LINGER, Transport};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
 use crate::driver::{Driver, Stop};
 use crate::http::io::{BoxError, Handler, HyperIo};
@@ -31,9 +31,9 @@ const GO_AWAY: u8 = 1;
 /// streams' tasks run on `rt`. `io` is read from its first byte: the
 /// client's connection preface comes first (a cleartext connection's
 /// preface, read to tell HTTP/2 apart, is put back on `io` beforehand).
-pub(crate) async fn serve<R: Runtime, H: Handler>(io: ConnIo<R>, handler: Arc<H>, rt: R) {
-    let control = io.control.clone();
-    let driver = io.driver.clone();
+pub(crate) async fn serve<R: Runtime, H: Handler>(io: Transport<R>, handler: Arc<H>, rt: R) {
+    let control = io.conn().control.clone();
+    let driver = io.conn().driver.clone();
     // Ends the streams' tasks with the connection.
     let ended = Arc::new(Stop::default());
     let tasks = StreamTasks {
@@ -44,7 +44,7 @@ pub(crate) async fn serve<R: Runtime, H: Handler>(io: ConnIo<R>, handler: Arc<H>
         handler,
         driver: driver.clone(),
         control: control.clone(),
-        id: io.id,
+        id: io.conn().id,
     };
     let conn = http2::Builder::new(tasks).serve_connection(HyperIo { io, tap: () }, service);
     let mut conn = pin!(conn);

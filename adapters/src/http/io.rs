@@ -12,7 +12,7 @@ use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::{Request, Response};
 
-use crate::conn::ConnIo;
+use crate::conn::{ConnIo, Transport};
 use crate::control::CLOSE;
 use crate::runtime::Runtime;
 
@@ -59,24 +59,24 @@ pub(crate) fn closed_by_server() -> io::Error {
 pub(crate) trait Tap<R: Runtime> {
     /// `bytes` were just read, before hyper sees them; an error fails the
     /// read.
-    fn read(&mut self, io: &mut ConnIo<R>, bytes: &[u8]) -> io::Result<()>;
+    fn read(&mut self, io: &ConnIo<R>, bytes: &[u8]) -> io::Result<()>;
     /// A flush succeeded.
-    fn flushed(&mut self, io: &mut ConnIo<R>);
+    fn flushed(&mut self, io: &ConnIo<R>);
 }
 
 /// Watches nothing.
 impl<R: Runtime> Tap<R> for () {
-    fn read(&mut self, _: &mut ConnIo<R>, _: &[u8]) -> io::Result<()> {
+    fn read(&mut self, _: &ConnIo<R>, _: &[u8]) -> io::Result<()> {
         Ok(())
     }
 
-    fn flushed(&mut self, _: &mut ConnIo<R>) {}
+    fn flushed(&mut self, _: &ConnIo<R>) {}
 }
 
 /// A connection's socket as hyper sees it (`hyper::rt::Read` + `Write`),
 /// with the protocol's [`Tap`] on it.
 pub(crate) struct HyperIo<R: Runtime, T> {
-    pub(crate) io: ConnIo<R>,
+    pub(crate) io: Transport<R>,
     pub(crate) tap: T,
 }
 
@@ -95,7 +95,7 @@ impl<R: Runtime, T: Tap<R> + Unpin> Read for HyperIo<R, T> {
         let mut scratch = [0u8; READ_CHUNK];
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(this.io.poll_read(cx, &mut scratch[..want]))?;
-        this.tap.read(&mut this.io, &scratch[..n])?;
+        this.tap.read(this.io.conn(), &scratch[..n])?;
         buf.put_slice(&scratch[..n]);
         Poll::Ready(Ok(()))
     }
@@ -125,7 +125,7 @@ impl<R: Runtime, T: Tap<R> + Unpin> Write for HyperIo<R, T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.io.poll_flush(cx))?;
-        this.tap.flushed(&mut this.io);
+        this.tap.flushed(this.io.conn());
         Poll::Ready(Ok(()))
     }
 

@@ -20,10 +20,10 @@
 //! `Upgrade: h2c` dance of HTTP/1.1 is not offered (RFC 9113 deprecates
 //! it).
 //!
-//! A front end that has learnt the protocol by other means (TLS's ALPN:
-//! `h2` or `http/1.1`) serves an accepted connection with
-//! `serve_http2(io, handler, rt)` or `serve_http1(io, handler)` (crate
-//! internal), with the same tracking.
+//! Over TLS (the `tls` feature, on TCP listeners) ALPN decides instead:
+//! `h2` is HTTP/2, `http/1.1` (or no ALPN) HTTP/1.1, with the same
+//! tracking of the decrypted bytes; the `tls` module says what TLS adds
+//! (the handshake as part of a New connection, `close_notify`).
 //!
 //! # HTTP/1.1
 //!
@@ -167,37 +167,38 @@ use std::sync::Arc;
 pub use http1::{Hijacked, TrackedBody, Upgrading, upgrade};
 pub(crate) use io::Handler;
 
-use crate::conn::ConnIo;
+use crate::conn::{ConnIo, Transport};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
 use crate::worker::Worker;
 use io::{Protocol, sniff};
 
-/// Serves an accepted connection as HTTP/1.1 (see the module docs).
-#[allow(unused_imports)] // for the TLS front end (ALPN `http/1.1`)
-pub(crate) use http1::serve as serve_http1;
-/// Serves an accepted connection as HTTP/2, its first byte the client's
-/// preface (see the module docs).
-#[allow(unused_imports)] // for the TLS front end (ALPN `h2`)
-pub(crate) use http2::serve as serve_http2;
-
-/// Serves HTTP with a handler on every accepted cleartext connection:
-/// HTTP/2 when it opens with the HTTP/2 preface, HTTP/1.1 otherwise.
+/// Serves HTTP with a handler on every accepted connection: over TLS, the
+/// protocol ALPN chose (`h2`: HTTP/2; `http/1.1` or none: HTTP/1.1); in
+/// cleartext, HTTP/2 when it opens with the HTTP/2 preface, HTTP/1.1
+/// otherwise.
 pub(crate) struct Http<H> {
     pub(crate) handler: Arc<H>,
 }
 
 impl<R: Runtime, H: Handler> ServeConn<R> for Http<H> {
-    fn serve(&self, worker: &Arc<Worker<R>>, io: ConnIo<R>) {
+    fn serve(&self, worker: &Arc<Worker<R>>, io: Transport<R>) {
         let rt = worker.rt.clone();
-        rt.spawn(serve_cleartext(io, self.handler.clone(), rt.clone()));
+        let handler = self.handler.clone();
+        match io {
+            Transport::Plain(io) => rt.spawn(serve_cleartext(io, handler, rt.clone())),
+            #[cfg(feature = "tls")]
+            tls if tls.alpn_h2() => rt.spawn(http2::serve(tls, handler, rt.clone())),
+            #[cfg(feature = "tls")]
+            tls => rt.spawn(http1::serve(tls, handler)),
+        }
     }
 }
 
 async fn serve_cleartext<R: Runtime, H: Handler>(mut io: ConnIo<R>, handler: Arc<H>, rt: R) {
     match sniff(&mut io).await {
-        Some(Ok(Protocol::Http2)) => http2::serve(io, handler, rt).await,
-        Some(Ok(Protocol::Http1)) => http1::serve(io, handler).await,
+        Some(Ok(Protocol::Http2)) => http2::serve(Transport::Plain(io), handler, rt).await,
+        Some(Ok(Protocol::Http1)) => http1::serve(Transport::Plain(io), handler).await,
         // Closed by the core before a protocol showed (the new-connection
         // grace, a drain), or the socket failed: dropping it closes it.
         None | Some(Err(_)) => {}
