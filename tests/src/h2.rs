@@ -376,6 +376,21 @@ impl RawH2 {
         }
     }
 
+    /// Reads every frame until the server closes, answering none (for a
+    /// client that has closed its side).
+    pub fn read_to_end_silently(&mut self) -> io::Result<Vec<Frame>> {
+        let started = Instant::now();
+        let mut frames = Vec::new();
+        // Bounded: each read by the socket's timeout, the loop by the same time.
+        while started.elapsed() < IO_TIMEOUT {
+            match self.read_frame()? {
+                Some(frame) => frames.push(frame),
+                None => return Ok(frames),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, "no end"))
+    }
+
     /// Reads every frame until the server closes.
     pub fn read_to_end(&mut self, ack_pings: bool) -> io::Result<Vec<Frame>> {
         Ok(self.read_until(ack_pings, |_| false)?.0)

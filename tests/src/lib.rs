@@ -3,6 +3,7 @@
 //! conformance suite): the process tests' helpers — the demo server as a
 //! child process, load generators, a load balancer.
 
+pub mod adversarial_h2;
 pub mod balancer;
 pub mod h2;
 pub mod load;

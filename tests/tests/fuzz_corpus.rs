@@ -50,6 +50,11 @@ fn http_frontend_corpus() {
 }
 
 #[test]
+fn http2_frontend_corpus() {
+    replay("http2_frontend", lameduck_testkit::fuzz::http2_frontend);
+}
+
+#[test]
 fn handover_state_corpus() {
     replay("handover_state", lameduck_testkit::fuzz::handover_state);
 }
