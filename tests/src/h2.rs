@@ -91,6 +91,8 @@ pub struct H2Response {
     pub status: u16,
     /// The body, whole.
     pub body: Bytes,
+    /// The `x-pid` header (the demo's: the process that answered).
+    pub pid: Option<u32>,
 }
 
 impl H2Response {
@@ -144,9 +146,20 @@ impl H2Client {
         smol::spawn(async move {
             let response = send.send_request(request).await?;
             let status = response.status().as_u16();
+            let pid = response
+                .headers()
+                .get("x-pid")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
             let body = response.into_body().collect().await?.to_bytes();
-            Ok(H2Response { status, body })
+            Ok(H2Response { status, body, pid })
         })
+    }
+
+    /// Whether the connection can take no more requests (it ended, or the
+    /// server sent GOAWAY).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
     }
 
     /// `GET path`, waited for.
@@ -166,6 +179,92 @@ impl H2Client {
         let conn = self.conn.take().expect("waited for once");
         bounded(async { Ok(conn.await) })
     }
+}
+
+/// How a request on an HTTP/2 connection ended.
+#[derive(Debug)]
+pub enum H2Outcome {
+    /// Answered.
+    Response(H2Response),
+    /// Never processed by the server, so safe to send again on a new
+    /// connection (RFC 9113 §8.7): it never left the client (hyper hands
+    /// it back: its connection was going away or gone), or the server
+    /// refused its stream (`REFUSED_STREAM`). Nothing else counts: a
+    /// request sent and then cut is a failure.
+    NeverProcessed(String),
+    /// Failed otherwise.
+    Failed(String),
+}
+
+impl H2Client {
+    /// Sends `GET path` and reads the whole response (bounded), telling a
+    /// request the server never processed from one that failed.
+    #[must_use]
+    pub fn try_get(&self, path: &str) -> H2Outcome {
+        self.try_get_many(path, 1).pop().expect("one outcome")
+    }
+
+    /// [`try_get`](Self::try_get) `n` times at once, on `n` streams.
+    #[must_use]
+    pub fn try_get_many(&self, path: &str, n: usize) -> Vec<H2Outcome> {
+        let tasks: Vec<smol::Task<H2Outcome>> =
+            (0..n).map(|_| smol::spawn(self.exchange(path))).collect();
+        tasks
+            .into_iter()
+            .map(|task| {
+                smol::block_on(task.or(async {
+                    async_io::Timer::after(IO_TIMEOUT).await;
+                    H2Outcome::Failed("timed out".into())
+                }))
+            })
+            .collect()
+    }
+
+    fn exchange(&self, path: &str) -> impl Future<Output = H2Outcome> + Send + 'static {
+        let request = hyper::Request::get(format!("http://{}{path}", self.authority))
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let mut send = self.send.clone();
+        async move {
+            let response = match send.try_send_request(request).await {
+                Ok(response) => response,
+                // hyper hands the request back: it was not sent.
+                Err(e) if e.message().is_some() => {
+                    return H2Outcome::NeverProcessed(e.error().to_string());
+                }
+                Err(e) if refused(e.error()) => {
+                    return H2Outcome::NeverProcessed(e.error().to_string());
+                }
+                Err(e) => return H2Outcome::Failed(format!("{:?}", e.error())),
+            };
+            let status = response.status().as_u16();
+            let pid = response
+                .headers()
+                .get("x-pid")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            match response.into_body().collect().await {
+                Ok(body) => H2Outcome::Response(H2Response {
+                    status,
+                    body: body.to_bytes(),
+                    pid,
+                }),
+                Err(e) => H2Outcome::Failed(format!("the body: {e:?}")),
+            }
+        }
+    }
+}
+
+/// Whether the server reset the request's stream with `REFUSED_STREAM`.
+fn refused(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    // Bounded by the chain's length.
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = e.source();
+    }
+    false
 }
 
 // ----- frames ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::h2::{H2Client, H2Outcome};
 use crate::process::{EVENTUALLY, serve_binary};
 use lameduck_testkit::client::{Client, Ending};
 
@@ -188,6 +189,11 @@ pub struct Tally {
     /// had closed before any byte of a response: resent on a new
     /// connection, as HTTP clients do (the server never answered them).
     pub resent: AtomicU64,
+    /// HTTP/2 requests the server never processed — handed back by the
+    /// client because its connection was going away (the server's
+    /// GOAWAY), or refused (`REFUSED_STREAM`) — and sent again on a new
+    /// connection, as HTTP/2 allows (RFC 9113 §8.7).
+    pub retried: AtomicU64,
     /// What failed, one line each.
     pub failures: Mutex<Vec<String>>,
 }
@@ -397,6 +403,121 @@ pub fn slow_client(load: &Load, tally: &Tally) {
     }
 }
 
+/// Concurrent streams at a time on an HTTP/2 client's connection.
+const H2_STREAMS: usize = 4;
+
+/// HTTP/2 client (h2c): `GET /` on [`H2_STREAMS`] streams at once, round
+/// after round, over one connection for as long as it takes requests; a
+/// new one when the server sent GOAWAY.
+pub fn h2_client(load: &Load, tally: &Tally) {
+    let mut conn: Option<H2Client> = None;
+    // One round per pass; bounded by `load.until` and the count.
+    for _ in 0..1_000_000 {
+        if !load.running() {
+            return;
+        }
+        let client = match conn.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => match H2Client::connect(load.addr) {
+                Ok(c) => c,
+                Err(e) => return tally.fail(format!("h2 connect: {e}")),
+            },
+        };
+        let mut keep = true;
+        for outcome in client.try_get_many("/", H2_STREAMS) {
+            match outcome {
+                H2Outcome::Response(r) if r.status == 200 && r.text() == "hello" => {
+                    tally.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                H2Outcome::Response(r) => return tally.fail(format!("h2: bad response {r:?}")),
+                H2Outcome::NeverProcessed(_) => {
+                    tally.retried.fetch_add(1, Ordering::Relaxed);
+                    keep = false;
+                }
+                H2Outcome::Failed(e) => return tally.fail(format!("h2: {e}")),
+            }
+        }
+        if keep {
+            conn = Some(client);
+        }
+    }
+}
+
+/// Slow HTTP/2 requests (`/sleep?ms=300`, `/stream`): on each connection
+/// `/pid` first, then every slow response must come from that process.
+pub fn h2_slow_client(load: &Load, tally: &Tally) {
+    let mut conn: Option<(H2Client, u32)> = None;
+    // One request per pass; bounded by `load.until` and the count.
+    for i in 0..1_000_000u64 {
+        if !load.running() {
+            return;
+        }
+        let (client, pid) = match conn.take() {
+            Some((c, pid)) if !c.is_closed() => (c, pid),
+            _ => {
+                let client = match H2Client::connect(load.addr) {
+                    Ok(c) => c,
+                    Err(e) => return tally.fail(format!("h2 slow connect: {e}")),
+                };
+                match client.try_get("/pid") {
+                    H2Outcome::Response(r) => match r.text().parse::<u32>() {
+                        Ok(pid) => {
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                            (client, pid)
+                        }
+                        Err(_) => return tally.fail(format!("h2 slow: bad /pid {r:?}")),
+                    },
+                    H2Outcome::NeverProcessed(_) => {
+                        tally.retried.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    H2Outcome::Failed(e) => return tally.fail(format!("h2 slow: /pid: {e}")),
+                }
+            }
+        };
+        let (path, body) = if i % 2 == 0 {
+            ("/sleep?ms=300", "slept 300".to_owned())
+        } else {
+            (
+                "/stream?chunks=4&ms=100",
+                "chunk 0\nchunk 1\nchunk 2\nchunk 3\n".to_owned(),
+            )
+        };
+        let restarts_before = load.restarts.load(Ordering::Acquire);
+        load.slow_in_flight
+            .store(restarts_before + 1, Ordering::Release);
+        let outcome = client.try_get(path);
+        let _ = load.slow_in_flight.compare_exchange(
+            restarts_before + 1,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        match outcome {
+            H2Outcome::Response(r) => {
+                if r.status != 200 || r.text() != body {
+                    return tally.fail(format!("h2 slow {path}: bad or truncated {r:?}"));
+                }
+                if !load.balanced && r.pid != Some(pid) {
+                    return tally.fail(format!(
+                        "h2 slow {path}: served by {:?}, the connection is to {pid}",
+                        r.pid
+                    ));
+                }
+                tally.ok.fetch_add(1, Ordering::Relaxed);
+                if load.restarts.load(Ordering::Acquire) > restarts_before {
+                    load.slow_across_restart.fetch_add(1, Ordering::Relaxed);
+                }
+                conn = Some((client, pid));
+            }
+            H2Outcome::NeverProcessed(_) => {
+                tally.retried.fetch_add(1, Ordering::Relaxed);
+            }
+            H2Outcome::Failed(e) => return tally.fail(format!("h2 slow {path}: {e}")),
+        }
+    }
+}
+
 /// The mixed load of a restart test: two keep-alive clients, two with a
 /// new connection per request, two with slow requests, each on a thread.
 #[derive(Debug)]
@@ -414,6 +535,8 @@ pub struct LoadReport {
     pub total: u64,
     /// Requests resent after finding an idle connection closed.
     pub resent: u64,
+    /// HTTP/2 requests the server never processed, sent again.
+    pub retried: u64,
     /// Slow responses whose request was in flight across a restart.
     pub across: u64,
     /// What failed.
@@ -440,19 +563,38 @@ impl LoadRun {
         LoadRun::with(load)
     }
 
+    /// Starts HTTP/2 clients (h2c) against `addr` (for at most two
+    /// minutes): two multiplexing `GET /`, two with slow requests, and one
+    /// HTTP/1.1 client with a new connection per request beside them.
+    #[must_use]
+    pub fn start_h2(addr: SocketAddr) -> LoadRun {
+        LoadRun::with_kinds(
+            Load::new(addr, Duration::from_secs(120)),
+            &["h2", "h2", "h2-slow", "h2-slow", "new-conn"],
+        )
+    }
+
     fn with(load: Load) -> LoadRun {
+        LoadRun::with_kinds(
+            load,
+            &[
+                "keep-alive",
+                "keep-alive",
+                "new-conn",
+                "new-conn",
+                "slow",
+                "slow",
+            ],
+        )
+    }
+
+    fn with_kinds(load: Load, kinds: &[&'static str]) -> LoadRun {
         let load = Arc::new(load);
-        let tallies: Vec<(&'static str, Arc<Tally>)> = [
-            "keep-alive",
-            "keep-alive",
-            "new-conn",
-            "new-conn",
-            "slow",
-            "slow",
-        ]
-        .into_iter()
-        .map(|kind| (kind, Arc::new(Tally::default())))
-        .collect();
+        let tallies: Vec<(&'static str, Arc<Tally>)> = kinds
+            .iter()
+            .copied()
+            .map(|kind| (kind, Arc::new(Tally::default())))
+            .collect();
         let clients = tallies
             .iter()
             .map(|(kind, tally)| {
@@ -460,6 +602,8 @@ impl LoadRun {
                 std::thread::spawn(move || match kind {
                     "keep-alive" => keep_alive_client(&load, &tally),
                     "new-conn" => new_connection_client(&load, &tally),
+                    "h2" => h2_client(&load, &tally),
+                    "h2-slow" => h2_slow_client(&load, &tally),
                     _ => slow_client(&load, &tally),
                 })
             })
@@ -520,9 +664,10 @@ impl LoadRun {
         let mut per_kind = Vec::new();
         for (kind, tally) in &self.tallies {
             per_kind.push(format!(
-                "{kind}: {} ok, {} resent",
+                "{kind}: {} ok, {} resent, {} retried",
                 tally.ok.load(Ordering::Relaxed),
-                tally.resent.load(Ordering::Relaxed)
+                tally.resent.load(Ordering::Relaxed),
+                tally.retried.load(Ordering::Relaxed)
             ));
             failures.extend(tally.failures.lock().expect("not poisoned").iter().cloned());
         }
@@ -536,6 +681,11 @@ impl LoadRun {
                 .tallies
                 .iter()
                 .map(|(_, t)| t.resent.load(Ordering::Relaxed))
+                .sum(),
+            retried: self
+                .tallies
+                .iter()
+                .map(|(_, t)| t.retried.load(Ordering::Relaxed))
                 .sum(),
             across: self.load.slow_across_restart.load(Ordering::Relaxed),
             failures,
