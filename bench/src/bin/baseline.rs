@@ -1,29 +1,43 @@
-//! The benchmarks' untracked baseline: the demo server's hyper + smol HTTP/1.1
-//! serving of `GET /` and `GET /sleep?ms=N`, built the same way (smol's
-//! global executor, a task per connection, hyper's `http1` connection with
-//! upgrades and half-close, the same futures-io → hyper bridge copying through an 8 KiB
-//! initialized scratch, boxed handler futures, `X-Pid` on every response) —
-//! **without** lameduck: no driver, no core, no per-connection control, no
-//! tracking of requests. Comparing it with the demo isolates the cost of
-//! lifecycle tracking.
+//! The benchmarks' untracked baseline: the demo server's HTTP/1.1 serving
+//! of `GET /` and `GET /sleep?ms=N` on the same stack as the demo, per
+//! runtime — **without** lameduck's tracking: no driver, no core, no
+//! worker, no per-connection control or tracked IO. Comparing it with the
+//! demo on the same `--runtime` isolates the cost of lifecycle tracking.
+//!
+//! What it shares with the demo, on purpose: each runtime's binding from
+//! `lameduck::runtime` (the seam's `Launch` and `Runtime`: the same threads
+//! and executors, the same accept and the same socket types — a binding
+//! decides nothing about the lifecycle, it is the runtime itself), one
+//! accept loop per thread on a shared listening socket (`--threads N`),
+//! a task per connection, hyper's `http1` connection with the demo's
+//! options (upgrades, half-close), the same futures-io → hyper bridge
+//! copying through an 8 KiB initialized scratch, boxed handler futures, a
+//! request counter and `X-Pid` on every response.
 //!
 //! ```text
-//! baseline [--listen ADDR] [--reuseport] [--stop-wait SECS]
+//! baseline [--listen ADDR] [--runtime smol|smol-local|compio|tokio|async-std]
+//!          [--threads N] [--reuseport] [--stop-wait SECS]
 //! ```
 //!
 //! Prints `listening on ADDR pid=PID` as its first stdout line, as the demo does.
-//! `--reuseport` binds with `SO_REUSEPORT` (the restart drill's negative
-//! control: a new process binds beside the old one). On SIGTERM it dies at
-//! once (the default action) — unless `--stop-wait SECS` is given: then it
-//! closes its listener, keeps serving the connections it has for SECS, and
-//! exits 0 (a naive "graceful" stop, with no idea which connections are busy).
+//! `--runtime` as the demo's (default smol; runtimes other than smol need
+//! the bench crate's feature of the same name). `--threads N`: N threads
+//! of that runtime, each with its own accept loop (not smol-local, which
+//! serves on the main thread). `--reuseport` binds with `SO_REUSEPORT`
+//! (the restart drill's negative control: a new process binds beside the
+//! old one). On SIGTERM it dies at once (the default action) — unless
+//! `--stop-wait SECS` is given: then it closes its listener, keeps serving
+//! the connections it has for SECS, and exits 0 (a naive "graceful" stop,
+//! with no idea which connections are busy).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -37,7 +51,8 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
-use smol::{Async, Timer};
+use lameduck::runtime::{Launch, Runtime, SmolLocal, ThreadMain};
+use smol::Timer;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -45,8 +60,16 @@ type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + S
 /// Largest `ms` accepted by `/sleep` (as the demo: an hour).
 const MAX_MS: u64 = 3_600_000;
 
+/// Requests served (the demo counts its requests too, for `GET /hits`).
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+const USAGE: &str = "usage: baseline [--listen ADDR] [--runtime smol|smol-local|compio|tokio|async-std] \
+                     [--threads N] [--reuseport] [--stop-wait SECS]";
+
 struct Args {
     listen: SocketAddr,
+    runtime: String,
+    threads: usize,
     reuseport: bool,
     stop_wait: Option<Duration>,
 }
@@ -54,6 +77,8 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        runtime: "smol".into(),
+        threads: 1,
         reuseport: false,
         stop_wait: None,
     };
@@ -67,6 +92,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--listen: bad address '{value}'"))?;
             }
+            "--runtime" => parsed.runtime = args.next().ok_or("--runtime needs a value")?,
+            "--threads" => {
+                let value = args.next().ok_or("--threads needs a value")?;
+                parsed.threads = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| format!("--threads: '{value}' is not from 1 to 1024"))?;
+            }
             "--stop-wait" => {
                 let value = args.next().ok_or("--stop-wait needs a value")?;
                 let secs: f64 = value
@@ -79,6 +113,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument '{other}'")),
         }
+    }
+    if parsed.runtime == "smol-local" && parsed.threads > 1 {
+        return Err("--threads: smol-local serves on the main thread only".into());
     }
     Ok(parsed)
 }
@@ -111,11 +148,11 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(message) => {
             eprintln!("baseline: {message}");
-            eprintln!("usage: baseline [--listen ADDR] [--reuseport] [--stop-wait SECS]");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let listener = match bind(args.listen, args.reuseport).and_then(Async::new) {
+    let listener = match bind(args.listen, args.reuseport) {
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("baseline: cannot listen on {}: {e}", args.listen);
@@ -134,58 +171,138 @@ fn main() -> ExitCode {
         None => None,
     };
     let addr = listener
-        .get_ref()
         .local_addr()
         .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
-    smol::block_on(async move {
-        let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        // The accept loop, on the global executor like the demo's.
-        let accepting = smol::spawn(async move {
-            // One connection per pass; ends when told to stop (the listener
-            // is dropped, i.e. closed, with this task).
-            loop {
-                let accepted = async { Some(listener.accept().await) }
-                    .or(async {
-                        let _ = stop_rx.recv().await;
-                        None
-                    })
-                    .await;
-                match accepted {
-                    None => return,
-                    Some(Ok((stream, _))) => {
-                        let _ = stream.get_ref().set_nodelay(true);
-                        smol::spawn(serve_conn(stream)).detach();
-                    }
-                    // As the demo does on e.g. EMFILE: back off, retry.
-                    Some(Err(_)) => {
-                        Timer::after(Duration::from_millis(5)).await;
-                    }
-                }
+    // Closing the channel stops every accept loop.
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let served = match args.runtime.as_str() {
+        "smol" => launch(&lameduck::runtime::Smol, &listener, args.threads, &stop_rx),
+        #[cfg(feature = "compio")]
+        "compio" => launch(
+            &lameduck::runtime::Compio::new(),
+            &listener,
+            args.threads,
+            &stop_rx,
+        ),
+        #[cfg(feature = "tokio")]
+        "tokio" => launch(&lameduck::runtime::Tokio, &listener, args.threads, &stop_rx),
+        #[cfg(feature = "async-std")]
+        "async-std" => launch(
+            &lameduck::runtime::AsyncStd,
+            &listener,
+            args.threads,
+            &stop_rx,
+        ),
+        // Below, on this thread.
+        "smol-local" => Ok(Vec::new()),
+        other => {
+            eprintln!(
+                "baseline: --runtime {other}: unknown, or not in this build (bench/run.sh builds \
+                 every runtime: --features compio,tokio,async-std)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let threads = match served {
+        Ok(threads) => threads,
+        Err(e) => {
+            eprintln!("baseline: cannot start the server's threads: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = (args.runtime == "smol-local").then(|| Rc::new(smol::LocalExecutor::new()));
+    if let Some(executor) = &local {
+        let rt = SmolLocal::new(executor.clone());
+        let listener = listener.try_clone();
+        let stop = stop_rx.clone();
+        rt.clone().spawn(async move {
+            match listener {
+                Ok(listener) => accept_loop(rt, listener, stop).await,
+                Err(e) => eprintln!("baseline: cannot share the listener: {e}"),
             }
         });
-        let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "listening on {addr} pid={}", std::process::id());
-        let _ = stdout.flush();
-        drop(stdout);
+    }
+    drop(listener);
+    drop(stop_rx);
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {addr} pid={}", std::process::id());
+    let _ = stdout.flush();
+    drop(stdout);
+    let main = async move {
         match (signals, args.stop_wait) {
             (Some(mut signals), Some(wait)) => {
                 let _ = signals.next().await;
-                let _ = stop_tx.send(()).await;
-                accepting.await;
+                drop(stop_tx);
                 eprintln!("baseline: listener closed; exiting in {wait:?}");
                 Timer::after(wait).await;
                 eprintln!("baseline: done");
             }
-            _ => {
-                accepting.await;
-            }
+            // Until killed.
+            _ => std::future::pending::<()>().await,
         }
-    });
+    };
+    match &local {
+        Some(executor) => smol::block_on(executor.run(main)),
+        None => smol::block_on(main),
+    }
+    drop(threads);
     ExitCode::SUCCESS
 }
 
-async fn serve_conn(stream: Async<TcpStream>) {
-    // The demo's builder options exactly (`lameduck::http1`): keep in step.
+/// Starts `threads` threads of `launcher`'s runtime, each accepting on its
+/// own descriptor of `listener` (as the demo's threads do).
+fn launch<L: Launch>(
+    launcher: &L,
+    listener: &TcpListener,
+    threads: usize,
+    stop: &async_channel::Receiver<()>,
+) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    (0..threads)
+        .map(|i| {
+            let listener = listener.try_clone()?;
+            let stop = stop.clone();
+            let main: ThreadMain<L::Runtime> =
+                Box::new(move |rt| Box::pin(accept_loop(rt, listener, stop)));
+            launcher.launch(format!("baseline-{i}"), main)
+        })
+        .collect()
+}
+
+/// Accepts on `listener` with `rt`, a task per connection, until `stop`
+/// closes; errors back off 5 ms (as the demo does on e.g. `EMFILE`).
+async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_channel::Receiver<()>) {
+    let listener = match rt.tcp_listener(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("baseline: cannot register the listener: {e}");
+            return;
+        }
+    };
+    // One connection per pass; ends when told to stop (the listener is
+    // dropped, i.e. this thread's descriptor closed, with this future).
+    loop {
+        let accepted = async { Some(R::accept_tcp(&listener).await) }
+            .or(async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => rt.spawn(serve_conn(stream)),
+            Some(Err(_)) => {
+                rt.sleep_until(Instant::now() + Duration::from_millis(5))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn serve_conn<S>(stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The demo's builder options exactly (`lameduck::http`): keep in step.
     let _ = http1::Builder::new()
         .half_close(true)
         .serve_connection(PlainIo { stream }, Routes)
@@ -195,15 +312,15 @@ async fn serve_conn(stream: Async<TcpStream>) {
 
 // ----- the socket, seen by hyper (the demo's bridge, minus tracking) --------
 
-struct PlainIo {
-    stream: Async<TcpStream>,
+struct PlainIo<S> {
+    stream: S,
 }
 
 /// Bytes read per call, through an initialized scratch, as in lameduck's
-/// `http1` bridge.
+/// HTTP/1.1 bridge.
 const READ_CHUNK: usize = 8 * 1024;
 
-impl Read for PlainIo {
+impl<S: AsyncRead + Unpin> Read for PlainIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -218,7 +335,7 @@ impl Read for PlainIo {
     }
 }
 
-impl Write for PlainIo {
+impl<S: AsyncWrite + Unpin> Write for PlainIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -258,6 +375,7 @@ impl Service<Request<Incoming>> for Routes {
     type Future = Reply;
 
     fn call(&self, req: Request<Incoming>) -> Reply {
+        HITS.fetch_add(1, Ordering::Relaxed);
         let reply = route(req);
         Box::pin(async move {
             let mut response = reply.await?;
