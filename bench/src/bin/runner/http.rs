@@ -65,7 +65,7 @@ pub(crate) struct Response {
 
 /// A failed request: why, and whether any byte of a response had arrived
 /// (a request that got none may be retried on a new connection when its
-/// connection was reused, as HTTP clients do: RFC 9112 §9.3.1).
+/// connection was reused, as HTTP clients do: RFC 9112, section 9.3.1).
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) failure: Failure,
@@ -121,6 +121,19 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Conn {
+    /// The socket (to wait until it is readable).
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Once the socket is readable: reads what arrived and says whether the
+    /// connection is still open — `false` when the server ended it (end of
+    /// stream, or an error such as a reset).
+    pub(crate) fn still_open(&mut self) -> bool {
+        let mut scratch = [0u8; 1024];
+        matches!(self.stream.read(&mut scratch), Ok(n) if n > 0)
+    }
+
     /// Hands the connection to a thread that closes it when the server
     /// ends it (end of stream, or an error), as an HTTP client does; bounded
     /// by the read timeout the connection was given.

@@ -80,9 +80,15 @@ pub(crate) fn core_memory(n: usize) -> CoreMemory {
     }
 }
 
+/// Bound on how long a holder holds its connections.
+const HOLD_MAX: Duration = Duration::from_secs(3600);
+
 /// `runner hold ADDR COUNT SOURCE`: opens COUNT connections to ADDR from
 /// SOURCE, one `GET /` on each, prints `ready N`, then holds them until its
-/// stdin ends.
+/// stdin ends — closing each one the server closes (end of stream or a
+/// reset) as soon as it sees it, as an HTTP client does, so that the
+/// server's gentle close gets its answering FIN at once instead of waiting
+/// for it in vain.
 pub(crate) fn hold(args: &[String]) -> Result<(), String> {
     let [addr, count, source] = args else {
         return Err("usage: runner hold ADDR COUNT SOURCE".into());
@@ -107,9 +113,56 @@ pub(crate) fn hold(args: &[String]) -> Result<(), String> {
     let _ = writeln!(out, "ready {}", conns.len());
     let _ = out.flush();
     drop(out);
-    // Until the runner closes our stdin (or goes away).
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
+    hold_open(conns)
+}
+
+/// Waits for the runner to close our stdin (or go away), at most
+/// [`HOLD_MAX`]; meanwhile closes each connection as the server ends it.
+fn hold_open(conns: Vec<http::Conn>) -> Result<(), String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdin = std::io::stdin();
+    let mut open: Vec<http::Conn> = conns;
+    let deadline = Instant::now() + HOLD_MAX;
+    let tick = Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    // Each pass waits up to a second for stdin or connections to become
+    // readable; bounded by the deadline.
+    while Instant::now() < deadline {
+        let (stdin_ready, ended) = {
+            let mut fds = Vec::with_capacity(open.len() + 1);
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
+            fds.extend(
+                open.iter()
+                    .map(|c| PollFd::new(c.socket(), PollFlags::IN | PollFlags::RDHUP)),
+            );
+            match poll(&mut fds, Some(&tick)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            let ended: Vec<usize> = fds[1..]
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| !fd.revents().is_empty())
+                .map(|(i, _)| i)
+                .collect();
+            (!fds[0].revents().is_empty(), ended)
+        };
+        if stdin_ready {
+            // A line or the end of stdin: either way, the runner is done.
+            let mut line = String::new();
+            let _ = stdin.lock().read_line(&mut line);
+            return Ok(());
+        }
+        // From the back, so the indices stay valid; a closed one is
+        // dropped (closing our end).
+        for i in ended.into_iter().rev() {
+            if !open[i].still_open() {
+                drop(open.swap_remove(i));
+            }
+        }
+    }
     Ok(())
 }
 
