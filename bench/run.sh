@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # lameduck's benchmark suite, one command (BENCHMARKS.md):
 #
-#   bench/run.sh [runner flags...]
+#   bench/run.sh [--only SECTION,...] [runner flags...]
 #
 # Installs wrk, Go, valgrind and HAProxy (Debian's wrk, golang-go, valgrind,
-# haproxy) if missing, builds the demo server, the untracked baseline, the runner
-# (release) and the Go peer, runs the core micro-benchmarks (divan), raises
-# the descriptor limit, and runs the end-to-end runner. The report is printed, written to
-# bench/results.md, and put into BENCHMARKS.md between its result markers.
-# Extra arguments go to the runner (e.g. --only drain,overhead).
+# haproxy) if missing, builds the demo server and the untracked baseline
+# with every runtime binding, the runner (release) and the Go peer, runs
+# the core micro-benchmarks (divan), raises the descriptor limit, and runs
+# the end-to-end runner. The report is printed, written to
+# bench/results.md, and put into BENCHMARKS.md, each section between its
+# own markers.
+#
+# --only takes sections: drain, overhead, threads, scale, restart, micro,
+# fleet (all by default); only those run, only what they need is built,
+# and the other sections' results in BENCHMARKS.md stay as they are. Every
+# argument goes to the runner (its flags: bench/src/bin/runner/main.rs),
+# e.g. `bench/run.sh --only overhead,threads --rounds 3`.
 set -euo pipefail
 
 started=$SECONDS
@@ -17,6 +24,25 @@ cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 say() { printf 'bench/run.sh: %s\n' "$*" >&2; }
+
+# --- which sections ----------------------------------------------------------
+sections="drain,overhead,threads,scale,restart,micro,fleet"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    if [ "${args[i]}" = --only ] && [ $((i + 1)) -lt ${#args[@]} ]; then
+        sections="${args[i + 1]}"
+    fi
+done
+wants() { [[ ",$sections," == *",$1,"* ]]; }
+wants_any() {
+    local s
+    for s in "$@"; do
+        if wants "$s"; then return 0; fi
+    done
+    return 1
+}
+# Every runtime binding, for the demo and the baseline alike.
+features="compio,tokio,async-std"
 
 # --- tools -------------------------------------------------------------------
 missing=()
@@ -33,18 +59,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- builds ------------------------------------------------------------------
-say "building (release): the demo server, the baseline, the runner"
-cargo build --release -p lameduck --example serve
-cargo build --release -p lameduck-bench --bins
+say "building (release, runtimes: smol,$features): the demo server, the baseline, the runner"
+cargo build --release -p lameduck --example serve --features "$features"
+cargo build --release -p lameduck-bench --bins --features "$features"
 
-say "building the Go peer (standard library only, no network)"
-export GOCACHE="${GOCACHE:-$target/go-build-cache}"
-export GOPATH="${GOPATH:-$target/go-path}"
-(cd bench/go-peer && GOPROXY=off GOFLAGS=-mod=mod go build -o "$target/release/go-peer" .)
+if wants_any drain overhead scale; then
+    say "building the Go peer (standard library only, no network)"
+    export GOCACHE="${GOCACHE:-$target/go-build-cache}"
+    export GOPATH="${GOPATH:-$target/go-path}"
+    (cd bench/go-peer && GOPROXY=off GOFLAGS=-mod=mod go build -o "$target/release/go-peer" .)
+fi
 
-say "core micro-benchmarks (divan)"
 micro="$target/bench-micro.txt"
-cargo bench -p lameduck-core --bench lifecycle 2>&1 | tee "$micro" >&2
+if wants micro; then
+    say "core micro-benchmarks (divan)"
+    cargo bench -p lameduck-core --bench lifecycle 2>&1 | tee "$micro" >&2
+fi
 
 # --- descriptor limit --------------------------------------------------------
 # The scale section holds 50,000 connections: as many descriptors in the

@@ -1,16 +1,19 @@
-//! lameduck's end-to-end benchmark runner: drain tail, tracking
-//! overhead, scale, the restart drill, and the fleet drill (rolling
-//! restarts behind HAProxy), side by side with an untracked
-//! hyper + smol baseline and a Go `net/http` peer, in one run. Prints a
-//! Markdown report and writes it to `--out` (and into `--doc` between its
-//! result markers; the fleet drill between its own markers, so that
-//! `--only fleet` leaves the other results as they are). Run it through
-//! `bench/run.sh`, which installs wrk, Go and HAProxy, builds everything in
-//! release, and raises the descriptor limit.
+//! lameduck's end-to-end benchmark runner: drain tail, tracking overhead
+//! per runtime, one thread against two, scale, the restart drill, and the
+//! fleet drill (rolling restarts behind HAProxy), side by side with the
+//! untracked baseline on each runtime and a Go `net/http` peer, in one
+//! run; and the core's micro-benchmarks, read from divan's output
+//! (`--micro`). Prints a Markdown report and writes it to `--out`, and
+//! each section into `--doc` between that section's markers, so that
+//! `--only` leaves the other sections' results as they are. Run it through
+//! `bench/run.sh`, which installs wrk, Go, valgrind and HAProxy, builds
+//! everything in release, and raises the descriptor limit.
 //!
 //! ```text
 //! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
-//!        [--only drain,overhead,scale,restart,fleet] [--drain-reps N]
+//!        [--only drain,overhead,threads,scale,restart,micro,fleet]
+//!        [--runtimes smol,smol-local,compio,tokio,async-std]
+//!        [--threads-runtimes compio,smol] [--drain-reps N]
 //!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
 //!        [--restarts N] [--fleet-backends N] [--fleet-rounds N]
 //!        [--no-callgrind]
@@ -27,6 +30,7 @@ mod report;
 mod restart;
 mod scale;
 mod stats;
+mod threads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Resource, Rlimit};
 
-use crate::proc::Binaries;
+use crate::proc::{Binaries, Kind, RUNTIMES, Setup};
 
 /// Raises this process's soft descriptor limit to its hard limit (children
 /// inherit it); returns the soft limit now in force.
@@ -62,6 +66,10 @@ pub(crate) struct Options {
     pub(crate) micro: Option<PathBuf>,
     pub(crate) bin_dir: PathBuf,
     pub(crate) sections: Vec<String>,
+    /// The runtimes of the overhead section.
+    pub(crate) runtimes: Vec<&'static str>,
+    /// The runtimes of the threads section.
+    pub(crate) threads_runtimes: Vec<&'static str>,
     pub(crate) drain_reps: usize,
     pub(crate) rounds: usize,
     pub(crate) wrk_secs: u32,
@@ -73,7 +81,26 @@ pub(crate) struct Options {
     pub(crate) callgrind: bool,
 }
 
-const SECTIONS: [&str; 5] = ["drain", "overhead", "scale", "restart", "fleet"];
+/// The sections, in the report's order.
+pub(crate) const SECTIONS: [&str; 7] = [
+    "drain", "overhead", "threads", "scale", "restart", "micro", "fleet",
+];
+
+/// `smol,compio` → the runtimes named, each known.
+fn runtimes(flag: &str, list: Option<String>) -> Result<Vec<&'static str>, String> {
+    let list = list.ok_or_else(|| format!("{flag} needs a list"))?;
+    list.split(',')
+        .map(|name| {
+            RUNTIMES
+                .iter()
+                .find(|r| **r == name)
+                .copied()
+                .ok_or_else(|| {
+                    format!("{flag}: unknown runtime '{name}' ({})", RUNTIMES.join(", "))
+                })
+        })
+        .collect()
+}
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
@@ -83,6 +110,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         micro: None,
         bin_dir: exe.parent().ok_or("own directory")?.to_path_buf(),
         sections: SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
+        runtimes: RUNTIMES.to_vec(),
+        threads_runtimes: vec!["compio", "smol"],
         drain_reps: 20,
         rounds: 5,
         wrk_secs: 10,
@@ -119,6 +148,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 {
                     return Err(format!("--only: unknown section '{bad}'"));
                 }
+            }
+            "--runtimes" => options.runtimes = runtimes(&flag, args.next())?,
+            "--threads-runtimes" => {
+                options.threads_runtimes = runtimes(&flag, args.next())?;
             }
             "--drain-reps" => options.drain_reps = number(&flag, args.next())?,
             "--rounds" => options.rounds = number(&flag, args.next())?,
@@ -159,13 +192,22 @@ fn main() -> ExitCode {
         }
     };
     let bins = Binaries::beside(&options.bin_dir);
-    // The fleet drill runs the demo only.
-    let fleet_only = options.sections.iter().all(|s| s == "fleet");
-    let needed = if fleet_only {
-        vec![&bins.demo]
-    } else {
-        vec![&bins.demo, &bins.baseline, &bins.go]
-    };
+    // The fleet drill and the threads section run the demo only; the
+    // micro-benchmarks, nothing.
+    let want = |s: &str| options.sections.iter().any(|x| x == s);
+    let mut needed = Vec::new();
+    if ["drain", "overhead", "threads", "scale", "restart", "fleet"]
+        .iter()
+        .any(|s| want(s))
+    {
+        needed.push(&bins.demo);
+    }
+    if ["overhead", "scale", "restart"].iter().any(|s| want(s)) {
+        needed.push(&bins.baseline);
+    }
+    if ["drain", "overhead", "scale"].iter().any(|s| want(s)) {
+        needed.push(&bins.go);
+    }
     for path in needed {
         if !path.exists() {
             eprintln!(
@@ -181,7 +223,6 @@ fn main() -> ExitCode {
         machine: report::Machine::read(nofile),
         ..report::Results::default()
     };
-    let want = |s: &str| options.sections.iter().any(|x| x == s);
     let section = |name: &str| {
         eprintln!(
             "runner: {name} ... ({:.0} s so far)",
@@ -190,37 +231,51 @@ fn main() -> ExitCode {
         Instant::now()
     };
 
-    if let Some(path) = &options.micro {
-        match std::fs::read_to_string(path) {
-            Ok(text) => results.micro = Some((micro::parse(&text), text)),
-            Err(e) => eprintln!("runner: cannot read {}: {e}", path.display()),
+    if want("micro") {
+        match &options.micro {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => results.micro = Some((micro::parse(&text), text)),
+                Err(e) => eprintln!("runner: cannot read {}: {e}", path.display()),
+            },
+            None => eprintln!("runner: micro: no --micro file (bench/run.sh makes it)"),
         }
     }
     if want("drain") {
         let t = section("drain tail");
-        let demo = drain::run(&bins, proc::Kind::Demo, options.drain_reps);
-        let go = drain::run(&bins, proc::Kind::Go, options.drain_reps);
+        let demo = drain::run(&bins, Kind::Demo, options.drain_reps);
+        let go = drain::run(&bins, Kind::Go, options.drain_reps);
         results.drain = Some((demo, go));
-        results.timings.push(("drain tail", t.elapsed()));
+        results.timings.push(("drain", t.elapsed()));
     }
+    let wrk_plan = overhead::Plan {
+        rounds: options.rounds,
+        seconds: options.wrk_secs,
+        connections: 64,
+        threads: 2,
+    };
     if want("overhead") {
         let t = section("overhead");
-        let plan = overhead::Plan {
-            rounds: options.rounds,
-            seconds: options.wrk_secs,
-            connections: 64,
-            threads: 2,
-        };
-        let mut overhead = overhead::run(&bins, &plan);
+        let mut overhead = overhead::run(&bins, &wrk_plan, &options.runtimes);
         if options.callgrind {
-            eprintln!("runner: instructions per request (callgrind)");
-            for kind in [proc::Kind::Demo, proc::Kind::Baseline] {
-                let counted = overhead::instructions(&bins, kind, 8, 2_000, 12_000);
-                overhead.instructions.push((kind, counted));
+            for rt in &options.runtimes {
+                for kind in [Kind::Demo, Kind::Baseline] {
+                    let setup = Setup::new(kind, rt, 1);
+                    eprintln!(
+                        "runner: instructions per request (callgrind): {}",
+                        setup.name()
+                    );
+                    let counted = overhead::instructions(&bins, setup, 8, 2_000, 12_000);
+                    overhead.instructions.push((setup, counted));
+                }
             }
         }
         results.overhead = Some(overhead);
         results.timings.push(("overhead", t.elapsed()));
+    }
+    if want("threads") {
+        let t = section("threads");
+        results.threads = Some(threads::run(&bins, &wrk_plan, &options.threads_runtimes));
+        results.timings.push(("threads", t.elapsed()));
     }
     if want("scale") {
         let t = section("scale");
@@ -231,7 +286,7 @@ fn main() -> ExitCode {
         let runner = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runner"));
         let mut runs = Vec::new();
         for _ in 0..options.scale_reps {
-            for kind in [proc::Kind::Demo, proc::Kind::Baseline, proc::Kind::Go] {
+            for kind in [Kind::Demo, Kind::Baseline, Kind::Go] {
                 match scale::run(&bins, &runner, kind, conns) {
                     Ok(f) => runs.push(Ok(f)),
                     Err(e) => runs.push(Err(format!("{}: {e}", kind.name()))),
@@ -251,7 +306,7 @@ fn main() -> ExitCode {
         results.timings.push(("scale", t.elapsed()));
     }
     if want("restart") {
-        let t = section("restart drill");
+        let t = section("restart");
         let plan = restart::Plan {
             restarts: options.restarts,
             between: Duration::from_millis(100),
@@ -267,19 +322,20 @@ fn main() -> ExitCode {
         if restart::demo_restarts(&bins) {
             drills.push(restart::run(&bins, restart::Method::Lameduck, &plan));
         } else {
-            results.notes.push(
+            results.notes.push((
+                "restart",
                 "The demo server has no SIGHUP restart in this build (issue 5): \
                  the lameduck restart drill did not run."
                     .into(),
-            );
+            ));
         }
         drills.push(restart::run(&bins, restart::Method::KillStart, &plan));
         drills.push(restart::run(&bins, restart::Method::ReusePort, &plan));
         results.restart = Some((plan, drills));
-        results.timings.push(("restart drill", t.elapsed()));
+        results.timings.push(("restart", t.elapsed()));
     }
     if want("fleet") {
-        let t = section("fleet drill");
+        let t = section("fleet");
         let plan = fleet::Plan {
             backends: options.fleet_backends,
             rounds: options.fleet_rounds,
@@ -294,23 +350,22 @@ fn main() -> ExitCode {
             grace: 10,
         };
         results.fleet = Some((plan, fleet::run_all(&bins, &plan)));
-        results.timings.push(("fleet drill", t.elapsed()));
+        results.timings.push(("fleet", t.elapsed()));
     }
     results.total = started.elapsed();
     results.machine.load_after = report::loadavg();
     results.options = Some(options.clone());
 
-    // The fleet drill has markers of its own in the document: a run of it
-    // alone leaves the other results there as they are.
-    let main_ran = options.sections.iter().any(|s| s != "fleet");
-    let main_text = main_ran.then(|| report::render(&results));
-    let fleet_text = results
-        .fleet
-        .as_ref()
-        .map(|_| report::render_fleet(&results));
-    let text = [main_text.as_deref(), fleet_text.as_deref()]
-        .into_iter()
-        .flatten()
+    // Each section has markers of its own in the document: a run of some
+    // leaves the others' results there as they are.
+    let parts: Vec<(&str, String)> = SECTIONS
+        .iter()
+        .filter(|s| report::ran(&results, s))
+        .map(|s| (*s, report::render_section(&results, s)))
+        .collect();
+    let text = parts
+        .iter()
+        .map(|(_, t)| t.as_str())
         .collect::<Vec<_>>()
         .join("\n");
     println!("{text}");
@@ -321,13 +376,9 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     if let Some(path) = &options.doc {
-        let parts = [
-            (report::BEGIN, report::END, main_text),
-            (report::FLEET_BEGIN, report::FLEET_END, fleet_text),
-        ];
-        for (begin, end, part) in parts {
-            let Some(part) = part else { continue };
-            if let Err(e) = report::splice(path, begin, end, &part) {
+        for (name, part) in &parts {
+            let (begin, end) = report::markers(name);
+            if let Err(e) = report::splice(path, &begin, &end, part) {
                 eprintln!("runner: cannot update {}: {e}", path.display());
                 return ExitCode::from(1);
             }

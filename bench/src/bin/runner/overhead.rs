@@ -1,13 +1,18 @@
 //! Overhead: keep-alive HTTP/1.1 throughput of `GET /` with wrk, for the
-//! demo (lameduck tracking), the untracked baseline and the Go peer, in
-//! interleaved rounds (the order rotates each round) so that the machine's
-//! drift hits every server alike.
+//! demo (lameduck tracking) and the untracked baseline on each runtime
+//! binding, and the Go peer, in interleaved rounds (the order of the
+//! runtimes rotates each round, and each runtime's tracked and untracked
+//! servers run back to back, in alternating order) so that the machine's
+//! drift hits every server alike. Also callgrind's instructions per
+//! request, tracked and untracked, per runtime.
+//!
+//! The same wrk runs serve the threads section (`threads.rs`).
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::proc::{Binaries, Kind, Server, cpu_ns};
+use crate::proc::{Binaries, Kind, Server, Setup, cpu_ns, machine_busy_ns};
 
 /// One wrk run's figures.
 #[derive(Debug, Clone)]
@@ -17,6 +22,12 @@ pub(crate) struct Run {
     pub(crate) requests: u64,
     /// The server's CPU time per request (all its threads), in µs.
     pub(crate) cpu_us_per_req: Option<f64>,
+    /// CPUs the server kept busy on average during the run (its CPU time
+    /// over the wall time).
+    pub(crate) server_cpus: Option<f64>,
+    /// CPUs the whole machine kept busy meanwhile (the server, wrk, and
+    /// whatever else runs).
+    pub(crate) machine_cpus: Option<f64>,
     pub(crate) p50: String,
     pub(crate) p99: String,
     /// Non-2xx responses and socket errors wrk reported.
@@ -25,29 +36,61 @@ pub(crate) struct Run {
     pub(crate) error_lines: Vec<String>,
 }
 
-/// Every round's runs, per server (in `KINDS` order).
+/// Every round's runs, per server.
 #[derive(Debug, Default)]
 pub(crate) struct Result {
-    pub(crate) runs: Vec<(Kind, Vec<Run>)>,
-    /// Callgrind's count per request, tracked and untracked.
-    pub(crate) instructions: Vec<(Kind, std::result::Result<Instructions, String>)>,
+    pub(crate) runs: Vec<(Setup, Vec<Run>)>,
+    /// Callgrind's count per request, tracked and untracked, per runtime.
+    pub(crate) instructions: Vec<(Setup, std::result::Result<Instructions, String>)>,
     pub(crate) errors: Vec<String>,
     pub(crate) wrk_args: String,
+    pub(crate) rounds: usize,
 }
 
-pub(crate) const KINDS: [Kind; 3] = [Kind::Demo, Kind::Baseline, Kind::Go];
+impl Result {
+    /// The runs of `setup`.
+    pub(crate) fn runs_of(&self, setup: Setup) -> Option<&[Run]> {
+        self.runs
+            .iter()
+            .find(|(s, _)| *s == setup)
+            .map(|(_, runs)| runs.as_slice())
+    }
 
-#[derive(Debug, Clone, Copy)]
+    /// Callgrind's count for `setup`.
+    pub(crate) fn instructions_of(
+        &self,
+        setup: Setup,
+    ) -> Option<&std::result::Result<Instructions, String>> {
+        self.instructions
+            .iter()
+            .find(|(s, _)| *s == setup)
+            .map(|(_, i)| i)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) rounds: usize,
     pub(crate) seconds: u32,
     pub(crate) connections: u32,
+    /// wrk's threads.
     pub(crate) threads: u32,
 }
 
-fn wrk(server: &Server, plan: &Plan, seconds: u32) -> std::result::Result<Run, String> {
+impl Plan {
+    pub(crate) fn wrk_args(&self) -> String {
+        format!(
+            "wrk -t{} -c{} -d{}s --latency http://ADDR/",
+            self.threads, self.connections, self.seconds
+        )
+    }
+}
+
+pub(crate) fn wrk(server: &Server, plan: &Plan, seconds: u32) -> std::result::Result<Run, String> {
     let url = format!("http://{}/", server.addr);
     let cpu_before = cpu_ns(server.pid);
+    let machine_before = machine_busy_ns();
+    let started = Instant::now();
     let output = Command::new("timeout")
         .arg((seconds + 30).to_string())
         .arg("wrk")
@@ -58,6 +101,8 @@ fn wrk(server: &Server, plan: &Plan, seconds: u32) -> std::result::Result<Run, S
         .arg(&url)
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let wall_ns = started.elapsed().as_nanos() as f64;
+    let machine_after = machine_busy_ns();
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
@@ -71,8 +116,12 @@ fn wrk(server: &Server, plan: &Plan, seconds: u32) -> std::result::Result<Run, S
     if let (Some(before), Some(after)) = (cpu_before, cpu_ns(server.pid))
         && run.requests > 0
     {
-        run.cpu_us_per_req =
-            Some((after.saturating_sub(before)) as f64 / 1e3 / run.requests as f64);
+        let used = after.saturating_sub(before) as f64;
+        run.cpu_us_per_req = Some(used / 1e3 / run.requests as f64);
+        run.server_cpus = Some(used / wall_ns);
+    }
+    if let (Some(before), Some(after)) = (machine_before, machine_after) {
+        run.machine_cpus = Some(after.saturating_sub(before) as f64 / wall_ns);
     }
     Ok(run)
 }
@@ -114,6 +163,8 @@ fn parse(text: &str) -> Option<Run> {
         rps: rps?,
         requests,
         cpu_us_per_req: None,
+        server_cpus: None,
+        machine_cpus: None,
         p50,
         p99,
         errors,
@@ -121,50 +172,83 @@ fn parse(text: &str) -> Option<Run> {
     })
 }
 
-pub(crate) fn run(bins: &Binaries, plan: &Plan) -> Result {
+/// Starts every setup once, warms each up, then runs wrk on them in
+/// `rounds`: each round walks `groups` (servers compared with each other
+/// run back to back) in an order that rotates round by round, and runs
+/// each group's servers in an order that rotates too.
+pub(crate) fn rounds(bins: &Binaries, plan: &Plan, groups: &[Vec<Setup>], what: &str) -> Result {
     let mut result = Result {
-        wrk_args: format!(
-            "wrk -t{} -c{} -d{}s --latency http://ADDR/",
-            plan.threads, plan.connections, plan.seconds
-        ),
+        wrk_args: plan.wrk_args(),
+        rounds: plan.rounds,
         ..Result::default()
     };
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut servers = Vec::new();
-    for kind in KINDS {
-        match Server::start(bins.command(kind, listen, 10)) {
-            Ok(server) => servers.push((kind, server)),
-            Err(e) => result.errors.push(format!("{}: {e}", kind.name())),
+    let mut servers: Vec<Vec<(Setup, Server)>> = Vec::new();
+    for group in groups {
+        let mut started = Vec::new();
+        for setup in group {
+            match Server::start(bins.setup_command(*setup, listen, 10)) {
+                Ok(server) => started.push((*setup, server)),
+                Err(e) => result.errors.push(format!("{}: {e}", setup.name())),
+            }
         }
+        servers.push(started);
     }
     // A short warm-up of each (not counted).
-    for (kind, server) in &servers {
+    for (setup, server) in servers.iter().flatten() {
         if let Err(e) = wrk(server, plan, 2) {
-            result.errors.push(format!("{} warm-up: {e}", kind.name()));
+            result.errors.push(format!("{} warm-up: {e}", setup.name()));
         }
     }
-    let mut runs: Vec<(Kind, Vec<Run>)> = servers.iter().map(|(k, _)| (*k, Vec::new())).collect();
+    result.runs = servers
+        .iter()
+        .flatten()
+        .map(|(setup, _)| (*setup, Vec::new()))
+        .collect();
     for round in 0..plan.rounds {
-        for i in 0..servers.len() {
-            let index = (i + round) % servers.len();
-            let (kind, server) = &servers[index];
-            eprintln!(
-                "runner: overhead round {}/{}: {}",
-                round + 1,
-                plan.rounds,
-                kind.name()
-            );
-            match wrk(server, plan, plan.seconds) {
-                Ok(run) => runs[index].1.push(run),
-                Err(e) => result.errors.push(format!("{}: {e}", kind.name())),
+        for g in 0..servers.len() {
+            let group = &servers[(g + round) % servers.len()];
+            for i in 0..group.len() {
+                let (setup, server) = &group[(i + round) % group.len()];
+                eprintln!(
+                    "runner: {what} round {}/{}: {}",
+                    round + 1,
+                    plan.rounds,
+                    setup.name()
+                );
+                let runs = result
+                    .runs
+                    .iter_mut()
+                    .find(|(s, _)| s == setup)
+                    .map(|(_, runs)| runs);
+                match (wrk(server, plan, plan.seconds), runs) {
+                    (Ok(run), Some(runs)) => runs.push(run),
+                    (Err(e), _) => result.errors.push(format!("{}: {e}", setup.name())),
+                    (Ok(_), None) => {}
+                }
             }
         }
     }
-    for (_, server) in servers {
+    for (_, server) in servers.into_iter().flatten() {
         server.stop(Duration::from_secs(5));
     }
-    result.runs = runs;
     result
+}
+
+/// The overhead section: on each of `runtimes`, the demo and the
+/// untracked baseline (one executor thread each), then Go.
+pub(crate) fn run(bins: &Binaries, plan: &Plan, runtimes: &[&'static str]) -> Result {
+    let mut groups: Vec<Vec<Setup>> = runtimes
+        .iter()
+        .map(|rt| {
+            vec![
+                Setup::new(Kind::Demo, rt, 1),
+                Setup::new(Kind::Baseline, rt, 1),
+            ]
+        })
+        .collect();
+    groups.push(vec![Setup::go()]);
+    rounds(bins, plan, &groups, "overhead")
 }
 
 /// Instructions per request, counted by callgrind (valgrind): deterministic
@@ -225,23 +309,27 @@ fn callgrind_counts(out: &std::path::Path) -> std::result::Result<(u64, u64), St
 
 fn callgrind_total(
     bins: &Binaries,
-    kind: Kind,
+    setup: Setup,
     conns: usize,
     requests: usize,
 ) -> std::result::Result<(u64, u64), String> {
     let out = std::env::temp_dir().join(format!(
-        "lameduck-bench-callgrind-{}-{}-{requests}.out",
+        "lameduck-bench-callgrind-{}-{:?}-{}-{requests}.out",
         std::process::id(),
-        kind.name().split_whitespace().next().unwrap_or("server")
+        setup.kind,
+        setup.runtime
     ));
     let _ = std::fs::remove_file(&out);
-    let plain = bins.command(kind, SocketAddr::from(([127, 0, 0, 1], 0)), 30);
+    let plain = bins.setup_command(setup, SocketAddr::from(([127, 0, 0, 1], 0)), 30);
     let mut command = Command::new("valgrind");
     command
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(plain.get_program())
         .args(plain.get_args());
+    if setup.runtime == "compio" {
+        without_io_uring(&mut command);
+    }
     let mut server = Server::start(command)?;
     let addr = server.addr;
     let per_conn = requests / conns;
@@ -274,15 +362,82 @@ fn callgrind_total(
     counts
 }
 
+/// Makes `io_uring_setup` fail with `ENOSYS` in the process `command`
+/// starts (a seccomp filter, installed between fork and exec), as on a
+/// machine without io_uring: compio then runs on its polling driver.
+///
+/// For callgrind: valgrind (3.19) runs `io_uring_enter` without letting
+/// the process's other threads run meanwhile, so a compio thread waiting
+/// for completions stops every other thread (the demo never gets past its
+/// start). The tracked and untracked servers both run this way under it.
+fn without_io_uring(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // Load the syscall number; if it is io_uring_setup, fail with ENOSYS;
+    // otherwise allow.
+    let filter = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0, // offsetof(struct seccomp_data, nr)
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let install = move || {
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: `prctl` with these options reads only its integer
+        // arguments and, for the filter, `program`, which lives on this
+        // stack frame through the call.
+        let failed = unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &raw const program,
+                ) != 0
+        };
+        if failed {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: `install` runs in the child between fork and exec, and makes
+    // only two `prctl` calls (async-signal-safe) on a filter built before
+    // the fork; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(install);
+    }
+}
+
 pub(crate) fn instructions(
     bins: &Binaries,
-    kind: Kind,
+    setup: Setup,
     conns: usize,
     small: usize,
     large: usize,
 ) -> std::result::Result<Instructions, String> {
-    let (a, a_memset) = callgrind_total(bins, kind, conns, small)?;
-    let (b, b_memset) = callgrind_total(bins, kind, conns, large)?;
+    let (a, a_memset) = callgrind_total(bins, setup, conns, small)?;
+    let (b, b_memset) = callgrind_total(bins, setup, conns, large)?;
     let n = (large - small) as f64;
     Ok(Instructions {
         per_request: (b as f64 - a as f64) / n,

@@ -67,6 +67,47 @@ impl Kind {
     }
 }
 
+/// The runtime bindings, as the demo's and the baseline's `--runtime`
+/// name them.
+pub(crate) const RUNTIMES: [&str; 5] = ["smol", "smol-local", "compio", "tokio", "async-std"];
+
+/// A server as started: which one, on which runtime binding and how many
+/// executor threads (the demo and the baseline; Go picks its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Setup {
+    pub(crate) kind: Kind,
+    pub(crate) runtime: &'static str,
+    pub(crate) threads: usize,
+}
+
+impl Setup {
+    pub(crate) fn new(kind: Kind, runtime: &'static str, threads: usize) -> Setup {
+        Setup {
+            kind,
+            runtime,
+            threads,
+        }
+    }
+
+    pub(crate) fn go() -> Setup {
+        Setup::new(Kind::Go, "", 1)
+    }
+
+    /// E.g. `lameduck (compio, 2 threads)`, `untracked (tokio)`.
+    pub(crate) fn name(&self) -> String {
+        let threads = if self.threads > 1 {
+            format!(", {} threads", self.threads)
+        } else {
+            String::new()
+        };
+        match self.kind {
+            Kind::Demo => format!("lameduck ({}{threads})", self.runtime),
+            Kind::Baseline => format!("untracked ({}{threads})", self.runtime),
+            Kind::Go => Kind::Go.name().to_owned(),
+        }
+    }
+}
+
 /// Where the binaries are.
 #[derive(Debug, Clone)]
 pub(crate) struct Binaries {
@@ -111,6 +152,25 @@ impl Binaries {
                 c
             }
         }
+    }
+}
+
+impl Binaries {
+    /// As [`Binaries::command`], on `setup`'s runtime and threads.
+    pub(crate) fn setup_command(
+        &self,
+        setup: Setup,
+        listen: SocketAddr,
+        grace_secs: u32,
+    ) -> Command {
+        let mut c = self.command(setup.kind, listen, grace_secs);
+        if setup.kind != Kind::Go {
+            c.arg("--runtime")
+                .arg(setup.runtime)
+                .arg("--threads")
+                .arg(setup.threads.to_string());
+        }
+        c
     }
 }
 
@@ -352,6 +412,22 @@ pub(crate) fn cpu_ns(pid: u32) -> Option<u64> {
         total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(total)
+}
+
+/// The whole machine's busy CPU time so far (every CPU: user, nice,
+/// system, irq and softirq time from `/proc/stat`), in ns.
+pub(crate) fn machine_busy_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    // (guest time is counted in user already).
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    // USER_HZ is 100 on Linux.
+    Some(busy * 10_000_000)
 }
 
 /// Open descriptors of `pid`.

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::proc::{Kind, Setup};
 use crate::stats::{fmt_ms, median, percentile, thousands};
-use crate::{Options, drain, fleet, micro, overhead, proc::Kind, restart, scale};
+use crate::{Options, drain, fleet, micro, overhead, restart, scale, threads};
 
 /// The machine and the tools, as read at the start.
 #[derive(Debug, Default, Clone)]
@@ -132,10 +133,13 @@ pub(crate) struct Results {
     pub(crate) micro: Option<(Vec<micro::Row>, String)>,
     pub(crate) drain: Option<(drain::Result, drain::Result)>,
     pub(crate) overhead: Option<overhead::Result>,
+    pub(crate) threads: Option<threads::Result>,
     pub(crate) scale: Option<Scale>,
     pub(crate) restart: Option<(restart::Plan, Vec<restart::Figures>)>,
     pub(crate) fleet: Option<(fleet::Plan, Result<Vec<fleet::Figures>, String>)>,
-    pub(crate) notes: Vec<String>,
+    /// Notes, by section.
+    pub(crate) notes: Vec<(&'static str, String)>,
+    /// Wall time, by section.
     pub(crate) timings: Vec<(&'static str, Duration)>,
     pub(crate) total: Duration,
 }
@@ -168,51 +172,396 @@ const SCALE_TARGET_MS: f64 = 100.0;
 /// Target for core bytes per connection.
 const CORE_BYTES_TARGET: f64 = 64.0;
 
-pub(crate) fn render(r: &Results) -> String {
+/// The heading of each section's part of the report.
+fn title(section: &str) -> &'static str {
+    match section {
+        "drain" => "Drain tail",
+        "overhead" => "Overhead: what tracking costs, per runtime",
+        "threads" => "Thread-per-core: one thread against two",
+        "scale" => "Scale",
+        "restart" => "Restart drill",
+        "micro" => "Core micro-benchmarks (divan, `cargo bench -p lameduck-core`)",
+        _ => "Fleet drill",
+    }
+}
+
+/// Whether `section` was measured in this run.
+pub(crate) fn ran(r: &Results, section: &str) -> bool {
+    match section {
+        "drain" => r.drain.is_some(),
+        "overhead" => r.overhead.is_some(),
+        "threads" => r.threads.is_some(),
+        "scale" => r.scale.is_some(),
+        "restart" => r.restart.is_some(),
+        "micro" => r.micro.is_some(),
+        "fleet" => r.fleet.is_some(),
+        _ => false,
+    }
+}
+
+/// The begin and end markers of `section`'s results in BENCHMARKS.md.
+pub(crate) fn markers(section: &str) -> (String, String) {
+    (
+        format!("<!-- {section}:begin (bench/run.sh writes this part) -->"),
+        format!("<!-- {section}:end -->"),
+    )
+}
+
+/// One section's part of the report: what ran where, its figures against
+/// the targets, then the details. Each section has markers of its own in
+/// BENCHMARKS.md, so that `--only` rewrites just the sections it runs.
+pub(crate) fn render_section(r: &Results, section: &str) -> String {
+    if section == "fleet" {
+        return render_fleet(r);
+    }
     let mut out = String::new();
     let m = &r.machine;
-    let _ = writeln!(out, "## Results: {}\n", m.date);
+    let _ = writeln!(out, "### {}\n", title(section));
+    let tools = match section {
+        "drain" | "scale" | "restart" => format!("; {}", m.go),
+        "overhead" => format!("; {}; {}", m.go, m.wrk),
+        "threads" => format!("; {}", m.wrk),
+        _ => String::new(),
+    };
+    let limit = if section == "scale" {
+        format!(" Descriptor limit {}.", m.nofile)
+    } else {
+        String::new()
+    };
+    let took = r
+        .timings
+        .iter()
+        .find(|(n, _)| *n == section)
+        .map_or(String::new(), |(_, d)| {
+            format!(" This section took {:.0} s;", d.as_secs_f64())
+        });
     let _ = writeln!(
         out,
-        "Machine: {} CPUs ({}), Linux {}; {}; {}; {}. Commit `{}`. \
-         Descriptor limit {}. Load average before {}, after {}. \
-         Runner wall time {:.0} s ({}).\n",
-        m.cpus,
-        m.cpu_model,
-        m.kernel,
-        m.rustc,
-        m.go,
-        m.wrk,
-        m.commit,
-        m.nofile,
-        m.load_before,
-        m.load_after,
-        r.total.as_secs_f64(),
-        r.timings
-            .iter()
-            .map(|(n, d)| format!("{n} {:.0} s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "Run {}, commit `{}`: {} CPUs ({}), Linux {}; {}{tools}.{limit} Load average before \
+         the run {}, after {}.{took} `bench/run.sh --only {section}` reruns it alone.\n",
+        m.date, m.commit, m.cpus, m.cpu_model, m.kernel, m.rustc, m.load_before, m.load_after,
     );
-    summary(&mut out, r);
-    details(&mut out, r);
-    if !r.notes.is_empty() {
-        let _ = writeln!(out, "\n### Runner notes\n");
-        for note in &r.notes {
+    match section {
+        "overhead" => {
+            if let Some(o) = &r.overhead {
+                overhead_section(&mut out, o);
+            }
+        }
+        "threads" => {
+            if let Some(t) = &r.threads {
+                threads_section(&mut out, t);
+            }
+        }
+        _ => {
+            summary(&mut out, r, section);
+            details(&mut out, r, section);
+        }
+    }
+    let notes: Vec<&String> = r
+        .notes
+        .iter()
+        .filter(|(s, _)| *s == section)
+        .map(|(_, n)| n)
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nRunner notes:\n");
+        for note in notes {
             let _ = writeln!(out, "- {note}");
         }
     }
     out
 }
 
-fn summary(out: &mut String, r: &Results) {
-    let _ = writeln!(out, "### Summary against the targets\n");
+fn cpu_median(runs: &[overhead::Run]) -> Option<f64> {
+    median(
+        &runs
+            .iter()
+            .filter_map(|r| r.cpu_us_per_req)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `a ÷ b` per round (runs of the same round side by side).
+fn per_round(a: &[overhead::Run], b: &[overhead::Run]) -> String {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| format!("{:.3}", a.rps / b.rps))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The wrk table: every run of every server.
+fn wrk_table(out: &mut String, o: &overhead::Result) {
+    let _ = writeln!(
+        out,
+        "| server | req/s per run | median req/s | server CPU per request, per run | CPUs busy: server / machine (median) | latency p50 / p99 (last run) | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for (setup, runs) in &o.runs {
+        let last = runs.last();
+        let busy = |f: fn(&overhead::Run) -> Option<f64>| {
+            median(&runs.iter().filter_map(f).collect::<Vec<_>>())
+                .map_or("?".into(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} | {} | {} |",
+            setup.name(),
+            runs.iter()
+                .map(|r| thousands(r.rps as u64))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rps_median(runs).map_or("—".into(), |v| thousands(v as u64)),
+            runs.iter()
+                .map(|r| r
+                    .cpu_us_per_req
+                    .map_or("?".into(), |c| format!("{c:.2} µs")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            busy(|r| r.server_cpus),
+            busy(|r| r.machine_cpus),
+            last.map_or("—".into(), |r| format!("{} / {}", r.p50, r.p99)),
+            runs.iter().map(|r| r.errors).sum::<u64>()
+        );
+    }
+    for (setup, runs) in &o.runs {
+        let lines: Vec<&str> = runs
+            .iter()
+            .flat_map(|r| r.error_lines.iter().map(String::as_str))
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{} errors, as wrk put them: {}.",
+                setup.name(),
+                lines.join("; ")
+            );
+        }
+    }
+    if !o.errors.is_empty() {
+        let _ = writeln!(out);
+        for e in &o.errors {
+            // One line each (wrk's and valgrind's words may span several).
+            let _ = writeln!(out, "- error: {}", one_line(e));
+        }
+    }
+}
+
+/// `text` on one line, for a Markdown list or table cell.
+fn one_line(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// Target for tracking's share of instructions per request.
+const INSTRUCTIONS_TARGET: f64 = 0.03;
+/// Target for two threads' throughput over one's.
+const THREADS_TARGET: f64 = 1.8;
+
+fn overhead_section(out: &mut String, o: &overhead::Result) {
+    let runtimes: Vec<&'static str> = o
+        .runs
+        .iter()
+        .filter(|(s, _)| s.kind == Kind::Demo)
+        .map(|(s, _)| s.runtime)
+        .collect();
+    let _ = writeln!(
+        out,
+        "Each runtime binding's demo (`serve --runtime NAME`, one executor thread) against \
+         the untracked baseline on the same runtime (`baseline --runtime NAME`: the same \
+         threads, executor, sockets and futures-io → hyper bridge, no lameduck driver, core \
+         or tracking). Throughput: `{}` on `GET /`, {} rounds, medians. Instructions: \
+         user space, counted by callgrind (see below); *tracking's cost* is the tracked \
+         server's extra instructions per request over the untracked one's, leaving out \
+         `memset` (the bridge's zeroed read scratch, the same in both, which callgrind \
+         over-counts), as a share of the untracked one's.\n",
+        o.wrk_args, o.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| runtime | req/s tracked / untracked | ratio (target ≥ 0.97×) | ratio per round | CPU per request tracked / untracked | instructions per request tracked / untracked (without `memset`) | tracking's cost (target ≤ 3%) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for rt in &runtimes {
+        let demo = Setup::new(Kind::Demo, rt, 1);
+        let base = Setup::new(Kind::Baseline, rt, 1);
+        let (d, b) = (o.runs_of(demo), o.runs_of(base));
+        let (dm, bm) = (d.and_then(rps_median), b.and_then(rps_median));
+        let ratio = dm.zip(bm).map(|(d, b)| d / b);
+        let rps = |v: Option<f64>| v.map_or("—".into(), |v| thousands(v as u64));
+        let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} µs"));
+        let instructions = match (o.instructions_of(demo), o.instructions_of(base)) {
+            (Some(Ok(id)), Some(Ok(ib))) => Some((id, ib)),
+            _ => None,
+        };
+        let (counts, cost) = match instructions {
+            Some((id, ib)) => {
+                let (xd, xb) = (
+                    id.per_request - id.memset_per_request,
+                    ib.per_request - ib.memset_per_request,
+                );
+                let share = (xd - xb) / xb;
+                (
+                    format!(
+                        "{} / {} ({} / {})",
+                        thousands(id.per_request as u64),
+                        thousands(ib.per_request as u64),
+                        thousands(xd as u64),
+                        thousands(xb as u64)
+                    ),
+                    format!(
+                        "{:+.0} per request, {:+.1}% → {} ({:+.1}% counting `memset`)",
+                        xd - xb,
+                        100.0 * share,
+                        verdict(Some(share <= INSTRUCTIONS_TARGET)),
+                        100.0 * (id.per_request - ib.per_request) / ib.per_request
+                    ),
+                )
+            }
+            None => ("not measured".into(), verdict(None).into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {rt} | {} / {} | {} | {} | {} / {} | {counts} | {cost} |",
+            rps(dm),
+            rps(bm),
+            ratio.map_or_else(
+                || verdict(None).to_owned(),
+                |x| format!("{x:.3}× → {}", verdict(Some(x >= OVERHEAD_TARGET)))
+            ),
+            d.zip(b).map_or("—".into(), |(d, b)| per_round(d, b)),
+            us(d.and_then(cpu_median)),
+            us(b.and_then(cpu_median)),
+        );
+    }
+    let go = o.runs_of(Setup::go()).and_then(rps_median);
+    let smol = o
+        .runs_of(Setup::new(Kind::Demo, "smol", 1))
+        .and_then(rps_median);
+    if let Some(go) = go {
+        let _ = writeln!(
+            out,
+            "\nGo `net/http` (GOMAXPROCS = all CPUs): {} req/s; lameduck on smol ÷ Go = {} \
+             (target: not behind Go, ≥ 1×) → {}.",
+            thousands(go as u64),
+            smol.map_or("—".into(), |s| format!("{:.3}×", s / go)),
+            verdict(smol.map(|s| s >= go))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nEvery wrk run: servers started once, a 2 s warm-up each, then rounds; each round \
+         takes the runtimes in an order that rotates, and runs each runtime's tracked and \
+         untracked servers back to back, which first alternating. wrk and the servers \
+         share the machine's CPUs (nothing pinned). *CPUs busy*: the server's CPU time \
+         (all its threads, `/proc/PID/task/*/schedstat`) over the run's wall time, and the \
+         whole machine's (`/proc/stat`: wrk, the server, and anything else running).\n"
+    );
+    wrk_table(out, o);
+    if !o.instructions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nInstructions per request, counted by callgrind (valgrind): each server \
+             runs under callgrind twice, serving 2,000 and then 12,000 keep-alive \
+             `GET /` requests over 8 connections; the difference of the totals over the \
+             10,000 extra requests is the cost of a request, start-up and shutdown \
+             cancelled out. User space only, all threads. valgrind counts each byte of a \
+             `rep stosb` as an instruction, so the bridge's zeroed 8 KiB read scratch (the \
+             same in the tracked and untracked servers) shows as ~8,200 `memset` \
+             instructions per request though it costs a few hundred cycles.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| server | instructions per request | of which `memset` | without `memset` |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (setup, counted) in &o.instructions {
+            match counted {
+                Ok(i) => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} |",
+                        setup.name(),
+                        thousands(i.per_request as u64),
+                        thousands(i.memset_per_request as u64),
+                        thousands((i.per_request - i.memset_per_request) as u64)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "| {} | failed: {} | | |", setup.name(), one_line(e));
+                }
+            }
+        }
+    }
+}
+
+fn threads_section(out: &mut String, t: &threads::Result) {
+    let o = &t.runs;
+    let _ = writeln!(
+        out,
+        "The demo with `--threads 1` and `--threads 2` on the same runtime (each thread its \
+         own executor and accept loop on the shared listening socket), `{}` on `GET /`, \
+         {} rounds, medians. wrk runs on the same {} CPUs: what the second server thread \
+         can add is bounded by the CPU that wrk (and the machine's other load) leaves it, \
+         shown as *CPUs busy*.\n",
+        o.wrk_args, o.rounds, t.cpus
+    );
+    let _ = writeln!(
+        out,
+        "| runtime | req/s 1 thread / 2 threads | 2 ÷ 1 | per round | server CPUs busy 1 / 2 threads | machine CPUs busy 1 / 2 threads | CPU per request 1 / 2 threads | target ≥ 1.8× on 2 cores' worth of work |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for rt in &t.runtimes {
+        let one = o.runs_of(Setup::new(Kind::Demo, rt, 1));
+        let two = o.runs_of(Setup::new(Kind::Demo, rt, 2));
+        let (m1, m2) = (one.and_then(rps_median), two.and_then(rps_median));
+        let ratio = m1.zip(m2).map(|(a, b)| b / a);
+        let med = |runs: Option<&[overhead::Run]>, f: fn(&overhead::Run) -> Option<f64>| {
+            runs.and_then(|runs| median(&runs.iter().filter_map(f).collect::<Vec<_>>()))
+                .map_or("—".into(), |v| format!("{v:.2}"))
+        };
+        // Two server threads and wrk need more than two CPUs between them.
+        let verdict_cell = match ratio {
+            None => verdict(None).to_owned(),
+            Some(x) if x >= THREADS_TARGET => verdict(Some(true)).to_owned(),
+            Some(_) if t.cpus < 4 => format!(
+                "not measurable here: {} CPUs for two server threads and wrk",
+                t.cpus
+            ),
+            Some(_) => verdict(Some(false)).to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {rt} | {} / {} | {} | {} | {} / {} | {} / {} | {} / {} | {verdict_cell} |",
+            m1.map_or("—".into(), |v| thousands(v as u64)),
+            m2.map_or("—".into(), |v| thousands(v as u64)),
+            ratio.map_or("—".into(), |x| format!("{x:.3}×")),
+            one.zip(two).map_or("—".into(), |(a, b)| per_round(b, a)),
+            med(one, |r| r.server_cpus),
+            med(two, |r| r.server_cpus),
+            med(one, |r| r.machine_cpus),
+            med(two, |r| r.machine_cpus),
+            one.and_then(cpu_median)
+                .map_or("—".into(), |v| format!("{v:.2} µs")),
+            two.and_then(cpu_median)
+                .map_or("—".into(), |v| format!("{v:.2} µs")),
+        );
+    }
+    let _ = writeln!(out);
+    wrk_table(out, o);
+}
+
+fn summary(out: &mut String, r: &Results, section: &str) {
     let _ = writeln!(
         out,
         "| measure | lameduck (demo) | untracked baseline | Go net/http | target | verdict |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
-    if let Some((demo, go)) = &r.drain {
+    if section == "drain"
+        && let Some((demo, go)) = &r.drain
+    {
         let d_done: Vec<f64> = demo.samples.iter().map(|s| s.done_ms).collect();
         let d_exit: Vec<f64> = demo.samples.iter().map(|s| s.exit_ms).collect();
         let g_done: Vec<f64> = go.samples.iter().map(|s| s.done_ms).collect();
@@ -235,89 +584,9 @@ fn summary(out: &mut String, r: &Results) {
             verdict(ok(&d_exit))
         );
     }
-    if let Some(o) = &r.overhead {
-        let get = |k: Kind| {
-            o.runs
-                .iter()
-                .find(|(kind, _)| *kind == k)
-                .and_then(|(_, runs)| rps_median(runs))
-        };
-        let (d, b, g) = (get(Kind::Demo), get(Kind::Baseline), get(Kind::Go));
-        let f =
-            |v: Option<f64>| v.map_or("—".into(), |v| format!("{} req/s", thousands(v as u64)));
-        let ratio = d.zip(b).map(|(d, b)| d / b);
-        let _ = writeln!(
-            out,
-            "| keep-alive throughput `GET /`, median of {} wrk runs | {} | {} | {} | ≥ 0.97× untracked | {} |",
-            o.runs.first().map_or(0, |(_, runs)| runs.len()),
-            f(d),
-            f(b),
-            f(g),
-            ratio.map_or_else(
-                || verdict(None).to_owned(),
-                |x| format!("{:.3}× → {}", x, verdict(Some(x >= OVERHEAD_TARGET)))
-            )
-        );
-        let cpu = |k: Kind| {
-            o.runs
-                .iter()
-                .find(|(kind, _)| *kind == k)
-                .and_then(|(_, runs)| {
-                    median(
-                        &runs
-                            .iter()
-                            .filter_map(|r| r.cpu_us_per_req)
-                            .collect::<Vec<_>>(),
-                    )
-                })
-        };
-        let (cd, cb, cg) = (cpu(Kind::Demo), cpu(Kind::Baseline), cpu(Kind::Go));
-        let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} µs"));
-        let _ = writeln!(
-            out,
-            "| … server CPU time per request (all its threads, median of the runs): less sensitive to the machine's other load than req/s | {} | {} | {} | — | context: untracked ÷ tracked = {} |",
-            us(cd),
-            us(cb),
-            us(cg),
-            cd.zip(cb)
-                .map_or("—".into(), |(d, b)| format!("{:.3}×", b / d))
-        );
-        let ins = |k: Kind| {
-            o.instructions
-                .iter()
-                .find(|(kind, _)| *kind == k)
-                .and_then(|(_, r)| r.as_ref().ok())
-        };
-        if let (Some(id), Some(ib)) = (ins(Kind::Demo), ins(Kind::Baseline)) {
-            let added = id.per_request - ib.per_request;
-            let (xd, xb) = (
-                id.per_request - id.memset_per_request,
-                ib.per_request - ib.memset_per_request,
-            );
-            let _ = writeln!(
-                out,
-                "| … user-space instructions per request (callgrind: deterministic; kernel time not seen) | {} | {} | — | — | context: tracking adds {:+.0} per request; {:+.1}% ({:+.1}% leaving out `memset`, {} vs {}) |",
-                thousands(id.per_request as u64),
-                thousands(ib.per_request as u64),
-                added,
-                100.0 * added / ib.per_request,
-                100.0 * (xd - xb) / xb,
-                thousands(xd as u64),
-                thousands(xb as u64)
-            );
-        }
-        let vs_go = d.zip(g).map(|(d, g)| d / g);
-        let _ = writeln!(
-            out,
-            "| … lameduck ÷ Go | {} | | | ≥ 1× (not behind Go) | {} |",
-            vs_go.map_or("—".into(), |x| format!("{x:.3}×")),
-            vs_go.map_or_else(
-                || verdict(None).to_owned(),
-                |x| verdict(Some(x >= 1.0)).to_owned()
-            )
-        );
-    }
-    if let Some(s) = &r.scale {
+    if section == "scale"
+        && let Some(s) = &r.scale
+    {
         let (d, b, g) = (s.agg(Kind::Demo), s.agg(Kind::Baseline), s.agg(Kind::Go));
         let conns = [&d, &b, &g]
             .iter()
@@ -392,7 +661,9 @@ fn summary(out: &mut String, r: &Results) {
             rss(&g)
         );
     }
-    if let Some((plan, drills)) = &r.restart {
+    if section == "restart"
+        && let Some((plan, drills)) = &r.restart
+    {
         let cell = |m: restart::Method| {
             drills
                 .iter()
@@ -427,7 +698,9 @@ fn summary(out: &mut String, r: &Results) {
             verdict(met)
         );
     }
-    if let Some((rows, _)) = &r.micro {
+    if section == "micro"
+        && let Some((rows, _)) = &r.micro
+    {
         if let Some(cycle) = rows.iter().find(|r| r.name == "connection_cycle") {
             let _ = writeln!(
                 out,
@@ -458,9 +731,10 @@ fn summary(out: &mut String, r: &Results) {
     }
 }
 
-fn details(out: &mut String, r: &Results) {
-    if let Some((demo, go)) = &r.drain {
-        let _ = writeln!(out, "\n### Drain tail\n");
+fn details(out: &mut String, r: &Results, section: &str) {
+    if section == "drain"
+        && let Some((demo, go)) = &r.drain
+    {
         let _ = writeln!(
             out,
             "Per run: a fresh server on 127.0.0.1, 16 idle keep-alive connections, one \
@@ -512,111 +786,9 @@ fn details(out: &mut String, r: &Results) {
             let _ = writeln!(out, "\n- failed run: {e}");
         }
     }
-    if let Some(o) = &r.overhead {
-        let _ = writeln!(out, "\n### Overhead\n");
-        let _ = writeln!(
-            out,
-            "`{}` against each server's `GET /` (body `hello`, an `X-Pid` header), \
-             servers started once, a 2 s warm-up each, then rounds in rotating order. wrk and \
-             the server share the machine's CPUs (nothing pinned). The demo and the baseline \
-             run on smol's global executor (one executor thread by default); Go on \
-             GOMAXPROCS = all CPUs.\n",
-            o.wrk_args
-        );
-        let _ = writeln!(
-            out,
-            "| server | req/s per run | median req/s | server CPU per request, per run | latency p50 / p99 (last run) | errors |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|---|");
-        for (kind, runs) in &o.runs {
-            let last = runs.last();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} |",
-                kind.name(),
-                runs.iter()
-                    .map(|r| thousands(r.rps as u64))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                rps_median(runs).map_or("—".into(), |v| thousands(v as u64)),
-                runs.iter()
-                    .map(|r| r
-                        .cpu_us_per_req
-                        .map_or("?".into(), |c| format!("{c:.2} µs")))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                last.map_or("—".into(), |r| format!("{} / {}", r.p50, r.p99)),
-                runs.iter().map(|r| r.errors).sum::<u64>()
-            );
-        }
-        for (kind, runs) in &o.runs {
-            let lines: Vec<&str> = runs
-                .iter()
-                .flat_map(|r| r.error_lines.iter().map(String::as_str))
-                .collect();
-            if !lines.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "\n{} errors, as wrk put them: {}.",
-                    kind.name(),
-                    lines.join("; ")
-                );
-            }
-        }
-        let runs_of = |k: Kind| o.runs.iter().find(|(kind, _)| *kind == k).map(|(_, r)| r);
-        if let (Some(d), Some(b)) = (runs_of(Kind::Demo), runs_of(Kind::Baseline)) {
-            let per_round: Vec<String> = d
-                .iter()
-                .zip(b)
-                .map(|(d, b)| format!("{:.3}", d.rps / b.rps))
-                .collect();
-            let _ = writeln!(
-                out,
-                "\nlameduck ÷ baseline req/s, round by round: {}.",
-                per_round.join(", ")
-            );
-        }
-        if !o.instructions.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nInstructions per request, counted by callgrind (valgrind): each server \
-                 runs under callgrind twice, serving 2,000 and then 12,000 keep-alive \
-                 `GET /` requests over 8 connections; the difference of the totals over the \
-                 10,000 extra requests is the cost of a request, start-up and shutdown \
-                 cancelled out. User space only. valgrind counts each byte of a `rep stosb` \
-                 as an instruction, so the bridge's zeroed 8 KiB read scratch (the same in \
-                 both servers) shows as ~8,200 `memset` instructions per request though it \
-                 costs a few hundred cycles.\n"
-            );
-            let _ = writeln!(
-                out,
-                "| server | instructions per request | of which `memset` | without `memset` |"
-            );
-            let _ = writeln!(out, "|---|---|---|---|");
-            for (kind, counted) in &o.instructions {
-                match counted {
-                    Ok(i) => {
-                        let _ = writeln!(
-                            out,
-                            "| {} | {} | {} | {} |",
-                            kind.name(),
-                            thousands(i.per_request as u64),
-                            thousands(i.memset_per_request as u64),
-                            thousands((i.per_request - i.memset_per_request) as u64)
-                        );
-                    }
-                    Err(e) => {
-                        let _ = writeln!(out, "| {} | failed: {e} | | |", kind.name());
-                    }
-                }
-            }
-        }
-        for e in &o.errors {
-            let _ = writeln!(out, "\n- error: {e}");
-        }
-    }
-    if let Some(s) = &r.scale {
-        let _ = writeln!(out, "\n### Scale\n");
+    if section == "scale"
+        && let Some(s) = &r.scale
+    {
         let conns = s
             .runs
             .iter()
@@ -682,16 +854,17 @@ fn details(out: &mut String, r: &Results) {
             );
         }
     }
-    if let Some((plan, drills)) = &r.restart {
+    if section == "restart"
+        && let Some((plan, drills)) = &r.restart
+    {
         let l = &plan.load;
-        let _ = writeln!(out, "\n### Restart drill\n");
         let _ = writeln!(
             out,
             "{} restarts per method, {} ms of load between restarts. Load throughout: {} \
              keep-alive clients and {} new-connection-per-request clients on `GET /` (a {} ms \
              pause between requests), {} keep-alive clients on `GET /sleep?ms={}`. A request \
              on a reused keep-alive connection that fails before any response byte is retried \
-             once on a new connection (RFC 9112 §9.3.1; counted as retried, not failed). The \
+             once on a new connection (RFC 9112, section 9.3.1; counted as retried, not failed). The \
              baseline's `SO_REUSEPORT` control: the new process binds beside the old, then \
              the old one gets SIGTERM, closes its listener, serves its open connections for \
              0.5 s more and exits; the kill + start control: SIGTERM (the baseline dies at \
@@ -738,11 +911,10 @@ fn details(out: &mut String, r: &Results) {
             );
         }
     }
-    if let Some((_, raw)) = &r.micro {
-        let _ = writeln!(
-            out,
-            "\n### Core micro-benchmarks (divan, `cargo bench -p lameduck-core`)\n"
-        );
+    if section == "micro"
+        && let Some((_, raw)) = &r.micro
+    {
+        let _ = writeln!(out);
         let _ = writeln!(out, "```text");
         for line in raw.lines().filter(|l| {
             !l.trim_start().starts_with("Compiling")
@@ -755,13 +927,6 @@ fn details(out: &mut String, r: &Results) {
         let _ = writeln!(out, "```");
     }
 }
-
-/// Begin and end markers of the results in BENCHMARKS.md.
-pub(crate) const BEGIN: &str = "<!-- results:begin (bench/run.sh writes this part) -->";
-pub(crate) const END: &str = "<!-- results:end -->";
-/// Begin and end markers of the fleet drill's results in BENCHMARKS.md.
-pub(crate) const FLEET_BEGIN: &str = "<!-- fleet:begin (bench/run.sh writes this part) -->";
-pub(crate) const FLEET_END: &str = "<!-- fleet:end -->";
 
 /// Replaces what lies between the markers `begin` and `end` in `path`
 /// with `text`.
@@ -808,7 +973,7 @@ pub(crate) fn render_fleet(r: &Results) -> String {
         m.load_after,
         r.timings
             .iter()
-            .find(|(n, _)| *n == "fleet drill")
+            .find(|(n, _)| *n == "fleet")
             .map_or(0.0, |(_, d)| d.as_secs_f64())
     );
     let l = &plan.load;

@@ -9,7 +9,7 @@
 //! new connection per request, and slow (`/sleep`) keep-alive clients, all
 //! running throughout. A request on a *reused* keep-alive connection that
 //! fails before any response byte is retried once on a new connection (as
-//! HTTP clients do, RFC 9112 §9.3.1: the server may close an idle
+//! HTTP clients do, RFC 9112, section 9.3.1: the server may close an idle
 //! connection at any time) and counted as retried; everything else that
 //! does not end in a complete 200 is a failure.
 
