@@ -118,10 +118,32 @@ pub(crate) fn hold(args: &[String]) -> Result<(), String> {
 
 /// Waits for the runner to close our stdin (or go away), at most
 /// [`HOLD_MAX`]; meanwhile closes each connection as the server ends it.
+/// (epoll: a wake-up costs the connections that became readable, not all
+/// of them, so the holders take little CPU from the server they measure.)
 fn hold_open(conns: Vec<http::Conn>) -> Result<(), String> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::buffer::spare_capacity;
+    use rustix::event::{Timespec, epoll};
+    const STDIN: u64 = u64::MAX;
     let stdin = std::io::stdin();
-    let mut open: Vec<http::Conn> = conns;
+    let poller = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
+    epoll::add(
+        &poller,
+        &stdin,
+        epoll::EventData::new_u64(STDIN),
+        epoll::EventFlags::IN,
+    )
+    .map_err(|e| format!("epoll (stdin): {e}"))?;
+    for (i, conn) in conns.iter().enumerate() {
+        epoll::add(
+            &poller,
+            conn.socket(),
+            epoll::EventData::new_u64(i as u64),
+            epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+        )
+        .map_err(|e| format!("epoll (connection {i}): {e}"))?;
+    }
+    let mut open: Vec<Option<http::Conn>> = conns.into_iter().map(Some).collect();
+    let mut events = Vec::with_capacity(1024);
     let deadline = Instant::now() + HOLD_MAX;
     let tick = Timespec {
         tv_sec: 1,
@@ -130,36 +152,25 @@ fn hold_open(conns: Vec<http::Conn>) -> Result<(), String> {
     // Each pass waits up to a second for stdin or connections to become
     // readable; bounded by the deadline.
     while Instant::now() < deadline {
-        let (stdin_ready, ended) = {
-            let mut fds = Vec::with_capacity(open.len() + 1);
-            fds.push(PollFd::new(&stdin, PollFlags::IN));
-            fds.extend(
-                open.iter()
-                    .map(|c| PollFd::new(c.socket(), PollFlags::IN | PollFlags::RDHUP)),
-            );
-            match poll(&mut fds, Some(&tick)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(format!("poll: {e}")),
-            }
-            let ended: Vec<usize> = fds[1..]
-                .iter()
-                .enumerate()
-                .filter(|(_, fd)| !fd.revents().is_empty())
-                .map(|(i, _)| i)
-                .collect();
-            (!fds[0].revents().is_empty(), ended)
-        };
-        if stdin_ready {
-            // A line or the end of stdin: either way, the runner is done.
-            let mut line = String::new();
-            let _ = stdin.lock().read_line(&mut line);
-            return Ok(());
+        events.clear();
+        match epoll::wait(&poller, spare_capacity(&mut events), Some(&tick)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(format!("epoll_wait: {e}")),
         }
-        // From the back, so the indices stay valid; a closed one is
-        // dropped (closing our end).
-        for i in ended.into_iter().rev() {
-            if !open[i].still_open() {
-                drop(open.swap_remove(i));
+        for event in &events {
+            let index = event.data.u64();
+            if index == STDIN {
+                // A line or the end of stdin: either way, the runner is done.
+                let mut line = String::new();
+                let _ = stdin.lock().read_line(&mut line);
+                return Ok(());
+            }
+            let slot = usize::try_from(index).ok().and_then(|i| open.get_mut(i));
+            if let Some(slot) = slot
+                && slot.as_mut().is_some_and(|conn| !conn.still_open())
+            {
+                // Dropped: closed here too (and out of the epoll set).
+                *slot = None;
             }
         }
     }
