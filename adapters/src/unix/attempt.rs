@@ -1,13 +1,13 @@
-//! Carrying out [`Restart`]'s actions for one attempt: start a process
-//! with the listeners and a readiness pipe, wait for its readiness, its
-//! exit or the deadline, and either hand off or kill, reap and roll back.
+//! Carrying out [`Restart`]'s actions for one attempt of a
+//! [`Lifecycle`](super::Lifecycle): start the successor with the listeners
+//! and a readiness pipe, wait for its readiness, its exit or the deadline,
+//! and either hand off or kill, reap and roll back. What differs from one
+//! server to the next — a timer, what "hand off" means, how a rollback is
+//! reported — is its [`Carrier`]; the policy is the machine's.
 //!
-//! Shared by the two carriers of the restart machine: the
-//! [`Lifecycle`](super::Lifecycle) (the successor replaces this process)
-//! and the [`Supervisor`](super::Supervisor) (the next generation replaces
-//! the previous one; the supervisor stays). Each supplies what differs —
-//! a timer, what "hand off" means, how a rollback is reported — as a
-//! [`Carrier`]; the policy is the machine's.
+//! [`launch`] is shared with the [`Supervisor`](super::Supervisor), whose
+//! generations start the same way (its decisions are the core's
+//! [`supervisor`](lameduck_core::supervisor) machine's).
 
 use std::ffi::OsString;
 use std::future::{Future, pending};
@@ -47,12 +47,6 @@ pub(crate) trait Carrier: Sync {
     /// [`Attempts::stop`]), so it finds the hand-off recorded. Returns
     /// whether it handed off.
     fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
-    /// `child` took over: its hand-off channel, which a carrier that goes
-    /// on (a supervisor) keeps to ask it for its state later. Called
-    /// before [`handed_off`](Self::handed_off).
-    fn keep_channel(&self, child: u32, channel: ReadyReader) {
-        let _ = (child, channel);
-    }
     /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
     /// yes): announce it.
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send;
@@ -80,7 +74,7 @@ pub(crate) struct Launched {
 /// The process leads a process group of its own, so that a failed
 /// attempt kills everything it started (see
 /// [`spawn`](super::spawn#process-groups)).
-#[allow(clippy::too_many_arguments)] // each one is what differs between the two carriers
+#[allow(clippy::too_many_arguments)] // each one is what differs between a successor and a generation
 pub(crate) fn launch(
     program: &Path,
     args: &[OsString],
@@ -183,15 +177,6 @@ impl Attempts {
         lock(&self.machine).restart.attempts()
     }
 
-    /// After a hand-off, for a carrier that goes on (a supervisor): a new
-    /// machine, for the process now serving.
-    pub(crate) fn renew(&self) {
-        let mut machine = lock(&self.machine);
-        if machine.restart.phase() == RestartPhase::HandedOff {
-            machine.restart = Restart::new(machine.config.clone(), Instant::now());
-        }
-    }
-
     /// Asks for a restart: the attempt's number, or why not.
     pub(crate) fn begin(&self) -> Result<u64, CoreError> {
         let mut machine = lock(&self.machine);
@@ -280,11 +265,10 @@ impl Attempts {
         };
         carry_out(actions, Some(&watch), &mut progress, None);
         let result = match self
-            .await_child(&watch, reader.clone(), offer, progress, carrier)
+            .await_child(&watch, reader, offer, progress, carrier)
             .await
         {
             Ok(child) => {
-                carrier.keep_channel(child, reader);
                 // It serves now: its group no longer goes with it.
                 watch.keep_group();
                 carrier.handed_off(child).await;

@@ -1,6 +1,8 @@
 //! Supervisor mode: zero-downtime restarts with a process id that never
 //! changes. See [`Supervisor`].
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::future::{Future, pending, poll_fn};
@@ -11,25 +13,31 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
-use lameduck_core::restart::{RestartConfig, RestartError as CoreError, RestartFailure};
+use lameduck_core::restart::{
+    RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
+};
+use lameduck_core::supervisor::{
+    Generation, KillReason, Notice, Role, Supervisor as Machine, SupervisorAction,
+    SupervisorConfig, SupervisorExit,
+};
 
-use super::attempt::{Attempts, Carrier, Launched, launch};
+use super::attempt::{Launched, launch};
 use super::child::{ChildWatch, on_orphan_reaped};
 use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify};
 use super::pidfile;
-use super::ready::{Offer, ReadyReader};
+use super::ready::{Heard, Offer, ReadyReader};
 use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
+use super::spawn::READY_FD_VAR;
 use crate::listener::ListenAddr;
 use crate::server::Pending;
 
@@ -209,6 +217,12 @@ type Observer = Arc<dyn Fn(&SupervisorEvent) + Send + Sync>;
 /// pid it started. (Under systemd, prefer [`Lifecycle`](super::Lifecycle)'s
 /// own restarts: `MAINPID` follows the new process.)
 ///
+/// Every decision here — which generation serves, when the previous one
+/// hands off, when a stop escalates to `SIGKILL`, which exit status the
+/// supervisor ends with — is the core's pure
+/// [`supervisor`](lameduck_core::supervisor) machine's; this type carries
+/// it out on processes, pipes and signals.
+///
 /// A small long-lived parent: it binds (or adopts) the listening sockets
 /// once, and runs the server as a child **generation** — the same
 /// executable by default, in its normal serving mode — over the same
@@ -229,8 +243,7 @@ type Observer = Arc<dyn Fn(&SupervisorEvent) + Send + Sync>;
 ///   deadline is killed and reaped, and the serving one goes on — the
 ///   rollback of [`lameduck_core::restart::Restart`], whose policy (one
 ///   attempt at a time, debouncing, none while stopping) applies
-///   unchanged: the supervisor carries out one machine per serving
-///   generation. systemd hears `RELOADING=1` and then `READY=1`; the main
+///   unchanged. systemd hears `RELOADING=1` and then `READY=1`; the main
 ///   pid stays the supervisor's.
 /// - **`SIGTERM`, `SIGINT`, `SIGUSR2`** (the signals
 ///   [configured](Self::signals) to drain or close): forwarded, as they
@@ -614,16 +627,24 @@ impl Supervisor {
                 observer(&SupervisorEvent::OrphanReaped { pid, status });
             }))?;
         }
-        let core = Core {
-            settings: &self,
-            attempts: Attempts::new(RestartConfig {
+        let machine = RefCell::new(Machine::new(
+            SupervisorConfig {
                 ready_timeout: self.ready_timeout,
-            }),
-            gens: Mutex::new(Gens::default()),
-            stopping: AtomicBool::new(false),
-            generations: AtomicU64::new(0),
+                stop_timeout: self.stop_timeout,
+            },
+            Instant::now(),
+        ));
+        let mut run = Run {
+            settings: &self,
+            machine: &machine,
+            processes: HashMap::new(),
+            launching: None,
+            conversation: None,
+            detail: None,
+            waiters: Vec::new(),
+            exit: None,
         };
-        let result = core.run(&mut signals).await;
+        let result = run.run(&mut signals).await;
         if let Some(path) = &self.pid_file {
             pidfile::remove_if(path, std::process::id());
         }
@@ -642,49 +663,46 @@ impl Drop for Supervisor {
     }
 }
 
-/// A running generation.
-struct Gen {
-    generation: u64,
+/// A generation's process and the supervisor's ends of its channels: what
+/// the supervisor holds for it while it runs. What becomes of it is the
+/// core machine's decision ([`Machine`]).
+struct Process {
     watch: Arc<ChildWatch>,
     /// Kept until it exits: its end of file would tell it the supervisor
     /// is gone.
     link: LinkWriter,
-    /// Its hand-off channel, once it serves: asked for its restart state
-    /// when the next generation starts.
+    /// Its hand-off channel while it serves: asked for its restart state
+    /// when the next generation starts. Dropped once it hands off.
     channel: Option<ReadyReader>,
 }
 
-#[derive(Default)]
-struct Gens {
-    /// Being started (the attempt in flight), with its link.
-    starting: Option<Gen>,
-    /// Serving.
-    serving: Option<Gen>,
-    /// Handed off, draining.
-    draining: Vec<Gen>,
-    /// The serving generation's exit status, once it exited.
-    exit: Option<ExitStatus>,
-}
+/// A start being carried out: the serving generation's state asked for,
+/// then the launch.
+type Launch<'a> = Pin<Box<dyn Future<Output = io::Result<(Launched, LinkWriter)>> + 'a>>;
 
-impl Gens {
-    fn running(&self) -> impl Iterator<Item = &Gen> {
-        self.serving.iter().chain(self.draining.iter())
-    }
-}
+/// The readiness conversation with the generation starting.
+type Conversation = Pin<Box<dyn Future<Output = io::Result<Heard>>>>;
 
-/// The supervisor while it runs: the carrier of the restart machine.
-struct Core<'a> {
+/// The supervisor while it runs: it feeds the core machine what happened
+/// and carries out what it asks.
+struct Run<'a> {
     settings: &'a Supervisor,
-    attempts: Attempts,
-    gens: Mutex<Gens>,
-    stopping: AtomicBool,
-    /// Generations started so far.
-    generations: AtomicU64,
+    /// Shared with the systemd watch, which reads it between inputs.
+    machine: &'a RefCell<Machine>,
+    processes: HashMap<u32, Process>,
+    /// The start being carried out, and its generation's number.
+    launching: Option<(u64, Launch<'a>)>,
+    conversation: Option<(u32, Conversation)>,
+    /// What the failure of the restart in flight says beyond its kind: why
+    /// the start failed, how it exited, why the state was refused.
+    detail: Option<String>,
+    /// Control clients waiting for the outcome of the restart in flight.
+    waiters: Vec<async_channel::Sender<String>>,
+    /// Set by [`SupervisorAction::Exit`]: what `run` returns.
+    exit: Option<io::Result<ExitStatus>>,
 }
 
-type AttemptFuture<'a> = Pin<Box<dyn Future<Output = Result<u32, RestartError>> + 'a>>;
-
-impl Core<'_> {
+impl<'a> Run<'a> {
     fn event(&self, event: SupervisorEvent) {
         if let Some(observer) = &self.settings.observer {
             observer(&event);
@@ -701,186 +719,187 @@ impl Core<'_> {
         }
     }
 
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+    fn answer_waiters(&mut self, reply: &str) {
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.try_send(reply.to_owned());
+        }
     }
 
-    /// Starts the next generation, as the machine's `Spawn` asks: the
-    /// attempt to carry out. The serving generation's restart state (asked
-    /// for on its channel) is offered to the new one: it passes between
-    /// generations as between a process and its successor.
-    fn start_generation(&self) -> AttemptFuture<'_> {
-        Box::pin(async move {
-            let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-            let offer = self.serving_state().await;
-            let launched = offer.and_then(|offer| self.launch(generation, offer));
-            self.carry_out_generation(generation, launched).await
+    /// Carries out what the machine asks, in order. `signal`: the stop
+    /// signal being forwarded, if any; the pids it was forwarded to.
+    fn carry_out(&mut self, signal: Option<Signal>) -> Vec<u32> {
+        let mut forwarded = Vec::new();
+        loop {
+            let Some(action) = self.machine.borrow_mut().poll_action() else {
+                return forwarded;
+            };
+            match action {
+                SupervisorAction::Start {
+                    generation,
+                    state_from,
+                } => {
+                    self.detail = None;
+                    let channel = state_from
+                        .and_then(|pid| self.processes.get(&pid))
+                        .and_then(|p| p.channel.clone());
+                    let settings = self.settings;
+                    let launch: Launch<'a> = Box::pin(async move {
+                        let offer = serving_state(settings, channel).await?;
+                        launch_generation(settings, generation, offer)
+                    });
+                    self.launching = Some((generation, launch));
+                }
+                SupervisorAction::Kill { pid, reason } => {
+                    if let Some(process) = self.processes.get(&pid) {
+                        // With its process group: what it started would
+                        // hold the listening sockets on otherwise.
+                        let killed = process.watch.kill();
+                        if killed && reason == KillReason::StopDeadline {
+                            self.event(SupervisorEvent::Killed { pid });
+                        }
+                    }
+                    if self.conversation.as_ref().is_some_and(|(p, _)| *p == pid) {
+                        self.conversation = None;
+                    }
+                }
+                SupervisorAction::Forward { pid } => {
+                    let signal =
+                        signal.and_then(|s| rustix::process::Signal::from_named_raw(s as i32));
+                    if let (Some(signal), Some(process)) = (signal, self.processes.get(&pid))
+                        && process.watch.signal(signal)
+                    {
+                        forwarded.push(pid);
+                    }
+                }
+                SupervisorAction::WritePidFile => {
+                    if let Some(path) = &self.settings.pid_file
+                        && let Err(e) = pidfile::write(path, std::process::id())
+                    {
+                        self.event(SupervisorEvent::Problem(format!(
+                            "cannot write the pid file {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+                SupervisorAction::Notify(notice) => match notice {
+                    Notice::Ready => self.send_notify("READY=1"),
+                    Notice::Reloading => self
+                        .send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec())),
+                    Notice::Stopping => self.send_notify("STOPPING=1"),
+                },
+                SupervisorAction::Serve {
+                    generation,
+                    previous,
+                } => self.serve(generation, previous),
+                SupervisorAction::RestartFailed(failure) => {
+                    let error = self.failed(failure);
+                    self.answer_waiters(&format!("error {}", one_line(&error.to_string())));
+                    self.event(SupervisorEvent::RestartFailed(error));
+                }
+                SupervisorAction::Exit(exit) => {
+                    let result = match exit {
+                        SupervisorExit::Status(status) => Ok(status),
+                        SupervisorExit::FirstFailed(failure) => Err(io::Error::other(format!(
+                            "the first generation failed: {}",
+                            self.failed(failure)
+                        ))),
+                        SupervisorExit::StoppedBeforeReady => Err(io::Error::other(
+                            SupervisorExit::StoppedBeforeReady.to_string(),
+                        )),
+                    };
+                    let reply = match &result {
+                        Ok(_) => "error the supervisor is stopping".to_owned(),
+                        Err(e) => format!("error {}", one_line(&e.to_string())),
+                    };
+                    self.answer_waiters(&reply);
+                    self.exit = Some(result);
+                }
+            }
+        }
+    }
+
+    /// `generation` serves: the previous one (if any) is told to hand off;
+    /// the readiness channel stays, to ask for the state later.
+    fn serve(&mut self, generation: Generation, previous: Option<u32>) {
+        let Generation { number, pid } = generation;
+        if let Some(process) = self.processes.get(&pid) {
+            // It serves now: its group no longer goes with it.
+            process.watch.keep_group();
+        }
+        self.answer_waiters(&format!("ok restarted pid={pid} generation={number}"));
+        match previous {
+            Some(old) => {
+                let told = self.processes.get_mut(&old).map(|previous| {
+                    // Its state is the new generation's now: no more asking.
+                    previous.channel = None;
+                    previous.link.hand_off(pid)
+                });
+                if let Some(Err(e)) = told {
+                    self.event(SupervisorEvent::Problem(format!(
+                        "cannot tell generation pid {old} to hand off: {e}"
+                    )));
+                }
+                self.event(SupervisorEvent::HandedOff {
+                    generation: number,
+                    pid,
+                    previous: old,
+                });
+            }
+            None => self.event(SupervisorEvent::Ready {
+                pid: std::process::id(),
+                generation_pid: pid,
+            }),
+        }
+    }
+
+    /// The error for a failed restart, with what is known beyond its kind.
+    fn failed(&mut self, failure: RestartFailure) -> RestartError {
+        let detail = match failure {
+            RestartFailure::NotReady { .. } => Some(format!(
+                "no READY on {READY_FD_VAR} within the readiness deadline"
+            )),
+            RestartFailure::Stopping => None,
+            _ => self.detail.take(),
+        };
+        RestartError::Failed { failure, detail }
+    }
+
+    /// A restart asked for: refusals are reported.
+    fn restart(&self, now: Instant) -> Result<u64, RestartError> {
+        let refused = self.machine.borrow_mut().restart(now);
+        refused.map_err(|e| {
+            let e = match e {
+                CoreError::InProgress => RestartError::InProgress,
+                _ => RestartError::Stopping,
+            };
+            self.event(SupervisorEvent::RestartFailed(e.clone()));
+            e
         })
-    }
-
-    /// The serving generation's state: nothing if none serves (the
-    /// first), or within the readiness deadline, or the error.
-    async fn serving_state(&self) -> io::Result<Offer> {
-        let channel = lock(&self.gens)
-            .serving
-            .as_ref()
-            .and_then(|g| g.channel.clone());
-        let Some(channel) = channel else {
-            return Ok(Offer::empty());
-        };
-        let limits = lameduck_core::handover::Limits::default();
-        let asked = async { Some(channel.request_state(limits).await) };
-        let deadline = Instant::now() + self.settings.ready_timeout;
-        let timeout = async {
-            self.sleep_until(deadline).await;
-            None
-        };
-        match asked.or(timeout).await {
-            Some(Ok(offer)) => Ok(offer),
-            Some(Err(e)) => Err(io::Error::new(
-                e.kind(),
-                format!("the serving generation's restart state: {e}"),
-            )),
-            None => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the serving generation did not give its restart state in time",
-            )),
-        }
-    }
-
-    async fn carry_out_generation(
-        &self,
-        generation: u64,
-        launched: io::Result<(Launched, LinkWriter)>,
-    ) -> Result<u32, RestartError> {
-        if let Ok(launched) = &launched {
-            self.event(SupervisorEvent::GenerationStarted {
-                generation,
-                pid: launched.0.watch.pid(),
-            });
-        }
-        let launched = launched.map(|(launched, link)| {
-            lock(&self.gens).starting = Some(Gen {
-                generation,
-                watch: launched.watch.clone(),
-                link,
-                channel: None,
-            });
-            launched
-        });
-        self.attempts.run(launched, self).await
-    }
-
-    /// Starts a generation with the listeners, a readiness pipe and a link.
-    fn launch(&self, generation: u64, offer: Offer) -> io::Result<(Launched, LinkWriter)> {
-        let program = match &self.settings.executable {
-            Ok(path) => path.clone(),
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("this executable's path is unknown: {e}"),
-                ));
-            }
-        };
-        let fds: Vec<(BorrowedFd<'_>, &str)> = self
-            .settings
-            .listeners
-            .iter()
-            .map(|pending| match pending {
-                Pending::Tcp(l, name, _) => (l.as_fd(), &**name),
-                Pending::Unix(l, _, name) => (l.as_fd(), &**name),
-            })
-            .collect();
-        let (writer, read): (LinkWriter, OwnedFd) = link_pipe()?;
-        let launched = launch(
-            &program,
-            &self.settings.args,
-            &fds,
-            // The supervisor owns the socket files: no generation does.
-            &[],
-            Some(read.as_fd()),
-            true,
-            generation,
-            offer,
-        )?;
-        // Only the generation holds the read end now.
-        drop(read);
-        Ok((launched, writer))
-    }
-
-    /// A stop begins (once): no more restarts (one starting is killed),
-    /// systemd hears `STOPPING=1`, and the stop deadline starts.
-    fn begin_stop(&self, stop_deadline: &mut Option<Instant>) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.attempts.stop();
-        self.send_notify("STOPPING=1");
-        *stop_deadline = self
-            .settings
-            .stop_timeout
-            .and_then(|t| Instant::now().checked_add(t));
-    }
-
-    /// Sends `signal` to every generation still running; their pids.
-    fn forward(&self, signal: Signal) -> Vec<u32> {
-        let Some(signal) = rustix::process::Signal::from_named_raw(signal as i32) else {
-            return Vec::new();
-        };
-        let gens = lock(&self.gens);
-        gens.running()
-            .filter(|g| g.watch.signal(signal))
-            .map(|g| g.watch.pid())
-            .collect()
-    }
-
-    /// Begins a restart: its attempt to carry out, or why not (reported).
-    fn begin_restart(&self) -> Result<AttemptFuture<'_>, RestartError> {
-        // The machine refuses while one is in flight or stopping.
-        match self.attempts.begin() {
-            Ok(_) => {
-                self.send_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
-                Ok(self.start_generation())
-            }
-            Err(e) => {
-                let e = match e {
-                    CoreError::InProgress => RestartError::InProgress,
-                    _ => RestartError::Stopping,
-                };
-                self.event(SupervisorEvent::RestartFailed(e.clone()));
-                Err(e)
-            }
-        }
     }
 
     /// The status line for the control socket.
     fn status_line(&self) -> String {
-        let gens = lock(&self.gens);
-        let phase = if self.stopping() {
+        let machine = self.machine.borrow();
+        let phase = if machine.is_stopping() {
             "draining"
         } else {
             "serving"
         };
-        let restart = format!("{:?}", self.attempts.phase()).to_lowercase();
-        let (pid, generation) = gens
-            .serving
-            .as_ref()
-            .map_or((0, 0), |g| (g.watch.pid(), g.generation));
+        let restart = format!("{:?}", machine.restart_phase()).to_lowercase();
+        let (pid, generation) = machine.serving().map_or((0, 0), |g| (g.pid, g.number));
         format!(
             "phase={phase} restart={restart} pid={pid} generation={generation} supervisor={} \
              restarts={}",
             std::process::id(),
-            self.generations.load(Ordering::Acquire).saturating_sub(1)
+            machine.generations().saturating_sub(1)
         )
     }
 
-    /// Obeys a signal; a restart's attempt to carry out, if it starts one.
-    fn on_signal(
-        &self,
-        signal: Signal,
-        stop_deadline: &mut Option<Instant>,
-    ) -> Option<AttemptFuture<'_>> {
-        let action = self.settings.signals.action(signal)?;
+    /// A signal arrived.
+    fn on_signal(&mut self, signal: Signal, now: Instant) {
+        let Some(action) = self.settings.signals.action(signal) else {
+            return;
+        };
         match action {
             SignalAction::Restart => {
                 self.event(SupervisorEvent::Signal {
@@ -888,78 +907,64 @@ impl Core<'_> {
                     action,
                     forwarded_to: Vec::new(),
                 });
-                self.begin_restart().ok()
+                let _ = self.restart(now);
             }
             SignalAction::Drain | SignalAction::Close => {
-                self.begin_stop(stop_deadline);
-                let forwarded_to = self.forward(signal);
+                self.machine.borrow_mut().stop(now);
+                let forwarded_to = self.carry_out(Some(signal));
                 self.event(SupervisorEvent::Signal {
                     signal,
                     action,
                     forwarded_to,
                 });
-                None
             }
         }
     }
 
-    async fn run(&self, signals: &mut Option<Signals>) -> io::Result<ExitStatus> {
-        // Generation 1, through the machine like every other.
-        if self.attempts.begin().is_err() {
-            // A fresh machine is Running: cannot happen.
-            return Err(io::Error::other("the restart machine refused to start"));
-        }
-        let mut attempt: Option<AttemptFuture<'_>> = Some(self.start_generation());
-        let mut stop_deadline: Option<Instant> = None;
-        // systemd beyond READY (STATUS=, WATCHDOG=1): see `observed`.
-        let problem = |p| self.event(SupervisorEvent::Problem(p));
+    async fn run(&mut self, signals: &mut Option<Signals>) -> io::Result<ExitStatus> {
+        // systemd beyond READY (STATUS=, WATCHDOG=1): see `observed`. Polled
+        // by this loop, so its pings say the loop is alive.
+        let machine = self.machine;
+        let settings = self.settings;
+        let problem = |p| {
+            if let Some(observer) = &settings.observer {
+                observer(&SupervisorEvent::Problem(p));
+            }
+        };
         let systemd = super::notify::supervisor_watch(
-            self.settings.notify,
-            || self.observed(),
+            settings.notify,
+            || observed(&machine.borrow()),
             problem,
             async_io::Timer::at,
         );
         let mut systemd = std::pin::pin!(systemd);
         // The control socket, served on threads; their requests come here.
         let (asks_tx, asks) = async_channel::unbounded();
-        let control = lock(&self.settings.control).take();
+        let control = lock(&settings.control).take();
         let _served = match control {
             Some(socket) => Some(serve_on_threads(socket, asks_tx)?),
             None => None,
         };
-        // Control clients waiting for the attempt in flight.
-        let mut waiters: Vec<async_channel::Sender<String>> = Vec::new();
         enum Woke {
             Control(Ask),
             Signal(Option<io::Result<Signal>>),
-            Attempt(Result<u32, RestartError>),
+            Launched(u64, io::Result<(Launched, LinkWriter)>),
+            Heard(u32, io::Result<Heard>),
             Exited(u32, io::Result<ExitStatus>),
-            StopDeadline,
+            Timeout,
         }
-        // One event per pass: a signal, the attempt's end, a generation's
-        // exit, or the stop deadline. Ends once stopping with no
+        // One event per pass, fed to the machine, whose actions are then
+        // carried out. Ends with its Exit: once stopping with no
         // generation left (each is bounded by its own drain deadline, or
-        // the stop deadline's kill).
+        // the stop deadline's kill), or when the first generation failed.
         loop {
-            let (done, exits) = {
-                let gens = lock(&self.gens);
-                let done = attempt.is_none()
-                    && gens.serving.is_none()
-                    && gens.draining.is_empty()
-                    && gens.starting.is_none();
-                let exits: Vec<Arc<ChildWatch>> = gens.running().map(|g| g.watch.clone()).collect();
-                (done, exits)
-            };
-            if done {
-                let exit = lock(&self.gens).exit;
-                return exit.ok_or_else(|| {
-                    io::Error::other(if self.stopping() {
-                        "stopped before the first generation was ready"
-                    } else {
-                        "no generation is serving"
-                    })
-                });
+            self.carry_out(None);
+            if let Some(result) = self.exit.take() {
+                return result;
             }
+            let deadline = machine.borrow().poll_timeout();
+            let watches: Vec<Arc<ChildWatch>> =
+                self.processes.values().map(|p| p.watch.clone()).collect();
             let woke = {
                 let signal = async {
                     match signals {
@@ -967,13 +972,27 @@ impl Core<'_> {
                         None => pending().await,
                     }
                 };
-                let attempt_done = async {
-                    match &mut attempt {
-                        Some(f) => Woke::Attempt(f.await),
+                let control = async {
+                    match asks.recv().await {
+                        Ok(ask) => Woke::Control(ask),
+                        Err(_) => pending().await,
+                    }
+                };
+                let launching = &mut self.launching;
+                let launched = async {
+                    match launching {
+                        Some((generation, f)) => Woke::Launched(*generation, f.await),
                         None => pending().await,
                     }
                 };
-                let mut waits: Vec<_> = exits
+                let conversation = &mut self.conversation;
+                let heard = async {
+                    match conversation {
+                        Some((pid, f)) => Woke::Heard(*pid, f.await),
+                        None => pending().await,
+                    }
+                };
+                let mut waits: Vec<_> = watches
                     .iter()
                     .map(|w| {
                         let pid = w.pid();
@@ -988,45 +1007,40 @@ impl Core<'_> {
                     }
                     Poll::Pending
                 });
-                let deadline = async {
-                    match stop_deadline {
+                let timeout = async {
+                    match deadline {
                         Some(at) => {
                             async_io::Timer::at(at).await;
-                            Woke::StopDeadline
+                            Woke::Timeout
                         }
                         None => pending().await,
                     }
                 };
-                let systemd = systemd.as_mut();
-                let control = async {
-                    match asks.recv().await {
-                        Ok(ask) => Woke::Control(ask),
-                        Err(_) => pending().await,
-                    }
-                };
                 signal
                     .or(control)
-                    .or(attempt_done)
+                    .or(launched)
+                    .or(heard)
                     .or(exited)
-                    .or(deadline)
-                    .or(systemd)
+                    .or(timeout)
+                    .or(systemd.as_mut())
                     .await
             };
+            let now = Instant::now();
             match woke {
                 Woke::Control(Ask::Status(reply)) => {
                     let _ = reply.try_send(format!("ok status {}", self.status_line()));
                 }
                 Woke::Control(Ask::Restart(reply)) => {
-                    let joined = attempt.is_some();
+                    let joined = matches!(
+                        machine.borrow().restart_phase(),
+                        RestartPhase::Spawning | RestartPhase::Reaping
+                    );
                     self.event(SupervisorEvent::ControlRestart { joined });
                     if joined {
-                        waiters.push(reply);
+                        self.waiters.push(reply);
                     } else {
-                        match self.begin_restart() {
-                            Ok(started) => {
-                                attempt = Some(started);
-                                waiters.push(reply);
-                            }
+                        match self.restart(now) {
+                            Ok(_) => self.waiters.push(reply),
                             Err(e) => {
                                 let _ =
                                     reply.try_send(format!("error {}", one_line(&e.to_string())));
@@ -1034,209 +1048,162 @@ impl Core<'_> {
                         }
                     }
                 }
-                Woke::Signal(Some(Ok(signal))) => {
-                    if let Some(started) = self.on_signal(signal, &mut stop_deadline) {
-                        attempt = Some(started);
-                    }
-                }
+                Woke::Signal(Some(Ok(signal))) => self.on_signal(signal, now),
                 Woke::Signal(Some(Err(e))) => return Err(e),
                 Woke::Signal(None) => return Err(io::Error::other("signal handling stopped")),
-                Woke::Attempt(result) => {
-                    attempt = None;
-                    self.attempts.renew();
-                    let mut gens = lock(&self.gens);
-                    let reply = match &result {
-                        Ok(pid) => format!(
-                            "ok restarted pid={pid} generation={}",
-                            gens.serving.as_ref().map_or(0, |g| g.generation)
-                        ),
-                        Err(e) => format!("error {}", one_line(&e.to_string())),
-                    };
-                    for waiter in waiters.drain(..) {
-                        let _ = waiter.try_send(reply.clone());
-                    }
-                    // Handed off to (now serving), or killed and reaped.
-                    gens.starting = None;
-                    if gens.serving.is_none()
-                        && gens.exit.is_none()
-                        && let Err(e) = result
-                    {
-                        drop(gens);
-                        return Err(io::Error::other(if self.stopping() {
-                            "stopped before the first generation was ready".to_owned()
-                        } else {
-                            format!("the first generation failed: {e}")
-                        }));
-                    }
-                }
-                Woke::Exited(pid, status) => self.exited(pid, status, &mut stop_deadline),
-                Woke::StopDeadline => {
-                    stop_deadline = None;
-                    let gens = lock(&self.gens);
-                    for g in gens.running() {
-                        // With its process group: what it started would
-                        // hold the listening sockets on otherwise.
-                        if g.watch.kill() {
-                            self.event(SupervisorEvent::Killed { pid: g.watch.pid() });
+                Woke::Launched(generation, launched) => {
+                    self.launching = None;
+                    match launched {
+                        Ok((launched, link)) => {
+                            let Launched {
+                                watch,
+                                reader,
+                                offer,
+                            } = launched;
+                            let pid = watch.pid();
+                            self.event(SupervisorEvent::GenerationStarted { generation, pid });
+                            self.processes.insert(
+                                pid,
+                                Process {
+                                    watch,
+                                    link,
+                                    channel: Some(reader.clone()),
+                                },
+                            );
+                            self.conversation = Some((pid, Box::pin(reader.converse(offer))));
+                            let _ = machine.borrow_mut().started(pid, now);
+                        }
+                        Err(e) => {
+                            self.detail = Some(e.to_string());
+                            let _ = machine.borrow_mut().start_failed(now);
                         }
                     }
                 }
+                Woke::Heard(pid, heard) => {
+                    self.conversation = None;
+                    match heard {
+                        Ok(Heard::Ready) => {
+                            // Refused only if it is no longer wanted (the
+                            // deadline passed, or a stop began): it is
+                            // being killed.
+                            let _ = machine.borrow_mut().ready(pid, now);
+                        }
+                        Ok(Heard::Aborted { reason, detail }) => {
+                            self.detail = detail;
+                            let _ = machine.borrow_mut().aborted(pid, reason, now);
+                        }
+                        // End of file without READY: its exit, or the
+                        // deadline, says how it failed.
+                        Ok(Heard::Eof) | Err(_) => {}
+                    }
+                }
+                Woke::Exited(pid, status) => {
+                    // A status lost (reaped elsewhere: cannot happen)
+                    // counts as a failure.
+                    let status = status.unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
+                    // Its link and channel go with it.
+                    self.processes.remove(&pid);
+                    if self.conversation.as_ref().is_some_and(|(p, _)| *p == pid) {
+                        self.conversation = None;
+                    }
+                    let role = machine.borrow_mut().exited(pid, status, now);
+                    if role == Ok(Role::Starting) && self.detail.is_none() {
+                        self.detail = Some(status.to_string());
+                    }
+                    self.event(SupervisorEvent::GenerationExited {
+                        pid,
+                        status,
+                        serving: role == Ok(Role::Serving),
+                    });
+                }
+                Woke::Timeout => machine.borrow_mut().handle_timeout(now),
             }
-        }
-    }
-
-    /// A generation exited (and was reaped).
-    fn exited(
-        &self,
-        pid: u32,
-        status: io::Result<ExitStatus>,
-        stop_deadline: &mut Option<Instant>,
-    ) {
-        // A status lost (reaped elsewhere: cannot happen) counts as a failure.
-        let status = status.unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
-        let serving = {
-            let mut gens = lock(&self.gens);
-            if gens.serving.as_ref().is_some_and(|g| g.watch.pid() == pid) {
-                gens.serving = None;
-                gens.exit = Some(status);
-                true
-            } else {
-                gens.draining.retain(|g| g.watch.pid() != pid);
-                false
-            }
-        };
-        self.event(SupervisorEvent::GenerationExited {
-            pid,
-            status,
-            serving,
-        });
-        if serving {
-            self.begin_stop(stop_deadline);
         }
     }
 }
 
-/// The supervisor carries out restart attempts: the next generation
-/// replaces the serving one; the supervisor stays.
-impl Carrier for Core<'_> {
-    fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send {
-        let timer = async_io::Timer::at(at);
-        async move {
-            timer.await;
-        }
-    }
-
-    /// The restart machine decides: `begin_stop` sets the stopping flag
-    /// before it tells the machine, so a stop that began first is seen
-    /// either here or by the machine (which then refuses `child_ready`).
-    fn decide_hand_off(&self, _child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
-        restart_takes(!self.stopping())
-    }
-
-    fn keep_channel(&self, _child: u32, channel: ReadyReader) {
-        if let Some(starting) = lock(&self.gens).starting.as_mut() {
-            starting.channel = Some(channel);
-        }
-    }
-
-    /// The new generation serves: the previous one (if any) is told to hand
-    /// off; systemd hears `READY=1` (after a restart: the reload is over).
-    fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
-        let mut gens = lock(&self.gens);
-        let new = gens.starting.take();
-        let generation = new.as_ref().map_or(0, |g| g.generation);
-        let previous = match new {
-            Some(new) => gens.serving.replace(new),
-            // The machine hands off to the process this attempt started.
-            None => None,
-        };
-        match previous {
-            Some(previous) => {
-                let old = previous.watch.pid();
-                if let Err(e) = previous.link.hand_off(child) {
-                    self.event(SupervisorEvent::Problem(format!(
-                        "cannot tell generation pid {old} to hand off: {e}"
-                    )));
-                }
-                // Its state is the new generation's now: no more asking.
-                let mut previous = previous;
-                previous.channel = None;
-                gens.draining.push(previous);
-                drop(gens);
-                self.send_notify("READY=1");
-                self.event(SupervisorEvent::HandedOff {
-                    generation,
-                    pid: child,
-                    previous: old,
-                });
-            }
-            None => {
-                drop(gens);
-                let pid = std::process::id();
-                if let Some(path) = &self.settings.pid_file
-                    && let Err(e) = pidfile::write(path, pid)
-                {
-                    self.event(SupervisorEvent::Problem(format!(
-                        "cannot write the pid file {}: {e}",
-                        path.display()
-                    )));
-                }
-                self.send_notify("READY=1");
-                self.event(SupervisorEvent::Ready {
-                    pid,
-                    generation_pid: child,
-                });
-            }
-        }
-        std::future::ready(())
-    }
-
-    /// The failed generation was reaped: systemd hears `READY=1` (the
-    /// reload is over) unless stopping, and the failure is reported.
-    fn rolled_back(&self, failure: Option<RestartError>) -> RestartError {
-        let error = failure.unwrap_or(RestartError::Failed {
-            failure: RestartFailure::Stopping,
-            detail: None,
-        });
-        let (serving, served) = {
-            let gens = lock(&self.gens);
-            (
-                gens.serving.is_some(),
-                gens.serving.is_some() || gens.exit.is_some(),
-            )
-        };
-        if serving && !self.stopping() {
-            self.send_notify("READY=1");
-        }
-        // The first generation's failure is `run`'s error instead.
-        if served {
-            self.event(SupervisorEvent::RestartFailed(error.clone()));
-        }
-        error
+/// The serving generation's restart state, asked on its `channel`: nothing
+/// if none serves (the first), or within the readiness deadline, or the
+/// error.
+async fn serving_state(settings: &Supervisor, channel: Option<ReadyReader>) -> io::Result<Offer> {
+    let Some(channel) = channel else {
+        return Ok(Offer::empty());
+    };
+    let limits = lameduck_core::handover::Limits::default();
+    let asked = async { Some(channel.request_state(limits).await) };
+    let timeout = async {
+        async_io::Timer::after(settings.ready_timeout).await;
+        None
+    };
+    match asked.or(timeout).await {
+        Some(Ok(offer)) => Ok(offer),
+        Some(Err(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("the serving generation's restart state: {e}"),
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the serving generation did not give its restart state in time",
+        )),
     }
 }
 
-// systemd beyond READY (STATUS=, WATCHDOG=1; notify.rs): polled by the
-// supervisor's own loop, so its pings say that loop is alive.
-impl Core<'_> {
-    /// Nothing before the first generation is ready; then serving (or
-    /// restarting), and draining once stopping.
-    fn observed(&self) -> Option<lameduck_core::systemd::Observed> {
-        use lameduck_core::{Phase, restart::RestartPhase};
-        let gens = lock(&self.gens);
-        if gens.serving.is_none() && gens.exit.is_none() {
-            return None;
+/// Starts generation `generation` with the listeners, a readiness channel
+/// (on which `offer` is sent) and a link.
+fn launch_generation(
+    settings: &Supervisor,
+    generation: u64,
+    offer: Offer,
+) -> io::Result<(Launched, LinkWriter)> {
+    let program = match &settings.executable {
+        Ok(path) => path.clone(),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("this executable's path is unknown: {e}"),
+            ));
         }
-        let phase = if self.stopping() {
-            Phase::Draining
-        } else {
-            Phase::Serving
-        };
-        // A hand-off between generations leaves the supervisor main.
-        let restart = match self.attempts.phase() {
-            RestartPhase::HandedOff => RestartPhase::Running,
-            phase => phase,
-        };
-        Some(lameduck_core::systemd::Observed::phase(phase, restart))
+    };
+    let fds: Vec<(BorrowedFd<'_>, &str)> = settings
+        .listeners
+        .iter()
+        .map(|pending| match pending {
+            Pending::Tcp(l, name, _) => (l.as_fd(), &**name),
+            Pending::Unix(l, _, name) => (l.as_fd(), &**name),
+        })
+        .collect();
+    let (writer, read): (LinkWriter, OwnedFd) = link_pipe()?;
+    let launched = launch(
+        &program,
+        &settings.args,
+        &fds,
+        // The supervisor owns the socket files: no generation does.
+        &[],
+        Some(read.as_fd()),
+        true,
+        generation,
+        offer,
+    )?;
+    // Only the generation holds the read end now.
+    drop(read);
+    Ok((launched, writer))
+}
+
+/// What systemd's watch reports (STATUS=, WATCHDOG=1; notify.rs): nothing
+/// before the first generation is ready; then serving (or restarting),
+/// and draining once stopping.
+fn observed(machine: &Machine) -> Option<lameduck_core::systemd::Observed> {
+    use lameduck_core::Phase;
+    if !machine.has_served() {
+        return None;
     }
+    let phase = if machine.is_stopping() {
+        Phase::Draining
+    } else {
+        Phase::Serving
+    };
+    Some(lameduck_core::systemd::Observed::phase(
+        phase,
+        machine.restart_phase(),
+    ))
 }
