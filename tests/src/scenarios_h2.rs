@@ -362,6 +362,38 @@ pub fn h2_concurrent_streams_keep_connection_active<T: Binding>() {
     );
 }
 
+/// Lame duck over HTTP/2: `/healthz` says draining while listeners still
+/// accept; a stream opened in the delay is answered, then its connection
+/// is sent GOAWAY and closed once the stream is done (keep-alive is off);
+/// a connection made in the delay is served the same way.
+pub fn h2_lame_duck_answers_then_goes_away<T: Binding>() {
+    let server = demo_server::<T>(Config {
+        lame_duck: Duration::from_millis(1500),
+        ..Config::default()
+    });
+    let mut client = h2(server.addr);
+    assert_ok(&client.get("/healthz").unwrap(), "ok");
+    wait_streams(&server, "an idle HTTP/2 connection", 0, 1);
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_eq!(server.handle.phase(), Phase::LameDuck);
+    let health = client.get("/healthz").unwrap();
+    assert_eq!((health.status, health.text().as_str()), (503, "draining"));
+    let closed = client.wait_closed().unwrap();
+    assert!(
+        closed.is_ok(),
+        "the client's connection ended with {closed:?}"
+    );
+    let mut late = h2(server.addr); // still accepted
+    assert_ok(&late.get("/").unwrap(), "hello");
+    let closed = late.wait_closed().unwrap();
+    assert!(closed.is_ok(), "the late connection ended with {closed:?}");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(
+        (outcome.completion, outcome.forced),
+        (Completion::Drained, 0)
+    );
+}
+
 /// Instantiates the HTTP/2 scenarios for a [`Binding`].
 #[macro_export]
 macro_rules! scenarios_h2 {
@@ -373,6 +405,7 @@ macro_rules! scenarios_h2 {
             h2_idle_connection_goaway_at_drain,
             h2_deadline_cuts_stuck_stream,
             h2_concurrent_streams_keep_connection_active,
+            h2_lame_duck_answers_then_goes_away,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {
