@@ -20,10 +20,10 @@ use lameduck_testkit::client::IO_TIMEOUT;
 
 // ----- hyper's client -------------------------------------------------------------
 
-/// A socket as hyper's client sees it.
-struct HyperStream(Async<TcpStream>);
+/// A socket (or TLS over it) as hyper's client sees it.
+struct HyperStream<S>(S);
 
-impl hyper::rt::Read for HyperStream {
+impl<S: futures_lite::AsyncRead + Unpin> hyper::rt::Read for HyperStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -41,7 +41,7 @@ impl hyper::rt::Read for HyperStream {
     }
 }
 
-impl hyper::rt::Write for HyperStream {
+impl<S: futures_lite::AsyncWrite + Unpin> hyper::rt::Write for HyperStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -118,14 +118,43 @@ impl H2Client {
     pub fn connect(addr: SocketAddr) -> io::Result<H2Client> {
         bounded(async move {
             let stream = Async::<TcpStream>::connect(addr).await?;
-            let (send, conn) = http2::handshake(SmolExec, HyperStream(stream))
-                .await
-                .map_err(other)?;
-            Ok(H2Client {
-                send,
-                authority: addr.to_string(),
-                conn: Some(smol::spawn(conn)),
-            })
+            H2Client::handshake(addr, stream).await
+        })
+    }
+
+    /// Connects to `addr` over TLS (server name `localhost`), checks that
+    /// ALPN chose `h2`, and does the HTTP/2 handshake.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        addr: SocketAddr,
+        config: std::sync::Arc<lameduck::tls::rustls::ClientConfig>,
+    ) -> io::Result<H2Client> {
+        use lameduck::tls::rustls::pki_types::ServerName;
+        bounded(async move {
+            let stream = Async::<TcpStream>::connect(addr).await?;
+            let name = ServerName::try_from("localhost").map_err(other)?;
+            let tls = futures_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await?;
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            if alpn.as_deref() != Some(b"h2") {
+                return Err(other(format!("ALPN chose {alpn:?}, not h2")));
+            }
+            H2Client::handshake(addr, tls).await
+        })
+    }
+
+    async fn handshake<S>(addr: SocketAddr, stream: S) -> io::Result<H2Client>
+    where
+        S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = http2::handshake(SmolExec, HyperStream(stream))
+            .await
+            .map_err(other)?;
+        Ok(H2Client {
+            send,
+            authority: addr.to_string(),
+            conn: Some(smol::spawn(conn)),
         })
     }
 

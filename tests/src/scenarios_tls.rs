@@ -21,12 +21,19 @@ use lameduck_testkit::harness::{
     Binding, EVENTUALLY, Options, PROMPT, TestServer, configure, wait_until,
 };
 
+use crate::h2::H2Client;
 use crate::tls::{TestCa, TlsStream, client_hello, connect};
 
 /// The testkit's demo app over TLS on one listener (a certificate from a
 /// fresh test CA), and a client configuration trusting that CA, offering
 /// HTTP/1.1.
 fn tls_server<T: Binding>(config: Config) -> (TestServer<T>, Arc<ClientConfig>) {
+    let (server, ca) = tls_server_ca::<T>(config);
+    (server, ca.client_config(&[b"http/1.1"]))
+}
+
+/// [`tls_server`], with the CA (for clients offering other protocols).
+fn tls_server_ca<T: Binding>(config: Config) -> (TestServer<T>, TestCa) {
     let ca = TestCa::new();
     let acceptor = ca.issue("lameduck test server").acceptor();
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -41,10 +48,12 @@ fn tls_server<T: Binding>(config: Config) -> (TestServer<T>, Arc<ClientConfig>) 
             server.serve_http_with(move |rt| lameduck_testkit::routes::router(rt, handle.clone()));
         (handle, ())
     });
-    (
-        TestServer::new(handle, events),
-        ca.client_config(&[b"http/1.1"]),
-    )
+    (TestServer::new(handle, events), ca)
+}
+
+fn h2_connect(addr: SocketAddr, ca: &TestCa) -> H2Client {
+    H2Client::connect_tls(addr, ca.client_config(&[b"h2", b"http/1.1"]))
+        .expect("an HTTP/2 connection over TLS (ALPN h2)")
 }
 
 fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Client<TlsStream> {
@@ -197,6 +206,64 @@ pub fn tls_deadline_drops_without_close_notify<T: Binding>() {
     assert_eq!(outcome.forced, 1, "{outcome:?}");
 }
 
+/// One TLS listener serves HTTP/2 and HTTP/1.1 by ALPN: a client offering
+/// `h2` gets HTTP/2, one offering only `http/1.1` — or no ALPN at all —
+/// HTTP/1.1. At the drain the idle HTTP/2 connection gets GOAWAY and a
+/// clean end (hyper's client sees no error: `close_notify` came), the
+/// HTTP/1.1 ones `close_notify`.
+pub fn h2_and_http1_over_tls_by_alpn<T: Binding>() {
+    let (server, ca) = tls_server_ca::<T>(Config::default());
+    let mut h2 = h2_connect(server.addr, &ca);
+    let response = h2.get("/").unwrap();
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+    let mut http1 = tls_connect(server.addr, &ca.client_config(&[b"http/1.1"]));
+    assert_ok(&http1.get("/").unwrap(), "hello");
+    let mut no_alpn = tls_connect(server.addr, &ca.client_config(&[]));
+    assert_ok(&no_alpn.get("/").unwrap(), "hello");
+    wait_until("three idle connections", EVENTUALLY, || {
+        server.handle.counts().idle == 3
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    let closed = h2.wait_closed().unwrap();
+    assert!(
+        closed.is_ok(),
+        "the HTTP/2 connection ended with {closed:?}"
+    );
+    assert_close_notify(&mut http1, "HTTP/1.1 by ALPN");
+    assert_close_notify(&mut no_alpn, "HTTP/1.1 without ALPN");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+}
+
+/// An HTTP/2 stream over TLS in flight when the drain begins completes
+/// after the GOAWAY; the connection then ends cleanly and the drain is
+/// graceful.
+pub fn h2_over_tls_stream_completes_after_goaway<T: Binding>() {
+    let (server, ca) = tls_server_ca::<T>(Config::default());
+    let mut h2 = h2_connect(server.addr, &ca);
+    let in_flight = h2.spawn("GET", "/sleep?ms=1500", b"");
+    wait_until("an active HTTP/2 stream", EVENTUALLY, || {
+        server.handle.counts().active == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert!(!in_flight.is_finished(), "answered before the drain began");
+    let response = H2Client::wait(in_flight).unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "slept 1500")
+    );
+    let closed = h2.wait_closed().unwrap();
+    assert!(
+        closed.is_ok(),
+        "the HTTP/2 connection ended with {closed:?}"
+    );
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(
+        (outcome.completion, outcome.forced),
+        (Completion::Drained, 0)
+    );
+}
+
 /// Most requests the well-behaved client makes (it stops earlier when told).
 const CHECKER_MAX_REQUESTS: usize = 5_000;
 /// Longest it runs.
@@ -303,6 +370,8 @@ macro_rules! scenarios_tls {
             tls_stalled_handshake_closed_at_header_timeout,
             tls_deadline_drops_without_close_notify,
             tls_garbage_hello_closed_server_keeps_serving,
+            h2_and_http1_over_tls_by_alpn,
+            h2_over_tls_stream_completes_after_goaway,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {

@@ -4,13 +4,16 @@
 //! serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
 //!       [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
 //!       [--runtime smol|smol-local|compio|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
-//!       [--supervise] [--udp ADDR] [--control PATH]
+//!       [--tls-cert PEM --tls-key PEM] [--supervise] [--udp ADDR] [--control PATH]
 //! serve ctl --control PATH restart|status
 //! ```
 //!
 //! Every listener serves HTTP/1.1 and, to a client with prior knowledge
 //! (h2c: `curl --http2-prior-knowledge`, `h2load`), HTTP/2 — every route
-//! but `/upgrade` the same over both.
+//! but `/upgrade` the same over both. With `--tls-cert` and `--tls-key`
+//! every TCP listener serves HTTPS instead (ALPN `h2` and `http/1.1`; built
+//! with lameduck's `tls` feature); a restart's successor reads the files
+//! again, so a SIGHUP puts a renewed certificate in service.
 //!
 //! Prints `listening on ADDR[,ADDR...] pid=PID` as its first stdout line,
 //! lifecycle events on stderr, drains on SIGTERM/SIGINT (a second one closes
@@ -98,7 +101,7 @@ const USAGE: &str = "\
 usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace SECS]
              [--idle-timeout SECS] [--header-timeout SECS] [--lame-duck SECS]
              [--runtime smol|smol-local|compio|tokio|async-std] [--threads N] [--pid-file PATH] [--ready-timeout SECS]
-             [--supervise] [--udp ADDR] [--control PATH]
+             [--tls-cert PEM --tls-key PEM] [--supervise] [--udp ADDR] [--control PATH]
        serve ctl --control PATH restart|status
 
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
@@ -116,6 +119,9 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
                          one server (default 1; not with smol-local)
   --pid-file PATH        write the pid there (atomically; a restart writes the successor's)
   --ready-timeout SECS   a restart's successor must be ready within this (default 60)
+  --tls-cert PEM         serve HTTPS on every TCP listener with this certificate chain
+  --tls-key PEM          ... and this private key (both or neither; ALPN h2 and
+                         http/1.1; each restart reads the files again)
   --supervise            supervisor mode: a stable pid across restarts (for supervisord,
                          containers, docker); this process holds the sockets and runs
                          the server as child generations (see below)
@@ -155,6 +161,9 @@ struct Args {
     threads: usize,
     udp: Option<SocketAddr>,
     control: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`: HTTPS on every TCP listener.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// `--runtime`: which binding serves.
@@ -203,7 +212,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         udp: None,
         control: None,
         threads: 1,
+        tls: None,
     };
+    let (mut tls_cert, mut tls_key) = (None, None);
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -231,6 +242,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--ready-timeout",
             "--udp",
             "--control",
+            "--tls-cert",
+            "--tls-key",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -286,6 +299,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             },
             "--pid-file" => parsed.pid_file = Some(PathBuf::from(value)),
             "--control" => parsed.control = Some(PathBuf::from(value)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value)),
             "--udp" => {
                 parsed.udp = Some(value.parse().map_err(|_| {
                     format!("--udp: '{value}' is not an address like 127.0.0.1:8125")
@@ -316,6 +331,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     use --runtime smol for several threads"
             .into());
     }
+    parsed.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) if cfg!(feature = "tls") => Some((cert, key)),
+        (Some(_), Some(_)) => {
+            return Err("--tls-cert: this build lacks lameduck's tls feature \
+                        (build with --features tls)"
+                .into());
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err("--tls-cert needs --tls-key (the private key)".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate)".into()),
+    };
     // The default address is applied in `run`: not when sockets are inherited.
     Ok(parsed)
 }
@@ -753,6 +779,12 @@ async fn run<R: Runtime>(
         .threads(args.threads)
         .config(config)
         .on_event(log_event);
+    #[cfg(feature = "tls")]
+    if let Some((cert, key)) = &args.tls {
+        let acceptor = lameduck::tls::TlsAcceptor::from_pem_files(cert, key)
+            .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+        builder = builder.tls(acceptor);
+    }
     // Named, so that a restart's successor finds each under its flag.
     for (i, addr) in args.listen.iter().enumerate() {
         builder = builder
