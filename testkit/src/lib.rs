@@ -38,3 +38,24 @@ pub mod harness;
 pub mod routes;
 #[cfg(feature = "conformance")]
 pub mod scenarios;
+#[cfg(feature = "conformance")]
+pub mod seam;
+
+/// Instantiates the whole conformance suite — every [`scenarios!`] test
+/// (with the seam's checks) and every [`adversarial!`] test — as `#[test]`s
+/// for one [`Binding`](harness::Binding), in the module where it is
+/// invoked:
+///
+/// ```ignore
+/// mod conformance {
+///     lameduck_testkit::conformance!(super::MyBinding);
+/// }
+/// ```
+#[cfg(feature = "conformance")]
+#[macro_export]
+macro_rules! conformance {
+    ($binding:ty) => {
+        $crate::scenarios!($binding);
+        $crate::adversarial!($binding);
+    };
+}

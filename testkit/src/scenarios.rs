@@ -979,12 +979,19 @@ pub fn snapshot_matches_real_connections<T: Binding>() {
     assert_eq!(server.handle.counts(), lameduck::Counts::default());
 }
 
-/// Instantiates every scenario as a `#[test]` for one [`Binding`]:
+/// Instantiates every scenario, and every check of the runtime seam's
+/// promises ([`seam`](crate::seam)), as a `#[test]` for one [`Binding`]:
 /// `lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);`
 #[macro_export]
 macro_rules! scenarios {
     ($rt:ty) => {
-        $crate::scenarios!(@each $rt;
+        $crate::scenarios!(@each $rt; seam;
+            sleep_until_is_never_early,
+            tcp_shutdown_write_sends_fin,
+            unix_shutdown_write_sends_fin,
+            accept_tcp_is_cancel_safe,
+        );
+        $crate::scenarios!(@each $rt; scenarios;
             in_flight_request_completes,
             connect_after_shutdown_refused,
             idle_keepalive_closed_at_once,
@@ -1013,11 +1020,11 @@ macro_rules! scenarios {
             snapshot_matches_real_connections,
         );
     };
-    (@each $rt:ty; $($name:ident),* $(,)?) => {
+    (@each $rt:ty; $module:ident; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $crate::scenarios::$name::<$rt>();
+                $crate::$module::$name::<$rt>();
             }
         )*
     };
