@@ -18,8 +18,10 @@
 //! The features `smol`, `tokio`, `compio` and `async-std` add lameduck's own
 //! bindings as [`Binding`](harness::Binding)s; the model needs none of them.
 
+pub mod clock;
 pub mod fuzz;
 pub mod model;
+pub mod strategy;
 #[cfg(unix)]
 pub mod supervisor_model;
 

@@ -10,12 +10,14 @@
 //! Agreement between the two is the test.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lameduck_core::{
     Action, CloseReason, Completion, Config, ConnEvent, ConnId, ConnState, Counts, Error,
     HookStage, ListenerId, Outcome, Phase, Server,
 };
+
+use crate::clock::VirtualClock;
 
 // ----- ops and their decoder ---------------------------------------------------
 
@@ -141,6 +143,17 @@ pub fn decode(bytes: &[u8]) -> Scenario {
         body_timeout: h.opt_ms(40),
         write_timeout: h.opt_ms(40),
     };
+    Scenario {
+        config,
+        ops: decode_ops(body),
+    }
+}
+
+/// Decodes ops (the part of a scenario after its eight bytes of
+/// configuration): an [`Op::AddListener`], then an op per few bytes until
+/// the input ends.
+#[must_use]
+pub fn decode_ops(body: &[u8]) -> Vec<Op> {
     let mut b = Bytes(body);
     // Most scenarios want a listener from the start.
     let mut ops = vec![Op::AddListener];
@@ -187,7 +200,7 @@ pub fn decode(bytes: &[u8]) -> Scenario {
         };
         ops.push(op);
     }
-    Scenario { config, ops }
+    ops
 }
 
 // ----- the reference model -----------------------------------------------------
@@ -865,7 +878,7 @@ impl Model {
 /// Runs a [`Scenario`] against the core and the model in lock step.
 #[derive(Debug)]
 pub struct Harness {
-    t0: Instant,
+    clock: VirtualClock,
     server: Server,
     model: Model,
     conns: Vec<ConnId>,
@@ -874,23 +887,39 @@ pub struct Harness {
     observed: BTreeMap<String, usize>,
     /// The earliest shutdown deadline ever given.
     deadline: Option<Duration>,
+    /// The actions of the op being applied, in the core's order.
+    last_actions: Vec<Action>,
+    /// What the core returned for the op being applied.
+    last_result: Option<Result<(), Error>>,
+}
+
+/// What one op did, as the core reported it (and the model agreed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// What the core's call returned; `None` when the op named a connection
+    /// or a listener before any existed, so nothing was called.
+    pub result: Option<Result<(), Error>>,
+    /// The actions the core queued, in order (for [`Op::Advance`], those of
+    /// every wake-up on the way).
+    pub actions: Vec<Action>,
 }
 
 impl Harness {
     /// A harness for `config`, at virtual time zero.
     #[must_use]
     pub fn new(config: Config) -> Harness {
-        #[allow(clippy::disallowed_methods)] // the origin of virtual time
-        let t0 = Instant::now();
+        let clock = VirtualClock::new();
         Harness {
-            t0,
-            server: Server::new(config.clone(), t0),
+            clock,
+            server: Server::new(config.clone(), clock.now()),
             model: Model::new(config),
             conns: Vec::new(),
             listeners: Vec::new(),
             done: 0,
             observed: BTreeMap::new(),
             deadline: None,
+            last_actions: Vec::new(),
+            last_result: None,
         }
     }
 
@@ -899,14 +928,38 @@ impl Harness {
     /// invariant. Returns what was observed (see [`Harness::observed`]).
     #[must_use = "what was observed; ignore with `let _`"]
     pub fn run_bytes(bytes: &[u8]) -> BTreeMap<String, usize> {
-        let scenario = decode(bytes);
-        let mut h = Harness::new(scenario.config);
+        Harness::check(&decode(bytes))
+    }
+
+    /// Runs `scenario` from the start. Panics, with the step, on any
+    /// disagreement or broken invariant. Returns what was observed (see
+    /// [`Harness::observed`]).
+    ///
+    /// ```
+    /// use lameduck_core::Config;
+    /// use lameduck_testkit::model::{Harness, Op, Scenario};
+    ///
+    /// let ops = vec![Op::AddListener, Op::Accept(0), Op::Shutdown(None), Op::Advance(5_000)];
+    /// let observed = Harness::check(&Scenario { config: Config::default(), ops });
+    /// assert_eq!(observed["CloseConn(NewConnGrace)"], 1);
+    /// assert_eq!(observed["Done(Drained)"], 1);
+    /// ```
+    #[must_use = "what was observed; ignore with `let _`"]
+    pub fn check(scenario: &Scenario) -> BTreeMap<String, usize> {
+        let mut h = Harness::new(scenario.config.clone());
         for (step, op) in scenario.ops.iter().enumerate() {
             if let Err(msg) = h.step(*op) {
                 panic!("step {step} ({op:?}): {msg}\nops: {:?}", scenario.ops);
             }
         }
         h.observed
+    }
+
+    /// The core under test, as the last step left it (its counts, phase,
+    /// connection states).
+    #[must_use]
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 
     /// How often each kind of action (with its reason or completion) was
@@ -916,8 +969,10 @@ impl Harness {
         &self.observed
     }
 
-    fn now(&self) -> Instant {
-        self.t0 + self.model.now
+    /// The harness's virtual clock: the time the core was last told.
+    #[must_use]
+    pub fn clock(&self) -> VirtualClock {
+        self.clock
     }
 
     fn conn(&self, i: u8) -> Option<ConnId> {
@@ -928,8 +983,25 @@ impl Harness {
         (!self.listeners.is_empty()).then(|| self.listeners[usize::from(i) % self.listeners.len()])
     }
 
-    /// Applies one op to both, then compares them and checks the invariants.
-    pub fn step(&mut self, op: Op) -> Result<(), String> {
+    /// Applies one op to both, then compares them and checks the invariants:
+    /// what the op did (they agreed on it), or what differed or broke.
+    ///
+    /// # Errors
+    ///
+    /// A disagreement between the core and the model, or a broken invariant,
+    /// in words.
+    pub fn step(&mut self, op: Op) -> Result<Step, String> {
+        self.last_actions.clear();
+        self.last_result = None;
+        self.apply(op)?;
+        Ok(Step {
+            result: self.last_result.take(),
+            actions: std::mem::take(&mut self.last_actions),
+        })
+    }
+
+    /// [`step`](Harness::step), leaving what the op did in `last_*`.
+    fn apply(&mut self, op: Op) -> Result<(), String> {
         // Operands first: ops naming an id before any exists do nothing.
         let conn = match op {
             Op::RequestStarted(i)
@@ -960,7 +1032,7 @@ impl Harness {
         let l = || listener.expect("operand resolved above");
 
         let before = self.model.clone();
-        let now = self.now();
+        let now = self.clock.now();
         let (server, m) = (&mut self.server, &mut self.model);
         m.run_timers();
         let (got, want) = match op {
@@ -1062,21 +1134,24 @@ impl Harness {
                     let Some(t) = self.server.poll_timeout() else {
                         break;
                     };
-                    if t > self.t0 + target {
+                    if t > self.clock.origin() + target {
                         break;
                     }
                     let before = self.model.clone();
-                    self.model.now = t - self.t0;
+                    self.clock.advance_to(t);
+                    self.model.now = self.clock.elapsed();
                     self.server.handle_timeout(t);
                     self.model.run_timers();
                     self.compare(&before, Ok(()), Ok(()))?;
                 }
-                self.model.now = target;
+                self.clock.advance_to(self.clock.origin() + target);
+                self.model.now = self.clock.elapsed();
                 return self.compare(&before, Ok(()), Ok(()));
             }
             Op::Jump(ms) => {
-                m.now += Duration::from_millis(u64::from(ms));
-                server.handle_timeout(self.t0 + m.now);
+                self.clock.advance(Duration::from_millis(u64::from(ms)));
+                m.now = self.clock.elapsed();
+                server.handle_timeout(self.clock.now());
                 (Ok(()), Ok(()))
             }
         };
@@ -1148,6 +1223,8 @@ impl Harness {
             return Err(format!("core returned {got:?}, model {want:?}"));
         }
         let mut actions: Vec<Action> = std::iter::from_fn(|| self.server.poll_action()).collect();
+        self.last_actions.extend(actions.iter().copied());
+        self.last_result = Some(got);
         let mut expected = std::mem::take(&mut self.model.actions);
         let now = self.model.now;
 
@@ -1225,11 +1302,11 @@ impl Harness {
             }
         }
         if let Some(t) = self.server.poll_timeout()
-            && t <= self.t0 + now
+            && t <= self.clock.origin() + now
         {
             return Err(format!(
                 "poll_timeout {:?} not after now {now:?}",
-                t - self.t0
+                t - self.clock.origin()
             ));
         }
         if self.server.phase() == Phase::Draining {
@@ -1272,7 +1349,7 @@ impl Harness {
                 return Err(format!("{:?}: core {got:?}, model {:?}", c.id, c.st));
             }
         }
-        let want = self.model.next_deadline().map(|d| self.t0 + d);
+        let want = self.model.next_deadline().map(|d| self.clock.origin() + d);
         let got = self.server.poll_timeout();
         if got != want {
             return Err(format!("poll_timeout: core {got:?}, model {want:?}"));
