@@ -13,7 +13,7 @@
 //! | [`clock`] | a [`VirtualClock`](clock::VirtualClock): time that moves when the test says | |
 //! | [`supervisor_model`] | the same for the supervisor machine (unix) | |
 //! | [`fuzz`] | the bodies of lameduck's fuzz targets, as plain functions | |
-//! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`scenarios_h2`], [`adversarial`](mod@adversarial), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper) |
+//! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`adversarial`](mod@adversarial), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper) |
 //! | [`harness::SmolRt`] and others | lameduck's own bindings as [`Binding`](harness::Binding)s | features `smol`, `tokio`, `compio`, `async-std`, each pulling in only its runtime |
 //!
 //! # Testing your server's lifecycle
@@ -151,7 +151,7 @@
 //! pattern.
 //!
 //! The suite is the scenarios of Go's `net/http` shutdown model over
-//! HTTP/1.1, raw streams and HTTP/2 (h2c), hostile clients (slowloris,
+//! HTTP/1.1 and raw streams, hostile clients (slowloris,
 //! floods, clients that never read, garbage), and the seam's own promises
 //! checked directly ([`seam`]): a timer never fires early, a write shutdown
 //! sends a FIN at once and closes the write half only, a dropped accept loses
@@ -197,7 +197,7 @@ pub mod scenarios;
 pub mod seam;
 
 /// Instantiates the whole conformance suite — every [`scenarios!`] test
-/// (with the seam's checks and the HTTP/2 scenarios) and every
+/// (with the seam's checks) and every
 /// [`adversarial!`] test — as `#[test]`s for one
 /// [`Binding`](harness::Binding), in the module where it is invoked. See
 /// [Proving your binding](crate#proving-your-binding).
