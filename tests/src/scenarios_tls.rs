@@ -264,6 +264,53 @@ pub fn h2_over_tls_stream_completes_after_goaway<T: Binding>() {
     );
 }
 
+/// Raw streams get TLS too: a line protocol (each line answered with
+/// itself) over TLS, its requests tracked on the decrypted bytes; at the
+/// drain its idle connection is closed with `close_notify`.
+pub fn tls_raw_stream<T: Binding>() {
+    use futures_lite::{AsyncBufReadExt, AsyncWriteExt};
+
+    let ca = TestCa::new();
+    let acceptor = ca.issue("raw").acceptor();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let log = events.clone();
+    let (handle, ()) = T::serve_on(move |builder| {
+        let handle = configure(builder, Config::default(), Options::default(), &log)
+            .tls(acceptor)
+            .serve_stream(|conn| async move {
+                let mut conn = futures_lite::io::BufReader::new(conn);
+                let mut line = String::new();
+                // One line per pass; ends when the peer or the server closes.
+                loop {
+                    line.clear();
+                    match conn.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if conn.get_mut().write_all(line.as_bytes()).await.is_err()
+                        || conn.get_mut().flush().await.is_err()
+                        || !conn.get_mut().end()
+                    {
+                        return;
+                    }
+                }
+            })
+            .expect("starting the server");
+        (handle, ())
+    });
+    let server = TestServer::<T>::new(handle, events);
+    let mut client = tls_connect(server.addr, &ca.client_config(&[]));
+    client.send(b"ping\n").unwrap();
+    assert_eq!(client.read_exact_bytes(5).unwrap(), b"ping\n");
+    wait_until("an idle raw connection", EVENTUALLY, || {
+        server.handle.counts().idle == 1
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_close_notify(&mut client, "the idle raw stream");
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert!(outcome.is_graceful(), "{outcome:?}");
+}
+
 /// Most requests the well-behaved client makes (it stops earlier when told).
 const CHECKER_MAX_REQUESTS: usize = 5_000;
 /// Longest it runs.
@@ -372,6 +419,7 @@ macro_rules! scenarios_tls {
             tls_garbage_hello_closed_server_keeps_serving,
             h2_and_http1_over_tls_by_alpn,
             h2_over_tls_stream_completes_after_goaway,
+            tls_raw_stream,
         );
     };
     (@each $rt:ty; $($name:ident),* $(,)?) => {
