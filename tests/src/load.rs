@@ -406,7 +406,7 @@ pub fn slow_client(load: &Load, tally: &Tally) {
 /// Concurrent streams at a time on an HTTP/2 client's connection.
 const H2_STREAMS: usize = 4;
 
-/// HTTP/2 client (h2c): `GET /` on [`H2_STREAMS`] streams at once, round
+/// HTTP/2 client (h2c): `GET /` on four streams at once, round
 /// after round, over one connection for as long as it takes requests; a
 /// new one when the server sent GOAWAY.
 pub fn h2_client(load: &Load, tally: &Tally) {
