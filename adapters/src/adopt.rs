@@ -1,8 +1,8 @@
 //! Serving a connection accepted elsewhere: [`Handle::serve_io`].
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use lameduck_core::ConnId;
@@ -92,10 +92,7 @@ impl Handle {
             ));
         }
         let listener = {
-            let mut listener = driver
-                .adopt_listener
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut listener = crate::sync::lock(&driver.adopt_listener);
             match *listener {
                 Some(id) => id,
                 None => {

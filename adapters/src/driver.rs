@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use event_listener::Event;
@@ -285,7 +285,7 @@ impl Driver {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics under this lock but the core, and a core panic is a
         // bug; the state it leaves is still the best there is.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     /// Feeds one input into the core and carries out what follows.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lameduck_core::{CloseReason, Completion, ConnId, HookStage, ListenerId, Outcome, Phase};
@@ -267,7 +267,7 @@ impl Group {
 
     fn observe(&self, index: usize, event: &Event) {
         let merged = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = crate::sync::lock(&self.state);
             match event {
                 Event::Phase(phase) => {
                     state.phases[index] = *phase;

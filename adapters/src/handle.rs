@@ -270,9 +270,7 @@ fn join_done(members: &[Arc<Driver>]) -> Drained {
     for (i, driver) in members.iter().enumerate() {
         let join = join.clone();
         driver.on_done(Box::new(move |outcome| {
-            let mut join = join
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut join = crate::sync::lock(&join);
             if std::mem::replace(&mut join.reported[i], true) {
                 return; // reported twice (the hook and the check): once counts
             }

@@ -118,6 +118,7 @@ mod listener;
 pub mod runtime;
 mod server;
 mod stream;
+mod sync;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(unix)]

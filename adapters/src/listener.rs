@@ -134,7 +134,7 @@ impl ListenerFd {
     }
 
     fn lock_unlink(&self) -> std::sync::MutexGuard<'_, Option<PathBuf>> {
-        self.unlink.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.unlink)
     }
 
     /// The socket's file at `path` is this process's to remove from now on

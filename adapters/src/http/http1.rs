@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -22,6 +22,7 @@ use crate::control::{CLOSE, Control, FINISH};
 use crate::driver::Driver;
 use crate::http::io::{BoxError, Handler, HyperIo, Tap, closed_by_server};
 use crate::runtime::Runtime;
+use crate::sync::lock;
 
 // Tracking bits in `Control::track`.
 /// The core has the connection Active (a request is in progress).
@@ -195,10 +196,6 @@ impl BodyWatch {
             _ => false,
         }
     }
-}
-
-fn lock(watch: &Mutex<BodyWatch>) -> std::sync::MutexGuard<'_, BodyWatch> {
-    watch.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// HTTP/1.1's watch on the bridge: reads start requests (and find where a

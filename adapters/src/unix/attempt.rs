@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_lite::FutureExt;
@@ -28,11 +28,7 @@ use super::child::{ChildWatch, Group};
 use super::ready::{Heard, Offer, ReadyReader, ready_channel};
 use super::restart::RestartError;
 use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing under these locks panics; the state is still the best there is.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// What an attempt needs from whoever carries it out.
 pub(crate) trait Carrier: Sync {

@@ -26,10 +26,12 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, WaitId, WaitIdOptions, WaitOptions};
+
+use crate::sync::lock;
 
 type Exit = io::Result<ExitStatus>;
 
@@ -66,11 +68,6 @@ struct Slot {
     reaped: bool,
     /// Its group is killed when it exits (see the module docs).
     sweep: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing under these locks panics; the state is still the best there is.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ChildWatch {

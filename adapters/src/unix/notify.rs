@@ -57,8 +57,8 @@ use std::future::{Future, pending};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use lameduck_core::systemd::{NotifierConfig, Observed, ServiceNotifier, WatchdogEnv};
@@ -82,7 +82,7 @@ static WATCHDOG: AtomicBool = AtomicBool::new(false);
 /// # let _ = sent; Ok(()) }
 /// ```
 pub fn notify(state: &str) -> io::Result<bool> {
-    let mut main = MAIN.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut main = crate::sync::lock(&MAIN);
     let own = std::process::id().to_string();
     let hands_over = state
         .lines()
@@ -104,7 +104,7 @@ pub fn notify(state: &str) -> io::Result<bool> {
 /// waits for a full receiver (it runs on the server's executor): the
 /// message is dropped with a `WouldBlock` error instead.
 fn notify_while_main(state: &str) -> io::Result<bool> {
-    let main = MAIN.lock().unwrap_or_else(PoisonError::into_inner);
+    let main = crate::sync::lock(&MAIN);
     if !*main {
         return Ok(false);
     }

@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_io::Async;
@@ -37,6 +37,7 @@ use super::state::StateOffer;
 use super::tasks::Tasks;
 use crate::driver::{Order, hand_off_all};
 use crate::handle::Handle;
+use crate::sync::lock;
 
 /// Why a restart did not happen. After any of these the server goes on
 /// serving, unchanged.
@@ -385,11 +386,6 @@ pub struct LifecycleSnapshot {
     pub generation: u64,
     /// Restarts this process has started (successful or not).
     pub restarts_attempted: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing under these locks panics; the state is still the best there is.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A server's life on Unix: readiness, signals, restarts, systemd and the

@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -40,11 +40,7 @@ use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use super::spawn::READY_FD_VAR;
 use crate::listener::ListenAddr;
 use crate::server::Pending;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing under these locks panics; the state is still the best there is.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// Something the [`Supervisor`] did, for logs
 /// ([`Supervisor::on_event`]). `Display` gives one line.
