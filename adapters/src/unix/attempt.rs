@@ -14,7 +14,7 @@ use std::future::{Future, pending};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +29,18 @@ use super::ready::{Heard, Offer, ReadyReader, ready_channel};
 use super::restart::RestartError;
 use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
 use crate::sync::lock;
+
+/// The program a restart starts: `executable` (this executable's path as
+/// `std::env::current_exe` found it, or as set), or why it is unknown.
+pub(crate) fn program(executable: &io::Result<PathBuf>) -> io::Result<PathBuf> {
+    match executable {
+        Ok(path) => Ok(path.clone()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("this executable's path is unknown: {e}"),
+        )),
+    }
+}
 
 /// What an attempt needs from whoever carries it out.
 pub(crate) trait Carrier: Sync {

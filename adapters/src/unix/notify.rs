@@ -100,6 +100,15 @@ pub fn notify(state: &str) -> io::Result<bool> {
     Ok(sent)
 }
 
+/// [`notify`]; a failure goes to `problem` as one line
+/// (`sd_notify READY=1: …`).
+pub(crate) fn notify_or_report(state: &str, problem: impl FnOnce(String)) {
+    if let Err(e) = notify(state) {
+        let first = state.lines().next().unwrap_or("");
+        problem(format!("sd_notify {first}: {e}"));
+    }
+}
+
 /// [`notify`], unless this process handed "main" to another; never
 /// waits for a full receiver (it runs on the server's executor): the
 /// message is dropped with a `WouldBlock` error instead.

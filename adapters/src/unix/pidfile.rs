@@ -28,6 +28,13 @@ pub(crate) fn write(path: &Path, pid: u32) -> io::Result<()> {
     written
 }
 
+/// [`write`]; a failure goes to `problem` as one line naming the file.
+pub(crate) fn write_or_report(path: &Path, pid: u32, problem: impl FnOnce(String)) {
+    if let Err(e) = write(path, pid) {
+        problem(format!("cannot write the pid file {}: {e}", path.display()));
+    }
+}
+
 /// Removes the pid file if it names `pid` (not if a successor's pid was
 /// written there since).
 pub(crate) fn remove_if(path: &Path, pid: u32) {

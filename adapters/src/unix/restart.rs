@@ -21,14 +21,14 @@ use lameduck_core::restart::{
     RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
 };
 
-use super::attempt::{Attempts, Carrier, Launched, launch};
+use super::attempt::{Attempts, Carrier, Launched, launch, program};
 use super::ctl::{
     CONTROL_NAME, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT, Request, one_line,
     parse_request,
 };
 use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
-use super::notify::{monotonic_usec, notify};
+use super::notify::{monotonic_usec, notify_or_report};
 use super::pidfile;
 use super::ready::{Offer, ReadyChannel, answer_state_requests};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
@@ -837,10 +837,9 @@ impl Lifecycle {
         if !self.settings().notify || self.supervisor().is_some() {
             return;
         }
-        if let Err(e) = notify(state) {
-            let first = state.lines().next().unwrap_or("");
-            self.event(LifecycleEvent::Problem(format!("sd_notify {first}: {e}")));
-        }
+        notify_or_report(state, |problem| {
+            self.event(LifecycleEvent::Problem(problem));
+        });
     }
 
     fn drain_deadline(&self) -> Option<Duration> {
@@ -1013,13 +1012,10 @@ impl Lifecycle {
             return;
         }
         let pid_file = self.settings().pid_file.clone();
-        if let Some(path) = pid_file
-            && let Err(e) = pidfile::write(&path, pid)
-        {
-            self.event(LifecycleEvent::Problem(format!(
-                "cannot write the pid file {}: {e}",
-                path.display()
-            )));
+        if let Some(path) = pid_file {
+            pidfile::write_or_report(&path, pid, |problem| {
+                self.event(LifecycleEvent::Problem(problem));
+            });
         }
         self.send_notify("READY=1");
         self.event(LifecycleEvent::Ready {
@@ -1341,16 +1337,7 @@ impl Lifecycle {
         };
         let (program, args) = {
             let settings = self.settings();
-            let program = match &settings.executable {
-                Ok(path) => path.clone(),
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("this executable's path is unknown: {e}"),
-                    ));
-                }
-            };
-            (program, settings.args.clone())
+            (program(&settings.executable)?, settings.args.clone())
         };
         let listeners = self.shared.handle.driver().open_listeners();
         let mut fds: Vec<_> = listeners
@@ -1410,13 +1397,10 @@ impl Lifecycle {
             Some(_) => None,
             None => self.settings().pid_file.clone(),
         };
-        if let Some(path) = pid_file
-            && let Err(e) = pidfile::write(&path, successor)
-        {
-            self.event(LifecycleEvent::Problem(format!(
-                "cannot write the pid file {}: {e}",
-                path.display()
-            )));
+        if let Some(path) = pid_file {
+            pidfile::write_or_report(&path, successor, |problem| {
+                self.event(LifecycleEvent::Problem(problem));
+            });
         }
         self.send_notify(&format!("MAINPID={successor}\nREADY=1"));
         // The successor accepts on the control socket from now on.

@@ -27,12 +27,12 @@ use lameduck_core::supervisor::{
     SupervisorConfig, SupervisorExit,
 };
 
-use super::attempt::{Launched, launch};
+use super::attempt::{Launched, launch, program};
 use super::child::{ChildWatch, on_orphan_reaped};
 use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
-use super::notify::{monotonic_usec, notify};
+use super::notify::{monotonic_usec, notify_or_report};
 use super::pidfile;
 use super::ready::{Heard, Offer, ReadyReader};
 use super::restart::RestartError;
@@ -709,10 +709,9 @@ impl<'a> Run<'a> {
         if !self.settings.notify {
             return;
         }
-        if let Err(e) = notify(state) {
-            let first = state.lines().next().unwrap_or("");
-            self.event(SupervisorEvent::Problem(format!("sd_notify {first}: {e}")));
-        }
+        notify_or_report(state, |problem| {
+            self.event(SupervisorEvent::Problem(problem));
+        });
     }
 
     fn answer_waiters(&mut self, reply: &str) {
@@ -768,13 +767,10 @@ impl<'a> Run<'a> {
                     }
                 }
                 SupervisorAction::WritePidFile => {
-                    if let Some(path) = &self.settings.pid_file
-                        && let Err(e) = pidfile::write(path, std::process::id())
-                    {
-                        self.event(SupervisorEvent::Problem(format!(
-                            "cannot write the pid file {}: {e}",
-                            path.display()
-                        )));
+                    if let Some(path) = &self.settings.pid_file {
+                        pidfile::write_or_report(path, std::process::id(), |problem| {
+                            self.event(SupervisorEvent::Problem(problem));
+                        });
                     }
                 }
                 SupervisorAction::Notify(notice) => match notice {
@@ -1151,15 +1147,7 @@ fn launch_generation(
     generation: u64,
     offer: Offer,
 ) -> io::Result<(Launched, LinkWriter)> {
-    let program = match &settings.executable {
-        Ok(path) => path.clone(),
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("this executable's path is unknown: {e}"),
-            ));
-        }
-    };
+    let program = program(&settings.executable)?;
     let fds: Vec<(BorrowedFd<'_>, &str)> = settings
         .listeners
         .iter()
