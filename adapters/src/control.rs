@@ -12,7 +12,8 @@ pub(crate) const FINISH: u8 = 1;
 pub(crate) const CLOSE: u8 = 2;
 /// Close now, by force (deadline, `close()`): drop the socket.
 pub(crate) const ABORT: u8 = 4;
-/// Shutdown has begun for this connection: its [`Notice`](crate::Notice) fired.
+/// The drain has reached this connection (or the server closed it): its
+/// [`Notice`](crate::Notice) fired.
 pub(crate) const NOTIFIED: u8 = 8;
 /// The driver counted this connection's gentle close in when it carried out
 /// the core's `CloseConn` (the core counts the connection gone at once; the
@@ -51,9 +52,10 @@ impl Control {
         }
     }
 
-    /// `Action::FinishAndClose`.
+    /// `Action::FinishAndClose`. (Not the notice: keep-alive goes off at a
+    /// lame duck's start already, while the notice waits for the drain.)
     pub(crate) fn finish(&self) {
-        self.set(FINISH | NOTIFIED);
+        self.set(FINISH);
     }
 
     /// `Action::CloseConn`: by force, or gently — `counted`: its gentle
@@ -66,7 +68,7 @@ impl Control {
         });
     }
 
-    /// `Action::NotifyHijacked`.
+    /// `Action::NotifyActive`, `Action::NotifyHijacked`.
     pub(crate) fn notify(&self) {
         self.set(NOTIFIED);
     }

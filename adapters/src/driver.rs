@@ -347,7 +347,7 @@ impl Driver {
                         control.finish();
                     }
                 }
-                Action::NotifyHijacked(conn) => {
+                Action::NotifyActive(conn) | Action::NotifyHijacked(conn) => {
                     if let Some(control) = state.conns.get(&conn) {
                         control.notify();
                     }

@@ -154,6 +154,8 @@ impl State {
                 Action::CutOffHooks(_) => {}
                 // Nothing is hijacked by this server.
                 Action::NotifyHijacked(_) => {}
+                // Its responses are short: nothing to end early.
+                Action::NotifyActive(_) => {}
                 // No `max_connections` is configured here, so accepting is
                 // never paused.
                 Action::PauseAccepting | Action::ResumeAccepting => {}

@@ -59,6 +59,40 @@ pub enum Action {
     /// Shutdown has begun: tell this hijacked connection (e.g. a WebSocket), so
     /// it can say goodbye and close on its own terms. Sent once per connection.
     NotifyHijacked(ConnId),
+    /// The drain has begun while this connection serves a request (or
+    /// streams): tell the code producing its responses, so that a
+    /// long-lived one (server-sent events, a long poll) ends now instead
+    /// of holding the drain until the deadline cuts it.
+    ///
+    /// Sent when [`Phase::Draining`] begins — after a lame-duck delay or a
+    /// hand-off's linger, not at their start (the service is still meant to
+    /// be available then) — to every Active connection, and at once to a
+    /// connection whose request starts (or whose first stream opens) while
+    /// draining, before that input returns. At most once per connection.
+    /// Independent of keep-alive: sent with
+    /// [`Config::keep_alives`](crate::Config::keep_alives) off too, where
+    /// [`Action::FinishAndClose`] is not.
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// use lameduck_core::{Action, Config, Server};
+    /// let t0 = Instant::now();
+    /// let config = Config { lame_duck: Duration::from_secs(2), ..Config::default() };
+    /// let mut server = Server::new(config, t0);
+    /// let l = server.add_listener().unwrap();
+    /// let (busy, fresh) = (server.accept(l, t0).unwrap(), server.accept(l, t0).unwrap());
+    /// server.request_started(busy, t0).unwrap();
+    /// server.shutdown(t0, None);
+    /// let lame_duck: Vec<_> = std::iter::from_fn(|| server.poll_action()).collect();
+    /// assert!(!lame_duck.contains(&Action::NotifyActive(busy)), "lame duck: still serving");
+    /// server.handle_timeout(t0 + Duration::from_secs(2));
+    /// let drain: Vec<_> = std::iter::from_fn(|| server.poll_action()).collect();
+    /// assert!(drain.contains(&Action::NotifyActive(busy)));
+    /// // A request that starts while draining is told at once.
+    /// server.request_started(fresh, t0 + Duration::from_secs(3)).unwrap();
+    /// assert_eq!(server.poll_action(), Some(Action::NotifyActive(fresh)));
+    /// ```
+    NotifyActive(ConnId),
     /// [`Config::max_connections`](crate::Config::max_connections) are open:
     /// stop calling `accept()` on every listener until
     /// [`Action::ResumeAccepting`]; clients wait in the listen backlog.

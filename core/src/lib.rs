@@ -97,6 +97,7 @@
 //! | idle conns closed at shutdown; active ones finish with keep-alive off | the same: [`CloseReason::Drain`], [`Action::FinishAndClose`], [`Server::keep_alive`] |
 //! | request bytes on an idle conn after shutdown began: closed unanswered | the same: [`Error::ConnClosed`] from [`Server::request_started`] |
 //! | hijacked conns forgotten; `RegisterOnShutdown` hooks not awaited | [`Action::NotifyHijacked`]; hooks awaited ([`Config::shutdown_hooks`]) up to the deadline; opt-in [`Config::wait_for_hijacked`] |
+//! | a handler learns that `Shutdown` began only by wiring a `RegisterOnShutdown` hook of its own (else a long-lived response holds the drain until `ctx` expires) | [`Action::NotifyActive`] when the drain begins, so streams can end cleanly |
 //! | `Shutdown(ctx)` returns at the deadline and leaves conns open | the deadline closes what remains; [`Outcome::forced`] counts it |
 //! | `ReadHeaderTimeout` | [`Config::header_timeout`] |
 //! | `ReadTimeout` (head and body, as a read deadline) | [`Config::header_timeout`] for the head, then [`Config::body_timeout`] for the body, from the head's end: exact deadlines that close the connection ([`CloseReason::BodyTimeout`]) |

@@ -405,6 +405,7 @@ impl Server {
             _ => Nanos::NEVER,
         };
         self.set_stage(conn, Stage::ReadingHead);
+        self.notify_if_draining(conn);
         match self.config.header_timeout {
             Some(d) => self.arm(conn, Timer::Header, now.after(d)),
             None => self.arm(conn, Timer::None, Nanos::NEVER),
@@ -710,6 +711,7 @@ impl Server {
                 };
                 slot.streams = 1;
                 self.set_stage(conn, Stage::Active);
+                self.notify_if_draining(conn);
                 self.arm(conn, Timer::None, Nanos::NEVER);
             }
             Stage::Active if streams > 0 && streams < u16::MAX => {
@@ -1485,14 +1487,22 @@ impl Server {
                     }
                 }
                 Stage::Hijacked => self.actions.push_back(Action::NotifyHijacked(conn)),
-                Stage::ReadingHead
-                | Stage::ReadingBody
-                | Stage::Active
-                | Stage::Vacant
-                | Stage::Retired => {}
+                Stage::ReadingHead | Stage::ReadingBody | Stage::Active => {
+                    self.actions.push_back(Action::NotifyActive(conn));
+                }
+                Stage::Vacant | Stage::Retired => {}
             }
         }
         self.maybe_complete();
+    }
+
+    /// A request (or first stream) just began on `conn`: while draining,
+    /// its handlers are told at once (New → Active is the only way in
+    /// then, so this is the connection's one notice).
+    fn notify_if_draining(&mut self, conn: ConnId) {
+        if self.phase == Phase::Draining {
+            self.actions.push_back(Action::NotifyActive(conn));
+        }
     }
 
     /// The shutdown deadline passed: close what remains by force.

@@ -513,7 +513,8 @@ impl Model {
                     }
                 }
                 St::Hijacked => self.actions.push(Action::NotifyHijacked(c.id)),
-                St::Head | St::Body | St::Active | St::Closed => {}
+                St::Head | St::Body | St::Active => self.actions.push(Action::NotifyActive(c.id)),
+                St::Closed => {}
             }
         }
         self.maybe_complete();
@@ -652,6 +653,7 @@ impl Model {
                 let c = self.conn(id);
                 c.st = St::Head;
                 c.since = now;
+                self.notify_if_draining(id);
                 Ok(())
             }
             st => Err(Model::invalid(id, st, ConnEvent::RequestStarted)),
@@ -713,6 +715,7 @@ impl Model {
                 c.st = St::Active;
                 c.streams = 1;
                 c.since = now;
+                self.notify_if_draining(id);
                 Ok(())
             }
             St::Active if c.streams > 0 && c.streams < u16::MAX => {
@@ -720,6 +723,14 @@ impl Model {
                 Ok(())
             }
             st => Err(Model::invalid(id, st, ConnEvent::StreamOpened)),
+        }
+    }
+
+    /// Work began on a connection while draining: its handlers hear of
+    /// the drain at once.
+    fn notify_if_draining(&mut self, id: ConnId) {
+        if self.phase == Phase::Draining {
+            self.actions.push(Action::NotifyActive(id));
         }
     }
 
@@ -891,6 +902,8 @@ pub struct Harness {
     last_actions: Vec<Action>,
     /// What the core returned for the op being applied.
     last_result: Option<Result<(), Error>>,
+    /// Connections named in an `Action::NotifyActive` so far.
+    notified_active: Vec<ConnId>,
 }
 
 /// What one op did, as the core reported it (and the model agreed).
@@ -920,6 +933,7 @@ impl Harness {
             deadline: None,
             last_actions: Vec::new(),
             last_result: None,
+            notified_active: Vec::new(),
         }
     }
 
@@ -1236,6 +1250,7 @@ impl Harness {
                 Action::ReleaseListener(_) => "ReleaseListener".into(),
                 Action::FinishAndClose(_) => "FinishAndClose".into(),
                 Action::NotifyHijacked(_) => "NotifyHijacked".into(),
+                Action::NotifyActive(_) => "NotifyActive".into(),
                 other => format!("{other:?}"),
             };
             *self.observed.entry(kind).or_default() += 1;
@@ -1263,6 +1278,22 @@ impl Harness {
                         && self.server.counts().hijacked != 0
                     {
                         return Err("Drained while waiting for hijacked connections".into());
+                    }
+                }
+                Action::NotifyActive(conn) => {
+                    // Once per connection, only from the drain on, and only
+                    // to one with a request (or stream) before or after.
+                    if self.notified_active.contains(&conn) {
+                        return Err(format!("{conn:?} notified twice"));
+                    }
+                    self.notified_active.push(conn);
+                    if !matches!(self.server.phase(), Phase::Draining | Phase::Closed) {
+                        return Err(format!("{conn:?} notified while {:?}", self.server.phase()));
+                    }
+                    let in_request =
+                        |m: &Model| m.conns.iter().any(|c| c.id == conn && c.st.in_request());
+                    if !in_request(before) && !in_request(&self.model) {
+                        return Err(format!("{conn:?} notified without a request"));
                     }
                 }
                 Action::CloseConn { conn, reason } => {

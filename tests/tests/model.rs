@@ -52,6 +52,7 @@ fn random_scenarios_reach_every_behaviour() {
         "CloseListener",
         "FinishAndClose",
         "NotifyHijacked",
+        "NotifyActive",
         "RunHooks(LameDuck)",
         "RunHooks(Drain)",
         "RunHooks(ForcedClose)",
