@@ -502,10 +502,17 @@ async fn linger<R: Runtime>(
     drop(closing);
 }
 
-/// A connection's shutdown notification, for code that owns a connection
-/// beyond a plain request: a hijacked (upgraded) HTTP connection, or a raw
-/// stream. It fires once, when shutdown reaches the connection (or the
-/// server closes it), and stays fired.
+/// A connection's drain notice: it fires when the drain reaches the
+/// connection — the drain began while it served a request (or was
+/// hijacked), or a request started on it since — or when the server closes
+/// it, and stays fired. A lame-duck delay, or a restart's linger, comes
+/// before the drain: the notice waits for its end.
+///
+/// Every HTTP request served by lameduck carries its connection's notice
+/// in its extensions (`req.extensions().get::<Notice>()`), for a handler
+/// whose response lives long (server-sent events, a long poll: see
+/// [`EndAtDrain`](crate::http::EndAtDrain)); a [hijacked](crate::http::Hijacked)
+/// connection and a [raw stream](crate::RawConn) hand it out too.
 ///
 /// ```
 /// # #[cfg(feature = "smol")]
@@ -522,25 +529,44 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// Whether shutdown has reached this connection. Never blocks.
+    /// Whether the drain has reached this connection (or the server closed
+    /// it). Never blocks.
     #[must_use]
     pub fn is_notified(&self) -> bool {
         self.control.cmd() & (NOTIFIED | CLOSE) != 0
     }
 
-    /// Resolves once shutdown reaches this connection (at once if it has).
+    /// Resolves once the drain reaches this connection (at once if it has).
     pub async fn notified(&self) {
-        // At most two passes: the listener is registered before the check,
-        // and the flag never clears.
+        let mut wait = None;
+        std::future::poll_fn(|cx| self.poll_notified(&mut wait, cx)).await;
+    }
+
+    /// [`notified`](Self::notified) as a poll: `wait` keeps the listener
+    /// between polls (start with `None`).
+    pub(crate) fn poll_notified(
+        &self,
+        wait: &mut Option<event_listener::EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        // A listener is registered before the check that may return
+        // `Pending`, and the flag never clears: no notice is missed. The
+        // event is notified only when the flag is set, so a woken listener
+        // finds it set at the next pass.
         loop {
             if self.is_notified() {
-                return;
+                *wait = None;
+                return Poll::Ready(());
             }
-            let listener = self.control.notice.listen();
-            if self.is_notified() {
-                return;
+            match wait {
+                None => *wait = Some(self.control.notice.listen()),
+                Some(listener) => {
+                    if listener.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *wait = None;
+                }
             }
-            listener.await;
         }
     }
 }

@@ -11,8 +11,9 @@
 //! The core's decisions reach the handler as:
 //! reads that return end-of-stream and writes that fail once the server has
 //! closed the connection (idle at the drain, never sent within the grace,
-//! timeouts), [`RawConn::keep_alive`] turning `false` and the
-//! [`Notice`] firing when the current request must be the last. At the
+//! timeouts), [`RawConn::keep_alive`] turning `false` when the current
+//! request must be the last, and the [`Notice`] firing when the drain
+//! reaches the connection (a long-lived request should end then). At the
 //! shutdown deadline, on `close()`, or at a body or write timeout, the
 //! handler's future is dropped.
 
@@ -80,8 +81,9 @@ impl<R: Runtime> RawConn<R> {
         self.io.conn().id
     }
 
-    /// The shutdown notification: fires when the current request must be
-    /// the last (or, once hijacked, when shutdown begins).
+    /// The drain notice: fires when the drain begins while a request is
+    /// in progress (or the connection is hijacked), or once a request
+    /// starts after that.
     #[must_use]
     pub fn notice(&self) -> Notice {
         Notice {
@@ -181,7 +183,7 @@ impl<R: Runtime> RawConn<R> {
 
     /// Takes the connection out of the drain's tracking (like an HTTP
     /// upgrade): the core never closes it, and its [`notice`](Self::notice)
-    /// fires when shutdown begins. `false` if it was already closed.
+    /// fires when the drain begins. `false` if it was already closed.
     pub fn hijack(&mut self) -> bool {
         if self.hijacked {
             return true;

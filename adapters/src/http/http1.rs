@@ -301,6 +301,9 @@ impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
         if bodiless {
             set_track(&self.control, BODY_DONE);
         }
+        let notice = Notice {
+            control: self.control.clone(),
+        };
         if req
             .extensions()
             .get::<hyper::upgrade::OnUpgrade>()
@@ -308,11 +311,12 @@ impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
         {
             req.extensions_mut().insert(UpgradeCtx {
                 id,
-                notice: Notice {
-                    control: self.control.clone(),
-                },
+                notice: notice.clone(),
             });
         }
+        // Fired already if the drain began before this request did: the
+        // core told the connection as the request started, before now.
+        req.extensions_mut().insert(notice);
         let response = self.handler.call(req);
         let driver = self.driver.clone();
         let control = self.control.clone();

@@ -16,7 +16,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use lameduck_core::ConnId;
 
-use crate::conn::{LINGER, Transport};
+use crate::conn::{LINGER, Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
 use crate::driver::{Driver, Stop};
 use crate::http::io::{BoxError, Handler, HyperIo};
@@ -122,7 +122,7 @@ impl<H: Handler> Service<Request<Incoming>> for StreamService<H> {
     type Error = BoxError;
     type Future = ResponseFuture<H::Body>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let id = self.id;
         if self
             .driver
@@ -144,6 +144,12 @@ impl<H: Handler> Service<Request<Incoming>> for StreamService<H> {
             self.control.track.fetch_or(GO_AWAY, AcqRel);
             self.control.reader.wake();
         }
+        // Fired already if the drain began before this stream opened: the
+        // core told the connection when the drain began (it had streams
+        // open), or in this `stream_opened` (its first).
+        req.extensions_mut().insert(Notice {
+            control: self.control.clone(),
+        });
         let response = self.handler.call(req);
         Box::pin(async move {
             // An error drops `open` here: the stream is reset, and done.

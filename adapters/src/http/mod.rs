@@ -4,7 +4,9 @@
 //! connection with hyper, HTTP/1.1 and HTTP/2 on the same listeners; this
 //! module says what the core hears from each protocol and how its orders
 //! are carried out, and holds what handlers use: [`upgrade`] and
-//! [`Hijacked`] for `101 Switching Protocols`.
+//! [`Hijacked`] for `101 Switching Protocols`, the drain
+//! [`Notice`](crate::Notice) in every request and [`EndAtDrain`] for
+//! long-lived responses.
 //!
 //! # Which protocol
 //!
@@ -68,6 +70,8 @@
 //!   `Connection: close` (asked of [`keep_alive`](lameduck_core::Server::keep_alive)
 //!   when the handler's response comes back), and a request already in the
 //!   handler gets hyper's `graceful_shutdown` (keep-alive off);
+//! - `NotifyActive`: the [`Notice`](crate::Notice) in the extensions of
+//!   the connection's requests fires (see below);
 //! - `NotifyHijacked`: the [`Notice`](crate::Notice) of the [`Hijacked`] connection fires.
 //!
 //! A client that half-closes its connection (`shutdown(SHUT_WR)`) after a
@@ -124,6 +128,8 @@
 //! - `CloseConn` by force (the shutdown deadline, `close()`): the
 //!   connection is dropped — its socket closed, its streams' handlers
 //!   dropped, no GOAWAY;
+//! - `NotifyActive`: the [`Notice`](crate::Notice) in the extensions of
+//!   the connection's requests fires (see below);
 //! - `NotifyHijacked`: never, for HTTP/2 connections.
 //!
 //! Malformed frames are hyper's (the `h2` crate's) business: a stream
@@ -157,13 +163,70 @@
 //! stall: a slow reader that keeps reading is never cut) and by the
 //! shutdown deadline; how many connections are open at once by
 //! [`Config::max_connections`](lameduck_core::Config::max_connections).
+//!
+//! # Long-lived responses: the drain notice
+//!
+//! A drain waits for every response in flight; a response that never ends
+//! on its own (server-sent events, a long poll, a progress stream) would
+//! hold it until the shutdown deadline cuts it mid-stream. So every
+//! request carries its connection's [`Notice`](crate::Notice) in its
+//! extensions: it fires when the drain begins — after a lame-duck delay
+//! ([`Config::lame_duck`](lameduck_core::Config::lame_duck)), or a
+//! restart's linger, not at their start: the service is still meant to be
+//! available then — and a request that starts after that finds it fired
+//! already. [`EndAtDrain`] wraps a response body to end it cleanly at that
+//! moment: a final chunk of the handler's choosing, then the end of the
+//! body (the terminating chunk of HTTP/1.1, `END_STREAM` over HTTP/2). The
+//! connection then closes
+//! gently as usual, and the drain completes without waiting for the
+//! deadline. A handler that ignores the notice is not affected by it.
+//!
+//! ```
+//! use std::{convert::Infallible, io::{Read, Write}, time::Duration};
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+//! use hyper::{Request, Response, body::{Frame, Incoming}};
+//! use lameduck::{Notice, http::EndAtDrain};
+//!
+//! type Body = UnsyncBoxBody<Bytes, Infallible>;
+//!
+//! // A tick every 10 ms until the drain, then `bye`.
+//! async fn ticks(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+//!     let notice = req.extensions().get::<Notice>().cloned().expect("served by lameduck");
+//!     let ticks = futures_lite::stream::unfold((), |()| async {
+//!         async_io::Timer::after(Duration::from_millis(10)).await;
+//!         Some((Ok(Frame::data(Bytes::from("tick\n"))), ()))
+//!     });
+//!     let body = EndAtDrain::new(StreamBody::new(ticks), notice)
+//!         .with_final_chunk(Bytes::from("bye\n"));
+//!     Ok(Response::new(body.boxed_unsync()))
+//! }
+//!
+//! let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_http(ticks)?;
+//! let mut client = std::net::TcpStream::connect(handle.local_addrs()[0].to_string())?;
+//! client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")?;
+//! let mut first = [0; 256];
+//! let n = client.read(&mut first)?; // the head (and maybe a tick): streaming
+//! assert!(first[..n].starts_with(b"HTTP/1.1 200 OK"));
+//!
+//! handle.shutdown_within(Duration::from_secs(30));
+//! let mut rest = Vec::new();
+//! client.read_to_end(&mut rest)?; // ends: the server closed after the body
+//! assert!(rest.ends_with(b"4\r\nbye\n\r\n0\r\n\r\n"), "bye, then the last chunk");
+//! drop(client); // (the server's gentle close waits for this FIN)
+//! let outcome = smol::block_on(handle.finished()).expect("the driver ran to its end");
+//! assert_eq!(outcome.forced, 0, "nothing waited for the deadline");
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
+mod drain;
 mod http1;
 mod http2;
 mod io;
 
 use std::sync::Arc;
 
+pub use drain::EndAtDrain;
 pub use http1::{Hijacked, TrackedBody, Upgrading, upgrade};
 pub(crate) use io::Handler;
 
