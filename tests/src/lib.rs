@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod h2;
 pub mod load;
 pub mod process;
+pub mod scenarios_drain_notice;
 pub mod scenarios_h2;
 #[cfg(feature = "tls")]
 pub mod scenarios_tls;

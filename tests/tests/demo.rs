@@ -617,3 +617,98 @@ fn two_threads_drain_as_one_server() {
         );
     }
 }
+
+/// `GET /events` at SIGTERM, on every `--runtime`: the stream gets its
+/// `event: drain` / `data: bye` and the end of its body (the terminating
+/// chunk, then FIN) as the drain begins, and the process exits 0 — long
+/// before the 60 s grace, which a stream not ended at the drain would hold
+/// it for. Prints the time from SIGTERM to each (run with `--nocapture`).
+#[test]
+fn events_end_at_sigterm_and_the_process_exits_long_before_the_grace() {
+    let mut runtimes = vec!["smol", "smol-local"];
+    if cfg!(feature = "tokio") {
+        runtimes.push("tokio");
+    }
+    if cfg!(feature = "compio") {
+        runtimes.push("compio");
+    }
+    if cfg!(feature = "async-std") {
+        runtimes.push("async-std");
+    }
+    for runtime in runtimes {
+        let mut demo = Demo::start(&[
+            "--runtime",
+            runtime,
+            "--listen",
+            "127.0.0.1:0",
+            "--grace",
+            "60",
+        ]);
+        let addr = demo.tcp_addrs()[0];
+        let mut checks = Client::connect(addr).unwrap();
+        for bad in ["/events", "/events?ms=0", "/events?ms=x", "/events?ms=-1"] {
+            let response = checks.get(bad).unwrap();
+            assert_eq!(response.status, 400, "{runtime} {bad}: {response:?}");
+        }
+        drop(checks);
+
+        let mut client = Client::connect(addr).unwrap();
+        client.send_get("/events?ms=50").unwrap();
+        client.read_until_contains(b"data: 1\n\n").unwrap();
+        let sigterm = Instant::now();
+        demo.signal(Signal::TERM);
+        // Returns once the terminating chunk has arrived.
+        let response = client.read_response().unwrap();
+        let body_end = sigterm.elapsed();
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/event-stream"),
+            "{runtime}"
+        );
+        let text = response.text();
+        assert!(
+            text.starts_with("data: 0\n\ndata: 1\n\n"),
+            "{runtime}: {text:?}"
+        );
+        assert!(
+            text.ends_with("\n\nevent: drain\ndata: bye\n\n"),
+            "{runtime}: {text:?}"
+        );
+        assert_eq!(
+            text.matches("event: drain").count(),
+            1,
+            "{runtime}: {text:?}"
+        );
+        assert_eq!(
+            client.read_until_closed().unwrap(),
+            (Vec::new(), lameduck_testkit::client::Ending::Eof),
+            "{runtime}: a clean close after the body"
+        );
+        // The client closes too, as it would at the end of the body (else
+        // the server's gentle close waits up to 500 ms for its FIN).
+        drop(client);
+        // Bounded by EVENTUALLY (20 s), a third of the grace.
+        let deadline = sigterm + EVENTUALLY;
+        let exit = loop {
+            if demo.child.try_wait().expect("try_wait").is_some() {
+                break sigterm.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{runtime}: the demo did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        eprintln!(
+            "[{runtime}] SIGTERM -> end of the SSE body {body_end:?}, -> process exit {exit:?}"
+        );
+        let (status, stderr) = demo.wait_exit();
+        assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
+        assert!(
+            stderr.iter().any(
+                |l| l == "serve: done: drained, forced=0, hooks_cut_off=false, hijacked_open=0"
+            ),
+            "{runtime}: {stderr:?}"
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! The scenario suite (Go's shutdown behaviours over real sockets), the
 //! same test bodies on every runtime binding — one test binary, a module
-//! per binding; the TLS scenarios beside them in each module. The
+//! per binding; the HTTP/2, TLS and drain-notice scenarios beside them in
+//! each module. The
 //! `async-std`, `tokio` and `compio` bindings and TLS need their features
 //! (`cargo test --workspace --all-features`).
 
 mod smol {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolRt);
@@ -13,6 +15,7 @@ mod smol {
 
 mod smol_threads {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolThreadsRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolThreadsRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolThreadsRt);
@@ -20,6 +23,7 @@ mod smol_threads {
 
 mod smol_local {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolLocalRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolLocalRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolLocalRt);
@@ -28,6 +32,7 @@ mod smol_local {
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::TokioRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::TokioRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::TokioRt);
@@ -36,6 +41,7 @@ mod tokio {
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::CompioRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioRt);
@@ -44,6 +50,7 @@ mod compio {
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::CompioPollRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioPollRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioPollRt);
@@ -52,6 +59,7 @@ mod compio_polling {
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
+    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::AsyncStdRt);
     lameduck_tests::scenarios_h2!(lameduck_testkit::harness::AsyncStdRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::AsyncStdRt);

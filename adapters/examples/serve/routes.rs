@@ -15,9 +15,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{CONNECTION, UPGRADE};
+use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode};
 use lameduck::Handle;
+use lameduck::http::EndAtDrain;
 use lameduck::runtime::Runtime;
 
 /// The response body of every route.
@@ -38,7 +39,7 @@ const MAX_CHUNKS: u64 = 100_000;
 pub static HITS: AtomicU64 = AtomicU64::new(0);
 
 /// The demo's handler: `GET /`, `/sleep?ms=N`, `/stream?chunks=N&ms=M`,
-/// `/pid`, `/healthz`, `/hits`, `POST /echo`, `GET /upgrade` (echo
+/// `/events?ms=M`, `/pid`, `/healthz`, `/hits`, `POST /echo`, `GET /upgrade` (echo
 /// protocol). Every response carries `X-Pid`: the process that served it
 /// (across restarts, a request is answered by the process it reached).
 ///
@@ -112,6 +113,14 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
                 Ok((chunks, ms)) => ready(Response::new(stream_body(chunks, ms))),
             }
         }
+        (Method::GET, "/events") => match query_u64(&req, "ms", MAX_MS) {
+            Ok(0) => ready(text(
+                StatusCode::BAD_REQUEST,
+                format!("ms must be a whole number from 1 to {MAX_MS}"),
+            )),
+            Err(e) => ready(text(StatusCode::BAD_REQUEST, e)),
+            Ok(ms) => ready(events(&req, ms)),
+        },
         (Method::POST, "/echo") => Box::pin(async move {
             match Limited::new(req.into_body(), ECHO_LIMIT).collect().await {
                 Ok(body) => Ok(text(StatusCode::OK, body.to_bytes())),
@@ -122,9 +131,11 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
             }
         }),
         (Method::GET, "/upgrade") => ready(upgrade(rt, &mut req)),
-        (_, "/" | "/pid" | "/healthz" | "/hits" | "/sleep" | "/stream" | "/echo" | "/upgrade") => {
-            ready(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
+        (
+            _,
+            "/" | "/pid" | "/healthz" | "/hits" | "/sleep" | "/stream" | "/events" | "/echo"
+            | "/upgrade",
+        ) => ready(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         _ => ready(text(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -146,6 +157,38 @@ fn stream_body(chunks: u64, ms: u64) -> Body {
         Some((Ok::<_, Infallible>(frame), i + 1))
     });
     StreamBody::new(stream).boxed_unsync()
+}
+
+/// `GET /events?ms=M`: server-sent events, `data: <n>` (from 0, the first
+/// at once) every `ms` ms until the drain reaches the connection, then one
+/// `event: drain` / `data: bye` event and the end of the body.
+fn events(req: &Request<Incoming>, ms: u64) -> Response<Body> {
+    let ticks = futures_lite::stream::unfold(0u64, move |n| async move {
+        if n > 0 {
+            Timer::after(Duration::from_millis(ms)).await;
+        }
+        let frame = Frame::data(Bytes::from(format!("data: {n}\n\n")));
+        Some((Ok::<_, Infallible>(frame), n + 1))
+    });
+    let body = StreamBody::new(ticks);
+    let body = match req.extensions().get::<lameduck::Notice>() {
+        Some(notice) => EndAtDrain::new(body, notice.clone())
+            .with_final_chunk(Bytes::from_static(b"event: drain\ndata: bye\n\n"))
+            .boxed_unsync(),
+        // Not served by lameduck: no drain to end at.
+        None => body.boxed_unsync(),
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 fn has_token(req: &Request<Incoming>, name: hyper::header::HeaderName, token: &str) -> bool {
