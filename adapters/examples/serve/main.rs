@@ -66,8 +66,9 @@
 //! a thread of their own from a bounded queue. When stderr is not read
 //! (a full pipe) and the queue fills, further lines are dropped and counted,
 //! and `serve: N log lines dropped ...` follows once stderr takes lines
-//! again; at exit the queued lines get at most 100 ms to be written, so a
-//! stderr that never drains does not delay the exit (see `stderr.rs`).
+//! again; at exit the queued lines are written unless a write has been
+//! blocked for 100 ms, so a stderr that never drains does not delay the
+//! exit (see `stderr.rs`).
 //! The library's own warnings (`log` target `lameduck` from its `unix`
 //! layer, such as `LISTEN_*` variables meant for another process) are
 //! printed there as `serve: warning: ...`.

@@ -13,9 +13,11 @@
 //! - Each line is one `write` (a pipe keeps writes of up to `PIPE_BUF`
 //!   bytes whole), so the lines of several processes sharing the stream
 //!   (generations, a restart's successor) do not interleave.
-//! - [`flush`] at exit waits for the queued lines — up to [`FLUSH_WAIT`],
-//!   never longer: a stderr that never drains does not keep the process
-//!   from exiting (what is left unwritten is lost).
+//! - [`flush`] at exit waits for the queued lines — but gives up on a
+//!   `write` blocked for [`FLUSH_WAIT`]: a stderr that never drains does
+//!   not keep the process from exiting (what is left unwritten is lost). A
+//!   writer that is only slow to be scheduled (a loaded machine) is waited
+//!   for, up to [`FLUSH_MAX`].
 //!
 //! Stderr stays blocking: its file description is shared with other
 //! processes (the parent's terminal, the other generations), so making it
@@ -31,8 +33,14 @@ use std::time::{Duration, Instant};
 /// counted).
 pub(crate) const CAPACITY: usize = 1024;
 
-/// [`flush`] waits at most this long.
+/// [`flush`] gives up on a `write` to stderr blocked this long (nobody
+/// reads it).
 pub(crate) const FLUSH_WAIT: Duration = Duration::from_millis(100);
+
+/// [`flush`] waits at most this long in all: longer than [`FLUSH_WAIT`]
+/// only while the writer is not blocked, just not yet run (a loaded
+/// machine).
+pub(crate) const FLUSH_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Queue {
@@ -41,6 +49,8 @@ struct Queue {
     dropped: u64,
     /// The writer is in a `write` (which may block).
     writing: bool,
+    /// Lines written so far.
+    written: u64,
 }
 
 impl Queue {
@@ -95,21 +105,41 @@ pub(crate) fn line(mut line: String) {
     }
 }
 
-/// Waits until every queued line is written, at most [`FLUSH_WAIT`]: for
-/// `main` to call just before it returns.
+/// Waits until every queued line is written: for `main` to call just
+/// before it returns. Gives up once a `write` has been blocked for
+/// [`FLUSH_WAIT`] (stderr is not read), and after [`FLUSH_MAX`] in all;
+/// a writer that is merely slow to be scheduled is waited for.
 pub(crate) fn flush() {
     // No line yet: no writer to wait for (and none to start).
     let Some(Some(shared)) = SHARED.get() else {
         return;
     };
-    let deadline = Instant::now() + FLUSH_WAIT;
+    let end = Instant::now() + FLUSH_MAX;
+    // Since when the writer has been in a `write` that has not returned
+    // (and how many lines were written then).
+    let mut blocked: Option<(Instant, u64)> = None;
     let mut queue = shared.lock();
-    // One wake-up per pass; bounded by the deadline.
+    // One wake-up per pass (at most every 10 ms); bounded by `end`.
     while !queue.is_idle() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let now = Instant::now();
+        if now >= end {
             return;
         }
+        if queue.writing {
+            match blocked {
+                Some((since, written)) if written == queue.written => {
+                    if now >= since + FLUSH_WAIT {
+                        return;
+                    }
+                }
+                _ => blocked = Some((now, queue.written)),
+            }
+        } else {
+            blocked = None;
+        }
+        let left = end
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(10));
         queue = shared
             .changed
             .wait_timeout(queue, left)
@@ -148,6 +178,7 @@ fn writer(shared: &'static Shared) {
         let _ = write_all(next.as_bytes());
         queue = shared.lock();
         queue.writing = false;
+        queue.written += 1;
     }
 }
 
