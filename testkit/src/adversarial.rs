@@ -1065,9 +1065,14 @@ pub fn never_reading_client_closed_by_write_timeout<T: Binding>() {
 /// timeout.
 pub fn slow_but_progressing_clients_are_not_cut<T: Binding>() {
     use std::io::Read;
+    const WRITE_TIMEOUT: Duration = Duration::from_millis(1500);
     let (server, _) = timeouts_server::<T>(Config {
         body_timeout: Some(Duration::from_millis(300)),
-        write_timeout: Some(Duration::from_millis(500)),
+        // Far longer than the reader's pauses (60 ms), so that a reader
+        // thread starved on a loaded machine is not taken for a stalled
+        // client; shorter than the reading takes (31 pauses or more:
+        // 1.86 s).
+        write_timeout: Some(WRITE_TIMEOUT),
         ..Config::default()
     });
     let mut checker = Checker::start(server.addr);
@@ -1106,12 +1111,12 @@ pub fn slow_but_progressing_clients_are_not_cut<T: Binding>() {
             }
         }
         total += this_round;
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(60));
     }
     let took = started.elapsed();
     assert!(total >= 512 * BIG_CHUNK, "{total} bytes");
     assert!(tail.ends_with(b"\r\n0\r\n\r\n"), "the response ended");
-    assert!(took > Duration::from_millis(500), "read in {took:?}");
+    assert!(took > WRITE_TIMEOUT, "read in {took:?}");
     checker.wait_for_more(3);
     checker.finish();
     eprintln!(
