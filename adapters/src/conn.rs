@@ -17,6 +17,7 @@ use lameduck_core::ConnId;
 use crate::control::{ABORT, CLOSE, CLOSE_COUNTED, Control, NOTIFIED};
 use crate::driver::Driver;
 use crate::runtime::Runtime;
+use crate::sync::wait_until;
 use crate::worker::Worker;
 
 /// How long a gentle close waits for the peer's end of stream after
@@ -406,32 +407,16 @@ impl GentleCloses {
 
     /// Resolves once no gentle close is in progress.
     pub(crate) async fn ended(&self) {
-        // The listener is registered before each re-check, and every end
-        // notifies: no end is missed.
-        loop {
-            if self.in_progress.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.in_progress.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            listener.await;
-        }
+        // Every end notifies.
+        wait_until(&self.event, || {
+            self.in_progress.load(Ordering::Acquire) == 0
+        })
+        .await;
     }
 
     /// Resolves once the gentle closes are cut.
     pub(crate) async fn cut_notified(&self) {
-        loop {
-            if self.is_cut() {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.is_cut() {
-                return;
-            }
-            listener.await;
-        }
+        wait_until(&self.event, || self.is_cut()).await;
     }
 }
 

@@ -32,6 +32,7 @@ use crate::control::{CLOSE, Control, FINISH};
 use crate::event::{Event as LifecycleEvent, Sink};
 use crate::hooks::Hooks;
 use crate::listener::ListenerFd;
+use crate::sync::wait_until;
 
 /// One server's driver, shared by its tasks and handles.
 pub(crate) struct Driver {
@@ -126,7 +127,7 @@ impl Stop {
 
     /// Resolves once stopped.
     pub(crate) async fn wait(&self) {
-        wait_until(&self.stopped, &self.event, true).await;
+        wait_until(&self.event, || self.stopped.load(Ordering::Acquire)).await;
     }
 
     /// The accept loop is running (it accepts from now on).
@@ -142,7 +143,7 @@ impl Stop {
     }
 
     async fn wait_armed(&self) {
-        wait_until(&self.armed, &self.loop_event, true).await;
+        wait_until(&self.loop_event, || self.armed.load(Ordering::Acquire)).await;
     }
 }
 
@@ -162,23 +163,7 @@ impl AcceptGate {
 
     /// Resolves once accepting is not paused.
     pub(crate) async fn wait_open(&self) {
-        wait_until(&self.paused, &self.event, false).await;
-    }
-}
-
-/// Resolves once `flag` reads `want`. Each pass registers a listener before
-/// re-checking, so a change between the check and the wait is never missed;
-/// every change notifies, so each wake-up re-checks a fresh value.
-async fn wait_until(flag: &AtomicBool, event: &Event, want: bool) {
-    loop {
-        if flag.load(Ordering::Acquire) == want {
-            return;
-        }
-        let listener = event.listen();
-        if flag.load(Ordering::Acquire) == want {
-            return;
-        }
-        listener.await;
+        wait_until(&self.event, || !self.paused.load(Ordering::Acquire)).await;
     }
 }
 

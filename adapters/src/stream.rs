@@ -34,6 +34,7 @@ use crate::conn::{Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control};
 use crate::listener::ServeConn;
 use crate::runtime::Runtime;
+use crate::sync::wait_until;
 use crate::worker::Worker;
 
 /// One accepted connection of a raw-stream server
@@ -301,16 +302,7 @@ where
 
 /// Resolves once the connection is forced closed.
 async fn forced(control: Arc<Control>) {
-    // Each pass waits for one notification of this connection's control;
-    // it gets at most a few (finish, notify, close).
-    loop {
-        if control.cmd() & ABORT != 0 {
-            return;
-        }
-        let listener = control.notice.listen();
-        if control.cmd() & ABORT != 0 {
-            return;
-        }
-        listener.await;
-    }
+    // This connection's control is notified a few times at most (finish,
+    // notify, close).
+    wait_until(&control.notice, || control.cmd() & ABORT != 0).await;
 }

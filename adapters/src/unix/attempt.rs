@@ -28,7 +28,7 @@ use super::child::{ChildWatch, Group};
 use super::ready::{Heard, Offer, ReadyReader, ready_channel};
 use super::restart::RestartError;
 use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
-use crate::sync::lock;
+use crate::sync::{lock, wait_until};
 
 /// The program a restart starts: `executable` (this executable's path as
 /// `std::env::current_exe` found it, or as set), or why it is unknown.
@@ -217,22 +217,13 @@ impl Attempts {
     /// (An attempt whose process is still being started counts: the
     /// process must not exit before it can kill that one.)
     pub(crate) async fn finished(&self) {
-        // Each pass re-checks after registering, so the end of an attempt
-        // is never missed; attempts end (hand-off, or a reap after a kill).
+        // Attempts end (hand-off, or a reap after a kill), and each end
+        // notifies `over`.
         let idle = || {
             let machine = lock(&self.machine);
             !machine.in_flight && machine.child.is_none()
         };
-        loop {
-            if idle() {
-                return;
-            }
-            let listener = self.over.listen();
-            if idle() {
-                return;
-            }
-            listener.await;
-        }
+        wait_until(&self.over, idle).await;
     }
 
     /// Carries out the attempt begun by [`begin`](Self::begin), whose

@@ -37,7 +37,7 @@ use super::state::StateOffer;
 use super::tasks::Tasks;
 use crate::driver::{Order, hand_off_all};
 use crate::handle::Handle;
-use crate::sync::lock;
+use crate::sync::{lock, wait_for};
 
 /// Why a restart did not happen. After any of these the server goes on
 /// serving, unchanged.
@@ -352,18 +352,8 @@ impl RestartSlot {
     }
 
     async fn wait(&self) -> RestartOutcome {
-        // Re-checked after registering: the outcome is never missed; it
-        // comes once the attempt (bounded by its deadline) ends.
-        loop {
-            if let Some(result) = lock(&self.result).clone() {
-                return result;
-            }
-            let listener = self.known.listen();
-            if let Some(result) = lock(&self.result).clone() {
-                return result;
-            }
-            listener.await;
-        }
+        // The outcome comes once the attempt (bounded by its deadline) ends.
+        wait_for(&self.known, || lock(&self.result).clone()).await
     }
 }
 
