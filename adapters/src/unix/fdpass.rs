@@ -1,6 +1,7 @@
 //! Descriptors over a Unix stream socket (`SCM_RIGHTS`), through rustix's
 //! safe `sendmsg`/`recvmsg`: no `unsafe` here. Received descriptors are
-//! close-on-exec (`MSG_CMSG_CLOEXEC`).
+//! close-on-exec (`MSG_CMSG_CLOEXEC`). Also the hand-off's one way to write
+//! a whole short message (a line) to a pipe or a socket: [`write_all`].
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -35,6 +36,28 @@ pub(crate) fn send(
         &mut control,
         flags,
     )?)
+}
+
+/// Writes all of `bytes` to `fd`, a pipe or (never raising `SIGPIPE`) a
+/// stream socket, retrying when interrupted. Blocks while `fd` is full: for
+/// short messages to a blocking descriptor.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, bytes: &[u8], socket: bool) -> io::Result<()> {
+    let mut left = bytes;
+    // Each pass writes at least one byte or fails: bounded by the length.
+    while !left.is_empty() {
+        let written = if socket {
+            rustix::net::send(fd, left, SendFlags::NOSIGNAL)
+        } else {
+            rustix::io::write(fd, left)
+        };
+        match written {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => left = &left[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Receives bytes into `buf`, and the descriptors attached to them into

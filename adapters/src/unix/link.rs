@@ -20,11 +20,12 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use async_io::Async;
 use rustix::pipe::PipeFlags;
 
+use super::fdpass;
 use super::inherit::InheritError;
 use super::ready::{PipeEnd, adopt_pipe_end};
 
@@ -45,20 +46,10 @@ impl LinkWriter {
     /// Tells the generation to hand off to `successor`. An error: the
     /// generation is gone (its end is closed).
     pub(crate) fn hand_off(&self, successor: u32) -> io::Result<()> {
+        // A pipe takes a line this short (fewer than PIPE_BUF bytes) at
+        // once, and nothing else is ever written to it.
         let line = format!("HANDOFF {successor}\n");
-        let mut left = line.as_bytes();
-        // Each pass writes at least one byte or fails; a pipe takes a line
-        // this short (fewer than PIPE_BUF bytes) at once, and nothing else
-        // is ever written to it.
-        while !left.is_empty() {
-            match rustix::io::write(&self.0, left) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => left = &left[n..],
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        fdpass::write_all(self.0.as_fd(), line.as_bytes(), false)
     }
 }
 

@@ -375,24 +375,7 @@ impl ReadyChannel {
         if !self.socket && *reply != Reply::Ready {
             return Ok(());
         }
-        let line = reply.encode();
-        let mut left = line.as_slice();
-        // Each pass writes at least one byte or fails; bounded by the
-        // line's length.
-        while !left.is_empty() {
-            let written = if self.socket {
-                rustix::net::send(&self.fd, left, rustix::net::SendFlags::NOSIGNAL)
-            } else {
-                rustix::io::write(&self.fd, left)
-            };
-            match written {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => left = &left[n..],
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        fdpass::write_all(self.fd.as_fd(), &reply.encode(), self.socket)
     }
 
     /// Tells the predecessor this process is ready, and closes the channel.
