@@ -689,7 +689,7 @@ fn single_threaded() -> bool {
 }
 
 /// Whether `fd` is an open descriptor (without claiming it).
-fn is_open(fd: RawFd) -> bool {
+pub(crate) fn is_open(fd: RawFd) -> bool {
     // SAFETY: `fcntl(F_GETFD)` reads the descriptor's flags and nothing
     // else; for a number that is not open it fails with EBADF.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }

@@ -27,7 +27,7 @@ use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use super::fdpass;
-use super::inherit::InheritError;
+use super::inherit::{InheritError, is_open};
 
 /// The parent's end: sends the state, then resolves when the successor
 /// reports ready, or not. (Shared: a supervisor keeps it, to ask the
@@ -435,9 +435,7 @@ fn adopt_descriptor(
         .ok()
         .filter(|fd| *fd >= 3 && text.bytes().all(|b| b.is_ascii_digit()))
         .ok_or("not a descriptor number (3 or more)")?;
-    // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags; it
-    // fails with EBADF for a number that is not open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+    if !is_open(fd) {
         return Err("not an open descriptor");
     }
     // SAFETY: open (checked just above) and passed to this process for it
