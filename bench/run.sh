@@ -3,8 +3,8 @@
 #
 #   bench/run.sh [--only SECTION,...] [runner flags...]
 #
-# Installs wrk, Go, valgrind and HAProxy (Debian's wrk, golang-go, valgrind,
-# haproxy) if missing, builds the demo server and the untracked baseline
+# Installs wrk, h2load, Go, valgrind and HAProxy (Debian's wrk,
+# nghttp2-client, golang-go, valgrind, haproxy) if missing, builds the demo server and the untracked baseline
 # with every runtime binding, the runner (release) and the Go peer, runs
 # the core micro-benchmarks (divan), raises the descriptor limit, and runs
 # the end-to-end runner. The report is printed, written to
@@ -12,7 +12,7 @@
 # own markers.
 #
 # --only takes sections: drain, overhead, threads, scale, restart, micro,
-# fleet (all by default); only those run, only what they need is built,
+# fleet, h2 (all by default); only those run, only what they need is built,
 # and the other sections' results in BENCHMARKS.md stay as they are. Every
 # argument goes to the runner (its flags: bench/src/bin/runner/main.rs),
 # e.g. `bench/run.sh --only overhead,threads --rounds 3`.
@@ -26,7 +26,7 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 say() { printf 'bench/run.sh: %s\n' "$*" >&2; }
 
 # --- which sections ----------------------------------------------------------
-sections="drain,overhead,threads,scale,restart,micro,fleet"
+sections="drain,overhead,threads,scale,restart,micro,fleet,h2"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     if [ "${args[i]}" = --only ] && [ $((i + 1)) -lt ${#args[@]} ]; then
@@ -47,6 +47,7 @@ features="compio,tokio,async-std"
 # --- tools -------------------------------------------------------------------
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v go >/dev/null || missing+=(golang-go)
 command -v callgrind_annotate >/dev/null || missing+=(valgrind)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)

@@ -1,5 +1,6 @@
-//! The benchmarks' untracked baseline: the demo server's HTTP/1.1 serving
-//! of `GET /` and `GET /sleep?ms=N` on the same stack as the demo, per
+//! The benchmarks' untracked baseline: the demo server's cleartext HTTP/1.1
+//! and HTTP/2 (h2c, prior knowledge) serving of `GET /` and
+//! `GET /sleep?ms=N` on the same stack as the demo, per
 //! runtime — **without** lameduck's tracking: no driver, no core, no
 //! worker, no per-connection control or tracked IO. Comparing it with the
 //! demo on the same `--runtime` isolates the cost of lifecycle tracking.
@@ -9,8 +10,11 @@
 //! and executors, the same accept and the same socket types — a binding
 //! decides nothing about the lifecycle, it is the runtime itself), one
 //! accept loop per thread on a shared listening socket (`--threads N`),
-//! a task per connection, hyper's `http1` connection with the demo's
-//! options (upgrades, half-close), the same futures-io → hyper bridge
+//! a task per connection, the demo's protocol sniff (a connection opening
+//! with the HTTP/2 preface is HTTP/2, any other HTTP/1.1; the bytes read to
+//! tell are put back), hyper's `http1` connection with the demo's options
+//! (upgrades, half-close) or its `http2` connection with each stream's task
+//! on the same runtime (ended with the connection), the same futures-io → hyper bridge
 //! copying through an 8 KiB initialized scratch, boxed handler futures, a
 //! request counter and `X-Pid` on every response.
 //!
@@ -48,7 +52,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 use lameduck::runtime::{Launch, Runtime, SmolLocal, ThreadMain};
@@ -289,7 +293,7 @@ async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_chann
             .await;
         match accepted {
             None => return,
-            Some(Ok(stream)) => rt.spawn(serve_conn(stream)),
+            Some(Ok(stream)) => rt.spawn(serve_conn(rt.clone(), stream)),
             Some(Err(_)) => {
                 rt.sleep_until(Instant::now() + Duration::from_millis(5))
                     .await;
@@ -298,22 +302,85 @@ async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_chann
     }
 }
 
-async fn serve_conn<S>(stream: S)
+/// The HTTP/2 connection preface: a client speaking HTTP/2 with prior
+/// knowledge starts with it (as the demo tells the protocols apart).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+async fn serve_conn<R: Runtime, S>(rt: R, mut stream: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The demo's builder options exactly (`lameduck::http`): keep in step.
-    let _ = http1::Builder::new()
-        .half_close(true)
-        .serve_connection(PlainIo { stream }, Routes)
-        .with_upgrades()
-        .await;
+    use futures_lite::AsyncReadExt as _;
+    // Reads until the first bytes differ from the preface or complete it
+    // (at most 24 bytes; the end of input says HTTP/1.1), then puts them back.
+    let mut first = [0u8; PREFACE.len()];
+    let mut n = 0;
+    let http2 = loop {
+        let read = match stream.read(&mut first[n..]).await {
+            Ok(read) => read,
+            Err(_) => return,
+        };
+        n += read;
+        if first[..n] != PREFACE[..n] || read == 0 {
+            break false;
+        }
+        if n == PREFACE.len() {
+            break true;
+        }
+    };
+    let io = PlainIo {
+        stream,
+        unread: first,
+        unread_from: 0,
+        unread_to: n,
+    };
+    if http2 {
+        // Ends the streams' tasks with the connection (as the demo's).
+        let (ended_tx, ended_rx) = async_channel::bounded::<()>(1);
+        let tasks = StreamTasks {
+            rt,
+            ended: ended_rx,
+        };
+        let _ = http2::Builder::new(tasks)
+            .serve_connection(io, Routes)
+            .await;
+        drop(ended_tx);
+    } else {
+        // The demo's builder options exactly (`lameduck::http`): keep in step.
+        let _ = http1::Builder::new()
+            .half_close(true)
+            .serve_connection(io, Routes)
+            .with_upgrades()
+            .await;
+    }
+}
+
+/// hyper's executor for an HTTP/2 connection's streams: each on the
+/// server's runtime, ending when the connection does.
+#[derive(Clone)]
+struct StreamTasks<R> {
+    rt: R,
+    ended: async_channel::Receiver<()>,
+}
+
+impl<R: Runtime, F: Future<Output = ()> + 'static> hyper::rt::Executor<F> for StreamTasks<R> {
+    fn execute(&self, task: F) {
+        let ended = self.ended.clone();
+        self.rt.spawn(task.or(async move {
+            let _ = ended.recv().await;
+        }));
+    }
 }
 
 // ----- the socket, seen by hyper (the demo's bridge, minus tracking) --------
 
 struct PlainIo<S> {
     stream: S,
+    /// The bytes read to tell the protocol, `unread_from..unread_to` not
+    /// yet handed to hyper.
+    unread: [u8; PREFACE.len()],
+    unread_from: usize,
+    unread_to: usize,
 }
 
 /// Bytes read per call, through an initialized scratch, as in lameduck's
@@ -327,6 +394,12 @@ impl<S: AsyncRead + Unpin> Read for PlainIo<S> {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.unread_from < this.unread_to {
+            let take = buf.remaining().min(this.unread_to - this.unread_from);
+            buf.put_slice(&this.unread[this.unread_from..this.unread_from + take]);
+            this.unread_from += take;
+            return Poll::Ready(Ok(()));
+        }
         let mut scratch = [0u8; READ_CHUNK];
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(Pin::new(&mut this.stream).poll_read(cx, &mut scratch[..want]))?;

@@ -1,27 +1,29 @@
 //! lameduck's end-to-end benchmark runner: drain tail, tracking overhead
 //! per runtime, one thread against two, scale, the restart drill, and the
 //! fleet drill (rolling restarts behind HAProxy), side by side with the
-//! untracked baseline on each runtime and a Go `net/http` peer, in one
+//! untracked baseline on each runtime and a Go `net/http` peer, HTTP/2
+//! (h2c) keep-alive throughput tracked against untracked, in one
 //! run; and the core's micro-benchmarks, read from divan's output
 //! (`--micro`). Prints a Markdown report and writes it to `--out`, and
 //! each section into `--doc` between that section's markers, so that
 //! `--only` leaves the other sections' results as they are. Run it through
-//! `bench/run.sh`, which installs wrk, Go, valgrind and HAProxy, builds
+//! `bench/run.sh`, which installs wrk, h2load, Go, valgrind and HAProxy, builds
 //! everything in release, and raises the descriptor limit.
 //!
 //! ```text
 //! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
-//!        [--only drain,overhead,threads,scale,restart,micro,fleet]
+//!        [--only drain,overhead,threads,scale,restart,micro,fleet,h2]
 //!        [--runtimes smol,smol-local,compio,tokio,async-std]
 //!        [--threads-runtimes compio,smol] [--drain-reps N]
 //!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
 //!        [--restarts N] [--fleet-backends N] [--fleet-rounds N]
-//!        [--no-callgrind]
+//!        [--h2-requests N] [--no-callgrind]
 //! runner hold ADDR COUNT SOURCE      (a helper of the scale section)
 //! ```
 
 mod drain;
 mod fleet;
+mod h2;
 mod http;
 mod micro;
 mod overhead;
@@ -78,12 +80,14 @@ pub(crate) struct Options {
     pub(crate) restarts: usize,
     pub(crate) fleet_backends: usize,
     pub(crate) fleet_rounds: usize,
+    /// Requests per h2load run of the h2 section.
+    pub(crate) h2_requests: usize,
     pub(crate) callgrind: bool,
 }
 
 /// The sections, in the report's order.
-pub(crate) const SECTIONS: [&str; 7] = [
-    "drain", "overhead", "threads", "scale", "restart", "micro", "fleet",
+pub(crate) const SECTIONS: [&str; 8] = [
+    "drain", "overhead", "threads", "scale", "restart", "micro", "fleet", "h2",
 ];
 
 /// `smol,compio` → the runtimes named, each known.
@@ -120,6 +124,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         restarts: 50,
         fleet_backends: 3,
         fleet_rounds: 2,
+        h2_requests: 500_000,
         callgrind: true,
     };
     let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
@@ -166,6 +171,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 options.fleet_backends = number(&flag, args.next())?.max(2);
             }
             "--fleet-rounds" => options.fleet_rounds = number(&flag, args.next())?.max(1),
+            "--h2-requests" => options.h2_requests = number(&flag, args.next())?.max(1_000),
             "--no-callgrind" => options.callgrind = false,
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -196,13 +202,18 @@ fn main() -> ExitCode {
     // micro-benchmarks, nothing.
     let want = |s: &str| options.sections.iter().any(|x| x == s);
     let mut needed = Vec::new();
-    if ["drain", "overhead", "threads", "scale", "restart", "fleet"]
-        .iter()
-        .any(|s| want(s))
+    if [
+        "drain", "overhead", "threads", "scale", "restart", "fleet", "h2",
+    ]
+    .iter()
+    .any(|s| want(s))
     {
         needed.push(&bins.demo);
     }
-    if ["overhead", "scale", "restart"].iter().any(|s| want(s)) {
+    if ["overhead", "scale", "restart", "h2"]
+        .iter()
+        .any(|s| want(s))
+    {
         needed.push(&bins.baseline);
     }
     if ["drain", "overhead", "scale"].iter().any(|s| want(s)) {
@@ -351,6 +362,17 @@ fn main() -> ExitCode {
         };
         results.fleet = Some((plan, fleet::run_all(&bins, &plan)));
         results.timings.push(("fleet", t.elapsed()));
+    }
+    if want("h2") {
+        let t = section("h2");
+        let plan = h2::Plan {
+            rounds: options.rounds,
+            requests: options.h2_requests,
+            connections: 8,
+            streams: 10,
+        };
+        results.h2 = Some(h2::run(&bins, &plan, options.callgrind));
+        results.timings.push(("h2", t.elapsed()));
     }
     results.total = started.elapsed();
     results.machine.load_after = report::loadavg();

@@ -307,11 +307,13 @@ fn callgrind_counts(out: &std::path::Path) -> std::result::Result<(u64, u64), St
     ))
 }
 
-fn callgrind_total(
+/// Runs `setup` under callgrind while `load` sends it `requests` requests
+/// (at its address), stops it, and reads its totals.
+pub(crate) fn callgrind_total(
     bins: &Binaries,
     setup: Setup,
-    conns: usize,
     requests: usize,
+    load: impl FnOnce(SocketAddr, usize) -> std::result::Result<(), String>,
 ) -> std::result::Result<(u64, u64), String> {
     let out = std::env::temp_dir().join(format!(
         "lameduck-bench-callgrind-{}-{:?}-{}-{requests}.out",
@@ -331,27 +333,7 @@ fn callgrind_total(
         without_io_uring(&mut command);
     }
     let mut server = Server::start(command)?;
-    let addr = server.addr;
-    let per_conn = requests / conns;
-    let clients: Vec<_> = (0..conns)
-        .map(|_| {
-            std::thread::spawn(move || -> std::result::Result<(), String> {
-                let timeout = Duration::from_secs(60);
-                let mut conn =
-                    crate::http::connect(addr, None, timeout).map_err(|e| e.to_string())?;
-                for _ in 0..per_conn {
-                    conn.get("/").map_err(|f| f.failure.to_string())?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for client in clients {
-        client
-            .join()
-            .map_err(|_| "a client panicked".to_owned())?
-            .map_err(|e| format!("client: {e}"))?;
-    }
+    load(server.addr, requests)?;
     let exited = crate::proc::exit_watcher(server.take_child().ok_or("no child")?);
     server.signal(rustix::process::Signal::TERM)?;
     exited
@@ -436,11 +418,53 @@ pub(crate) fn instructions(
     small: usize,
     large: usize,
 ) -> std::result::Result<Instructions, String> {
-    let (a, a_memset) = callgrind_total(bins, setup, conns, small)?;
-    let (b, b_memset) = callgrind_total(bins, setup, conns, large)?;
+    let load = |addr, requests| keep_alive_gets(addr, conns, requests);
+    instructions_with(bins, setup, small, large, load)
+}
+
+/// As [`instructions`], with `load(addr, requests)` sending the requests.
+pub(crate) fn instructions_with(
+    bins: &Binaries,
+    setup: Setup,
+    small: usize,
+    large: usize,
+    load: impl Fn(SocketAddr, usize) -> std::result::Result<(), String>,
+) -> std::result::Result<Instructions, String> {
+    let (a, a_memset) = callgrind_total(bins, setup, small, &load)?;
+    let (b, b_memset) = callgrind_total(bins, setup, large, &load)?;
     let n = (large - small) as f64;
     Ok(Instructions {
         per_request: (b as f64 - a as f64) / n,
         memset_per_request: (b_memset as f64 - a_memset as f64) / n,
     })
+}
+
+/// `requests` keep-alive HTTP/1.1 `GET /` over `conns` connections, a
+/// thread each.
+fn keep_alive_gets(
+    addr: SocketAddr,
+    conns: usize,
+    requests: usize,
+) -> std::result::Result<(), String> {
+    let per_conn = requests / conns;
+    let clients: Vec<_> = (0..conns)
+        .map(|_| {
+            std::thread::spawn(move || -> std::result::Result<(), String> {
+                let timeout = Duration::from_secs(60);
+                let mut conn =
+                    crate::http::connect(addr, None, timeout).map_err(|e| e.to_string())?;
+                for _ in 0..per_conn {
+                    conn.get("/").map_err(|f| f.failure.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client
+            .join()
+            .map_err(|_| "a client panicked".to_owned())?
+            .map_err(|e| format!("client: {e}"))?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::proc::{Kind, Setup};
 use crate::stats::{fmt_ms, median, percentile, thousands};
-use crate::{Options, drain, fleet, micro, overhead, restart, scale, threads};
+use crate::{Options, drain, fleet, h2, micro, overhead, restart, scale, threads};
 
 /// The machine and the tools, as read at the start.
 #[derive(Debug, Default, Clone)]
@@ -137,6 +137,7 @@ pub(crate) struct Results {
     pub(crate) scale: Option<Scale>,
     pub(crate) restart: Option<(restart::Plan, Vec<restart::Figures>)>,
     pub(crate) fleet: Option<(fleet::Plan, Result<Vec<fleet::Figures>, String>)>,
+    pub(crate) h2: Option<h2::Result>,
     /// Notes, by section.
     pub(crate) notes: Vec<(&'static str, String)>,
     /// Wall time, by section.
@@ -181,6 +182,7 @@ fn title(section: &str) -> &'static str {
         "scale" => "Scale",
         "restart" => "Restart drill",
         "micro" => "Core micro-benchmarks (divan, `cargo bench -p lameduck-core`)",
+        "h2" => "HTTP/2: what tracking costs a stream (h2c keep-alive)",
         _ => "Fleet drill",
     }
 }
@@ -195,6 +197,7 @@ pub(crate) fn ran(r: &Results, section: &str) -> bool {
         "restart" => r.restart.is_some(),
         "micro" => r.micro.is_some(),
         "fleet" => r.fleet.is_some(),
+        "h2" => r.h2.is_some(),
         _ => false,
     }
 }
@@ -221,6 +224,10 @@ pub(crate) fn render_section(r: &Results, section: &str) -> String {
         "drain" | "scale" | "restart" => format!("; {}", m.go),
         "overhead" => format!("; {}; {}", m.go, m.wrk),
         "threads" => format!("; {}", m.wrk),
+        "h2" => {
+            r.h2.as_ref()
+                .map_or(String::new(), |h| format!("; {}", h.h2load_version))
+        }
         _ => String::new(),
     };
     let limit = if section == "scale" {
@@ -250,6 +257,11 @@ pub(crate) fn render_section(r: &Results, section: &str) -> String {
         "threads" => {
             if let Some(t) = &r.threads {
                 threads_section(&mut out, t);
+            }
+        }
+        "h2" => {
+            if let Some(h) = &r.h2 {
+                h2_section(&mut out, h);
             }
         }
         _ => {
@@ -493,6 +505,128 @@ fn overhead_section(out: &mut String, o: &overhead::Result) {
                     let _ = writeln!(out, "| {} | failed: {} | | |", setup.name(), one_line(e));
                 }
             }
+        }
+    }
+}
+
+fn h2_section(out: &mut String, h: &h2::Result) {
+    let [demo, base] = h2::setups();
+    let _ = writeln!(
+        out,
+        "The demo (`serve --runtime smol`, one executor thread: lameduck tracks each HTTP/2 \
+         stream in its core) against the untracked baseline (`baseline --runtime smol`: \
+         the same runtime, preface sniff, futures-io → hyper bridge and hyper `http2` \
+         connection with each stream's task on the runtime, no lameduck driver, core or \
+         tracking), h2c with prior knowledge. Throughput: `{}` on `GET /`, {} rounds \
+         (a warm-up run each first; which server goes first alternates), medians. \
+         Instructions: user space, counted by callgrind with the same h2load load of \
+         {} and then {} requests; the difference of the totals over the {} extra \
+         requests is the cost of a request, start-up and shutdown cancelled out. \
+         *Tracking's cost* leaves out `memset` (the bridge's zeroed read scratch, the \
+         same in both, which callgrind over-counts). h2load and the servers share the \
+         machine's CPUs, with whatever else runs on it: the req/s ratio is noisy on a \
+         loaded machine, the instruction counts are the stable figure.\n",
+        h.h2load_args,
+        h.rounds,
+        thousands(h2::SMALL as u64),
+        thousands(h2::LARGE as u64),
+        thousands((h2::LARGE - h2::SMALL) as u64),
+    );
+    let (d, b) = (h.runs_of(demo), h.runs_of(base));
+    let median_of = |runs: Option<&[h2::Run]>| {
+        runs.and_then(|r| median(&r.iter().map(|r| r.rps).collect::<Vec<_>>()))
+    };
+    let cpu_of = |runs: Option<&[h2::Run]>| {
+        runs.and_then(|r| {
+            median(
+                &r.iter()
+                    .filter_map(|r| r.cpu_us_per_req)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let (dm, bm) = (median_of(d), median_of(b));
+    let rps = |v: Option<f64>| v.map_or("—".into(), |v| thousands(v as u64));
+    let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} µs"));
+    let per_round = d.zip(b).map_or("—".into(), |(d, b)| {
+        d.iter()
+            .zip(b)
+            .map(|(d, b)| format!("{:.3}", d.rps / b.rps))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let (counts, cost) = match (h.instructions_of(demo), h.instructions_of(base)) {
+        (Some(Ok(id)), Some(Ok(ib))) => {
+            let (xd, xb) = (
+                id.per_request - id.memset_per_request,
+                ib.per_request - ib.memset_per_request,
+            );
+            let share = (xd - xb) / xb;
+            (
+                format!(
+                    "{} / {} ({} / {})",
+                    thousands(id.per_request as u64),
+                    thousands(ib.per_request as u64),
+                    thousands(xd as u64),
+                    thousands(xb as u64)
+                ),
+                format!(
+                    "{:+.0} per request, {:+.1}% → {} ({:+.1}% counting `memset`)",
+                    xd - xb,
+                    100.0 * share,
+                    verdict(Some(share <= INSTRUCTIONS_TARGET)),
+                    100.0 * (id.per_request - ib.per_request) / ib.per_request
+                ),
+            )
+        }
+        _ => ("not measured".into(), verdict(None).into()),
+    };
+    let _ = writeln!(
+        out,
+        "| req/s tracked / untracked | ratio | ratio per round | CPU per request tracked / untracked | instructions per request tracked / untracked (without `memset`) | tracking's cost (target ≤ 3%) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| {} / {} | {} | {per_round} | {} / {} | {counts} | {cost} |",
+        rps(dm),
+        rps(bm),
+        dm.zip(bm)
+            .map_or("—".into(), |(d, b)| format!("{:.3}×", d / b)),
+        us(cpu_of(d)),
+        us(cpu_of(b)),
+    );
+    let _ = writeln!(
+        out,
+        "\n| server | req/s per run | failed requests | instructions per request | of which `memset` |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for setup in [demo, base] {
+        let runs = h.runs_of(setup).unwrap_or(&[]);
+        let per_run = runs
+            .iter()
+            .map(|r| thousands(r.rps as u64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let failed: u64 = runs.iter().map(|r| r.failed).sum();
+        let (count, memset) = match h.instructions_of(setup) {
+            Some(Ok(i)) => (
+                thousands(i.per_request as u64),
+                thousands(i.memset_per_request as u64),
+            ),
+            Some(Err(e)) => (format!("failed: {}", one_line(e)), String::new()),
+            None => ("not measured".into(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {per_run} | {failed} | {count} | {memset} |",
+            setup.name()
+        );
+    }
+    if !h.errors.is_empty() {
+        let _ = writeln!(out, "\nErrors:\n");
+        for e in &h.errors {
+            let _ = writeln!(out, "- {}", one_line(e));
         }
     }
 }
