@@ -1129,11 +1129,13 @@ pub fn slow_but_progressing_clients_are_not_cut<T: Binding>() {
     assert_still_serving(&server);
 }
 
-/// Instantiates every adversarial test as a `#[test]` for one
+/// Instantiates every adversarial test (with the HTTP/2 ones,
+/// [`adversarial_h2!`](crate::adversarial_h2!)) as a `#[test]` for one
 /// [`Binding`]: `lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolRt);`
 #[macro_export]
 macro_rules! adversarial {
     ($rt:ty) => {
+        $crate::adversarial_h2!($rt);
         $crate::adversarial!(@each $rt;
             slowloris_closed_by_header_timeout,
             slowloris_does_not_hold_drain,

@@ -13,7 +13,8 @@
 //! | [`clock`] | a [`VirtualClock`](clock::VirtualClock): time that moves when the test says | |
 //! | [`supervisor_model`] | the same for the supervisor machine (unix) | |
 //! | [`fuzz`] | the bodies of lameduck's fuzz targets, as plain functions | |
-//! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`adversarial`](mod@adversarial), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper) |
+//! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`scenarios_h2`](mod@scenarios_h2), [`scenarios_drain_notice`], [`adversarial`](mod@adversarial), [`adversarial_h2`](mod@adversarial_h2), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper's HTTP/2 client) |
+//! | [`h2::H2Client::connect_tls`] | the HTTP/2 client over TLS | feature `tls` (lameduck's `tls`: rustls) |
 //! | [`harness::SmolRt`] and others | lameduck's own bindings as [`Binding`](harness::Binding)s | features `smol`, `tokio`, `compio`, `async-std`, each pulling in only its runtime |
 //!
 //! # Testing your server's lifecycle
@@ -151,8 +152,10 @@
 //! pattern.
 //!
 //! The suite is the scenarios of Go's `net/http` shutdown model over
-//! HTTP/1.1 and raw streams, hostile clients (slowloris,
-//! floods, clients that never read, garbage), and the seam's own promises
+//! HTTP/1.1, raw streams and HTTP/2 (h2c: GOAWAY, refused streams), the
+//! drain notice (server-sent events ended at the drain, over HTTP/1.1 and
+//! HTTP/2), hostile clients (slowloris, floods, clients that never read,
+//! garbage, HTTP/2 frames a well-behaved client never sends), and the seam's own promises
 //! checked directly ([`seam`]): a timer never fires early, a write shutdown
 //! sends a FIN at once and closes the write half only, a dropped accept loses
 //! no connection. Everything runs on 127.0.0.1 with real clients; waits are
@@ -181,9 +184,13 @@ pub mod supervisor_model;
 #[cfg(feature = "conformance")]
 pub mod adversarial;
 #[cfg(feature = "conformance")]
+pub mod adversarial_h2;
+#[cfg(feature = "conformance")]
 pub mod client;
 #[cfg(feature = "conformance")]
 pub mod duplex;
+#[cfg(feature = "conformance")]
+pub mod h2;
 #[cfg(feature = "conformance")]
 pub mod harness;
 /// The app the conformance suite serves: lameduck's demo server's routes
@@ -194,11 +201,15 @@ pub mod routes;
 #[cfg(feature = "conformance")]
 pub mod scenarios;
 #[cfg(feature = "conformance")]
+pub mod scenarios_drain_notice;
+#[cfg(feature = "conformance")]
+pub mod scenarios_h2;
+#[cfg(feature = "conformance")]
 pub mod seam;
 
 /// Instantiates the whole conformance suite — every [`scenarios!`] test
-/// (with the seam's checks) and every
-/// [`adversarial!`] test — as `#[test]`s for one
+/// (with the seam's checks, the HTTP/2 and the drain-notice scenarios) and every
+/// [`adversarial!`] test (with the HTTP/2 ones) — as `#[test]`s for one
 /// [`Binding`](harness::Binding), in the module where it is invoked. See
 /// [Proving your binding](crate#proving-your-binding).
 #[cfg(feature = "conformance")]

@@ -3,13 +3,9 @@
 //! conformance suite): the process tests' helpers — the demo server as a
 //! child process, load generators, a load balancer.
 
-pub mod adversarial_h2;
 pub mod balancer;
-pub mod h2;
 pub mod load;
 pub mod process;
-pub mod scenarios_drain_notice;
-pub mod scenarios_h2;
 #[cfg(feature = "tls")]
 pub mod scenarios_tls;
 #[cfg(feature = "tls")]

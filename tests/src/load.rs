@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::h2::{H2Client, H2Outcome};
 use crate::process::{EVENTUALLY, serve_binary};
 use lameduck_testkit::client::{Client, Ending};
+use lameduck_testkit::h2::{H2Client, H2Outcome};
 
 /// A fresh directory under the target directory (the same filesystem as
 /// the demo binary, so it can be hard-linked there), named after the test

@@ -21,8 +21,8 @@ use lameduck_testkit::harness::{
     Binding, EVENTUALLY, Options, PROMPT, TestServer, configure, wait_until,
 };
 
-use crate::h2::H2Client;
 use crate::tls::{TestCa, TlsStream, client_hello, connect};
+use lameduck_testkit::h2::H2Client;
 
 /// The testkit's demo app over TLS on one listener (a certificate from a
 /// fresh test CA), and a client configuration trusting that CA, offering

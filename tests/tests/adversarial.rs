@@ -5,34 +5,28 @@
 
 mod smol {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_local {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::SmolLocalRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::TokioRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::CompioRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::CompioPollRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::adversarial!(lameduck_testkit::harness::AsyncStdRt);
-    lameduck_tests::adversarial_h2!(lameduck_testkit::harness::AsyncStdRt);
 }

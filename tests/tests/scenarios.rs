@@ -7,24 +7,18 @@
 
 mod smol {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_threads {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolThreadsRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolThreadsRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolThreadsRt);
 }
 
 mod smol_local {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::SmolLocalRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::SmolLocalRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolLocalRt);
 }
@@ -32,8 +26,6 @@ mod smol_local {
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::TokioRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::TokioRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::TokioRt);
 }
@@ -41,8 +33,6 @@ mod tokio {
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::CompioRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioRt);
 }
@@ -50,8 +40,6 @@ mod compio {
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::CompioPollRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::CompioPollRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioPollRt);
 }
@@ -59,8 +47,6 @@ mod compio_polling {
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
-    lameduck_tests::drain_notice_scenarios!(lameduck_testkit::harness::AsyncStdRt);
-    lameduck_tests::scenarios_h2!(lameduck_testkit::harness::AsyncStdRt);
     #[cfg(feature = "tls")]
     lameduck_tests::scenarios_tls!(lameduck_testkit::harness::AsyncStdRt);
 }

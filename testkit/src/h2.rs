@@ -7,16 +7,18 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use async_executor::{Executor, Task};
+use async_io::Async;
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
-use smol::Async;
 
-use lameduck_testkit::client::IO_TIMEOUT;
+use crate::client::IO_TIMEOUT;
 
 // ----- hyper's client -------------------------------------------------------------
 
@@ -59,19 +61,34 @@ impl<S: futures_lite::AsyncWrite + Unpin> hyper::rt::Write for HyperStream<S> {
     }
 }
 
-/// Runs the client connection's tasks on smol's global executor.
-#[derive(Clone, Copy, Debug)]
-struct SmolExec;
+/// The executor the client's tasks run on: a thread of its own, started on
+/// first use, so the client runs beside any binding under test.
+fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
+    static EXECUTOR: OnceLock<&'static Executor<'static>> = OnceLock::new();
+    let executor = EXECUTOR.get_or_init(|| {
+        let executor: &'static Executor<'static> = Box::leak(Box::new(Executor::new()));
+        std::thread::Builder::new()
+            .name("lameduck-testkit-h2-client".into())
+            .spawn(move || async_io::block_on(executor.run(std::future::pending::<()>())))
+            .expect("the HTTP/2 client's thread");
+        executor
+    });
+    executor.spawn(future)
+}
 
-impl<F: Future<Output = ()> + Send + 'static> hyper::rt::Executor<F> for SmolExec {
+/// Runs the client connection's tasks on [`spawn`]'s executor.
+#[derive(Clone, Copy, Debug)]
+struct ClientExec;
+
+impl<F: Future<Output = ()> + Send + 'static> hyper::rt::Executor<F> for ClientExec {
     fn execute(&self, task: F) {
-        smol::spawn(task).detach();
+        spawn(task).detach();
     }
 }
 
 /// Runs `future`, failing with `TimedOut` after [`IO_TIMEOUT`].
 fn bounded<T>(future: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    smol::block_on(future.or(async {
+    async_io::block_on(future.or(async {
         async_io::Timer::after(IO_TIMEOUT).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -110,7 +127,7 @@ pub struct H2Client {
     send: http2::SendRequest<Full<Bytes>>,
     authority: String,
     /// The connection's task: ends when the connection does.
-    conn: Option<smol::Task<Result<(), hyper::Error>>>,
+    conn: Option<Task<Result<(), hyper::Error>>>,
 }
 
 impl H2Client {
@@ -148,13 +165,13 @@ impl H2Client {
     where
         S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) = http2::handshake(SmolExec, HyperStream(stream))
+        let (send, conn) = http2::handshake(ClientExec, HyperStream(stream))
             .await
             .map_err(other)?;
         Ok(H2Client {
             send,
             authority: addr.to_string(),
-            conn: Some(smol::spawn(conn)),
+            conn: Some(spawn(conn)),
         })
     }
 
@@ -165,14 +182,14 @@ impl H2Client {
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> smol::Task<Result<H2Response, hyper::Error>> {
+    ) -> Task<Result<H2Response, hyper::Error>> {
         let request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.authority))
             .body(Full::new(Bytes::copy_from_slice(body)))
             .expect("a valid request");
         let mut send = self.send.clone();
-        smol::spawn(async move {
+        spawn(async move {
             let response = send.send_request(request).await?;
             let status = response.status().as_u16();
             let pid = response
@@ -198,7 +215,7 @@ impl H2Client {
     }
 
     /// Waits for a task from [`spawn`](Self::spawn) (bounded).
-    pub fn wait(task: smol::Task<Result<H2Response, hyper::Error>>) -> io::Result<H2Response> {
+    pub fn wait(task: Task<Result<H2Response, hyper::Error>>) -> io::Result<H2Response> {
         bounded(async { task.await.map_err(other) })
     }
 
@@ -236,12 +253,11 @@ impl H2Client {
     /// [`try_get`](Self::try_get) `n` times at once, on `n` streams.
     #[must_use]
     pub fn try_get_many(&self, path: &str, n: usize) -> Vec<H2Outcome> {
-        let tasks: Vec<smol::Task<H2Outcome>> =
-            (0..n).map(|_| smol::spawn(self.exchange(path))).collect();
+        let tasks: Vec<Task<H2Outcome>> = (0..n).map(|_| spawn(self.exchange(path))).collect();
         tasks
             .into_iter()
             .map(|task| {
-                smol::block_on(task.or(async {
+                async_io::block_on(task.or(async {
                     async_io::Timer::after(IO_TIMEOUT).await;
                     H2Outcome::Failed("timed out".into())
                 }))
@@ -288,8 +304,8 @@ fn refused(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     // Bounded by the chain's length.
     while let Some(e) = source {
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            return h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        if let Some(h2) = e.downcast_ref::<::h2::Error>() {
+            return h2.is_reset() && h2.reason() == Some(::h2::Reason::REFUSED_STREAM);
         }
         source = e.source();
     }

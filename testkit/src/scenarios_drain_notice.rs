@@ -16,11 +16,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::Response;
 use lameduck::core::{Completion, Config, Phase};
 
-use lameduck_testkit::client::{Client, Ending, Response as ClientResponse};
-use lameduck_testkit::harness::{
-    Binding, EVENTUALLY, TestServer, demo_server, http_server, wait_until,
-};
-use lameduck_testkit::routes::Reply;
+use crate::client::{Client, Ending, Response as ClientResponse};
+use crate::harness::{Binding, EVENTUALLY, TestServer, demo_server, http_server, wait_until};
+use crate::routes::Reply;
 
 use crate::h2::{END_STREAM, Frame, RawH2, kind};
 
@@ -36,7 +34,7 @@ fn connect(addr: std::net::SocketAddr) -> Client {
 /// request's drain notice had fired when its handler began.
 fn notice_server<T: Binding>(config: Config) -> TestServer<T> {
     http_server::<T, _, _>(config, |rt, handle| {
-        let demo = lameduck_testkit::routes::router(rt, handle);
+        let demo = crate::routes::router(rt, handle);
         move |req| -> Reply {
             if req.uri().path() != "/notified" {
                 return demo(req);
@@ -336,7 +334,7 @@ pub fn handler_ignoring_notice_unaffected<T: Binding>() {
 }
 
 /// Instantiates every drain-notice scenario as a `#[test]` for the
-/// [`Binding`](lameduck_testkit::harness::Binding) `$rt`.
+/// [`Binding`](crate::harness::Binding) `$rt`.
 #[macro_export]
 macro_rules! drain_notice_scenarios {
     ($rt:ty) => {

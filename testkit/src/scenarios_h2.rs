@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use lameduck::core::{Completion, Config, Phase};
 
+use crate::client::Client;
 use crate::h2::{
     END_STREAM, Frame, H2Client, H2Response, MAX_STREAM_ID, REFUSED_STREAM, RawH2, kind,
 };
-use lameduck_testkit::client::Client;
-use lameduck_testkit::harness::{
+use crate::harness::{
     Binding, EVENTUALLY, PROMPT, TestServer, demo_server, http_server, wait_until,
 };
 
@@ -28,9 +28,9 @@ fn gated_server<T: Binding>(config: Config) -> (TestServer<T>, Gate) {
         waiting: waiting.clone(),
     };
     let server = http_server::<T, _, _>(config, move |rt, handle| {
-        let router = lameduck_testkit::routes::router(rt, handle);
+        let router = crate::routes::router(rt, handle);
         let (opened, waiting) = (opened.clone(), waiting.clone());
-        move |req: hyper::Request<hyper::body::Incoming>| -> lameduck_testkit::routes::Reply {
+        move |req: hyper::Request<hyper::body::Incoming>| -> crate::routes::Reply {
             if req.uri().path() != "/gate" {
                 return router(req);
             }
@@ -304,7 +304,7 @@ pub fn h2_idle_connection_goaway_at_drain<T: Binding>() {
         closed.is_ok(),
         "the client's connection ended with {closed:?}"
     );
-    smol::block_on(server.handle.finished()).expect("finished");
+    async_io::block_on(server.handle.finished()).expect("finished");
 }
 
 /// The deadline cuts a stuck stream: the connection is dropped, and the

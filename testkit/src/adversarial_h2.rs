@@ -9,9 +9,9 @@
 use std::net::{Shutdown, SocketAddr};
 use std::time::Instant;
 
+use crate::adversarial::Checker;
+use crate::harness::{Binding, EVENTUALLY, TestServer, demo_server, wait_until};
 use lameduck::core::{Completion, Config, Phase};
-use lameduck_testkit::adversarial::Checker;
-use lameduck_testkit::harness::{Binding, EVENTUALLY, TestServer, demo_server, wait_until};
 
 use crate::h2::{
     ACK, END_HEADERS, END_STREAM, Frame, H2Client, MAX_STREAM_ID, REFUSED_STREAM, RawH2, frame,
@@ -253,7 +253,7 @@ pub fn h2_silent_client_at_drain_bounded<T: Binding>() {
             .all(|f| f.kind != kind::PING || f.flags & ACK == 0),
         "{seen:?}"
     );
-    smol::block_on(server.handle.finished()).expect("finished");
+    async_io::block_on(server.handle.finished()).expect("finished");
 }
 
 /// Instantiates the HTTP/2 adversarial tests for a [`Binding`].
