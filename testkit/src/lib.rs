@@ -14,7 +14,7 @@
 //! | [`supervisor_model`] | the same for the supervisor machine (unix) | |
 //! | [`fuzz`] | the bodies of lameduck's fuzz targets, as plain functions | |
 //! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`scenarios_h2`](mod@scenarios_h2), [`scenarios_drain_notice`], [`adversarial`](mod@adversarial), [`adversarial_h2`](mod@adversarial_h2), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper's HTTP/2 client) |
-//! | [`h2::H2Client::connect_tls`] | the HTTP/2 client over TLS | feature `tls` (lameduck's `tls`: rustls) |
+//! | [`scenarios_tls`](mod@scenarios_tls), [`tls`] | the TLS scenarios (HTTPS and HTTP/2 by ALPN), in the suite when the feature is on; a test CA and rustls clients | feature `tls` (lameduck's `tls`: rustls; rcgen) |
 //! | [`harness::SmolRt`] and others | lameduck's own bindings as [`Binding`](harness::Binding)s | features `smol`, `tokio`, `compio`, `async-std`, each pulling in only its runtime |
 //!
 //! # Testing your server's lifecycle
@@ -155,7 +155,9 @@
 //! HTTP/1.1, raw streams and HTTP/2 (h2c: GOAWAY, refused streams), the
 //! drain notice (server-sent events ended at the drain, over HTTP/1.1 and
 //! HTTP/2), hostile clients (slowloris, floods, clients that never read,
-//! garbage, HTTP/2 frames a well-behaved client never sends), and the seam's own promises
+//! garbage, HTTP/2 frames a well-behaved client never sends), TLS with the
+//! feature `tls` (`close_notify` at the drain, stalled and garbage
+//! handshakes, ALPN), and the seam's own promises
 //! checked directly ([`seam`]): a timer never fires early, a write shutdown
 //! sends a FIN at once and closes the write half only, a dropped accept loses
 //! no connection. Everything runs on 127.0.0.1 with real clients; waits are
@@ -204,11 +206,24 @@ pub mod scenarios;
 pub mod scenarios_drain_notice;
 #[cfg(feature = "conformance")]
 pub mod scenarios_h2;
+#[cfg(feature = "tls")]
+pub mod scenarios_tls;
 #[cfg(feature = "conformance")]
 pub mod seam;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+/// Without the feature `tls`, [`scenarios!`] has no TLS scenarios.
+#[cfg(all(feature = "conformance", not(feature = "tls")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenarios_tls_if_enabled {
+    ($rt:ty) => {};
+}
 
 /// Instantiates the whole conformance suite — every [`scenarios!`] test
-/// (with the seam's checks, the HTTP/2 and the drain-notice scenarios) and every
+/// (with the seam's checks, the HTTP/2 and the drain-notice scenarios, and
+/// the TLS ones with the feature `tls`) and every
 /// [`adversarial!`] test (with the HTTP/2 ones) — as `#[test]`s for one
 /// [`Binding`](harness::Binding), in the module where it is invoked. See
 /// [Proving your binding](crate#proving-your-binding).

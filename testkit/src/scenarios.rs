@@ -981,7 +981,8 @@ pub fn snapshot_matches_real_connections<T: Binding>() {
 
 /// Instantiates every scenario (with the HTTP/2 ones,
 /// [`scenarios_h2!`](crate::scenarios_h2!), and the drain notice's,
-/// [`drain_notice_scenarios!`](crate::drain_notice_scenarios!)), and every
+/// [`drain_notice_scenarios!`](crate::drain_notice_scenarios!), and with
+/// the feature `tls` the TLS ones, `scenarios_tls!`), and every
 /// check of the runtime seam's promises ([`seam`](crate::seam)), as a
 /// `#[test]` for one [`Binding`]:
 /// `lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);`
@@ -990,6 +991,7 @@ macro_rules! scenarios {
     ($rt:ty) => {
         $crate::drain_notice_scenarios!($rt);
         $crate::scenarios_h2!($rt);
+        $crate::__scenarios_tls_if_enabled!($rt);
         $crate::scenarios!(@each $rt; seam;
             sleep_until_is_never_early,
             tcp_shutdown_write_sends_fin,

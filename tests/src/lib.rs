@@ -6,10 +6,6 @@
 pub mod balancer;
 pub mod load;
 pub mod process;
-#[cfg(feature = "tls")]
-pub mod scenarios_tls;
-#[cfg(feature = "tls")]
-pub mod tls;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -7,48 +7,34 @@
 
 mod smol {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolRt);
 }
 
 mod smol_threads {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolThreadsRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolThreadsRt);
 }
 
 mod smol_local {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::SmolLocalRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolLocalRt);
 }
 
 #[cfg(feature = "tokio")]
 mod tokio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::TokioRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::TokioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioRt);
 }
 
 #[cfg(feature = "compio")]
 mod compio_polling {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::CompioPollRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::CompioPollRt);
 }
 
 #[cfg(feature = "async-std")]
 mod async_std {
     lameduck_testkit::scenarios!(lameduck_testkit::harness::AsyncStdRt);
-    #[cfg(feature = "tls")]
-    lameduck_tests::scenarios_tls!(lameduck_testkit::harness::AsyncStdRt);
 }
 
 /// Which compio driver served: io_uring where this kernel (or container)

@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use lameduck::tls::rustls::ClientConfig;
 use lameduck_testkit::client::{Client, Ending};
+use lameduck_testkit::tls::{ServerCert, TestCa, TlsStream, connect};
 use lameduck_tests::load::scratch_dir;
 use lameduck_tests::process::{
     Demo, EVENTUALLY, Signal, parse_first_line, send_signal, serve_binary, wait_exited,
 };
-use lameduck_tests::tls::{ServerCert, TestCa, TlsStream, connect};
 
 /// Writes `cert` where the demo reads it, each file replaced whole (a
 /// rename), as a certificate renewal would.

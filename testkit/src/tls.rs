@@ -12,7 +12,7 @@ use lameduck::tls::{TlsAcceptor, rustls};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use lameduck_testkit::client::{Client, IO_TIMEOUT};
+use crate::client::{Client, IO_TIMEOUT};
 
 /// A TLS client's stream: rustls over a blocking TCP stream.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;

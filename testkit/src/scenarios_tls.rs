@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 use lameduck::core::{Completion, Config, Phase};
 use lameduck::tls::rustls::ClientConfig;
 
-use lameduck_testkit::client::{Client, Ending, Response};
-use lameduck_testkit::harness::{
-    Binding, EVENTUALLY, Options, PROMPT, TestServer, configure, wait_until,
-};
+use crate::client::{Client, Ending, Response};
+use crate::harness::{Binding, EVENTUALLY, Options, PROMPT, TestServer, configure, wait_until};
 
+use crate::h2::H2Client;
 use crate::tls::{TestCa, TlsStream, client_hello, connect};
-use lameduck_testkit::h2::H2Client;
 
 /// The testkit's demo app over TLS on one listener (a certificate from a
 /// fresh test CA), and a client configuration trusting that CA, offering
@@ -44,8 +42,7 @@ fn tls_server_ca<T: Binding>(config: Config) -> (TestServer<T>, TestCa) {
             .build()
             .expect("starting the server");
         let handle = server.handle();
-        let handle =
-            server.serve_http_with(move |rt| lameduck_testkit::routes::router(rt, handle.clone()));
+        let handle = server.serve_http_with(move |rt| crate::routes::router(rt, handle.clone()));
         (handle, ())
     });
     (TestServer::new(handle, events), ca)
@@ -407,7 +404,7 @@ pub fn tls_garbage_hello_closed_server_keeps_serving<T: Binding>() {
 }
 
 /// Instantiates every TLS scenario as a `#[test]` for one
-/// [`Binding`]: `lameduck_tests::scenarios_tls!(lameduck_testkit::harness::SmolRt);`
+/// [`Binding`]: `lameduck_testkit::scenarios_tls!(lameduck_testkit::harness::SmolRt);`
 #[macro_export]
 macro_rules! scenarios_tls {
     ($rt:ty) => {
@@ -429,5 +426,15 @@ macro_rules! scenarios_tls {
                 $crate::scenarios_tls::$name::<$rt>();
             }
         )*
+    };
+}
+
+/// [`scenarios_tls!`] when the testkit's feature `tls` is on (decided in
+/// this crate, not in the crate invoking [`scenarios!`](crate::scenarios!)).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenarios_tls_if_enabled {
+    ($rt:ty) => {
+        $crate::scenarios_tls!($rt);
     };
 }
