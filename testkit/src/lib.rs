@@ -14,7 +14,7 @@
 //! | [`supervisor_model`] | the same for the supervisor machine (unix) | |
 //! | [`fuzz`] | the bodies of lameduck's fuzz targets, as plain functions | |
 //! | [`conformance!`], [`harness`], [`scenarios`](mod@scenarios), [`scenarios_h2`](mod@scenarios_h2), [`scenarios_drain_notice`], [`adversarial`](mod@adversarial), [`adversarial_h2`](mod@adversarial_h2), [`seam`] | the real-socket conformance suite, as functions of a [`Binding`](harness::Binding) | feature `conformance` (`lameduck` without a binding, hyper's HTTP/2 client) |
-//! | [`scenarios_tls`](mod@scenarios_tls), [`tls`] | the TLS scenarios (HTTPS and HTTP/2 by ALPN), in the suite when the feature is on; a test CA and rustls clients | feature `tls` (lameduck's `tls`: rustls; rcgen) |
+//! | `scenarios_tls`, `tls` | the TLS scenarios (HTTPS and HTTP/2 by ALPN), in the suite when the feature is on; a test CA and rustls clients | feature `tls` (lameduck's `tls`: rustls; rcgen) |
 //! | [`harness::SmolRt`] and others | lameduck's own bindings as [`Binding`](harness::Binding)s | features `smol`, `tokio`, `compio`, `async-std`, each pulling in only its runtime |
 //!
 //! # Testing your server's lifecycle
