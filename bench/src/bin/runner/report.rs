@@ -404,36 +404,7 @@ fn overhead_section(out: &mut String, o: &overhead::Result) {
         let ratio = dm.zip(bm).map(|(d, b)| d / b);
         let rps = |v: Option<f64>| v.map_or("—".into(), |v| thousands(v as u64));
         let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} µs"));
-        let instructions = match (o.instructions_of(demo), o.instructions_of(base)) {
-            (Some(Ok(id)), Some(Ok(ib))) => Some((id, ib)),
-            _ => None,
-        };
-        let (counts, cost) = match instructions {
-            Some((id, ib)) => {
-                let (xd, xb) = (
-                    id.per_request - id.memset_per_request,
-                    ib.per_request - ib.memset_per_request,
-                );
-                let share = (xd - xb) / xb;
-                (
-                    format!(
-                        "{} / {} ({} / {})",
-                        thousands(id.per_request as u64),
-                        thousands(ib.per_request as u64),
-                        thousands(xd as u64),
-                        thousands(xb as u64)
-                    ),
-                    format!(
-                        "{:+.0} per request, {:+.1}% → {} ({:+.1}% counting `memset`)",
-                        xd - xb,
-                        100.0 * share,
-                        verdict(Some(share <= INSTRUCTIONS_TARGET)),
-                        100.0 * (id.per_request - ib.per_request) / ib.per_request
-                    ),
-                )
-            }
-            None => ("not measured".into(), verdict(None).into()),
-        };
+        let (counts, cost) = instruction_cells(o.instructions_of(demo), o.instructions_of(base));
         let _ = writeln!(
             out,
             "| {rt} | {} / {} | {} | {} | {} / {} | {counts} | {cost} |",
@@ -555,32 +526,7 @@ fn h2_section(out: &mut String, h: &h2::Result) {
             .collect::<Vec<_>>()
             .join(", ")
     });
-    let (counts, cost) = match (h.instructions_of(demo), h.instructions_of(base)) {
-        (Some(Ok(id)), Some(Ok(ib))) => {
-            let (xd, xb) = (
-                id.per_request - id.memset_per_request,
-                ib.per_request - ib.memset_per_request,
-            );
-            let share = (xd - xb) / xb;
-            (
-                format!(
-                    "{} / {} ({} / {})",
-                    thousands(id.per_request as u64),
-                    thousands(ib.per_request as u64),
-                    thousands(xd as u64),
-                    thousands(xb as u64)
-                ),
-                format!(
-                    "{:+.0} per request, {:+.1}% → {} ({:+.1}% counting `memset`)",
-                    xd - xb,
-                    100.0 * share,
-                    verdict(Some(share <= INSTRUCTIONS_TARGET)),
-                    100.0 * (id.per_request - ib.per_request) / ib.per_request
-                ),
-            )
-        }
-        _ => ("not measured".into(), verdict(None).into()),
-    };
+    let (counts, cost) = instruction_cells(h.instructions_of(demo), h.instructions_of(base));
     let _ = writeln!(
         out,
         "| req/s tracked / untracked | ratio | ratio per round | CPU per request tracked / untracked | instructions per request tracked / untracked (without `memset`) | tracking's cost (target ≤ 3%) |"
@@ -1228,4 +1174,37 @@ pub(crate) fn render_fleet(r: &Results) -> String {
         );
     }
     out
+}
+
+/// The two instruction cells of a tracked/untracked pair: the counts per
+/// request (with and without `memset`), and tracking's cost against the
+/// target.
+fn instruction_cells(
+    demo: Option<&Result<overhead::Instructions, String>>,
+    base: Option<&Result<overhead::Instructions, String>>,
+) -> (String, String) {
+    let (Some(Ok(id)), Some(Ok(ib))) = (demo, base) else {
+        return ("not measured".into(), verdict(None).into());
+    };
+    let (xd, xb) = (
+        id.per_request - id.memset_per_request,
+        ib.per_request - ib.memset_per_request,
+    );
+    let share = (xd - xb) / xb;
+    (
+        format!(
+            "{} / {} ({} / {})",
+            thousands(id.per_request as u64),
+            thousands(ib.per_request as u64),
+            thousands(xd as u64),
+            thousands(xb as u64)
+        ),
+        format!(
+            "{:+.0} per request, {:+.1}% → {} ({:+.1}% counting `memset`)",
+            xd - xb,
+            100.0 * share,
+            verdict(Some(share <= INSTRUCTIONS_TARGET)),
+            100.0 * (id.per_request - ib.per_request) / ib.per_request
+        ),
+    )
 }
