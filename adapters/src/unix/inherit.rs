@@ -1,22 +1,20 @@
 //! Adopting inherited listening sockets (systemd socket activation, or a
 //! predecessor's hand-off: the same format), strictly validated.
 
-#![allow(unsafe_code)]
-
 use std::fmt;
 use std::io;
 use std::net::ToSocketAddrs;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use lameduck_core::activation::{Activation, ActivationError, InheritedFd, ListenEnv};
-use rustix::io::{Errno, FdFlags};
+use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
+use super::fd::{AdoptError, Adoption};
 use super::link::Link;
 use super::ready::ReadyChannel;
 use super::spawn::{HAND_OFF_VARS, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
@@ -28,10 +26,6 @@ use lameduck_core::handover::Reply;
 
 /// The variables removed once the sockets are adopted.
 const VARS: [&str; 6] = HAND_OFF_VARS;
-
-/// Set once a process has adopted its inherited descriptors: they are
-/// owned from then on and must not be adopted twice.
-static ADOPTED: AtomicBool = AtomicBool::new(false);
 
 /// Why the inherited sockets were refused. The process should report it
 /// and exit non-zero: it was told to serve on sockets it cannot use.
@@ -75,6 +69,15 @@ pub enum InheritError {
     },
     /// The socket is not listening (`SO_ACCEPTCONN` is off).
     NotListening {
+        /// The descriptor.
+        fd: RawFd,
+        /// Its name.
+        name: String,
+    },
+    /// The descriptor was adopted already under another name (say
+    /// `LAMEDUCK_READY_FD` names one of the `LISTEN_FDS` too): it is owned
+    /// once, by the first.
+    NamedTwice {
         /// The descriptor.
         fd: RawFd,
         /// Its name.
@@ -139,6 +142,11 @@ impl fmt::Display for InheritError {
             InheritError::UnsupportedFamily { fd, name } => write!(
                 f,
                 "inherited fd {fd} ({name}) is neither an IPv4, IPv6 nor Unix socket"
+            ),
+            InheritError::NamedTwice { fd, name } => write!(
+                f,
+                "inherited fd {fd} ({name}) is named twice: it was adopted already under \
+                 another name"
             ),
             InheritError::ReadyFd { value, reason } => {
                 write!(f, "{READY_FD_VAR}={value:?}: {reason}")
@@ -362,14 +370,15 @@ impl Inherited {
     /// # Ok(()) }
     /// ```
     pub fn from_env() -> Result<Inherited, InheritError> {
-        if ADOPTED.swap(true, Ordering::AcqRel) {
+        let Some(mut adoption) = Adoption::claim() else {
             return Err(InheritError::AlreadyAdopted);
-        }
+        };
         let env = ListenEnv::from_process();
         let ready_var = std::env::var_os(READY_FD_VAR);
         let link_var = std::env::var_os(SUPERVISOR_FD_VAR);
         let owned_var = std::env::var_os(OWNED_FDS_VAR);
         let result = Self::adopt(
+            &mut adoption,
             &env,
             ready_var.as_deref(),
             link_var.as_deref(),
@@ -392,6 +401,7 @@ impl Inherited {
     }
 
     fn adopt(
+        adoption: &mut Adoption,
         env: &ListenEnv,
         ready_var: Option<&std::ffi::OsStr>,
         link_var: Option<&std::ffi::OsStr>,
@@ -408,19 +418,41 @@ impl Inherited {
         let fds = activation.into_sockets();
         // Check every descriptor before owning any: on an error nothing is
         // closed behind the caller's back.
-        let kinds = fds.iter().map(check).collect::<Result<Vec<_>, _>>()?;
+        let kinds = fds
+            .iter()
+            .map(|fd| check(adoption, fd))
+            .collect::<Result<Vec<_>, _>>()?;
         let owned_files = match owned_var {
-            Some(value) => {
-                owned_files(value, &fds, &kinds, ready_var.is_some(), link_var.is_some())?
-            }
+            Some(value) => owned_files(
+                adoption,
+                value,
+                &fds,
+                &kinds,
+                ready_var.is_some(),
+                link_var.is_some(),
+            )?,
             None => Vec::new(),
         };
-        let ready = ready_var.map(ReadyChannel::adopt).transpose()?;
-        let link = link_var.map(Link::adopt).transpose()?;
+        let ready = ready_var
+            .map(|value| {
+                ReadyChannel::adopt(value, adoption).map_err(|reason| InheritError::ReadyFd {
+                    value: value.to_string_lossy().into_owned(),
+                    reason,
+                })
+            })
+            .transpose()?;
+        let link = link_var
+            .map(|value| {
+                Link::adopt(value, adoption).map_err(|reason| InheritError::SupervisorFd {
+                    value: value.to_string_lossy().into_owned(),
+                    reason,
+                })
+            })
+            .transpose()?;
         let listeners = fds
             .into_iter()
             .zip(kinds)
-            .map(|(inherited, family)| own(inherited, family).map(Some))
+            .map(|(inherited, family)| own(adoption, inherited, family).map(Some))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Inherited {
             listeners,
@@ -593,6 +625,7 @@ impl Inherited {
 /// to a path, none twice; only in a restart's successor (`ready`), never
 /// in a supervised generation (`link`).
 fn owned_files(
+    adoption: &Adoption,
     value: &std::ffi::OsStr,
     fds: &[InheritedFd],
     kinds: &[Family],
@@ -642,24 +675,23 @@ fn owned_files(
         if !matches!(kinds.get(i), Some(Family::Unix)) {
             return Err(error(format!("fd {fd} ({name}) is not a Unix socket")));
         }
-        // SAFETY: `fd` is open (checked), passed to this process by
-        // LISTEN_FDS; only borrowed here, within this function.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let io_error = |e: Errno| InheritError::Io {
-            fd,
-            error: e.into(),
-        };
-        let addr = rustix::net::getsockname(borrowed).map_err(io_error)?;
-        let path = rustix::net::SocketAddrUnix::try_from(addr)
-            .ok()
-            .and_then(|unix| {
-                unix.path_bytes()
-                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
-            });
+        let io_error = |error: io::Error| InheritError::Io { fd, error };
+        let (path, socket) = adoption
+            .inspect(fd, |borrowed| {
+                let addr = rustix::net::getsockname(borrowed)?;
+                let path = rustix::net::SocketAddrUnix::try_from(addr)
+                    .ok()
+                    .and_then(|unix| {
+                        unix.path_bytes()
+                            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+                    });
+                Ok((path, socket_identity(borrowed)?))
+            })
+            .map_err(|e| refused(e, fd, name))?
+            .map_err(io_error)?;
         let Some(path) = path else {
             return Err(error(format!("fd {fd} ({name}) is not bound to a path")));
         };
-        let socket = socket_identity(borrowed).map_err(|error| InheritError::Io { fd, error })?;
         owned.push(OwnedFile { socket, path });
     }
     Ok(owned)
@@ -667,6 +699,7 @@ fn owned_files(
 
 /// Removes the variables if no other thread can be reading the
 /// environment; says whether it did.
+#[allow(unsafe_code)] // `remove_var`: this process's one thread only
 fn clear_env() -> bool {
     if !VARS.iter().any(|k| std::env::var_os(k).is_some()) {
         return true;
@@ -688,29 +721,34 @@ fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.take(2).count() == 1)
 }
 
-/// Whether `fd` is an open descriptor (without claiming it).
-pub(crate) fn is_open(fd: RawFd) -> bool {
-    // SAFETY: `fcntl(F_GETFD)` reads the descriptor's flags and nothing
-    // else; for a number that is not open it fails with EBADF.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Family {
     Inet,
     Unix,
 }
 
-/// Checks that an inherited descriptor is a listening stream socket.
-fn check(inherited: &InheritedFd) -> Result<Family, InheritError> {
-    let (fd, name) = (inherited.fd, inherited.name.clone());
-    if !is_open(fd) {
-        return Err(InheritError::NotOpen { fd, name });
+/// Why `adoption` refused the inherited descriptor `fd`, named `name`.
+fn refused(e: AdoptError, fd: RawFd, name: &str) -> InheritError {
+    let name = name.to_owned();
+    match e {
+        AdoptError::NotOpen => InheritError::NotOpen { fd, name },
+        AdoptError::AdoptedAlready => InheritError::NamedTwice { fd, name },
+        AdoptError::CloseOnExec(error) => InheritError::Io { fd, error },
     }
-    // SAFETY: `fd` is open (checked just above) and, by the LISTEN_FDS
-    // protocol, was passed to this process; it is only borrowed for these
-    // checks, within this function.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+}
+
+/// Checks that an inherited descriptor is a listening stream socket.
+fn check(adoption: &Adoption, inherited: &InheritedFd) -> Result<Family, InheritError> {
+    let (fd, name) = (inherited.fd, &inherited.name);
+    adoption
+        .inspect(fd, |borrowed| check_socket(borrowed, fd, name))
+        .map_err(|e| refused(e, fd, name))?
+}
+
+/// Checks that `borrowed` (inherited `fd`, named `name`) is a listening
+/// stream socket.
+fn check_socket(borrowed: BorrowedFd<'_>, fd: RawFd, name: &str) -> Result<Family, InheritError> {
+    let name = name.to_owned();
     let io_error = |e: Errno| InheritError::Io {
         fd,
         error: e.into(),
@@ -744,17 +782,18 @@ fn socket_family(fd: BorrowedFd<'_>) -> Result<AddressFamily, Errno> {
     rustix::net::getsockname(fd).map(|addr| addr.address_family())
 }
 
-/// Takes ownership of a checked descriptor.
-fn own(inherited: InheritedFd, family: Family) -> Result<InheritedListener, InheritError> {
+/// Takes ownership of a checked descriptor (close-on-exec: nothing
+/// inherited leaks into this process's own children).
+fn own(
+    adoption: &mut Adoption,
+    inherited: InheritedFd,
+    family: Family,
+) -> Result<InheritedListener, InheritError> {
     let fd = inherited.fd;
-    // SAFETY: the descriptor is open and a listening socket (checked), it
-    // was passed to this process by LISTEN_FDS for it to own, the parsed
-    // numbers are distinct, and `ADOPTED` makes sure no descriptor is
-    // adopted twice in this process.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = adoption
+        .adopt(fd)
+        .map_err(|e| refused(e, fd, &inherited.name))?;
     let io_error = |error: io::Error| InheritError::Io { fd, error };
-    // Nothing inherited leaks into this process's own children.
-    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC).map_err(|e| io_error(e.into()))?;
     let socket = match family {
         Family::Inet => {
             let l = std::net::TcpListener::from(owned);
@@ -965,8 +1004,28 @@ mod tests {
     #[test]
     fn bad_variables_are_precise_errors() {
         let me = std::process::id();
-        let e = Inherited::adopt(&env(me, "x", None), None, None, None).unwrap_err();
+        let e = Inherited::adopt(
+            &mut Adoption::for_tests(),
+            &env(me, "x", None),
+            None,
+            None,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "LISTEN_FDS=\"x\" is not a count");
+        // The channel's and the link's variables, named in the error.
+        let none = env(me + 1, "0", None);
+        let x = std::ffi::OsStr::new("x");
+        let e = Inherited::adopt(&mut Adoption::for_tests(), &none, Some(x), None, None);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "LAMEDUCK_READY_FD=\"x\": not a descriptor number (3 or more)"
+        );
+        let e = Inherited::adopt(&mut Adoption::for_tests(), &none, None, Some(x), None);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "LAMEDUCK_SUPERVISOR_FD=\"x\": not a descriptor number (3 or more)"
+        );
     }
 
     /// systemd's rule: a `LISTEN_PID` that is not ours means the variables
@@ -976,11 +1035,25 @@ mod tests {
     fn another_process_s_variables_are_ignored() {
         let me = std::process::id();
         for fds in ["1", "4000", "junk"] {
-            let inherited = Inherited::adopt(&env(me + 1, fds, None), None, None, None).unwrap();
+            let inherited = Inherited::adopt(
+                &mut Adoption::for_tests(),
+                &env(me + 1, fds, None),
+                None,
+                None,
+                None,
+            )
+            .unwrap();
             assert!(inherited.is_empty());
             assert_eq!(inherited.not_for_us, Some((me + 1, me)));
         }
-        let e = Inherited::adopt(&env(me, "1", Some("a:b")), None, None, None).unwrap_err();
+        let e = Inherited::adopt(
+            &mut Adoption::for_tests(),
+            &env(me, "1", Some("a:b")),
+            None,
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(
             e,
             InheritError::Env(ActivationError::NameCountMismatch { .. })
@@ -996,14 +1069,17 @@ mod tests {
             fd: std::os::fd::AsRawFd::as_raw_fd(&r),
             name: "p".into(),
         };
-        assert!(matches!(check(&pipe), Err(InheritError::NotASocket { .. })));
+        assert!(matches!(
+            check(&Adoption::for_tests(), &pipe),
+            Err(InheritError::NotASocket { .. })
+        ));
 
         let stream = std::os::unix::net::UnixStream::pair().unwrap().0;
         let not_listening = InheritedFd {
             fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
             name: "s".into(),
         };
-        let e = check(&not_listening).unwrap_err();
+        let e = check(&Adoption::for_tests(), &not_listening).unwrap_err();
         assert!(matches!(e, InheritError::NotListening { .. }));
         assert!(e.to_string().ends_with("is not a listening socket"), "{e}");
 
@@ -1012,20 +1088,61 @@ mod tests {
             fd: std::os::fd::AsRawFd::as_raw_fd(&dgram),
             name: "u".into(),
         };
-        assert!(matches!(check(&udp), Err(InheritError::NotStream { .. })));
+        assert!(matches!(
+            check(&Adoption::for_tests(), &udp),
+            Err(InheritError::NotStream { .. })
+        ));
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ok = InheritedFd {
             fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
             name: "l".into(),
         };
-        assert!(matches!(check(&ok), Ok(Family::Inet)));
+        assert!(matches!(
+            check(&Adoption::for_tests(), &ok),
+            Ok(Family::Inet)
+        ));
 
         let closed = InheritedFd {
             fd: 999_999,
             name: "gone".into(),
         };
-        assert!(matches!(check(&closed), Err(InheritError::NotOpen { .. })));
+        assert!(matches!(
+            check(&Adoption::for_tests(), &closed),
+            Err(InheritError::NotOpen { .. })
+        ));
+    }
+
+    /// A number named twice (a listener's, and the readiness channel's,
+    /// say) is adopted once: the second name is refused, and the one
+    /// owner closes it once.
+    #[test]
+    fn a_descriptor_named_twice_is_adopted_once() {
+        use std::os::fd::IntoRawFd;
+        let mut adoption = Adoption::for_tests();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = listener.into_raw_fd(); // to be owned by the adoption
+        let inherited = |name: &str| InheritedFd {
+            fd,
+            name: name.into(),
+        };
+        let first = own(&mut adoption, inherited("http"), Family::Inet).unwrap();
+        assert_eq!(first.local_addr().unwrap(), ListenAddr::Tcp(addr));
+        let e = own(&mut adoption, inherited("again"), Family::Inet).unwrap_err();
+        assert!(matches!(e, InheritError::NamedTwice { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "inherited fd {fd} (again) is named twice: it was adopted already under another \
+                 name"
+            )
+        );
+        let e = check(&adoption, &inherited("check")).unwrap_err();
+        assert!(matches!(e, InheritError::NamedTwice { .. }), "{e:?}");
+        let value = std::ffi::OsString::from(fd.to_string());
+        let e = ReadyChannel::adopt(&value, &mut adoption).unwrap_err();
+        assert_eq!(e, "adopted already, under another name");
     }
 
     #[cfg(feature = "smol")]
@@ -1086,9 +1203,19 @@ mod tests {
                 name: "unnamed".into(),
             },
         ];
-        let kinds: Vec<Family> = fds.iter().map(|f| check(f).unwrap()).collect();
+        let kinds: Vec<Family> = fds
+            .iter()
+            .map(|f| check(&Adoption::for_tests(), f).unwrap())
+            .collect();
         let parse = |value: &str, ready: bool, link: bool| {
-            owned_files(std::ffi::OsStr::new(value), &fds, &kinds, ready, link)
+            owned_files(
+                &Adoption::for_tests(),
+                std::ffi::OsStr::new(value),
+                &fds,
+                &kinds,
+                ready,
+                link,
+            )
         };
         let owned = parse(&u.to_string(), true, false).unwrap();
         assert_eq!(owned.len(), 1);

@@ -25,9 +25,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use async_io::Async;
 use rustix::pipe::PipeFlags;
 
+use super::fd::{Adoption, PipeEnd};
 use super::fdpass;
-use super::inherit::InheritError;
-use super::ready::{PipeEnd, adopt_pipe_end};
 
 /// The longest line the supervisor writes, with room to spare.
 const MAX_LINE: usize = 64;
@@ -76,14 +75,10 @@ pub(crate) enum LinkMessage {
 impl Link {
     /// Adopts the descriptor named by the variable: the read end of a
     /// pipe. It is made close-on-exec. (Not registered with a reactor
-    /// yet: adoption runs before any thread starts.)
-    pub(crate) fn adopt(value: &OsStr) -> Result<Link, InheritError> {
-        adopt_pipe_end(value, PipeEnd::Read)
-            .map(Link)
-            .map_err(|reason| InheritError::SupervisorFd {
-                value: value.to_string_lossy().into_owned(),
-                reason,
-            })
+    /// yet: adoption runs before any thread starts.) The error says what
+    /// is wrong with it.
+    pub(crate) fn adopt(value: &OsStr, adoption: &mut Adoption) -> Result<Link, &'static str> {
+        adoption.adopt_pipe_end(value, PipeEnd::Read).map(Link)
     }
 
     /// Starts reading (registers the pipe with the reactor).
@@ -142,8 +137,8 @@ mod tests {
     use std::os::fd::{AsRawFd, IntoRawFd};
 
     fn adopt_read_end(read: OwnedFd) -> Link {
-        let fd = read.into_raw_fd();
-        Link::adopt(OsStr::new(&fd.to_string())).unwrap()
+        let fd = read.into_raw_fd(); // to be owned by the link
+        Link::adopt(OsStr::new(&fd.to_string()), &mut Adoption::for_tests()).unwrap()
     }
 
     #[test]
@@ -178,20 +173,12 @@ mod tests {
     #[test]
     fn a_write_end_or_a_socket_is_refused() {
         let (_read, write) = rustix::pipe::pipe().unwrap();
-        match Link::adopt(OsStr::new(&write.as_raw_fd().to_string())) {
-            Err(InheritError::SupervisorFd { reason, .. }) => {
-                assert_eq!(reason, "not the read end of a pipe");
-            }
-            other => panic!("{other:?}"),
-        }
+        let adopt = |value: String| Link::adopt(OsStr::new(&value), &mut Adoption::for_tests());
+        let e = adopt(write.as_raw_fd().to_string()).unwrap_err();
+        assert_eq!(e, "not the read end of a pipe");
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        match Link::adopt(OsStr::new(&socket.as_raw_fd().to_string())) {
-            Err(e @ InheritError::SupervisorFd { .. }) => {
-                assert!(e.to_string().starts_with("LAMEDUCK_SUPERVISOR_FD="), "{e}");
-                assert!(e.to_string().ends_with("not a pipe"), "{e}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let e = adopt(socket.as_raw_fd().to_string()).unwrap_err();
+        assert_eq!(e, "not a pipe");
     }
 
     #[test]

@@ -180,6 +180,7 @@
 mod attempt;
 mod child;
 mod ctl;
+mod fd;
 mod fdpass;
 mod inherit;
 mod link;

@@ -9,12 +9,10 @@
 //! A successor also accepts the write end of a pipe there: what a
 //! predecessor of an earlier lameduck passes (readiness only, no state).
 
-#![allow(unsafe_code)]
-
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use async_io::Async;
@@ -23,11 +21,10 @@ use lameduck_core::handover::{
     AbortReason, Decision, Decoder, Frame, Limits, Reply, ReplyDecoder, Transfer,
 };
 use rustix::fs::FileType;
-use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+use super::fd::{Adoption, PipeEnd, check_pipe_end};
 use super::fdpass;
-use super::inherit::{InheritError, is_open};
 
 /// The parent's end: sends the state, then resolves when the successor
 /// reports ready, or not. (Shared: a supervisor keeps it, to ask the
@@ -303,13 +300,13 @@ impl fmt::Debug for ReadyChannel {
 impl ReadyChannel {
     /// Adopts the descriptor named by the variable: a Unix stream socket,
     /// or the write end of a pipe (an earlier lameduck's predecessor). It
-    /// is made close-on-exec, and blocking.
-    pub(crate) fn adopt(value: &OsStr) -> Result<ReadyChannel, InheritError> {
-        let error = |reason| InheritError::ReadyFd {
-            value: value.to_string_lossy().into_owned(),
-            reason,
-        };
-        let (fd, kind) = adopt_descriptor(value, |fd, kind| match kind {
+    /// is made close-on-exec, and blocking. The error says what is wrong
+    /// with it.
+    pub(crate) fn adopt(
+        value: &OsStr,
+        adoption: &mut Adoption,
+    ) -> Result<ReadyChannel, &'static str> {
+        let (fd, kind) = adoption.adopt_named(value, |fd, kind| match kind {
             FileType::Fifo => check_pipe_end(fd, PipeEnd::Write),
             FileType::Socket => {
                 let stream =
@@ -323,13 +320,12 @@ impl ReadyChannel {
                 }
             }
             _ => Err("neither a Unix stream socket nor a pipe"),
-        })
-        .map_err(error)?;
+        })?;
         let socket = kind == FileType::Socket;
         if socket {
-            let flags = rustix::fs::fcntl_getfl(&fd).map_err(|_| error("cannot be examined"))?;
+            let flags = rustix::fs::fcntl_getfl(&fd).map_err(|_| "cannot be examined")?;
             rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK)
-                .map_err(|_| error("cannot be made blocking"))?;
+                .map_err(|_| "cannot be made blocking")?;
         }
         Ok(ReadyChannel {
             fd,
@@ -391,79 +387,15 @@ impl ReadyChannel {
     }
 }
 
-/// Which end of a pipe a descriptor must be.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PipeEnd {
-    Read,
-    Write,
-}
-
-/// Adopts the descriptor whose number is `value` (a variable's): it must
-/// be open and that end of a pipe. It is made close-on-exec. The error
-/// says what is wrong.
-pub(crate) fn adopt_pipe_end(value: &OsStr, end: PipeEnd) -> Result<OwnedFd, &'static str> {
-    adopt_descriptor(value, |fd, kind| {
-        if kind != FileType::Fifo {
-            return Err("not a pipe");
-        }
-        check_pipe_end(fd, end)
-    })
-    .map(|(fd, _)| fd)
-}
-
-fn check_pipe_end(fd: BorrowedFd<'_>, end: PipeEnd) -> Result<(), &'static str> {
-    let mode = rustix::fs::fcntl_getfl(fd).map_err(|_| "cannot be examined")?;
-    let (wanted, wrong) = match end {
-        PipeEnd::Write => (rustix::fs::OFlags::WRONLY, "not the write end of a pipe"),
-        PipeEnd::Read => (rustix::fs::OFlags::RDONLY, "not the read end of a pipe"),
-    };
-    if mode & rustix::fs::OFlags::RWMODE != wanted {
-        return Err(wrong);
-    }
-    Ok(())
-}
-
-/// Adopts the descriptor whose number is `value` if it is open and
-/// `check` accepts it (given its file type); makes it close-on-exec.
-fn adopt_descriptor(
-    value: &OsStr,
-    check: impl FnOnce(BorrowedFd<'_>, FileType) -> Result<(), &'static str>,
-) -> Result<(OwnedFd, FileType), &'static str> {
-    let text = value.to_string_lossy();
-    let fd: RawFd = text
-        .parse()
-        .ok()
-        .filter(|fd| *fd >= 3 && text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or("not a descriptor number (3 or more)")?;
-    if !is_open(fd) {
-        return Err("not an open descriptor");
-    }
-    // SAFETY: open (checked just above) and passed to this process for it
-    // to use; only borrowed for the checks below.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = rustix::fs::fstat(borrowed).map_err(|_| "cannot be examined")?;
-    let kind = FileType::from_raw_mode(stat.st_mode);
-    check(borrowed, kind)?;
-    // SAFETY: checked above to be an open descriptor of the expected kind
-    // that a parent passed to this process for it to own; `Inherited`
-    // adopts at most once per process.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC)
-        .map_err(|_| "cannot be made close-on-exec")?;
-    Ok((owned, kind))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsRawFd, IntoRawFd};
 
     /// The successor's end, adopted as a successor would.
     fn adopt(theirs: OwnedFd) -> ReadyChannel {
-        let fd = theirs.as_raw_fd();
-        let channel = ReadyChannel::adopt(OsStr::new(&fd.to_string())).unwrap();
-        std::mem::forget(theirs); // now owned by `channel`
-        channel
+        let fd = theirs.into_raw_fd(); // to be owned by the channel
+        ReadyChannel::adopt(OsStr::new(&fd.to_string()), &mut Adoption::for_tests()).unwrap()
     }
 
     fn offer(items: &[(&str, &[u8], Vec<OwnedFd>)]) -> Offer {
@@ -610,17 +542,12 @@ mod tests {
             ("999999", "not an open descriptor"),
             (&read.as_raw_fd().to_string(), "not the write end of a pipe"),
         ] {
-            match ReadyChannel::adopt(OsStr::new(value)) {
-                Err(InheritError::ReadyFd { reason: r, .. }) => assert_eq!(r, reason, "{value}"),
-                other => panic!("{value}: {other:?}"),
-            }
+            let adopted = ReadyChannel::adopt(OsStr::new(value), &mut Adoption::for_tests());
+            assert_eq!(adopted.unwrap_err(), reason, "{value}");
         }
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        match ReadyChannel::adopt(OsStr::new(&socket.as_raw_fd().to_string())) {
-            Err(InheritError::ReadyFd { reason, .. }) => {
-                assert_eq!(reason, "not a Unix stream socket")
-            }
-            other => panic!("{other:?}"),
-        }
+        let value = socket.as_raw_fd().to_string();
+        let adopted = ReadyChannel::adopt(OsStr::new(&value), &mut Adoption::for_tests());
+        assert_eq!(adopted.unwrap_err(), "not a Unix stream socket");
     }
 }
