@@ -25,7 +25,8 @@ fn start_activated(listener: &TcpListener, args: &[&str]) -> Demo {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child =
-        lameduck::unix::spawn_with_listeners(command, &[(listener.as_fd(), "http")]).unwrap();
+        lameduck::unix::handoff::spawn_with_listeners(command, &[(listener.as_fd(), "http")])
+            .unwrap();
     Demo::from_child(child)
 }
 

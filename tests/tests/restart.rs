@@ -751,7 +751,7 @@ fn an_activated_unix_sockets_file_is_kept() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = lameduck::unix::spawn_with_listeners(
+    let child = lameduck::unix::handoff::spawn_with_listeners(
         command,
         &[(tcp.as_fd(), "listen-0"), (unix.as_fd(), "unix")],
     )
@@ -786,7 +786,8 @@ fn socket_activation_serves_the_passed_socket() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child =
-        lameduck::unix::spawn_with_listeners(command, &[(listener.as_fd(), "http")]).unwrap();
+        lameduck::unix::handoff::spawn_with_listeners(command, &[(listener.as_fd(), "http")])
+            .unwrap();
     drop(listener); // only the demo has it now
     let mut demo = Demo::from_child(child);
     let pid = demo.pid();
@@ -824,7 +825,8 @@ fn activation_for_another_process_is_ignored() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child =
-        lameduck::unix::spawn_with_listeners(command, &[(passed.as_fd(), "listen-0")]).unwrap();
+        lameduck::unix::handoff::spawn_with_listeners(command, &[(passed.as_fd(), "listen-0")])
+            .unwrap();
     let mut demo = Demo::from_child(child);
     let pid = demo.pid();
     let addr = demo.tcp_addrs()[0];
@@ -925,7 +927,7 @@ fn malformed_activation_is_a_clear_error() {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let child = lameduck::unix::spawn_with_listeners(command, &[(fd, "x")]).unwrap();
+        let child = lameduck::unix::handoff::spawn_with_listeners(command, &[(fd, "x")]).unwrap();
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -347,16 +347,6 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// The variables a successor must not see again once adopted.
-const HAND_OFF_VARS: [&str; 6] = [
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    lameduck::unix::READY_FD_VAR,
-    lameduck::unix::SUPERVISOR_FD_VAR,
-    lameduck::unix::OWNED_FDS_VAR,
-];
-
 /// One line on stderr, `serve: ` first, in a single write: processes of
 /// several generations share the stream, and a pipe keeps writes of up to
 /// `PIPE_BUF` bytes whole. Queued, never blocking (`stderr.rs`).
@@ -438,7 +428,7 @@ fn serve() -> ExitCode {
     }
     // First, while this is the only thread: adopt inherited sockets (and
     // remove the variables from the environment).
-    let handed_vars = HAND_OFF_VARS
+    let handed_vars = lameduck::unix::handoff::VARS
         .into_iter()
         .any(|k| std::env::var_os(k).is_some());
     let inherited = match Inherited::from_env() {
@@ -450,7 +440,7 @@ fn serve() -> ExitCode {
     };
     // Also when the variables were ignored (for another process).
     if handed_vars {
-        let left: Vec<&str> = HAND_OFF_VARS
+        let left: Vec<&str> = lameduck::unix::handoff::VARS
             .into_iter()
             .filter(|k| std::env::var_os(k).is_some())
             .collect();

@@ -5,7 +5,7 @@
 //! server to the next — a timer, what "hand off" means, how a rollback is
 //! reported — is its [`Carrier`]; the policy is the machine's.
 //!
-//! [`launch`] is shared with the [`Supervisor`](super::Supervisor), whose
+//! [`Spawn`] is shared with the [`Supervisor`](super::Supervisor), whose
 //! generations start the same way (its decisions are the core's
 //! [`supervisor`](lameduck_core::supervisor) machine's).
 
@@ -25,9 +25,10 @@ use lameduck_core::restart::{
 };
 
 use super::child::{ChildWatch, Group};
+use super::handoff::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
 use super::ready::{Heard, Offer, ReadyReader, ready_channel};
 use super::restart::RestartError;
-use super::spawn::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, spawn};
+use super::spawn::spawn;
 use crate::sync::{lock, wait_until};
 
 /// The program a restart starts: `executable` (this executable's path as
@@ -71,65 +72,98 @@ pub(crate) struct Launched {
     pub(crate) offer: Offer,
 }
 
-/// Starts `program` with `args`, the `listeners` at descriptors 3, 4, …,
-/// one end of a new hand-off channel after them (`LAMEDUCK_READY_FD`; the
-/// `offer` is sent on it once the attempt runs), and after that a supervisor's `link`, if any
-/// (`LAMEDUCK_SUPERVISOR_FD`). The listeners at the indices `owned_files`
-/// are named by `LAMEDUCK_OWNED_FDS`: the new process takes their socket
-/// files over. `reaper`: watched by the process-wide reaper (a
-/// supervisor), else by a thread of its own.
-///
-/// The process leads a process group of its own, so that a failed
-/// attempt kills everything it started (see
-/// [`spawn`](super::spawn#process-groups)).
-#[allow(clippy::too_many_arguments)] // each one is what differs between a successor and a generation
-pub(crate) fn launch(
-    program: &Path,
-    args: &[OsString],
-    listeners: &[(BorrowedFd<'_>, &str)],
-    owned_files: &[usize],
-    link: Option<BorrowedFd<'_>>,
-    reaper: bool,
-    generation: u64,
-    offer: Offer,
-) -> io::Result<Launched> {
-    if listeners.is_empty() {
-        return Err(io::Error::other("no open listener to hand over"));
+/// A process to start ([`Spawn::launch`]): a restart's successor or a
+/// supervisor's generation, with the listeners and a new hand-off channel.
+pub(crate) struct Spawn<'a> {
+    /// The executable.
+    pub(crate) program: &'a Path,
+    /// Its arguments.
+    pub(crate) args: &'a [OsString],
+    /// The listening sockets, named, for descriptors 3, 4, ….
+    pub(crate) listeners: &'a [(BorrowedFd<'a>, &'a str)],
+    /// Which restart mode it serves in.
+    pub(crate) mode: Mode<'a>,
+    /// Its generation number (`LAMEDUCK_GENERATION`).
+    pub(crate) generation: u64,
+    /// The restart state, sent on its hand-off channel once the attempt
+    /// runs.
+    pub(crate) offer: Offer,
+}
+
+/// What differs between a restart's successor and a supervisor's
+/// generation.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode<'a> {
+    /// A direct restart's successor: it takes over the socket files of the
+    /// listeners at these indices (`LAMEDUCK_OWNED_FDS`) and becomes
+    /// systemd's main process; watched by a thread of its own (this
+    /// process may have other children).
+    Direct { owned_files: &'a [usize] },
+    /// A supervisor's generation: it gets the read end of its link
+    /// (`LAMEDUCK_SUPERVISOR_FD`, after the hand-off channel); reaped by
+    /// the process-wide reaper (the supervisor owns every child).
+    Supervised { link: BorrowedFd<'a> },
+}
+
+impl Spawn<'_> {
+    /// Starts the process with the listeners at descriptors 3, 4, …, one
+    /// end of a new hand-off channel after them (`LAMEDUCK_READY_FD`), and
+    /// what its [`Mode`] adds.
+    ///
+    /// The process leads a process group of its own, so that a failed
+    /// attempt kills everything it started (see
+    /// [`spawn`](super::spawn#process-groups)).
+    pub(crate) fn launch(self) -> io::Result<Launched> {
+        let Spawn {
+            program,
+            args,
+            listeners,
+            mode,
+            generation,
+            offer,
+        } = self;
+        if listeners.is_empty() {
+            return Err(io::Error::other("no open listener to hand over"));
+        }
+        let (reader, writer) = ready_channel()?;
+        let mut command = Command::new(program);
+        command.args(args);
+        command.env(GENERATION_VAR, generation.to_string());
+        // setpgid(0, 0) in the child before exec (std does it before the
+        // pre-exec code of `spawn`; async-signal-safe). `Command::spawn`
+        // returns once the child has executed (or failed to), so the group
+        // exists before anyone may signal it.
+        command.process_group(0);
+        let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
+        let owned_files = match mode {
+            Mode::Direct { owned_files } => {
+                // A direct restart's successor becomes systemd's main
+                // process.
+                super::notify::watchdog_for_successor(&mut command);
+                owned_files
+            }
+            Mode::Supervised { link } => {
+                extra.push((link, SUPERVISOR_FD_VAR));
+                &[]
+            }
+        };
+        let start = || {
+            spawn(command, listeners, &extra, owned_files)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))
+        };
+        let watch = match mode {
+            Mode::Direct { .. } => ChildWatch::start(start()?, Group::Own)?,
+            Mode::Supervised { .. } => ChildWatch::spawn_reaped(start, Group::Own)?,
+        };
+        // Only the new process holds the write end now: its exit is an end
+        // of file here.
+        drop(writer);
+        Ok(Launched {
+            watch: Arc::new(watch),
+            reader,
+            offer,
+        })
     }
-    let (reader, writer) = ready_channel()?;
-    let mut command = Command::new(program);
-    command.args(args);
-    command.env(GENERATION_VAR, generation.to_string());
-    if link.is_none() {
-        // A direct restart's successor becomes systemd's main process.
-        super::notify::watchdog_for_successor(&mut command);
-    }
-    // setpgid(0, 0) in the child before exec (std does it before the
-    // pre-exec code of `spawn`; async-signal-safe). `Command::spawn`
-    // returns once the child has executed (or failed to), so the group
-    // exists before anyone may signal it.
-    command.process_group(0);
-    let mut extra = vec![(writer.as_fd(), READY_FD_VAR)];
-    if let Some(link) = link {
-        extra.push((link, SUPERVISOR_FD_VAR));
-    }
-    let start = || {
-        spawn(command, listeners, &extra, owned_files)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))
-    };
-    let watch = if reaper {
-        ChildWatch::spawn_reaped(start, Group::Own)?
-    } else {
-        ChildWatch::start(start()?, Group::Own)?
-    };
-    // Only the new process holds the write end now: its exit is an end of
-    // file here.
-    drop(writer);
-    Ok(Launched {
-        watch: Arc::new(watch),
-        reader,
-        offer,
-    })
 }
 
 struct Machine {

@@ -15,17 +15,14 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
 use super::fd::{AdoptError, Adoption};
+use super::handoff::{OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, VARS};
 use super::link::Link;
 use super::ready::ReadyChannel;
-use super::spawn::{HAND_OFF_VARS, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
 use super::state::{RestartState, StateError};
 use crate::listener::ListenAddr;
 use crate::runtime::Runtime;
 use crate::server::{Builder, Pending};
 use lameduck_core::handover::Reply;
-
-/// The variables removed once the sockets are adopted.
-const VARS: [&str; 6] = HAND_OFF_VARS;
 
 /// Why the inherited sockets were refused. The process should report it
 /// and exit non-zero: it was told to serve on sockets it cannot use.
@@ -342,7 +339,7 @@ impl Inherited {
     /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)),
     /// and which inherited Unix sockets' files a restarting predecessor
     /// hands over (`LAMEDUCK_OWNED_FDS`, see
-    /// [`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)).
+    /// [`OWNED_FDS_VAR`](super::handoff::OWNED_FDS_VAR)).
     /// Nothing inherited is not an error, and neither are variables meant
     /// for another process: a `LISTEN_PID` that is not this process's pid
     /// (the variables leaked from a parent, say) means no socket is
@@ -936,7 +933,7 @@ impl<R: Runtime> Builder<R> {
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
     /// socket at `path`. A bound socket's file is removed when the server
     /// stops serving it; a restart hands that duty to the successor with
-    /// the socket ([`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)), so the file
+    /// the socket ([`OWNED_FDS_VAR`](super::handoff::OWNED_FDS_VAR)), so the file
     /// goes with the last process of the line. An inherited socket whose
     /// file no predecessor handed over (systemd's `.socket` unit owns it,
     /// or a [`Supervisor`](super::Supervisor)) keeps its file. When

@@ -21,8 +21,9 @@
 //!   ([`Lifecycle::shutdown`], [`Lifecycle::close`], [`Lifecycle::restart`]).
 //! - [`Supervisor`]: supervisor mode — restarts that keep one process id
 //!   for the service's whole life (see below).
-//! - [`spawn_with_listeners`]: start any program with listening sockets
-//!   handed over the way systemd does it.
+//! - [`handoff`]: the hand-off's environment variables, and
+//!   [`spawn_with_listeners`](handoff::spawn_with_listeners): start any
+//!   program with listening sockets handed over the way systemd does it.
 //!
 //! # A restart, step by step
 //!
@@ -43,7 +44,7 @@
 //!    ([`Lifecycle::restart_state`], [`StateOffer`]) is sent at once with
 //!    its descriptors; the Unix sockets whose files this
 //!    process would remove at its end are named by `LAMEDUCK_OWNED_FDS`
-//!    ([`OWNED_FDS_VAR`]): the file goes with the last process serving
+//!    ([`OWNED_FDS_VAR`](handoff::OWNED_FDS_VAR)): the file goes with the last process serving
 //!    it. Every other descriptor is closed on
 //!    `exec`. Both processes now accept on the same sockets: a connection
 //!    waits in the kernel's backlog until one of them takes it.
@@ -86,7 +87,7 @@
 //! 3, 4, …, a hand-off channel (`LAMEDUCK_READY_FD`; kept open once the
 //! generation is ready: the supervisor asks it for its restart state
 //! there when it starts the next one) and a **link**
-//! (`LAMEDUCK_SUPERVISOR_FD`, [`SUPERVISOR_FD_VAR`]): a pipe only the
+//! (`LAMEDUCK_SUPERVISOR_FD`, [`SUPERVISOR_FD_VAR`](handoff::SUPERVISOR_FD_VAR)): a pipe only the
 //! supervisor writes to. On `SIGHUP` the supervisor starts the next
 //! generation, waits for its `READY=1`, then writes `HANDOFF <pid>` on the
 //! previous one's link: that one stops accepting *without* `shutdown(2)`
@@ -182,6 +183,7 @@ mod child;
 mod ctl;
 mod fd;
 mod fdpass;
+pub mod handoff;
 mod inherit;
 mod link;
 mod notify;
@@ -202,9 +204,5 @@ pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};
 pub use signals::{Signal, SignalAction, SignalConfig};
-pub use spawn::{
-    GENERATION_VAR, OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, generation,
-    spawn_with_listeners,
-};
 pub use state::{RestartState, StateError, StateOffer};
 pub use supervisor::{Supervisor, SupervisorEvent};

@@ -254,7 +254,7 @@ pub(crate) fn spawn_watch(
     // A restart's successor is not main until its predecessor announces
     // it (`MAINPID=`, as soon as it reads the successor's readiness):
     // what it sent before would be dropped. It starts one tick later.
-    let quiet = if super::spawn::generation() > 1 {
+    let quiet = if super::handoff::generation() > 1 {
         let ping = watch
             .machine
             .config()

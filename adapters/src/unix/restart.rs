@@ -21,18 +21,18 @@ use lameduck_core::restart::{
     RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
 };
 
-use super::attempt::{Attempts, Carrier, Launched, launch, program};
+use super::attempt::{Attempts, Carrier, Launched, Mode, Spawn, program};
 use super::ctl::{
     CONTROL_NAME, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT, Request, one_line,
     parse_request,
 };
+use super::handoff::generation;
 use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
 use super::notify::{monotonic_usec, notify_or_report};
 use super::pidfile;
 use super::ready::{Offer, ReadyChannel, answer_state_requests};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
-use super::spawn::generation;
 use super::state::StateOffer;
 use super::tasks::Tasks;
 use crate::driver::{Order, hand_off_all};
@@ -372,7 +372,9 @@ pub struct LifecycleSnapshot {
     pub server: lameduck_core::Snapshot,
     /// Where the restart protocol is.
     pub restart: RestartPhase,
-    /// This process's generation ([`generation`](super::generation)).
+    /// This process's generation: 1 for a process started by hand (or by
+    /// systemd), one more for each successor started by a restart, the
+    /// supervisor's count for its generations (`LAMEDUCK_GENERATION`).
     pub generation: u64,
     /// Restarts this process has started (successful or not).
     pub restarts_attempted: u64,
@@ -1341,23 +1343,24 @@ impl Lifecycle {
             fds.push((control.as_fd(), CONTROL_NAME));
         }
         // The files this process would remove at its end go to the
-        // successor (see `OWNED_FDS_VAR`).
+        // successor (see `handoff::OWNED_FDS_VAR`).
         let owned_files: Vec<usize> = listeners
             .iter()
             .enumerate()
             .filter(|(_, (socket, _))| socket.owns_file())
             .map(|(i, _)| i)
             .collect();
-        launch(
-            &program,
-            &args,
-            &fds,
-            &owned_files,
-            None,
-            false,
-            generation() + 1,
+        Spawn {
+            program: &program,
+            args: &args,
+            listeners: &fds,
+            mode: Mode::Direct {
+                owned_files: &owned_files,
+            },
+            generation: generation() + 1,
             offer,
-        )
+        }
+        .launch()
     }
 
     /// "Stop, or hand off to `successor`?", decided once, under the

@@ -47,17 +47,7 @@ use std::process::{Child, Command};
 
 use lameduck_core::activation::{FIRST_FD, ListenEnv};
 
-/// The variable naming a successor's hand-off channel: one end of a Unix
-/// socket pair on which it receives the restart state and writes
-/// `TAKEN` (or `REFUSED <why>`), then `READY=1\n` once it serves (see
-/// [`Lifecycle`](super::Lifecycle), [`lameduck_core::handover`]). A
-/// successor also accepts the write end of a pipe there (an earlier
-/// lameduck's predecessor: readiness only).
-///
-/// ```
-/// assert_eq!(lameduck::unix::READY_FD_VAR, "LAMEDUCK_READY_FD");
-/// ```
-pub const READY_FD_VAR: &str = "LAMEDUCK_READY_FD";
+use super::handoff::{OWNED_FDS_VAR, VARS};
 
 const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 /// Room for any pid (`u32::MAX` has 10 digits).
@@ -70,9 +60,8 @@ const PID_DIGITS: usize = 10;
 ///
 /// The command's program, arguments, environment changes (`env`,
 /// `env_remove`; not `env_clear`), working directory, standard streams and
-/// process group ([`CommandExt::process_group`]) apply. Stale `LISTEN_*`
-/// variables, `LAMEDUCK_READY_FD`, `LAMEDUCK_SUPERVISOR_FD` and
-/// `LAMEDUCK_OWNED_FDS` are removed.
+/// process group ([`CommandExt::process_group`]) apply. Stale hand-off
+/// variables ([`VARS`]) are removed.
 /// Every other descriptor is closed on `exec`: the descriptors this
 /// process opens are close-on-exec (std, `async-io` and lameduck open
 /// them so), and on Linux ≥ 5.11 everything above the passed sockets is
@@ -88,7 +77,7 @@ const PID_DIGITS: usize = 10;
 ///
 /// # fn main() -> std::io::Result<()> {
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// let mut child = lameduck::unix::spawn_with_listeners(
+/// let mut child = lameduck::unix::handoff::spawn_with_listeners(
 ///     Command::new("/usr/local/bin/server"),
 ///     &[(listener.as_fd(), "http")],
 /// )?;
@@ -101,80 +90,6 @@ pub fn spawn_with_listeners(
 ) -> io::Result<Child> {
     spawn(command, listeners, &[], &[])
 }
-
-/// The variable naming a supervised generation's link to its supervisor:
-/// the read end of a pipe on which the supervisor writes `HANDOFF <pid>`
-/// (see [`Supervisor`](super::Supervisor)).
-///
-/// ```
-/// assert_eq!(lameduck::unix::SUPERVISOR_FD_VAR, "LAMEDUCK_SUPERVISOR_FD");
-/// ```
-pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
-
-/// The variable naming the inherited Unix sockets whose files a restart's
-/// successor takes over: their descriptor numbers, `:`-separated (`4`,
-/// `3:5`). Set by a restart for each Unix socket whose file the
-/// predecessor would have removed at its end (it bound the socket, or took
-/// the file over itself); never for a socket whose file belongs to someone
-/// else (a systemd `.socket` unit), nor by a
-/// [`Supervisor`](super::Supervisor) (it owns the files itself). The
-/// successor removes such a file when it finally stops serving the socket
-/// — once it reported ready, so a successor that fails before that leaves
-/// the file to its predecessor. Read and removed with the other hand-off
-/// variables by [`Inherited::from_env`](super::Inherited::from_env).
-///
-/// ```
-/// assert_eq!(lameduck::unix::OWNED_FDS_VAR, "LAMEDUCK_OWNED_FDS");
-/// ```
-pub const OWNED_FDS_VAR: &str = "LAMEDUCK_OWNED_FDS";
-
-/// The variable numbering a server's generations: 1 for a process started
-/// by hand (or by systemd), one more for each successor started by a
-/// restart, and the supervisor's count for its generations. Informational
-/// ([`generation`], the lifecycle's snapshot); nothing depends on it.
-///
-/// ```
-/// assert_eq!(lameduck::unix::GENERATION_VAR, "LAMEDUCK_GENERATION");
-/// ```
-pub const GENERATION_VAR: &str = "LAMEDUCK_GENERATION";
-
-/// This process's generation: [`GENERATION_VAR`], or 1 when it is unset or
-/// not a positive number (a warning is logged then).
-///
-/// ```
-/// # if std::env::var_os("LAMEDUCK_GENERATION").is_none() {
-/// assert_eq!(lameduck::unix::generation(), 1);
-/// # }
-/// ```
-#[must_use]
-pub fn generation() -> u64 {
-    static GENERATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *GENERATION.get_or_init(|| match std::env::var(GENERATION_VAR) {
-        Err(std::env::VarError::NotPresent) => 1,
-        Ok(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                log::warn!(target: "lameduck", "{GENERATION_VAR}={v:?} is not a positive number: generation 1");
-                1
-            }
-        },
-        Err(e) => {
-            log::warn!(target: "lameduck", "{GENERATION_VAR}: {e}: generation 1");
-            1
-        }
-    })
-}
-
-/// The hand-off variables: never passed on from this process's own
-/// environment (the new ones are set for each child).
-pub(crate) const HAND_OFF_VARS: [&str; 6] = [
-    "LISTEN_PID",
-    "LISTEN_FDS",
-    "LISTEN_FDNAMES",
-    READY_FD_VAR,
-    SUPERVISOR_FD_VAR,
-    OWNED_FDS_VAR,
-];
 
 /// [`spawn_with_listeners`], plus `extra` descriptors placed after the
 /// listeners, in order, each named by its variable (`LAMEDUCK_READY_FD`
@@ -210,9 +125,7 @@ pub(crate) fn spawn(
             env.push((key.to_owned(), value.to_owned()));
         }
     }
-    env.retain(|(k, _)| {
-        !HAND_OFF_VARS.iter().any(|s| k == s) && !extra.iter().any(|(_, var)| k == var)
-    });
+    env.retain(|(k, _)| !VARS.iter().any(|s| k == s) && !extra.iter().any(|(_, var)| k == var));
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -484,7 +397,7 @@ mod tests {
                  && [ -z \"${LAMEDUCK_READY_FD+x}\" ]",
             )
             .env("LISTEN_PID", "1")
-            .env(READY_FD_VAR, "9");
+            .env(super::super::handoff::READY_FD_VAR, "9");
         let mut child =
             spawn_with_listeners(command, &[(a.as_fd(), "a"), (b.as_fd(), "b")]).unwrap();
         assert!(child.wait().unwrap().success());

@@ -27,9 +27,10 @@ use lameduck_core::supervisor::{
     SupervisorConfig, SupervisorExit,
 };
 
-use super::attempt::{Launched, launch, program};
+use super::attempt::{Launched, Mode, Spawn, program};
 use super::child::{ChildWatch, on_orphan_reaped};
 use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
+use super::handoff::READY_FD_VAR;
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify_or_report};
@@ -37,7 +38,6 @@ use super::pidfile;
 use super::ready::{Heard, Offer, ReadyReader};
 use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
-use super::spawn::READY_FD_VAR;
 use crate::listener::ListenAddr;
 use crate::server::Pending;
 use crate::sync::lock;
@@ -1157,17 +1157,16 @@ fn launch_generation(
         })
         .collect();
     let (writer, read): (LinkWriter, OwnedFd) = link_pipe()?;
-    let launched = launch(
-        &program,
-        &settings.args,
-        &fds,
-        // The supervisor owns the socket files: no generation does.
-        &[],
-        Some(read.as_fd()),
-        true,
+    // The supervisor owns the socket files: no generation takes them over.
+    let launched = Spawn {
+        program: &program,
+        args: &settings.args,
+        listeners: &fds,
+        mode: Mode::Supervised { link: read.as_fd() },
         generation,
         offer,
-    )?;
+    }
+    .launch()?;
     // Only the generation holds the read end now.
     drop(read);
     Ok((launched, writer))
