@@ -25,9 +25,9 @@ use lameduck_core::restart::{
 };
 
 use super::child::{ChildWatch, Group};
+use super::error::RestartError;
 use super::handoff::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
 use super::ready::{Heard, Offer, ReadyReader, ready_channel};
-use super::restart::RestartError;
 use super::spawn::spawn;
 use crate::sync::{lock, wait_until};
 
@@ -440,9 +440,7 @@ impl Attempts {
                     }
                     Step::Deadline => {
                         machine.restart.handle_timeout(now);
-                        Some(format!(
-                            "no READY on {READY_FD_VAR} within the readiness deadline"
-                        ))
+                        Some(RestartError::not_ready_detail())
                     }
                 };
                 let actions: Vec<_> =

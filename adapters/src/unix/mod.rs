@@ -181,6 +181,7 @@
 mod attempt;
 mod child;
 mod ctl;
+mod error;
 mod fd;
 mod fdpass;
 pub mod handoff;
@@ -200,9 +201,10 @@ pub use ctl::{
     CONTROL_NAME, ControlError, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT,
     Restarted, control_restart, control_status,
 };
+pub use error::RestartError;
 pub use inherit::{InheritError, Inherited, InheritedListener};
 pub use notify::notify;
-pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot, RestartError};
+pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot};
 pub use signals::{Signal, SignalAction, SignalConfig};
 pub use state::{RestartState, StateError, StateOffer};
 pub use supervisor::{Supervisor, SupervisorEvent};

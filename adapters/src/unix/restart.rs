@@ -26,6 +26,7 @@ use super::ctl::{
     CONTROL_NAME, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT, Request, one_line,
     parse_request,
 };
+use super::error::RestartError;
 use super::handoff::generation;
 use super::inherit::{Inherited, OwnedFile, socket_identity};
 use super::link::{Link, LinkMessage};
@@ -38,69 +39,6 @@ use super::tasks::Tasks;
 use crate::driver::{Order, hand_off_all};
 use crate::handle::Handle;
 use crate::sync::{lock, wait_for};
-
-/// Why a restart did not happen. After any of these the server goes on
-/// serving, unchanged.
-///
-/// ```
-/// use lameduck::unix::RestartError;
-/// use lameduck::core::restart::RestartFailure;
-///
-/// let e = RestartError::Failed {
-///     failure: RestartFailure::ChildExited { child: 42 },
-///     detail: Some("exit status: 3".into()),
-/// };
-/// assert_eq!(e.to_string(), "the successor (pid 42) exited before it was ready (exit status: 3)");
-/// assert_eq!(RestartError::InProgress.to_string(), "a restart is already in progress");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RestartError {
-    /// Refused: a restart is already in flight (repeated requests are
-    /// debounced).
-    InProgress,
-    /// Refused: the server is stopping, or already handed off.
-    Stopping,
-    /// Refused: this process is a generation run by a
-    /// [`Supervisor`](super::Supervisor), which does the restarts (send it
-    /// `SIGHUP`).
-    Supervised {
-        /// The supervisor's pid (this process's parent).
-        supervisor: u32,
-    },
-    /// The restart was tried and rolled back: the successor was killed and
-    /// reaped (if it was started at all).
-    Failed {
-        /// What went wrong.
-        failure: RestartFailure,
-        /// More about it: the spawn error, the exit status, ….
-        detail: Option<String>,
-    },
-}
-
-impl fmt::Display for RestartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RestartError::InProgress => f.write_str("a restart is already in progress"),
-            RestartError::Stopping => f.write_str("the server is stopping"),
-            RestartError::Supervised { supervisor } => write!(
-                f,
-                "this process is a supervised generation: restarts are its supervisor's \
-                 (send SIGHUP to pid {supervisor})"
-            ),
-            RestartError::Failed {
-                failure,
-                detail: Some(detail),
-            } => write!(f, "{failure} ({detail})"),
-            RestartError::Failed {
-                failure,
-                detail: None,
-            } => write!(f, "{failure}"),
-        }
-    }
-}
-
-impl std::error::Error for RestartError {}
 
 /// Something the [`Lifecycle`] did, for logs ([`Lifecycle::on_event`]).
 /// `Display` gives one line.
@@ -1280,10 +1218,7 @@ impl Lifecycle {
             Begun::Started(attempt, slot) => (attempt, slot),
             Begun::Joined(slot) => return slot.wait().await,
             Begun::Refused(e) => {
-                let e = match e {
-                    CoreError::InProgress => RestartError::InProgress,
-                    _ => RestartError::Stopping,
-                };
+                let e = RestartError::refused(&e);
                 self.event(LifecycleEvent::RestartFailed(e.clone()));
                 return Err(e);
             }

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
-use lameduck_core::restart::{
-    RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
-};
+use lameduck_core::restart::{RestartConfig, RestartFailure, RestartPhase};
 use lameduck_core::supervisor::{
     Generation, KillReason, Notice, Role, Supervisor as Machine, SupervisorAction,
     SupervisorConfig, SupervisorExit,
@@ -30,13 +28,12 @@ use lameduck_core::supervisor::{
 use super::attempt::{Launched, Mode, Spawn, program};
 use super::child::{ChildWatch, on_orphan_reaped};
 use super::ctl::{Ask, ControlSocket, one_line, serve_on_threads};
-use super::handoff::READY_FD_VAR;
+use super::error::RestartError;
 use super::inherit::{Inherited, take_or_bind, take_or_bind_unix};
 use super::link::{LinkWriter, link_pipe};
 use super::notify::{monotonic_usec, notify_or_report};
 use super::pidfile;
 use super::ready::{Heard, Offer, ReadyReader};
-use super::restart::RestartError;
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
 use crate::listener::ListenAddr;
 use crate::server::Pending;
@@ -847,9 +844,7 @@ impl<'a> Run<'a> {
     /// The error for a failed restart, with what is known beyond its kind.
     fn failed(&mut self, failure: RestartFailure) -> RestartError {
         let detail = match failure {
-            RestartFailure::NotReady { .. } => Some(format!(
-                "no READY on {READY_FD_VAR} within the readiness deadline"
-            )),
+            RestartFailure::NotReady { .. } => Some(RestartError::not_ready_detail()),
             RestartFailure::Stopping => None,
             _ => self.detail.take(),
         };
@@ -860,10 +855,7 @@ impl<'a> Run<'a> {
     fn restart(&self, now: Instant) -> Result<u64, RestartError> {
         let refused = self.machine.borrow_mut().restart(now);
         refused.map_err(|e| {
-            let e = match e {
-                CoreError::InProgress => RestartError::InProgress,
-                _ => RestartError::Stopping,
-            };
+            let e = RestartError::refused(&e);
             self.event(SupervisorEvent::RestartFailed(e.clone()));
             e
         })

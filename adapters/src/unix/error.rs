@@ -1,0 +1,95 @@
+//! Why a restart did not happen ([`RestartError`]): the one error type of
+//! both restart modes, a [`Lifecycle`](super::Lifecycle)'s and a
+//! [`Supervisor`](super::Supervisor)'s.
+//!
+//! ```
+//! use lameduck::unix::RestartError;
+//! assert_eq!(RestartError::Stopping.to_string(), "the server is stopping");
+//! ```
+
+use std::fmt;
+
+use lameduck_core::restart::{RestartError as CoreError, RestartFailure};
+
+use super::handoff::READY_FD_VAR;
+
+/// Why a restart did not happen. After any of these the server goes on
+/// serving, unchanged.
+///
+/// ```
+/// use lameduck::unix::RestartError;
+/// use lameduck::core::restart::RestartFailure;
+///
+/// let e = RestartError::Failed {
+///     failure: RestartFailure::ChildExited { child: 42 },
+///     detail: Some("exit status: 3".into()),
+/// };
+/// assert_eq!(e.to_string(), "the successor (pid 42) exited before it was ready (exit status: 3)");
+/// assert_eq!(RestartError::InProgress.to_string(), "a restart is already in progress");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartError {
+    /// Refused: a restart is already in flight (repeated requests are
+    /// debounced).
+    InProgress,
+    /// Refused: the server is stopping, or already handed off.
+    Stopping,
+    /// Refused: this process is a generation run by a
+    /// [`Supervisor`](super::Supervisor), which does the restarts (send it
+    /// `SIGHUP`).
+    Supervised {
+        /// The supervisor's pid (this process's parent).
+        supervisor: u32,
+    },
+    /// The restart was tried and rolled back: the successor was killed and
+    /// reaped (if it was started at all).
+    Failed {
+        /// What went wrong.
+        failure: RestartFailure,
+        /// More about it: the spawn error, the exit status, ….
+        detail: Option<String>,
+    },
+}
+
+impl fmt::Display for RestartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartError::InProgress => f.write_str("a restart is already in progress"),
+            RestartError::Stopping => f.write_str("the server is stopping"),
+            RestartError::Supervised { supervisor } => write!(
+                f,
+                "this process is a supervised generation: restarts are its supervisor's \
+                 (send SIGHUP to pid {supervisor})"
+            ),
+            RestartError::Failed {
+                failure,
+                detail: Some(detail),
+            } => write!(f, "{failure} ({detail})"),
+            RestartError::Failed {
+                failure,
+                detail: None,
+            } => write!(f, "{failure}"),
+        }
+    }
+}
+
+impl std::error::Error for RestartError {}
+
+impl RestartError {
+    /// A request the core's restart machine refused: one in flight, or
+    /// none while stopping (its other errors are about reports, not
+    /// requests).
+    pub(crate) fn refused(e: &CoreError) -> RestartError {
+        match e {
+            CoreError::InProgress => RestartError::InProgress,
+            _ => RestartError::Stopping,
+        }
+    }
+
+    /// What a restart whose new process was not ready in time says beyond
+    /// [`RestartFailure::NotReady`].
+    pub(crate) fn not_ready_detail() -> String {
+        format!("no READY on {READY_FD_VAR} within the readiness deadline")
+    }
+}
