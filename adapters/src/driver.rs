@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use event_listener::Event;
 use lameduck_core::{
-    Action, ConnId, DoneSender, Drained, Error, HookStage, ListenerId, Server, done_signal,
+    Action, ConnId, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server, done_signal,
 };
 
 use crate::conn::{AnyIo, GentleCloses};
@@ -63,8 +63,15 @@ pub(crate) struct Driver {
     /// several threads joins its members' signals).
     done_hook: std::sync::OnceLock<DoneHook>,
     events: Sink,
+    /// Told each phase the core enters ([`Driver::watch_phases`]).
+    phase_watches: Mutex<Vec<PhaseWatch>>,
     pub(crate) hooks: Hooks,
 }
+
+/// Told each phase a driver's core enters, after the lock is released and
+/// before the events are observed: how the phases reach a restart machine
+/// (`unix::Lifecycle`) as inputs, whoever began the change.
+pub(crate) type PhaseWatch = Arc<dyn Fn(Phase) + Send + Sync>;
 
 struct State {
     core: Server,
@@ -217,6 +224,8 @@ pub(crate) fn hand_off_all(
 /// What an input left to do once the lock is released.
 #[derive(Default)]
 struct AfterLock {
+    /// The phases entered, for the phase watches.
+    phases: Vec<Phase>,
     events: Vec<LifecycleEvent>,
     /// Completed last, so the observer has seen every event (`Done`
     /// included) before anyone waiting on the done signal wakes.
@@ -263,6 +272,7 @@ impl Driver {
             drained,
             done_hook: std::sync::OnceLock::new(),
             events,
+            phase_watches: Mutex::new(Vec::new()),
             hooks,
         })
     }
@@ -296,6 +306,7 @@ impl Driver {
         while let Some(action) = state.core.poll_action() {
             match action {
                 Action::PhaseChanged(phase) => {
+                    after.phases.push(phase);
                     self.push_event(after, LifecycleEvent::Phase(phase));
                 }
                 Action::CloseListener(listener) => {
@@ -394,6 +405,14 @@ impl Driver {
     }
 
     fn after_lock(self: &Arc<Self>, after: AfterLock) {
+        if !after.phases.is_empty() {
+            let watches = crate::sync::lock(&self.phase_watches).clone();
+            for phase in &after.phases {
+                for watch in &watches {
+                    watch(*phase);
+                }
+            }
+        }
         for event in &after.events {
             self.observe(event);
         }
@@ -403,6 +422,15 @@ impl Driver {
                 hook(outcome);
             }
         }
+    }
+
+    /// Calls `watch` with each phase the core enters from now on (see
+    /// [`PhaseWatch`]); returns the phase it is in now. A change that races
+    /// the registration may be told as well as returned.
+    pub(crate) fn watch_phases(&self, watch: PhaseWatch) -> Phase {
+        let state = self.lock();
+        crate::sync::lock(&self.phase_watches).push(watch);
+        state.core.phase()
     }
 
     // ----- inputs --------------------------------------------------------

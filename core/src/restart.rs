@@ -8,6 +8,11 @@
 //! one restart is in flight; requests meanwhile are refused (debounced); none
 //! once the server is stopping.
 //!
+//! The server's side reaches it as typed inputs: each phase the server
+//! enters ([`Restart::server_phase`]: a stop, however it began, calls off
+//! the restart in flight), and a hand-off decided elsewhere
+//! ([`Restart::handed_off_to`]); its carrier keeps no copy of either.
+//!
 //! Like [`Server`](crate::Server), it takes `now` on every input, reports
 //! [`poll_timeout`](Restart::poll_timeout), and queues [`RestartAction`]s
 //! that the caller carries out, draining [`poll_action`](Restart::poll_action)
@@ -36,6 +41,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::Phase;
 use crate::handover::AbortReason;
 use crate::time::{Nanos, Timeline};
 
@@ -535,6 +541,84 @@ impl Restart {
         }
     }
 
+    /// The server this machine restarts entered `phase` (its driver reports
+    /// each change): the server's side of the protocol, as a typed input,
+    /// so that however a stop begins — through the lifecycle, the server's
+    /// own handle, a signal — the restart policy hears it.
+    ///
+    /// - `Serving`: nothing.
+    /// - `LameDuck`, `Draining`, `Closed`: the server began stopping: as
+    ///   [`stopping`](Self::stopping) (no more restarts; a successor still
+    ///   starting is killed).
+    /// - `HandedOff`: the hand-off itself is this machine's
+    ///   decision ([`child_ready`](Self::child_ready), or
+    ///   [`handed_off_to`](Self::handed_off_to)), taken before the server
+    ///   hands off; once recorded, the phase changes nothing. A hand-off
+    ///   this machine did not record ends its restarts, as a stop does.
+    ///
+    /// Every later phase after a hand-off changes nothing either: the
+    /// drain that follows a hand-off is not a stop.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::Phase;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.request(now).unwrap();
+    /// restart.spawned(7, now).unwrap();
+    /// let _ = restart.poll_action();
+    /// restart.server_phase(Phase::Draining, now); // e.g. `Handle::shutdown`
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Kill { child: 7 }));
+    /// assert_eq!(restart.poll_action(), Some(RestartAction::Failed(RestartFailure::Stopping)));
+    /// assert_eq!(restart.request(now), Err(RestartError::Stopping));
+    /// ```
+    pub fn server_phase(&mut self, phase: Phase, now: Instant) {
+        match phase {
+            Phase::Serving => {
+                self.enter(now);
+            }
+            Phase::HandedOff | Phase::LameDuck | Phase::Draining | Phase::Closed => {
+                self.stopping(now);
+            }
+        }
+    }
+
+    /// The carrier was told to hand the server off to `successor`, a
+    /// process this machine did not start (a supervisor's next generation,
+    /// whose readiness the supervisor awaited). Accepted only while
+    /// [`RestartPhase::Running`]: then the phase is
+    /// [`RestartPhase::HandedOff`], with `successor` as its
+    /// [`child`](Self::child), and the carrier hands off. Refused (nothing
+    /// changes, the carrier does not hand off) once stopping or handed off
+    /// ([`RestartError::Stopping`]), or while a restart of this machine's
+    /// own is in flight ([`RestartError::InProgress`]).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.handed_off_to(31, now).unwrap();
+    /// assert_eq!(restart.phase(), RestartPhase::HandedOff);
+    /// assert_eq!(restart.child(), Some(31));
+    /// assert_eq!(restart.poll_action(), None, "the carrier hands off already");
+    /// assert_eq!(restart.handed_off_to(32, now), Err(RestartError::Stopping));
+    /// ```
+    pub fn handed_off_to(&mut self, successor: u32, now: Instant) -> Result<(), RestartError> {
+        self.enter(now);
+        match self.state {
+            State::Running => {
+                self.state = State::HandedOff { child: successor };
+                Ok(())
+            }
+            State::Spawning { .. } | State::Reaping { .. } | State::Abandoned => {
+                Err(RestartError::InProgress)
+            }
+            State::HandedOff { .. } | State::Stopped { .. } => Err(RestartError::Stopping),
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next needed: the
     /// successor's readiness deadline while spawning.
     ///
@@ -774,6 +858,118 @@ mod tests {
         assert_eq!(r.poll_timeout(), None);
         r.child_exited(14, t0).unwrap();
         assert_eq!(r.phase(), RestartPhase::HandedOff);
+    }
+
+    /// Every phase of a stop, told while a successor is starting: it is
+    /// killed, the restart fails as "stopping", and no restart follows —
+    /// the same as `stopping`, whoever began the stop.
+    #[test]
+    fn a_stopping_server_phase_calls_off_the_restart_in_flight() {
+        for phase in [Phase::LameDuck, Phase::Draining, Phase::Closed] {
+            let (t0, mut r) = setup();
+            r.request(t0).unwrap();
+            r.spawned(15, t0).unwrap();
+            drain(&mut r);
+            let t1 = t0 + Duration::from_secs(3);
+            r.server_phase(phase, t1);
+            assert_eq!(
+                drain(&mut r),
+                vec![
+                    RestartAction::Kill { child: 15 },
+                    RestartAction::Failed(RestartFailure::Stopping)
+                ],
+                "{phase:?}"
+            );
+            assert_eq!(r.phase(), RestartPhase::Stopped);
+            assert_eq!(
+                r.poll_timeout(),
+                None,
+                "no readiness deadline once stopping"
+            );
+            assert_eq!(r.request(t1), Err(RestartError::Stopping));
+            // Later phases of the same stop change nothing.
+            r.server_phase(Phase::Closed, t1);
+            assert!(drain(&mut r).is_empty());
+            r.child_exited(15, t1).unwrap();
+            assert_eq!(r.phase(), RestartPhase::Stopped);
+            assert_eq!(r.child(), None);
+        }
+    }
+
+    #[test]
+    fn serving_changes_nothing_and_a_stop_while_idle_refuses_restarts() {
+        let (t0, mut r) = setup();
+        r.server_phase(Phase::Serving, t0);
+        assert_eq!(r.phase(), RestartPhase::Running);
+        r.server_phase(Phase::LameDuck, t0 + Duration::from_secs(1));
+        assert!(drain(&mut r).is_empty(), "nothing in flight: nothing to do");
+        assert_eq!(r.phase(), RestartPhase::Stopped);
+        assert_eq!(
+            r.request(t0 + Duration::from_secs(2)),
+            Err(RestartError::Stopping)
+        );
+    }
+
+    /// The phase is told only after the hand-off was decided (the carrier
+    /// feeds `child_ready` under the server's lock, the phase after it):
+    /// the drain that follows a hand-off is not a stop, and the successor
+    /// stays the one handed off to.
+    #[test]
+    fn the_phases_after_a_hand_off_change_nothing() {
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        r.spawned(16, t0).unwrap();
+        r.child_ready(16, t0 + Duration::from_millis(80)).unwrap();
+        drain(&mut r);
+        for phase in [Phase::HandedOff, Phase::Draining, Phase::Closed] {
+            r.server_phase(phase, t0 + Duration::from_secs(1));
+            assert!(drain(&mut r).is_empty(), "{phase:?}");
+            assert_eq!(r.phase(), RestartPhase::HandedOff);
+            assert_eq!(r.child(), Some(16));
+        }
+    }
+
+    /// A hand-off no restart of this machine's asked for (a supervisor's
+    /// next generation): recorded while running, refused while stopping or
+    /// while a restart of its own is in flight.
+    #[test]
+    fn a_hand_off_to_another_successor_only_while_running() {
+        let (t0, mut r) = setup();
+        r.handed_off_to(40, t0).unwrap();
+        assert_eq!(r.phase(), RestartPhase::HandedOff);
+        assert_eq!(r.child(), Some(40));
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        r.server_phase(Phase::HandedOff, t0);
+        r.server_phase(Phase::Draining, t0 + Duration::from_secs(1));
+        assert_eq!(r.phase(), RestartPhase::HandedOff);
+        assert_eq!(r.child(), Some(40), "the drain keeps the successor");
+
+        let (t0, mut r) = setup();
+        r.server_phase(Phase::Draining, t0);
+        assert_eq!(r.handed_off_to(41, t0), Err(RestartError::Stopping));
+        assert_eq!(r.phase(), RestartPhase::Stopped);
+        assert_eq!(r.child(), None);
+
+        let (t0, mut r) = setup();
+        r.request(t0).unwrap();
+        r.spawned(17, t0).unwrap();
+        drain(&mut r);
+        assert_eq!(r.handed_off_to(42, t0), Err(RestartError::InProgress));
+        assert_eq!(r.child(), Some(17), "its own attempt goes on");
+        // Past the readiness deadline the input still runs the clock: the
+        // attempt is over (killed), and the hand-off still refused.
+        assert_eq!(
+            r.handed_off_to(42, t0 + Duration::from_secs(10)),
+            Err(RestartError::InProgress)
+        );
+        assert_eq!(
+            drain(&mut r),
+            vec![
+                RestartAction::Kill { child: 17 },
+                RestartAction::Failed(RestartFailure::NotReady { child: Some(17) })
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use lameduck_core::Phase;
 use lameduck_core::activation::{Activation, FIRST_FD, ListenEnv};
 use lameduck_core::handover::AbortReason;
 use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase};
@@ -89,7 +90,8 @@ pub fn supervisor_events(data: &[u8]) {
 }
 
 /// Target `restart_events`: random reports to the restart machine (a
-/// successor's readiness, or its abort of the state hand-over). Checks: at
+/// successor's readiness, or its abort of the state hand-over; the server's
+/// phases; a hand-off decided elsewhere). Checks: at
 /// most one successor in flight; every started successor that was not handed
 /// off is killed or seen to exit; every spawn ends in exactly one hand-off or
 /// failure; the deadline is never in the past.
@@ -146,7 +148,23 @@ pub fn restart_events(data: &[u8]) {
                     killed.retain(|p| *p != pid);
                 }
             }
-            6 => r.stopping(now),
+            6 if arg & 0x80 != 0 => {
+                // A hand-off decided elsewhere (a supervisor's generation).
+                if r.handed_off_to(9_000 + u32::from(arg), now).is_ok() {
+                    handed_off = true;
+                }
+            }
+            6 => {
+                // The server's phase: a stop, or the drain after a hand-off.
+                const PHASES: [Phase; 5] = [
+                    Phase::Serving,
+                    Phase::LameDuck,
+                    Phase::HandedOff,
+                    Phase::Draining,
+                    Phase::Closed,
+                ];
+                r.server_phase(PHASES[usize::from(arg) % PHASES.len()], now);
+            }
             _ => {
                 now += Duration::from_millis(u64::from(arg) * 4);
                 r.handle_timeout(now);

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_lite::FutureExt;
+use lameduck_core::Phase;
 use lameduck_core::restart::{
     Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartPhase,
 };
@@ -52,9 +53,9 @@ pub(crate) trait Carrier: Sync {
     /// calls `restart_takes(serving)` — `serving`: no stop for exit began
     /// — which feeds the restart machine and says whether it hands off;
     /// only then does the carrier hand off, still under that lock. A stop
-    /// that comes later tells the restart machine after that lock (see
-    /// [`Attempts::stop`]), so it finds the hand-off recorded. Returns
-    /// whether it handed off.
+    /// that comes later reaches the restart machine as a phase, after that
+    /// lock (see [`Attempts::server_phase`]), so it finds the hand-off
+    /// recorded. Returns whether it handed off.
     fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
     /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
     /// yes): announce it.
@@ -231,19 +232,46 @@ impl Attempts {
         }
     }
 
-    /// Tells the machine the server is stopping, and carries out what
-    /// follows (kill a process still starting). A carrier calls it after
-    /// its stop took effect (see [`Carrier::decide_hand_off`]): a hand-off
-    /// decided first is then already recorded, and this changes nothing.
-    pub(crate) fn stop(&self) {
-        let (actions, child) = {
+    /// Tells the machine the server entered `phase`
+    /// ([`Restart::server_phase`]), and carries out what follows (kill a
+    /// process still starting, if the server began stopping). Told after
+    /// the server's lock (see [`Carrier::decide_hand_off`]): a hand-off
+    /// decided first is then already recorded, and a stop changes nothing.
+    /// Returns whether this phase stopped the restarts (the first of a
+    /// stop, not after a hand-off).
+    pub(crate) fn server_phase(&self, phase: Phase) -> bool {
+        let (actions, child, stopped) = {
             let mut machine = lock(&self.machine);
-            machine.restart.stopping(Instant::now());
+            let before = machine.restart.phase();
+            machine.restart.server_phase(phase, Instant::now());
+            let stopped =
+                before != RestartPhase::Stopped && machine.restart.phase() == RestartPhase::Stopped;
             let actions: Vec<_> = std::iter::from_fn(|| machine.restart.poll_action()).collect();
-            (actions, machine.child.clone())
+            (actions, machine.child.clone(), stopped)
         };
         let mut progress = Progress::default();
         carry_out(actions, child.as_deref(), &mut progress, None);
+        stopped
+    }
+
+    /// A hand-off to `successor`, a process this machine did not start
+    /// ([`Restart::handed_off_to`]): whether the machine takes it. Asked
+    /// under the server's lock, as [`Carrier::decide_hand_off`]'s
+    /// `restart_takes` is.
+    pub(crate) fn handed_off_to(&self, successor: u32) -> bool {
+        lock(&self.machine)
+            .restart
+            .handed_off_to(successor, Instant::now())
+            .is_ok()
+    }
+
+    /// The process handed off to, once handed off.
+    pub(crate) fn successor(&self) -> Option<u32> {
+        let machine = lock(&self.machine);
+        match machine.restart.phase() {
+            RestartPhase::HandedOff => machine.restart.child(),
+            _ => None,
+        }
     }
 
     /// Resolves once no attempt is in flight: each one begun has handed

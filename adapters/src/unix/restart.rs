@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use async_io::Async;
 use async_signal::Signals;
 use futures_lite::{FutureExt, StreamExt};
-use lameduck_core::Outcome;
 use lameduck_core::restart::{
     RestartConfig, RestartError as CoreError, RestartFailure, RestartPhase,
 };
+use lameduck_core::{Outcome, Phase};
 
 use super::attempt::{Attempts, Carrier, Launched, Mode, Spawn, program};
 use super::ctl::{
@@ -256,10 +256,12 @@ struct Shared {
     /// Readiness was reported.
     reported_ready: AtomicBool,
     observer: Mutex<Option<Observer>>,
-    /// The successor handed off to (0: none).
-    handed_off: AtomicU32,
-    /// A drain for exit began (`shutdown`/`close`, or a signal).
-    stopping: AtomicBool,
+    /// A drain or close was asked of this lifecycle (its methods, its
+    /// signals): a drain signal after it is a repeat — after a hand-off
+    /// too, where the server's phases do not show a stop. (Whether the
+    /// server is stopping is the restart machine's to know: every phase
+    /// the server enters is its input.)
+    drain_asked: AtomicBool,
     /// The control socket, until `run` serves it.
     control: Mutex<Option<ControlSocket>>,
     /// The control socket being served: passed to a successor.
@@ -324,12 +326,10 @@ pub struct LifecycleSnapshot {
 ///
 /// See the [module docs](super) for the restart protocol.
 ///
-/// Begin drains through the lifecycle ([`shutdown`](Self::shutdown),
-/// [`close`](Self::close), or its signals) rather than the [`Handle`]'s
-/// own methods: it first calls off a restart in flight. (A drain begun on
-/// the handle stops the listeners with `shutdown(2)`, which a successor
-/// sharing them would feel too; the lifecycle notices such a drain and
-/// kills a successor that was not yet handed off to, but cannot undo it.)
+/// A drain may begin through the lifecycle ([`shutdown`](Self::shutdown),
+/// [`close`](Self::close), its signals) or the [`Handle`]'s own methods:
+/// either way the restart machine hears the server's phase, so a restart
+/// in flight is called off (its successor killed) and none starts after.
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {
@@ -399,7 +399,8 @@ impl Lifecycle {
             notify: true,
             state: None,
         };
-        Lifecycle {
+        let members = handle.members().to_vec();
+        let lifecycle = Lifecycle {
             shared: Arc::new(Shared {
                 handle,
                 settings: Mutex::new(settings),
@@ -412,14 +413,40 @@ impl Lifecycle {
                 signals: Mutex::new(None),
                 reported_ready: AtomicBool::new(false),
                 observer: Mutex::new(None),
-                handed_off: AtomicU32::new(0),
-                stopping: AtomicBool::new(false),
+                drain_asked: AtomicBool::new(false),
                 control: Mutex::new(None),
                 control_listener: Mutex::new(None),
                 control_stop: event_listener::Event::new(),
                 control_clients: AtomicUsize::new(0),
                 current_restart: Mutex::new(None),
             }),
+        };
+        // Every phase each thread's server enters reaches the restart
+        // machine, whoever caused it (this lifecycle, the handle, the
+        // server's own deadline). Weak: the server's drivers outlive a
+        // dropped lifecycle.
+        let shared = Arc::downgrade(&lifecycle.shared);
+        for driver in members {
+            let shared = shared.clone();
+            let now = driver.watch_phases(Arc::new(move |phase| {
+                if let Some(shared) = shared.upgrade() {
+                    Lifecycle { shared }.server_phase(phase);
+                }
+            }));
+            // A server already stopping: no restart. (Not announced:
+            // systemd heard of that stop from whoever began it.)
+            lifecycle.shared.attempts.server_phase(now);
+        }
+        lifecycle
+    }
+
+    /// The server entered `phase` (on one of its threads): the restart
+    /// machine's input. The first phase of a stop (not after a hand-off:
+    /// the successor is systemd's main process then) tells systemd
+    /// `STOPPING=1`.
+    fn server_phase(&self, phase: Phase) {
+        if self.shared.attempts.server_phase(phase) {
+            self.send_notify("STOPPING=1");
         }
     }
 
@@ -858,9 +885,9 @@ impl Lifecycle {
                 }
             }
         };
-        // No successor is left behind half-started: a restart in flight
-        // was told to stop; wait until its child is reaped.
-        self.stop_restarts();
+        // No successor is left behind half-started: the server's end
+        // (a phase of its stop) called off a restart in flight; wait until
+        // its child is reaped.
         self.shared
             .attempts
             .finished()
@@ -869,10 +896,7 @@ impl Lifecycle {
                 unreachable!("Tasks::run never completes")
             })
             .await;
-        let successor = match self.shared.handed_off.load(Ordering::Acquire) {
-            0 => None,
-            pid => Some(pid),
-        };
+        let successor = self.shared.attempts.successor();
         if successor.is_none() {
             if let Some(path) = &self.settings().pid_file {
                 pidfile::remove_if(path, std::process::id());
@@ -1011,12 +1035,13 @@ impl Lifecycle {
     fn on_supervisor(&self, message: LinkMessage, tasks: &mut Tasks) -> bool {
         match message {
             LinkMessage::HandOff(successor) => {
-                if !self.decide_hand_off(successor, |serving| serving) {
+                // The restart machine records the hand-off (no restart of
+                // this generation from now on) unless a stop came first.
+                let attempts = &self.shared.attempts;
+                if !self.hand_off(|serving| serving && attempts.handed_off_to(successor)) {
                     // Already stopping for exit: nothing to hand off.
                     return true;
                 }
-                // No restart of this generation from now on.
-                self.shared.attempts.stop();
                 let this = self.clone();
                 tasks.push(async move {
                     this.announce_hand_off(successor).await;
@@ -1024,9 +1049,8 @@ impl Lifecycle {
                 true
             }
             LinkMessage::Gone => {
-                if !self.shared.stopping.load(Ordering::Acquire)
-                    && self.shared.handed_off.load(Ordering::Acquire) == 0
-                {
+                let phase = self.restart_phase();
+                if phase != RestartPhase::Stopped && phase != RestartPhase::HandedOff {
                     self.event(LifecycleEvent::Problem(
                         "the supervisor is gone: draining".into(),
                     ));
@@ -1049,7 +1073,10 @@ impl Lifecycle {
         };
         let deadline = self.drain_deadline();
         match action {
-            SignalAction::Drain if self.shared.stopping.load(Ordering::Acquire) => {
+            SignalAction::Drain
+                if self.shared.drain_asked.load(Ordering::Acquire)
+                    || self.restart_phase() == RestartPhase::Stopped =>
+            {
                 let action = if config.closes_on_repeat() {
                     SignalAction::Close
                 } else {
@@ -1099,9 +1126,10 @@ impl Lifecycle {
         }
     }
 
-    /// Drains for exit (as `SIGTERM` does): systemd hears `STOPPING=1`, no
-    /// restart starts from now on (one in flight is rolled back), and the
-    /// server shuts down with the [drain deadline](Self::drain_timeout).
+    /// Drains for exit (as `SIGTERM` does): the server shuts down with the
+    /// [drain deadline](Self::drain_timeout); as for any stop of the
+    /// server's (a [`Handle::shutdown`] too), systemd hears `STOPPING=1`
+    /// and no restart starts from now on (one in flight is rolled back).
     /// Harmless to repeat.
     ///
     /// ```
@@ -1117,7 +1145,7 @@ impl Lifecycle {
             Some(timeout) => self.shared.handle.shutdown_within(timeout),
             None => self.shared.handle.shutdown(None),
         }
-        self.stop_began();
+        self.shared.drain_asked.store(true, Ordering::Release);
     }
 
     /// Closes everything now (as a second `SIGTERM`, or `SIGUSR2`):
@@ -1133,26 +1161,7 @@ impl Lifecycle {
     /// ```
     pub fn close(&self) {
         self.shared.handle.close();
-        self.stop_began();
-    }
-
-    /// After the server's core took the shutdown or close (so it decided
-    /// "stop, or hand off?" — see [`Carrier::decide_hand_off`]): no more
-    /// restarts, and systemd hears `STOPPING=1` unless a hand-off came
-    /// first (the successor is then systemd's main process, and this one
-    /// says nothing more).
-    fn stop_began(&self) {
-        let first = !self.shared.stopping.swap(true, Ordering::AcqRel);
-        self.stop_restarts();
-        if first && self.shared.handed_off.load(Ordering::Acquire) == 0 {
-            self.send_notify("STOPPING=1");
-        }
-    }
-
-    /// Tells the restart machine the server is stopping, and carries out
-    /// what follows (kill a successor still starting).
-    fn stop_restarts(&self) {
-        self.shared.attempts.stop();
+        self.shared.drain_asked.store(true, Ordering::Release);
     }
 
     /// Restarts (as `SIGHUP` does): starts the successor, waits until it is
@@ -1182,10 +1191,6 @@ impl Lifecycle {
             let e = RestartError::Supervised { supervisor };
             self.event(LifecycleEvent::RestartFailed(e.clone()));
             return Err(e);
-        }
-        // A drain begun through the Handle directly stops restarts too.
-        if self.shared.handle.phase().is_shutting_down() {
-            self.stop_restarts();
         }
         enum Begun {
             Started(u64, Arc<RestartSlot>),
@@ -1298,23 +1303,20 @@ impl Lifecycle {
         .launch()
     }
 
-    /// "Stop, or hand off to `successor`?", decided once, under the
-    /// drivers' locks (which a shutdown or close takes too, one at a time in
-    /// the same order): only while every thread's core is still serving,
-    /// and only if `restart_takes(serving)` agrees. Then
+    /// "Stop, or hand off?", decided once, under the drivers' locks
+    /// (which a shutdown or close takes too, one at a time in the same
+    /// order): only while every thread's core is still serving, and only
+    /// if `restart_takes(serving)` agrees — it records the hand-off in the
+    /// restart machine. Then
     /// [`Server::hand_off`](lameduck_core::Server::hand_off) releases the
     /// listeners to the successor (never shut down) and this server's drain
     /// begins, on every thread. Returns whether it handed off.
-    fn decide_hand_off(&self, successor: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+    fn hand_off(&self, restart_takes: impl FnOnce(bool) -> bool) -> bool {
         let (linger, timeout) = {
             let settings = self.settings();
             (settings.handoff_linger, settings.drain_timeout)
         };
-        let handed = hand_off_all(self.shared.handle.members(), restart_takes, linger, timeout);
-        if handed {
-            self.shared.handed_off.store(successor, Ordering::Release);
-        }
-        handed
+        hand_off_all(self.shared.handle.members(), restart_takes, linger, timeout)
     }
 
     /// The successor took over: the pid file and systemd hear of it. (A
@@ -1351,8 +1353,8 @@ impl Carrier for Lifecycle {
         }
     }
 
-    fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
-        Lifecycle::decide_hand_off(self, child, restart_takes)
+    fn decide_hand_off(&self, _child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+        self.hand_off(restart_takes)
     }
 
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send {
@@ -1430,7 +1432,7 @@ impl Lifecycle {
             // `run` (a listener that fails stops it too).
             loop {
                 let stopped = this.shared.control_stop.listen();
-                if this.shared.handed_off.load(Ordering::Acquire) != 0 {
+                if this.shared.attempts.successor().is_some() {
                     break;
                 }
                 // The stop is polled first: once a hand-off notified it, no
