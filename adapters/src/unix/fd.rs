@@ -87,6 +87,18 @@ impl Adoption {
         }
     }
 
+    /// Whether `fd` may be borrowed or adopted: open, and not adopted
+    /// already.
+    fn available(&self, fd: RawFd) -> Result<(), AdoptError> {
+        if self.adopted.contains(&fd) {
+            return Err(AdoptError::AdoptedAlready);
+        }
+        if !is_open(fd) {
+            return Err(AdoptError::NotOpen);
+        }
+        Ok(())
+    }
+
     /// Lends the open descriptor `fd` to `look`, without taking it: to
     /// check what it is before adopting it.
     pub(crate) fn inspect<T>(
@@ -94,15 +106,10 @@ impl Adoption {
         fd: RawFd,
         look: impl FnOnce(BorrowedFd<'_>) -> T,
     ) -> Result<T, AdoptError> {
-        if self.adopted.contains(&fd) {
-            return Err(AdoptError::AdoptedAlready);
-        }
-        if !is_open(fd) {
-            return Err(AdoptError::NotOpen);
-        }
-        // SAFETY: `fd` is open (checked just above), was passed to this
-        // process and is owned by nothing in it (the promise of
-        // `Adoption`'s caller, and not adopted here: checked above), so it
+        self.available(fd)?;
+        // SAFETY: `fd` is open (`available`, just above), was passed to
+        // this process and is owned by nothing in it (the promise of
+        // `Adoption`'s caller, and not adopted here: `available`), so it
         // stays open while `look` runs — and `look` cannot keep it: the
         // borrow ends with this call.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -113,15 +120,10 @@ impl Adoption {
     /// close-on-exec: nothing inherited leaks into this process's own
     /// children.
     pub(crate) fn adopt(&mut self, fd: RawFd) -> Result<OwnedFd, AdoptError> {
-        if self.adopted.contains(&fd) {
-            return Err(AdoptError::AdoptedAlready);
-        }
-        if !is_open(fd) {
-            return Err(AdoptError::NotOpen);
-        }
+        self.available(fd)?;
         self.adopted.push(fd);
-        // SAFETY: `fd` is open (checked just above), was passed to this
-        // process for it to own and is owned by nothing in it (the promise
+        // SAFETY: `fd` is open (`available`, just above), was passed to
+        // this process for it to own and is owned by nothing in it (the promise
         // of `Adoption`'s caller); this adoption, the process's only one,
         // takes each number once (recorded just above): no other
         // `OwnedFd` of this number exists, so it is closed once.

@@ -430,22 +430,16 @@ impl Inherited {
             )?,
             None => Vec::new(),
         };
-        let ready = ready_var
-            .map(|value| {
-                ReadyChannel::adopt(value, adoption).map_err(|reason| InheritError::ReadyFd {
-                    value: value.to_string_lossy().into_owned(),
-                    reason,
-                })
-            })
-            .transpose()?;
-        let link = link_var
-            .map(|value| {
-                Link::adopt(value, adoption).map_err(|reason| InheritError::SupervisorFd {
-                    value: value.to_string_lossy().into_owned(),
-                    reason,
-                })
-            })
-            .transpose()?;
+        let ready = adopt_var(
+            ready_var,
+            |value| ReadyChannel::adopt(value, adoption),
+            |value, reason| InheritError::ReadyFd { value, reason },
+        )?;
+        let link = adopt_var(
+            link_var,
+            |value| Link::adopt(value, adoption),
+            |value, reason| InheritError::SupervisorFd { value, reason },
+        )?;
         let listeners = fds
             .into_iter()
             .zip(kinds)
@@ -615,6 +609,22 @@ impl Inherited {
     pub fn take_all(&mut self) -> Vec<InheritedListener> {
         self.listeners.iter_mut().filter_map(Option::take).collect()
     }
+}
+
+/// What the variable whose value is `var` names, adopted with `adopt`
+/// (nothing if it is unset); `error` says which variable was wrong, given
+/// its value and the reason.
+fn adopt_var<T>(
+    var: Option<&std::ffi::OsStr>,
+    adopt: impl FnOnce(&std::ffi::OsStr) -> Result<T, &'static str>,
+    error: impl FnOnce(String, &'static str) -> InheritError,
+) -> Result<Option<T>, InheritError> {
+    let Some(value) = var else {
+        return Ok(None);
+    };
+    adopt(value)
+        .map(Some)
+        .map_err(|reason| error(value.to_string_lossy().into_owned(), reason))
 }
 
 /// The files named by `LAMEDUCK_OWNED_FDS=value`: `:`-separated
