@@ -20,8 +20,6 @@
 //! off to it), its group is also killed when it exits on its own — between
 //! its exit and its reaping, while its pid still names the group.
 
-#![cfg_attr(test, allow(unsafe_code))]
-
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -585,11 +583,9 @@ mod tests {
 
     fn reaper_in_this_process() {
         use std::time::Duration;
-        // Orphans of our children come to this process (as to a PID 1).
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) sets a flag of this
-        // process; no memory is passed.
-        let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        // Orphans of our children come to this process (as to a PID 1):
+        // prctl(PR_SET_CHILD_SUBREAPER), any non-zero value sets it.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
         let (orphan_tx, orphans) = std::sync::mpsc::channel();
         let orphan_tx = Mutex::new(orphan_tx);
         on_orphan_reaped(Arc::new(move |pid, status| {

@@ -304,8 +304,8 @@ impl ExecImage {
                 libc::CLOSE_RANGE_CLOEXEC,
             );
         }
-        // SAFETY: getpid is async-signal-safe and cannot fail.
-        let pid = unsafe { libc::getpid() } as u32;
+        // getpid: async-signal-safe (a system call), cannot fail.
+        let pid = rustix::process::getpid().as_raw_nonzero().get().unsigned_abs();
         if let Some(entry) = self.envp.last_mut() {
             write_decimal(&mut entry[PID_PREFIX.len()..], pid);
         }
