@@ -27,9 +27,9 @@ use lameduck_core::restart::{
 
 use super::child::{ChildWatch, Group};
 use super::error::RestartError;
+use super::handoff::ready::{Heard, Offer, ReadyReader, ready_channel};
+use super::handoff::spawn::spawn;
 use super::handoff::{GENERATION_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
-use super::ready::{Heard, Offer, ReadyReader, ready_channel};
-use super::spawn::spawn;
 use crate::sync::{lock, wait_until};
 
 /// The program a restart starts: `executable` (this executable's path as
@@ -113,7 +113,7 @@ impl Spawn<'_> {
     ///
     /// The process leads a process group of its own, so that a failed
     /// attempt kills everything it started (see
-    /// [`spawn`](super::spawn#process-groups)).
+    /// [`spawn`](super::handoff::spawn#process-groups)).
     pub(crate) fn launch(self) -> io::Result<Launched> {
         let Spawn {
             program,

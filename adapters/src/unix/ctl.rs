@@ -41,7 +41,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::inherit::Inherited;
+use super::handoff::inherit::Inherited;
 
 /// The name the control socket travels under (`LISTEN_FDNAMES`).
 ///

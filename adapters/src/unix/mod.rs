@@ -182,18 +182,11 @@ mod attempt;
 mod child;
 mod ctl;
 mod error;
-mod fd;
-mod fdpass;
 pub mod handoff;
-mod inherit;
-mod link;
 mod notify;
 mod pidfile;
-mod ready;
 mod restart;
 mod signals;
-mod spawn;
-mod state;
 mod supervisor;
 mod tasks;
 
@@ -202,9 +195,9 @@ pub use ctl::{
     Restarted, control_restart, control_status,
 };
 pub use error::RestartError;
-pub use inherit::{InheritError, Inherited, InheritedListener};
+pub use handoff::inherit::{InheritError, Inherited, InheritedListener};
+pub use handoff::state::{RestartState, StateError, StateOffer};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot};
 pub use signals::{Signal, SignalAction, SignalConfig};
-pub use state::{RestartState, StateError, StateOffer};
 pub use supervisor::{Supervisor, SupervisorEvent};

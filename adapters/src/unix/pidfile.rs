@@ -28,7 +28,7 @@ pub(crate) fn write(path: &Path, pid: u32) -> io::Result<()> {
     written
 }
 
-/// [`write`]; a failure goes to `problem` as one line naming the file.
+/// [`write`](fn@write); a failure goes to `problem` as one line naming the file.
 pub(crate) fn write_or_report(path: &Path, pid: u32, problem: impl FnOnce(String)) {
     if let Err(e) = write(path, pid) {
         problem(format!("cannot write the pid file {}: {e}", path.display()));

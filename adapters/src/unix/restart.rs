@@ -28,13 +28,13 @@ use super::ctl::{
 };
 use super::error::RestartError;
 use super::handoff::generation;
-use super::inherit::{Inherited, OwnedFile, socket_identity};
-use super::link::{Link, LinkMessage};
+use super::handoff::inherit::{Inherited, OwnedFile, socket_identity};
+use super::handoff::link::{Link, LinkMessage};
+use super::handoff::ready::{Offer, ReadyChannel, answer_state_requests};
+use super::handoff::state::StateOffer;
 use super::notify::{monotonic_usec, notify_or_report};
 use super::pidfile;
-use super::ready::{Offer, ReadyChannel, answer_state_requests};
 use super::signals::{Signal, SignalAction, SignalConfig, SignalName};
-use super::state::StateOffer;
 use super::tasks::Tasks;
 use crate::driver::{Order, hand_off_all};
 use crate::handle::Handle;

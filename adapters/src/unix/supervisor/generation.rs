@@ -21,8 +21,8 @@ use super::Supervisor;
 use crate::server::Pending;
 use crate::unix::attempt::{Launched, Mode, Spawn, program};
 use crate::unix::child::ChildWatch;
-use crate::unix::link::{LinkWriter, link_pipe};
-use crate::unix::ready::{Heard, Offer, ReadyReader};
+use crate::unix::handoff::link::{LinkWriter, link_pipe};
+use crate::unix::handoff::ready::{Heard, Offer, ReadyReader};
 
 /// A generation's process and the supervisor's ends of its channels: what
 /// the supervisor holds for it while it runs. What becomes of it is the

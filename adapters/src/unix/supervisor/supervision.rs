@@ -35,10 +35,10 @@ use crate::unix::attempt::Launched;
 use crate::unix::child::ChildWatch;
 use crate::unix::ctl::{Ask, one_line, serve_on_threads};
 use crate::unix::error::RestartError;
-use crate::unix::link::LinkWriter;
+use crate::unix::handoff::link::LinkWriter;
+use crate::unix::handoff::ready::Heard;
 use crate::unix::notify::{monotonic_usec, notify_or_report};
 use crate::unix::pidfile;
-use crate::unix::ready::Heard;
 use crate::unix::signals::{Signal, SignalAction};
 
 /// The supervisor while it runs: its settings, the core machine it feeds

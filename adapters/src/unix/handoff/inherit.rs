@@ -15,10 +15,10 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketType};
 
 use super::fd::{AdoptError, Adoption};
-use super::handoff::{OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, VARS};
 use super::link::Link;
 use super::ready::ReadyChannel;
 use super::state::{RestartState, StateError};
+use super::{OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, VARS};
 use crate::listener::ListenAddr;
 use crate::runtime::Runtime;
 use crate::server::{Builder, Pending};
@@ -286,7 +286,7 @@ impl InheritedListener {
 /// inherited, adopted by [`Inherited::from_env`]. Hand them to the [`Builder`] by name
 /// ([`Builder::inherit_or_bind`]) or all at once
 /// ([`Builder::inherit_rest`]), and the rest to
-/// [`Lifecycle::inherited`](super::Lifecycle::inherited). Sockets never
+/// [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited). Sockets never
 /// taken are closed when it is dropped.
 ///
 /// ```
@@ -336,10 +336,10 @@ impl Inherited {
     /// socket, a stream, listening, IPv4/IPv6/Unix; then made close-on-exec
     /// and non-blocking), a predecessor's (or supervisor's) readiness
     /// channel (`LAMEDUCK_READY_FD`), and a supervisor's link
-    /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](super::Supervisor)),
+    /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](crate::unix::Supervisor)),
     /// and which inherited Unix sockets' files a restarting predecessor
     /// hands over (`LAMEDUCK_OWNED_FDS`, see
-    /// [`OWNED_FDS_VAR`](super::handoff::OWNED_FDS_VAR)).
+    /// [`OWNED_FDS_VAR`]).
     /// Nothing inherited is not an error, and neither are variables meant
     /// for another process: a `LISTEN_PID` that is not this process's pid
     /// (the variables leaked from a parent, say) means no socket is
@@ -503,7 +503,7 @@ impl Inherited {
     }
 
     /// Takes the restart state the predecessor offered (see
-    /// [`StateOffer`](super::StateOffer)), before this process reports
+    /// [`StateOffer`](crate::unix::StateOffer)), before this process reports
     /// ready — blocking until all of it arrived. `versions`: the
     /// application versions this process understands; another is refused
     /// ([`StateError::Version`]), as is anything that is not a valid
@@ -514,7 +514,7 @@ impl Inherited {
     /// nothing, or one of an earlier lameduck (a readiness pipe). A
     /// predecessor that offered items rolls back if this process reports
     /// ready without taking them. Call it before
-    /// [`Lifecycle::inherited`](super::Lifecycle::inherited), once.
+    /// [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited), once.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -565,9 +565,9 @@ impl Inherited {
     }
 
     /// Whether this process is a generation run by a
-    /// [`Supervisor`](super::Supervisor): it reports ready to the
+    /// [`Supervisor`](crate::unix::Supervisor): it reports ready to the
     /// supervisor, hands off when told to, and leaves restarts, systemd and
-    /// the pid file to it (see [`Lifecycle::inherited`](super::Lifecycle::inherited)).
+    /// the pid file to it (see [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited)).
     ///
     /// ```
     /// assert!(!lameduck::unix::Inherited::default().is_supervised());
@@ -943,10 +943,10 @@ impl<R: Runtime> Builder<R> {
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
     /// socket at `path`. A bound socket's file is removed when the server
     /// stops serving it; a restart hands that duty to the successor with
-    /// the socket ([`OWNED_FDS_VAR`](super::handoff::OWNED_FDS_VAR)), so the file
+    /// the socket ([`OWNED_FDS_VAR`]), so the file
     /// goes with the last process of the line. An inherited socket whose
     /// file no predecessor handed over (systemd's `.socket` unit owns it,
-    /// or a [`Supervisor`](super::Supervisor)) keeps its file. When
+    /// or a [`Supervisor`](crate::unix::Supervisor)) keeps its file. When
     /// binding, a socket file nobody listens on any more (connecting to it
     /// is refused: left by a crash, say) is replaced; one that is listened
     /// on, or any other file, is an error.

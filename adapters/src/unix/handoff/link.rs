@@ -1,4 +1,4 @@
-//! The link from a [`Supervisor`](super::Supervisor) to one of its
+//! The link from a [`Supervisor`](crate::unix::Supervisor) to one of its
 //! generations: a pipe whose read end the generation gets, at the
 //! descriptor named by `LAMEDUCK_SUPERVISOR_FD`. The supervisor keeps the
 //! write end (close-on-exec: no other process holds it).

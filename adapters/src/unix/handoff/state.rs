@@ -4,8 +4,8 @@
 //! [`lameduck_core::handover`]'s).
 //!
 //! The old process offers a [`StateOffer`] — built when a restart starts,
-//! by the callback given to [`Lifecycle::restart_state`](super::Lifecycle::restart_state)
-//! — and the successor takes it with [`Inherited::take_state`](super::Inherited::take_state)
+//! by the callback given to [`Lifecycle::restart_state`](crate::unix::Lifecycle::restart_state)
+//! — and the successor takes it with [`Inherited::take_state`](crate::unix::Inherited::take_state)
 //! before it reports ready. The hand-over is transactional: the offer is
 //! a copy (bytes copied, descriptors duplicated), so if the successor
 //! refuses it, fails, is killed or is never ready, the old process's state
@@ -43,7 +43,7 @@ pub enum StateError {
     },
     /// Reading the state, duplicating a descriptor, or replying failed.
     Io(io::Error),
-    /// [`Inherited::take_state`](super::Inherited::take_state) was
+    /// [`Inherited::take_state`](crate::unix::Inherited::take_state) was
     /// already called.
     AlreadyTaken,
 }
@@ -109,7 +109,7 @@ pub struct StateOffer {
 
 impl StateOffer {
     /// An empty offer of application format `version` (the successor
-    /// checks it: [`Inherited::take_state`](super::Inherited::take_state)).
+    /// checks it: [`Inherited::take_state`](crate::unix::Inherited::take_state)).
     ///
     /// ```
     /// assert!(lameduck::unix::StateOffer::new(1).is_empty());
@@ -224,7 +224,7 @@ impl StateOffer {
 }
 
 /// The state a predecessor handed over, taken by
-/// [`Inherited::take_state`](super::Inherited::take_state).
+/// [`Inherited::take_state`](crate::unix::Inherited::take_state).
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -47,7 +47,7 @@ use std::process::{Child, Command};
 
 use lameduck_core::activation::{FIRST_FD, ListenEnv};
 
-use super::handoff::{OWNED_FDS_VAR, VARS};
+use super::{OWNED_FDS_VAR, VARS};
 
 const PID_PREFIX: &[u8] = b"LISTEN_PID=";
 /// Room for any pid (`u32::MAX` has 10 digits).
@@ -305,7 +305,10 @@ impl ExecImage {
             );
         }
         // getpid: async-signal-safe (a system call), cannot fail.
-        let pid = rustix::process::getpid().as_raw_nonzero().get().unsigned_abs();
+        let pid = rustix::process::getpid()
+            .as_raw_nonzero()
+            .get()
+            .unsigned_abs();
         if let Some(entry) = self.envp.last_mut() {
             write_decimal(&mut entry[PID_PREFIX.len()..], pid);
         }
@@ -397,7 +400,7 @@ mod tests {
                  && [ -z \"${LAMEDUCK_READY_FD+x}\" ]",
             )
             .env("LISTEN_PID", "1")
-            .env(super::super::handoff::READY_FD_VAR, "9");
+            .env(super::super::READY_FD_VAR, "9");
         let mut child =
             spawn_with_listeners(command, &[(a.as_fd(), "a"), (b.as_fd(), "b")]).unwrap();
         assert!(child.wait().unwrap().success());

@@ -19,7 +19,22 @@
 //! # let _ = handed;
 //! ```
 
-pub use super::spawn::spawn_with_listeners;
+// The hand-off's pieces, one job each: adopting what a process inherited
+// (`inherit`, through `fd`, the only place a raw descriptor number is
+// borrowed or owned), the channel to a successor (`ready`, its frames
+// carrying descriptors through `fdpass`), a supervisor's link to a
+// generation (`link`), starting a process with the listeners (`spawn`),
+// and the application's restart state (`state`).
+pub(super) mod inherit;
+pub(super) mod link;
+pub(super) mod ready;
+pub(super) mod spawn;
+pub(super) mod state;
+
+mod fd;
+mod fdpass;
+
+pub use spawn::spawn_with_listeners;
 
 /// The variable naming a successor's hand-off channel: one end of a Unix
 /// socket pair on which it receives the restart state and writes
