@@ -195,7 +195,9 @@ pub use ctl::{
     Restarted, control_restart, control_status,
 };
 pub use error::RestartError;
-pub use handoff::inherit::{InheritError, Inherited, InheritedListener};
+pub use handoff::error::InheritError;
+pub use handoff::inherit::Inherited;
+pub use handoff::inherit_or_bind::InheritedListener;
 pub use handoff::state::{RestartState, StateError, StateOffer};
 pub use notify::notify;
 pub use restart::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot};

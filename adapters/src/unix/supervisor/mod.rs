@@ -28,7 +28,8 @@ use supervision::Supervision;
 
 use super::child::on_orphan_reaped;
 use super::ctl::ControlSocket;
-use super::handoff::inherit::{Inherited, take_or_bind, take_or_bind_unix};
+use super::handoff::inherit::Inherited;
+use super::handoff::inherit_or_bind::{take_or_bind, take_or_bind_unix};
 use super::pidfile;
 use super::signals::SignalConfig;
 use crate::listener::ListenAddr;

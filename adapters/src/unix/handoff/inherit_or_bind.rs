@@ -1,0 +1,344 @@
+//! Serving an inherited listening socket ([`InheritedListener`]) or a
+//! newly bound one: the inherited socket of a name if there is one, else
+//! a new one bound under that name
+//! ([`Builder::inherit_or_bind`](crate::Builder::inherit_or_bind), and
+//! the [`Supervisor`](crate::unix::Supervisor)'s equivalents).
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Started by hand: nothing inherited, so "http" is bound.
+//! let mut inherited = lameduck::unix::Inherited::default();
+//! let builder = lameduck::Builder::new().inherit_or_bind(&mut inherited, "http", "127.0.0.1:0")?;
+//! # let _ = builder; Ok(()) }
+//! ```
+
+use std::io;
+use std::net::ToSocketAddrs;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use lameduck_core::activation::ListenEnv;
+
+use super::inherit::Inherited;
+use crate::listener::ListenAddr;
+use crate::runtime::Runtime;
+use crate::server::{Builder, Pending};
+
+/// An inherited listening socket, checked and owned (close-on-exec,
+/// non-blocking).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut inherited = lameduck::unix::Inherited::from_env()?;
+/// for listener in inherited.take_all() {
+///     println!("{} {}: {}", listener.fd(), listener.name(), listener.local_addr()?);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct InheritedListener {
+    pub(super) fd: RawFd,
+    pub(super) name: String,
+    pub(super) socket: Socket,
+}
+
+/// The socket itself, by family.
+#[derive(Debug)]
+pub(super) enum Socket {
+    Tcp(std::net::TcpListener),
+    Unix(UnixListener),
+}
+
+impl InheritedListener {
+    /// The descriptor number it was passed at (3, 4, …).
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// if let Some(listener) = inherited.take("http") {
+    ///     assert!(listener.fd() >= 3);
+    /// }
+    /// ```
+    #[must_use]
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Its name from `LISTEN_FDNAMES` (`unknown` when none was given).
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// if let Some(listener) = inherited.take("http") {
+    ///     assert_eq!(listener.name(), "http");
+    /// }
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a TCP (IPv4 or IPv6) socket; otherwise a Unix one.
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// let tcp = inherited.take_all().into_iter().filter(|l| l.is_tcp()).count();
+    /// # let _ = tcp;
+    /// ```
+    #[must_use]
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.socket, Socket::Tcp(_))
+    }
+
+    /// The address it listens on.
+    ///
+    /// ```
+    /// # let mut inherited = lameduck::unix::Inherited::from_env().unwrap();
+    /// for listener in inherited.take_all() {
+    ///     println!("{}", listener.local_addr().unwrap());
+    /// }
+    /// ```
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        Ok(match &self.socket {
+            Socket::Tcp(l) => ListenAddr::Tcp(l.local_addr()?),
+            Socket::Unix(l) => ListenAddr::Unix(
+                l.local_addr()?
+                    .as_pathname()
+                    .unwrap_or(Path::new(""))
+                    .into(),
+            ),
+        })
+    }
+
+    /// The Unix listener, if it is one.
+    pub(crate) fn into_unix(self) -> Option<UnixListener> {
+        match self.socket {
+            Socket::Unix(l) => Some(l),
+            Socket::Tcp(_) => None,
+        }
+    }
+
+    pub(crate) fn into_pending(self) -> Pending {
+        let name: Arc<str> = self.name.into();
+        match self.socket {
+            Socket::Tcp(l) => Pending::Tcp(l, name, false),
+            // Whoever created the file (systemd, a supervisor) owns it: an
+            // inherited socket's file is left in place — unless a
+            // restarting predecessor hands it over (`LAMEDUCK_OWNED_FDS`),
+            // which the `Lifecycle` takes up once this process is ready.
+            Socket::Unix(l) => Pending::Unix(l, None, name),
+        }
+    }
+}
+
+/// Whether `path` is a Unix socket file that nothing listens on.
+fn is_stale_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+        )
+}
+
+/// The inherited TCP socket named `name`, or a new one bound to `addr`
+/// (see [`Builder::inherit_or_bind`]).
+pub(crate) fn take_or_bind(
+    inherited: &mut Inherited,
+    name: &str,
+    addr: impl ToSocketAddrs,
+) -> io::Result<Pending> {
+    valid_name(name)?;
+    match inherited.take(name) {
+        Some(listener) if listener.is_tcp() => Ok(listener.into_pending()),
+        Some(listener) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "inherited fd {} ({name}) is a Unix socket; a TCP one was expected",
+                listener.fd
+            ),
+        )),
+        None => {
+            let listener = std::net::TcpListener::bind(addr)?;
+            Ok(Pending::Tcp(listener, name.into(), true))
+        }
+    }
+}
+
+/// The inherited Unix socket named `name`, or a new one bound at `path`
+/// (see [`Builder::inherit_or_bind_unix`]).
+pub(crate) fn take_or_bind_unix(
+    inherited: &mut Inherited,
+    name: &str,
+    path: &Path,
+) -> io::Result<Pending> {
+    valid_name(name)?;
+    match inherited.take(name) {
+        Some(listener) if !listener.is_tcp() => Ok(listener.into_pending()),
+        Some(listener) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "inherited fd {} ({name}) is a TCP socket; a Unix one was expected",
+                listener.fd
+            ),
+        )),
+        None => {
+            let listener = match UnixListener::bind(path) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
+                    std::fs::remove_file(path)?;
+                    UnixListener::bind(path)?
+                }
+                bound => bound?,
+            };
+            Ok(Pending::Unix(
+                listener,
+                Some(path.to_path_buf()),
+                name.into(),
+            ))
+        }
+    }
+}
+
+/// Checks a listener name for `LISTEN_FDNAMES`.
+fn valid_name(name: &str) -> io::Result<()> {
+    ListenEnv::for_successor(1, &[name])
+        .map(drop)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+impl<R: Runtime> Builder<R> {
+    /// Serves on an adopted socket, under its inherited name.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let mut builder = lameduck::Builder::new();
+    /// for listener in inherited.take_all() {
+    ///     builder = builder.inherited_listener(listener);
+    /// }
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn inherited_listener(self, listener: InheritedListener) -> Self {
+        self.push_listener(listener.into_pending())
+    }
+
+    /// Serves on the inherited TCP socket named `name` if there is one (a
+    /// restart, or a systemd socket with `FileDescriptorName=name`);
+    /// otherwise binds `addr` and names the new listener `name`, so that a
+    /// successor finds it under that name. A socket of that name that is
+    /// not TCP is an error.
+    ///
+    /// Names are 1–255 printable ASCII characters without `:`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let builder = lameduck::Builder::new()
+    ///     .inherit_or_bind(&mut inherited, "http", "127.0.0.1:0")?
+    ///     .inherit_or_bind(&mut inherited, "admin", "127.0.0.1:0")?;
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    pub fn inherit_or_bind(
+        self,
+        inherited: &mut Inherited,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<Self> {
+        Ok(self.push_listener(take_or_bind(inherited, name, addr)?))
+    }
+
+    /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
+    /// socket at `path`. A bound socket's file is removed when the server
+    /// stops serving it; a restart hands that duty to the successor with
+    /// the socket ([`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)), so the file
+    /// goes with the last process of the line. An inherited socket whose
+    /// file no predecessor handed over (systemd's `.socket` unit owns it,
+    /// or a [`Supervisor`](crate::unix::Supervisor)) keeps its file. When
+    /// binding, a socket file nobody listens on any more (connecting to it
+    /// is refused: left by a crash, say) is replaced; one that is listened
+    /// on, or any other file, is an error.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let path = std::env::temp_dir().join(format!("lameduck-doc-inherit-{}.sock", std::process::id()));
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let server = lameduck::Builder::new()
+    ///     .inherit_or_bind_unix(&mut inherited, "local", &path)?
+    ///     .build()?;
+    /// # drop(server); Ok(()) }
+    /// ```
+    pub fn inherit_or_bind_unix(
+        self,
+        inherited: &mut Inherited,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> io::Result<Self> {
+        Ok(self.push_listener(take_or_bind_unix(inherited, name, path.as_ref())?))
+    }
+
+    /// Serves on every inherited socket not taken yet (e.g. all of a
+    /// systemd `.socket` unit's), in descriptor order.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut inherited = lameduck::unix::Inherited::from_env()?;
+    /// let builder = lameduck::Builder::new().inherit_rest(&mut inherited);
+    /// # let _ = builder; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn inherit_rest(mut self, inherited: &mut Inherited) -> Self {
+        for listener in inherited.take_all() {
+            self = self.inherited_listener(listener);
+        }
+        self
+    }
+}
+
+impl AsFd for InheritedListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.socket {
+            Socket::Tcp(l) => l.as_fd(),
+            Socket::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "smol")]
+    #[test]
+    fn a_stale_socket_file_is_replaced_a_live_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("lameduck-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        // Left behind: the file stays when a std listener is dropped.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(is_stale_socket(&path));
+        let mut none = Inherited::default();
+        let server = Builder::new()
+            .inherit_or_bind_unix(&mut none, "unix", &path)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(!is_stale_socket(&path), "listened on now");
+        let again = Builder::new().inherit_or_bind_unix(&mut none, "unix", &path);
+        assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        drop(server);
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(!is_stale_socket(&plain));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("http").is_ok());
+        assert!(valid_name("a:b").is_err());
+        assert!(valid_name("").is_err());
+    }
+}
