@@ -197,30 +197,23 @@ impl ReadyReader {
                 .await?;
             left = &left[n..];
         }
-        let mut decoder = Decoder::new(limits);
-        let mut fds = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut arriving = Arriving::new(limits);
         // Each pass reads at least one byte or ends: bounded by the
         // frame's (bounded) length.
-        while !decoder.is_complete() {
-            let want = decoder.wanted().min(buf.len());
-            let n = self
-                .0
-                .read_with(|fd| fdpass::recv(fd.as_fd(), &mut buf[..want], &mut fds))
-                .await?;
+        while !arriving.is_complete() {
+            let n = self.0.read_with(|fd| arriving.recv(fd.as_fd())).await?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the generation closed its channel",
                 ));
             }
-            decoder
-                .feed(&buf[..n])
+            arriving
+                .feed(n)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let frame = decoder
+        let (frame, fds) = arriving
             .finish()
-            .and_then(|frame| frame.check_received(fds.len()).map(|()| frame))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         Ok(Offer {
             bytes: frame
@@ -278,6 +271,48 @@ pub(crate) async fn answer_state_requests(
 
 /// A frame and its descriptors, or why what arrived is not one.
 pub(crate) type Received = Result<(Frame, Vec<OwnedFd>), lameduck_core::handover::DecodeError>;
+
+/// A frame arriving on a channel, with its descriptors: read by a
+/// supervisor (asynchronously) or a successor (blocking), decoded as it
+/// comes.
+struct Arriving {
+    decoder: Decoder,
+    fds: Vec<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+impl Arriving {
+    fn new(limits: Limits) -> Arriving {
+        Arriving {
+            decoder: Decoder::new(limits),
+            fds: Vec::new(),
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.decoder.is_complete()
+    }
+
+    /// Receives what the frame still wants (and its descriptors) from
+    /// `socket`: how many bytes, 0 at the end of file.
+    fn recv(&mut self, socket: BorrowedFd<'_>) -> io::Result<usize> {
+        let want = self.decoder.wanted().min(self.buf.len());
+        fdpass::recv(socket, &mut self.buf[..want], &mut self.fds)
+    }
+
+    /// Decodes the `n` bytes [`recv`](Self::recv) just received.
+    fn feed(&mut self, n: usize) -> Result<(), lameduck_core::handover::DecodeError> {
+        self.decoder.feed(&self.buf[..n]).map(drop)
+    }
+
+    /// The frame, checked against the descriptors that came with it.
+    fn finish(self) -> Received {
+        let frame = self.decoder.finish()?;
+        frame.check_received(self.fds.len())?;
+        Ok((frame, self.fds))
+    }
+}
 
 /// The successor's end, adopted from `LAMEDUCK_READY_FD`.
 pub(crate) struct ReadyChannel {
@@ -341,14 +376,11 @@ impl ReadyChannel {
             return Ok(None);
         }
         self.received = true;
-        let mut decoder = Decoder::new(limits);
-        let mut fds = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut arriving = Arriving::new(limits);
         // Each pass reads at least one byte or ends: bounded by the
         // frame's (bounded) length.
-        while !decoder.is_complete() {
-            let want = decoder.wanted().min(buf.len());
-            let n = match fdpass::recv(self.fd.as_fd(), &mut buf[..want], &mut fds) {
+        while !arriving.is_complete() {
+            let n = match arriving.recv(self.fd.as_fd()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -356,14 +388,11 @@ impl ReadyChannel {
             if n == 0 {
                 break;
             }
-            if let Err(e) = decoder.feed(&buf[..n]) {
+            if let Err(e) = arriving.feed(n) {
                 return Ok(Some(Err(e)));
             }
         }
-        Ok(Some(decoder.finish().and_then(|frame| {
-            frame.check_received(fds.len())?;
-            Ok((frame, fds))
-        })))
+        Ok(Some(arriving.finish()))
     }
 
     /// Says `reply` to the predecessor (nothing on a pipe but `READY=1`).
