@@ -730,6 +730,56 @@ mod tests {
         assert_eq!(e, "adopted already, under another name");
     }
 
+    /// `inherit_or_bind` takes the inherited socket of that name when it
+    /// is of the kind asked for, and refuses (and closes) one of the other
+    /// kind rather than bind a second socket under its name.
+    #[test]
+    fn an_inherited_name_of_the_other_kind_is_an_error() {
+        use super::super::inherit_or_bind::{take_or_bind, take_or_bind_unix};
+        use crate::server::Pending;
+        use std::os::fd::IntoRawFd;
+        // An adoption each: the second listener may get the first's number
+        // once it is closed, which one adoption would refuse.
+        let inherit = |name: &str| {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = tcp.local_addr().unwrap();
+            let fd = tcp.into_raw_fd(); // to be owned by the adoption
+            let inherited = InheritedFd {
+                fd,
+                name: name.into(),
+            };
+            let mut adoption = Adoption::for_tests();
+            (own(&mut adoption, inherited, Family::Inet).unwrap(), addr)
+        };
+        let (http, _) = inherit("http");
+        let fd = http.fd();
+        let mut inherited = Inherited {
+            listeners: vec![Some(http)],
+            ..Inherited::default()
+        };
+        let path = std::path::Path::new("/nonexistent/lameduck.sock");
+        let Err(e) = take_or_bind_unix(&mut inherited, "http", path) else {
+            panic!("a TCP socket taken as a Unix one");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            format!("inherited fd {fd} (http) is a TCP socket; a Unix one was expected")
+        );
+        assert!(inherited.is_empty(), "taken, and closed");
+
+        let (http, addr_again) = inherit("http");
+        inherited.listeners.push(Some(http));
+        match take_or_bind(&mut inherited, "http", "127.0.0.1:1").unwrap() {
+            Pending::Tcp(listener, name, bound_here) => {
+                assert_eq!(listener.local_addr().unwrap(), addr_again);
+                assert_eq!(&*name, "http");
+                assert!(!bound_here, "inherited, not bound");
+            }
+            Pending::Unix(..) => panic!("a TCP listener was inherited"),
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn owned_files_are_parsed_strictly() {

@@ -149,21 +149,11 @@ pub(crate) fn take_or_bind(
     name: &str,
     addr: impl ToSocketAddrs,
 ) -> io::Result<Pending> {
-    valid_name(name)?;
-    match inherited.take(name) {
-        Some(listener) if listener.is_tcp() => Ok(listener.into_pending()),
-        Some(listener) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "inherited fd {} ({name}) is a Unix socket; a TCP one was expected",
-                listener.fd
-            ),
-        )),
-        None => {
-            let listener = std::net::TcpListener::bind(addr)?;
-            Ok(Pending::Tcp(listener, name.into(), true))
-        }
+    if let Some(inherited) = take_kind(inherited, name, true)? {
+        return Ok(inherited);
     }
+    let listener = std::net::TcpListener::bind(addr)?;
+    Ok(Pending::Tcp(listener, name.into(), true))
 }
 
 /// The inherited Unix socket named `name`, or a new one bound at `path`
@@ -173,31 +163,46 @@ pub(crate) fn take_or_bind_unix(
     name: &str,
     path: &Path,
 ) -> io::Result<Pending> {
-    valid_name(name)?;
-    match inherited.take(name) {
-        Some(listener) if !listener.is_tcp() => Ok(listener.into_pending()),
-        Some(listener) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "inherited fd {} ({name}) is a TCP socket; a Unix one was expected",
-                listener.fd
-            ),
-        )),
-        None => {
-            let listener = match UnixListener::bind(path) {
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
-                    std::fs::remove_file(path)?;
-                    UnixListener::bind(path)?
-                }
-                bound => bound?,
-            };
-            Ok(Pending::Unix(
-                listener,
-                Some(path.to_path_buf()),
-                name.into(),
-            ))
-        }
+    if let Some(inherited) = take_kind(inherited, name, false)? {
+        return Ok(inherited);
     }
+    let listener = match UnixListener::bind(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        bound => bound?,
+    };
+    Ok(Pending::Unix(
+        listener,
+        Some(path.to_path_buf()),
+        name.into(),
+    ))
+}
+
+/// The inherited socket named `name` (a valid name), if there is one: a
+/// TCP one if `tcp`, else a Unix one; one of the other kind is an error
+/// (and is closed).
+fn take_kind(inherited: &mut Inherited, name: &str, tcp: bool) -> io::Result<Option<Pending>> {
+    valid_name(name)?;
+    let Some(listener) = inherited.take(name) else {
+        return Ok(None);
+    };
+    if listener.is_tcp() == tcp {
+        return Ok(Some(listener.into_pending()));
+    }
+    let (found, wanted) = if tcp {
+        ("Unix", "TCP")
+    } else {
+        ("TCP", "Unix")
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "inherited fd {} ({name}) is a {found} socket; a {wanted} one was expected",
+            listener.fd
+        ),
+    ))
 }
 
 /// Checks a listener name for `LISTEN_FDNAMES`.
