@@ -463,6 +463,17 @@ fn answer_blocking(mut stream: UnixStream, asks: &async_channel::Sender<Ask>) {
     let _ = stream.write_all(format!("{reply}\n").as_bytes());
 }
 
+/// An event's line for a restart asked on the control socket (`joined`:
+/// one was in flight, whose outcome is the answer), the same in both
+/// restart modes.
+pub(crate) fn restart_requested(joined: bool) -> &'static str {
+    if joined {
+        "control: restart requested; joining the restart in flight"
+    } else {
+        "control: restart requested"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,9 +87,73 @@ impl RestartError {
         }
     }
 
+    /// An event's one line for this error, the same in both restart
+    /// modes: `restart refused: …`, `restart failed: …; <goes_on>` (what
+    /// serves on), or `restart abandoned: the server is stopping`.
+    pub(crate) fn write_event_line(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        goes_on: fmt::Arguments<'_>,
+    ) -> fmt::Result {
+        match self {
+            RestartError::Failed {
+                failure: RestartFailure::Stopping,
+                ..
+            } => f.write_str("restart abandoned: the server is stopping"),
+            RestartError::Failed { .. } => write!(f, "restart failed: {self}; {goes_on}"),
+            _ => write!(f, "restart refused: {self}"),
+        }
+    }
+
     /// What a restart whose new process was not ready in time says beyond
     /// [`RestartFailure::NotReady`].
     pub(crate) fn not_ready_detail() -> String {
         format!("no READY on {READY_FD_VAR} within the readiness deadline")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unix::{LifecycleEvent, SupervisorEvent};
+
+    /// Both restart modes report a restart's end in the same words; only
+    /// what serves on after a failure differs.
+    #[test]
+    fn both_modes_say_the_same() {
+        let lines = |e: RestartError| {
+            (
+                LifecycleEvent::RestartFailed(e.clone()).to_string(),
+                SupervisorEvent::RestartFailed(e).to_string(),
+            )
+        };
+        let abandoned = RestartError::Failed {
+            failure: RestartFailure::Stopping,
+            detail: None,
+        };
+        let (lifecycle, supervisor) = lines(abandoned);
+        assert_eq!(lifecycle, "restart abandoned: the server is stopping");
+        assert_eq!(supervisor, lifecycle);
+        let (lifecycle, supervisor) = lines(RestartError::InProgress);
+        assert_eq!(
+            lifecycle,
+            "restart refused: a restart is already in progress"
+        );
+        assert_eq!(supervisor, lifecycle);
+        let failed = RestartError::Failed {
+            failure: RestartFailure::ChildExited { child: 42 },
+            detail: Some("exit status: 3".into()),
+        };
+        let (lifecycle, supervisor) = lines(failed);
+        let failed = "restart failed: the successor (pid 42) exited before it was ready \
+                      (exit status: 3); ";
+        assert_eq!(
+            lifecycle,
+            format!("{failed}still serving (pid {})", std::process::id())
+        );
+        assert_eq!(
+            supervisor,
+            format!("{failed}the serving generation goes on")
+        );
     }
 }

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck_core::Outcome;
-use lameduck_core::restart::{RestartFailure, RestartPhase};
+use lameduck_core::restart::RestartPhase;
 
+use crate::unix::ctl::restart_requested;
 use crate::unix::error::RestartError;
 use crate::unix::signals::{Signal, SignalAction, SignalName};
 
@@ -158,25 +159,12 @@ impl fmt::Display for LifecycleEvent {
                     "restart: pid {pid} handed off to pid {successor}; draining"
                 )
             }
-            LifecycleEvent::RestartFailed(RestartError::Failed {
-                failure: RestartFailure::Stopping,
-                ..
-            }) => f.write_str("restart abandoned: the server is stopping"),
-            LifecycleEvent::RestartFailed(e @ RestartError::Failed { .. }) => {
-                write!(
-                    f,
-                    "restart failed: {e}; still serving (pid {})",
-                    std::process::id()
-                )
-            }
-            LifecycleEvent::RestartFailed(e) => write!(f, "restart refused: {e}"),
+            LifecycleEvent::RestartFailed(e) => e.write_event_line(
+                f,
+                format_args!("still serving (pid {})", std::process::id()),
+            ),
             LifecycleEvent::Problem(message) => f.write_str(message),
-            LifecycleEvent::ControlRestart { joined: false } => {
-                f.write_str("control: restart requested")
-            }
-            LifecycleEvent::ControlRestart { joined: true } => {
-                f.write_str("control: restart requested; joining the restart in flight")
-            }
+            LifecycleEvent::ControlRestart { joined } => f.write_str(restart_requested(*joined)),
         }
     }
 }

@@ -12,8 +12,7 @@ use std::fmt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use lameduck_core::restart::RestartFailure;
-
+use crate::unix::ctl::restart_requested;
 use crate::unix::error::RestartError;
 use crate::unix::signals::{Signal, SignalAction, SignalName};
 
@@ -104,12 +103,7 @@ pub enum SupervisorEvent {
 impl fmt::Display for SupervisorEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SupervisorEvent::ControlRestart { joined: false } => {
-                f.write_str("control: restart requested")
-            }
-            SupervisorEvent::ControlRestart { joined: true } => {
-                f.write_str("control: restart requested; joining the restart in flight")
-            }
+            SupervisorEvent::ControlRestart { joined } => f.write_str(restart_requested(*joined)),
             SupervisorEvent::GenerationStarted { generation, pid } => write!(
                 f,
                 "generation {generation}: pid {pid} started; waiting until it is ready"
@@ -129,16 +123,9 @@ impl fmt::Display for SupervisorEvent {
                 f,
                 "generation {generation}: pid {pid} ready; pid {previous} hands off and drains"
             ),
-            SupervisorEvent::RestartFailed(
-                e @ RestartError::Failed {
-                    failure: RestartFailure::Stopping,
-                    ..
-                },
-            ) => write!(f, "restart abandoned: {e}"),
-            SupervisorEvent::RestartFailed(e @ RestartError::Failed { .. }) => {
-                write!(f, "restart failed: {e}; the serving generation goes on")
+            SupervisorEvent::RestartFailed(e) => {
+                e.write_event_line(f, format_args!("the serving generation goes on"))
             }
-            SupervisorEvent::RestartFailed(e) => write!(f, "restart refused: {e}"),
             SupervisorEvent::Signal {
                 signal,
                 action,
