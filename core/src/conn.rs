@@ -87,6 +87,9 @@ pub(crate) enum Timer {
     Idle,
     /// A New connection, draining, silent for `Config::new_conn_grace`.
     NewConnGrace,
+    /// The connection is lent ([`crate::lease`]): take it back, then arm
+    /// the exact timer of the stage recorded. Never closes by itself.
+    Lease,
 }
 
 /// The stored stage of a slot: [`ConnState`] with the Active state split by
@@ -155,6 +158,9 @@ pub(crate) struct Slot {
     /// is, 0 otherwise. Always 0 on a connection served one request at a
     /// time.
     pub(crate) streams: u16,
+    /// Its transitions are lent to its task ([`crate::lease`]): `stage` is
+    /// Idle here, the true stage is in the lease.
+    pub(crate) lent: bool,
 }
 
 impl Slot {
@@ -213,6 +219,7 @@ impl ConnTable {
                     timer: Timer::None,
                     write_blocked: false,
                     streams: 0,
+                    lent: false,
                 });
                 index
             }
@@ -230,6 +237,7 @@ impl ConnTable {
         slot.timer = Timer::None;
         slot.write_blocked = false;
         slot.streams = 0;
+        slot.lent = false;
         self.live += 1;
         ConnId {
             index,
@@ -285,6 +293,7 @@ impl ConnTable {
         slot.deadline = Nanos::NEVER;
         slot.mark = Nanos::NEVER;
         slot.timer = Timer::None;
+        slot.lent = false;
         self.live -= 1;
         match slot.generation.checked_add(1) {
             Some(g) => {

@@ -155,6 +155,7 @@ mod deadlines;
 mod done;
 mod error;
 pub mod handover;
+pub mod lease;
 mod listener;
 mod phase;
 pub mod restart;

@@ -1,6 +1,7 @@
 //! The server lifecycle machine.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::action::{Action, CloseReason, Completion, HookStage, Outcome};
@@ -8,6 +9,7 @@ use crate::config::Config;
 use crate::conn::{ConnId, ConnState, ConnTable, Resolved, Stage, Timer};
 use crate::deadlines::DeadlineQueue;
 use crate::error::{ConnEvent, Error};
+use crate::lease::{Lease, LeaseClock};
 use crate::listener::{ListenerId, ListenerState, ListenerTable};
 use crate::phase::Phase;
 use crate::time::{Nanos, Timeline};
@@ -225,6 +227,14 @@ pub struct Server {
     drain_started: Nanos,
     tracked_at_drain: usize,
     actions: VecDeque<Action>,
+    /// The lease of each slot whose task asked for one ([`Server::lease`]),
+    /// by slot index.
+    leases: Vec<Option<Arc<Lease>>>,
+    /// Connections lent now.
+    lent: usize,
+    /// How long a lent connection stays lent without a look: the shortest
+    /// of the header, body and idle timeouts (`None`: no timer needs one).
+    lease_check: Option<Duration>,
 }
 
 impl Server {
@@ -241,7 +251,6 @@ impl Server {
     #[must_use]
     pub fn new(config: Config, now: Instant) -> Server {
         Server {
-            config,
             time: Timeline::new(now),
             phase: Phase::Serving,
             listeners: ListenerTable::default(),
@@ -258,6 +267,17 @@ impl Server {
             drain_started: Nanos::NEVER,
             tracked_at_drain: 0,
             actions: VecDeque::new(),
+            leases: Vec::new(),
+            lent: 0,
+            lease_check: [
+                config.header_timeout,
+                config.body_timeout,
+                config.idle_timeout,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+            config,
         }
     }
 
@@ -393,7 +413,7 @@ impl Server {
     /// ```
     pub fn request_started(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         if !matches!(stage, Stage::New | Stage::Idle) {
             return Err(self.invalid(conn, stage, ConnEvent::RequestStarted));
         }
@@ -433,7 +453,7 @@ impl Server {
     /// ```
     pub fn headers_complete(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        match self.live_stage(conn)? {
+        match self.stage_taken_back(conn)? {
             Stage::ReadingHead => {
                 self.set_stage(conn, Stage::ReadingBody);
                 match self.config.body_timeout {
@@ -483,7 +503,7 @@ impl Server {
     /// ```
     pub fn body_complete(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        match self.live_stage(conn)? {
+        match self.stage_taken_back(conn)? {
             Stage::ReadingHead | Stage::ReadingBody => {
                 self.set_stage(conn, Stage::Active);
                 self.arm(conn, Timer::None, Nanos::NEVER);
@@ -531,7 +551,7 @@ impl Server {
     /// ```
     pub fn write_blocked(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         let slot = self.conns.slot_mut(conn);
         if stage != Stage::Hijacked && !slot.write_blocked {
             slot.write_blocked = true;
@@ -562,7 +582,7 @@ impl Server {
     /// ```
     pub fn write_unblocked(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         let slot = self.conns.slot_mut(conn);
         if slot.write_blocked {
             slot.write_blocked = false;
@@ -629,7 +649,7 @@ impl Server {
         kept_alive: bool,
     ) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         if !stage.in_request() || self.conns.slot(conn).streams > 0 {
             return Err(self.invalid(conn, stage, ConnEvent::ResponseDone));
         }
@@ -650,6 +670,7 @@ impl Server {
                 Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
                 None => self.arm(conn, Timer::None, Nanos::NEVER),
             }
+            self.lend(conn, now);
         } else {
             self.close_conn(conn, CloseReason::KeepAliveOff);
             self.maybe_complete();
@@ -699,7 +720,7 @@ impl Server {
     /// ```
     pub fn stream_opened(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         let streams = self.conns.slot(conn).streams;
         match stage {
             Stage::New | Stage::Idle => {
@@ -742,7 +763,7 @@ impl Server {
     /// ```
     pub fn stream_closed(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         let streams = self.conns.slot(conn).streams;
         if stage != Stage::Active || streams == 0 {
             return Err(self.invalid(conn, stage, ConnEvent::StreamClosed));
@@ -775,7 +796,7 @@ impl Server {
     /// ```
     pub fn hijack(&mut self, conn: ConnId, now: Instant) -> Result<(), Error> {
         let now = self.enter(now);
-        let stage = self.live_stage(conn)?;
+        let stage = self.stage_taken_back(conn)?;
         if stage == Stage::Hijacked {
             return Err(self.invalid(conn, stage, ConnEvent::Hijack));
         }
@@ -922,6 +943,7 @@ impl Server {
         delay_phase: Phase,
     ) {
         let now = self.enter(now);
+        self.take_back_all();
         let deadline = deadline.map_or(Nanos::NEVER, |d| self.time.nanos(d));
         match self.phase {
             Phase::Serving => {
@@ -969,6 +991,7 @@ impl Server {
         if self.phase == Phase::Closed {
             return;
         }
+        self.take_back_all();
         let hijacked_told = self.phase == Phase::Draining;
         self.close_listeners();
         self.listeners
@@ -1133,7 +1156,7 @@ impl Server {
         );
         Snapshot {
             phase: self.phase,
-            counts: self.counts,
+            counts: self.counts(),
             accepting_paused: self.accept_paused,
             deadline: if shutting_down && !self.expired {
                 self.time.instant(self.shutdown_deadline)
@@ -1203,7 +1226,7 @@ impl Server {
     /// ```
     pub fn conn_state(&self, conn: ConnId) -> Result<ConnState, Error> {
         match self.conns.resolve(conn) {
-            Resolved::Live(_) => Ok(self.conns.slot(conn).stage.state()),
+            Resolved::Live(_) => Ok(self.stage_now(conn).state()),
             Resolved::Closed => Ok(ConnState::Closed),
             Resolved::Unknown => Err(Error::UnknownConn(conn)),
         }
@@ -1228,7 +1251,8 @@ impl Server {
         }
     }
 
-    /// Connections by state. O(1).
+    /// Connections by state. O(1), plus a read of each lent connection's
+    /// lease while any is lent ([`lease`](crate::lease)).
     ///
     /// ```
     /// # use std::time::Instant;
@@ -1238,7 +1262,90 @@ impl Server {
     /// ```
     #[must_use]
     pub fn counts(&self) -> Counts {
-        self.counts
+        let mut counts = self.counts;
+        if self.lent > 0 {
+            // A lent connection is counted Idle; its lease may say Active.
+            for index in 0..self.conns.capacity() {
+                if let Some(conn) = self.conns.live_id(index)
+                    && self.conns.slot(conn).lent
+                    && self.stage_now(conn) != Stage::Idle
+                {
+                    counts.idle -= 1;
+                    counts.active += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Connections lent to their tasks now ([`lease`](crate::lease)).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// let _lease = server.lease(c).unwrap();
+    /// server.request_started(c, now).unwrap();
+    /// server.response_done(c, now).unwrap();
+    /// assert_eq!(server.lent(), 1);
+    /// server.shutdown(now, None);
+    /// assert_eq!(server.lent(), 0, "a phase change takes every lease back");
+    /// ```
+    #[must_use]
+    pub fn lent(&self) -> usize {
+        self.lent
+    }
+
+    /// The lease of a connection served one request at a time, for its
+    /// task: from its next Idle on, and while the server serves with
+    /// keep-alive, its requests may be recorded with [`Lease::advance`]
+    /// instead of the inputs — the machine still decides everything (see
+    /// [`lease`](crate::lease)). The same lease on every call. Not for a
+    /// multiplexed connection (streams always go through the inputs). A
+    /// task that never advances its lease loses nothing: every input
+    /// works as before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnClosed`] or [`Error::UnknownConn`].
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use lameduck_core::{Config, ConnEvent, Server};
+    /// let now = Instant::now();
+    /// let mut server = Server::new(Config::default(), now);
+    /// let l = server.add_listener().unwrap();
+    /// let c = server.accept(l, now).unwrap();
+    /// let lease = server.lease(c).unwrap();
+    /// let clock = server.lease_clock();
+    /// assert!(!lease.advance(ConnEvent::RequestStarted, &clock, || now), "New: not lent");
+    /// server.request_started(c, now).unwrap();
+    /// ```
+    pub fn lease(&mut self, conn: ConnId) -> Result<Arc<Lease>, Error> {
+        self.live_stage(conn)?;
+        let index = conn.index as usize;
+        if self.leases.len() <= index {
+            self.leases
+                .resize_with(self.conns.capacity().max(index + 1), || None);
+        }
+        Ok(self.leases[index]
+            .get_or_insert_with(|| Arc::new(Lease::new()))
+            .clone())
+    }
+
+    /// The clock tasks stamp lent transitions with: this machine's time
+    /// origin, and which stages are timed. Once per server is enough.
+    #[must_use]
+    pub fn lease_clock(&self) -> LeaseClock {
+        LeaseClock::new(
+            self.time.origin(),
+            self.config.header_timeout,
+            self.config.body_timeout,
+            self.config.idle_timeout,
+        )
     }
 
     /// Heap bytes the machine holds for connections, deadlines and queued
@@ -1259,6 +1366,9 @@ impl Server {
     pub fn memory_footprint(&self) -> usize {
         self.conns.heap_bytes()
             + self.deadlines.heap_bytes()
+            + self.leases.capacity() * size_of::<Option<Arc<Lease>>>()
+            // Each lease: the `Arc`'s two counts and the word.
+            + self.leases.iter().flatten().count() * (2 * size_of::<usize>() + size_of::<Lease>())
             + self.actions.capacity() * size_of::<Action>()
     }
 
@@ -1279,6 +1389,13 @@ impl Server {
         }
         while let Some(conn) = self.deadlines.pop_due(now, &self.conns) {
             let slot = self.conns.slot(conn);
+            if slot.timer == Timer::Lease {
+                // Popped: disarm first, so that the exact deadline armed
+                // next is indexed even if it is the same time.
+                self.arm(conn, Timer::None, Nanos::NEVER);
+                self.take_back(conn);
+                continue;
+            }
             let reason = match slot.timer {
                 _ if slot.write_stall_due() => CloseReason::WriteTimeout,
                 Timer::Header => CloseReason::HeaderTimeout,
@@ -1288,7 +1405,9 @@ impl Server {
                 // A slot's deadline is NEVER exactly when its timer is None,
                 // NEVER is never pushed nor due, and a due write stall is
                 // handled above.
-                Timer::None => unreachable!("a due deadline always has a timer"),
+                Timer::None | Timer::Lease => {
+                    unreachable!("a due deadline always has a closing timer here")
+                }
             };
             self.close_conn(conn, reason);
             self.maybe_complete();
@@ -1315,6 +1434,106 @@ impl Server {
             Resolved::Live(_) => Ok(self.conns.slot(conn).stage),
             Resolved::Closed => Err(Error::ConnClosed(conn)),
             Resolved::Unknown => Err(Error::UnknownConn(conn)),
+        }
+    }
+
+    /// [`live_stage`](Self::live_stage), after taking back the
+    /// connection's lease if it is lent: what every input about a
+    /// connection starts from.
+    fn stage_taken_back(&mut self, conn: ConnId) -> Result<Stage, Error> {
+        let stage = self.live_stage(conn)?;
+        if self.conns.slot(conn).lent {
+            self.take_back(conn);
+            // The input may yet be refused, and return before its
+            // `run_timers`: leave a current entry on top for `poll_timeout`.
+            let _ = self.deadlines.earliest(&self.conns);
+            return Ok(self.conns.slot(conn).stage);
+        }
+        Ok(stage)
+    }
+
+    /// Lends a connection that just went Idle, if its task holds a lease
+    /// and nothing needs the machine: serving with keep-alive on, no
+    /// write blocked, no stream open. Its idle timer gives way to the
+    /// take-back check ([`crate::lease`]).
+    fn lend(&mut self, conn: ConnId, now: Nanos) {
+        let Some(lease) = self
+            .leases
+            .get(conn.index as usize)
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
+        let slot = self.conns.slot(conn);
+        if !self.keep_alive() || slot.write_blocked || slot.streams > 0 || slot.lent {
+            return;
+        }
+        lease.lend(now);
+        let check = self.lease_check.map_or(Nanos::NEVER, |d| now.after(d));
+        self.update(conn, |slot| {
+            slot.lent = true;
+            slot.mark = now;
+        });
+        self.lent += 1;
+        self.arm(conn, Timer::Lease, check);
+    }
+
+    /// Takes a lent connection back: its recorded stage becomes the
+    /// slot's, with that stage's exact timer from the time it began (not
+    /// before the lend). No recorded deadline is due yet: the take-back
+    /// check comes no later than any of them.
+    fn take_back(&mut self, conn: ConnId) {
+        let index = conn.index as usize;
+        let Some(lease) = self.leases.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        if !self.conns.slot(conn).lent {
+            return;
+        }
+        let (stage, since) = lease.take_back();
+        let since = since.max(self.conns.slot(conn).mark);
+        self.lent -= 1;
+        self.update(conn, |slot| {
+            slot.lent = false;
+            // In a request, the write stall's deadline: none is blocked
+            // (a blocked write is reported, which takes the lease back).
+            slot.mark = Nanos::NEVER;
+        });
+        self.set_stage(conn, stage);
+        let (timer, timeout) = match stage {
+            Stage::ReadingHead => (Timer::Header, self.config.header_timeout),
+            Stage::ReadingBody => (Timer::Body, self.config.body_timeout),
+            Stage::Idle => (Timer::Idle, self.config.idle_timeout),
+            _ => (Timer::None, None),
+        };
+        self.arm(
+            conn,
+            timer,
+            timeout.map_or(Nanos::NEVER, |d| since.after(d)),
+        );
+    }
+
+    /// Takes back every lent connection: before a phase change, which
+    /// decides by their true stages.
+    fn take_back_all(&mut self) {
+        if self.lent == 0 {
+            return;
+        }
+        for index in 0..self.conns.capacity() {
+            if let Some(conn) = self.conns.live_id(index)
+                && self.conns.slot(conn).lent
+            {
+                self.take_back(conn);
+            }
+        }
+    }
+
+    /// The stage of a live connection as it stands, lent or not.
+    fn stage_now(&self, conn: ConnId) -> Stage {
+        let slot = self.conns.slot(conn);
+        match self.leases.get(conn.index as usize) {
+            Some(Some(lease)) if slot.lent => lease.stage(),
+            _ => slot.stage,
         }
     }
 
@@ -1388,6 +1607,14 @@ impl Server {
 
     /// Forgets a live connection.
     fn remove(&mut self, conn: ConnId) {
+        if self.conns.slot(conn).lent {
+            // Its task must not record anything more (it is not told:
+            // its next input meets `ConnClosed`).
+            self.take_back(conn);
+        }
+        if let Some(lease) = self.leases.get_mut(conn.index as usize) {
+            *lease = None;
+        }
         let stage = self.conns.slot(conn).stage;
         if let Some(n) = self.counts.of(stage) {
             *n -= 1;

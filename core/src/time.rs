@@ -55,6 +55,11 @@ impl Timeline {
         Nanos(n.min(u64::MAX - 1))
     }
 
+    /// The `Instant` at [`Nanos`] zero.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
     /// Moves the latest time to `now` if it is later, and returns the latest.
     pub(crate) fn advance(&mut self, now: Instant) -> Nanos {
         let n = self.nanos(now);

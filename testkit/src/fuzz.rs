@@ -12,9 +12,11 @@ use lameduck_core::restart::{Restart, RestartAction, RestartConfig, RestartPhase
 use crate::model::Harness;
 
 /// Target `core_ops`: random op sequences against the lifecycle core and the
-/// reference model (the same decoder as the property tests).
+/// reference model (the same decoder as the property tests), once through
+/// the inputs only and once with every connection holding a lease.
 pub fn core_ops(data: &[u8]) {
     let _observed = Harness::run_bytes(data);
+    let _observed = Harness::check_leased(&crate::model::decode(data));
 }
 
 /// Target `activation_env`: arbitrary `LISTEN_*` values never panic;

@@ -8,9 +8,17 @@
 //! first principles on every look, where the core keeps a heap of deadlines
 //! with lazy deletion, a slab with generations and incremental counters.
 //! Agreement between the two is the test.
+//!
+//! [`Harness::check_leased`] runs the same scenarios with every connection
+//! holding a [`Lease`](lameduck_core::lease::Lease): requests recorded
+//! through it whenever it takes them, against the same model — the lease
+//! must change nothing a caller can see but the extra take-back wake-ups.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use lameduck_core::lease::{Lease, LeaseClock};
 
 use lameduck_core::{
     Action, CloseReason, Completion, Config, ConnEvent, ConnId, ConnState, Counts, Error,
@@ -904,6 +912,10 @@ pub struct Harness {
     last_result: Option<Result<(), Error>>,
     /// Connections named in an `Action::NotifyActive` so far.
     notified_active: Vec<ConnId>,
+    /// With leases: each connection's, by its index in `conns`.
+    leases: Option<(LeaseClock, Vec<Option<Arc<Lease>>>)>,
+    /// Connections whose last request event their lease recorded.
+    recorded_last: Vec<ConnId>,
 }
 
 /// What one op did, as the core reported it (and the model agreed).
@@ -934,7 +946,71 @@ impl Harness {
             last_actions: Vec::new(),
             last_result: None,
             notified_active: Vec::new(),
+            leases: None,
+            recorded_last: Vec::new(),
         }
+    }
+
+    /// A harness for `config` in which every connection takes a lease at
+    /// its accept, and every request event is first offered to it
+    /// ([`Lease::advance`]); only the events it refuses are inputs.
+    #[must_use]
+    pub fn new_leased(config: Config) -> Harness {
+        let mut h = Harness::new(config);
+        h.leases = Some((h.server.lease_clock(), Vec::new()));
+        h
+    }
+
+    /// [`check`](Harness::check) with leases ([`new_leased`](Harness::new_leased)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck_core::Config;
+    /// use lameduck_testkit::model::{Harness, Op, Scenario};
+    ///
+    /// let config = Config { idle_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+    /// let ops = vec![
+    ///     Op::AddListener, Op::Accept(0),
+    ///     Op::RequestStarted(0), Op::ResponseDone(0), // through the machine: lent at its end
+    ///     Op::RequestStarted(0), Op::ResponseDone(0), // through the lease
+    ///     Op::Advance(2_000),
+    /// ];
+    /// let observed = Harness::check_leased(&Scenario { config, ops });
+    /// assert_eq!(observed["Lease(recorded)"], 2);
+    /// assert_eq!(observed["CloseConn(IdleTimeout)"], 1);
+    /// ```
+    #[must_use = "what was observed; ignore with `let _`"]
+    pub fn check_leased(scenario: &Scenario) -> BTreeMap<String, usize> {
+        let mut h = Harness::new_leased(scenario.config.clone());
+        for (step, op) in scenario.ops.iter().enumerate() {
+            if let Err(msg) = h.step(*op) {
+                panic!(
+                    "step {step} ({op:?}), leased: {msg}\nops: {:?}",
+                    scenario.ops
+                );
+            }
+        }
+        h.observed
+    }
+
+    /// Offers a request event to the connection's lease: `true` if it took it.
+    fn offer(&mut self, conn: ConnId, event: ConnEvent) -> bool {
+        let Some((clock, leases)) = &self.leases else {
+            return false;
+        };
+        let Some(i) = self.conns.iter().position(|c| *c == conn) else {
+            return false;
+        };
+        let now = self.clock.now();
+        let taken = leases[i]
+            .as_ref()
+            .is_some_and(|lease| lease.advance(event, clock, || now));
+        self.recorded_last.retain(|c| *c != conn);
+        if taken {
+            *self.observed.entry("Lease(recorded)".into()).or_default() += 1;
+            self.recorded_last.push(conn);
+        }
+        taken
     }
 
     /// Decodes `bytes` and runs them: the entry point of property tests and
@@ -1078,6 +1154,14 @@ impl Harness {
                         return Err(format!("{id:?} issued twice"));
                     }
                     self.conns.push(id);
+                    if let Some((_, leases)) = &mut self.leases {
+                        match server.lease(id) {
+                            Ok(lease) => leases.push(Some(lease)),
+                            // Closed as it was accepted (a zero grace).
+                            Err(Error::ConnClosed(_)) => leases.push(None),
+                            Err(e) => return Err(format!("no lease for {id:?}: {e}")),
+                        }
+                    }
                     let released = before.listeners.contains(&(l(), L::Released));
                     let accepting = match before.phase {
                         Phase::Serving | Phase::LameDuck | Phase::HandedOff => true,
@@ -1091,12 +1175,40 @@ impl Harness {
                 let want = m.accept(l(), got.ok());
                 (got.map(|_| ()), want)
             }
-            Op::RequestStarted(_) => (server.request_started(c(), now), m.request_started(c())),
-            Op::HeadersComplete(_) => (server.headers_complete(c(), now), m.headers_complete(c())),
-            Op::BodyComplete(_) => (server.body_complete(c(), now), m.body_complete(c())),
+            Op::RequestStarted(_) => {
+                let want = m.request_started(c());
+                if self.offer(c(), ConnEvent::RequestStarted) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.request_started(c(), now), want)
+                }
+            }
+            Op::HeadersComplete(_) => {
+                let want = m.headers_complete(c());
+                if self.offer(c(), ConnEvent::HeadersComplete) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.headers_complete(c(), now), want)
+                }
+            }
+            Op::BodyComplete(_) => {
+                let want = m.body_complete(c());
+                if self.offer(c(), ConnEvent::BodyComplete) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.body_complete(c(), now), want)
+                }
+            }
             Op::WriteBlocked(_) => (server.write_blocked(c(), now), m.write_blocked(c())),
             Op::WriteUnblocked(_) => (server.write_unblocked(c(), now), m.write_unblocked(c())),
-            Op::ResponseDone(_) => (server.response_done(c(), now), m.response_done(c(), false)),
+            Op::ResponseDone(_) => {
+                let want = m.response_done(c(), false);
+                if self.offer(c(), ConnEvent::ResponseDone) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.response_done(c(), now), want)
+                }
+            }
             Op::ResponseDoneKeptAlive(_) => (
                 server.response_done_kept_alive(c(), now),
                 m.response_done(c(), true),
@@ -1244,11 +1356,28 @@ impl Harness {
 
         for a in &actions {
             let kind = match a {
+                Action::CloseConn { conn, reason } if self.recorded_last.contains(conn) => {
+                    // Closed with its last request event recorded by its lease.
+                    *self
+                        .observed
+                        .entry(format!("Lease→CloseConn({reason:?})"))
+                        .or_default() += 1;
+                    format!("CloseConn({reason:?})")
+                }
                 Action::CloseConn { reason, .. } => format!("CloseConn({reason:?})"),
                 Action::Done(o) => format!("Done({:?})", o.completion),
                 Action::CloseListener(_) => "CloseListener".into(),
                 Action::ReleaseListener(_) => "ReleaseListener".into(),
-                Action::FinishAndClose(_) => "FinishAndClose".into(),
+                Action::FinishAndClose(conn) => {
+                    if self.recorded_last.contains(conn) {
+                        // Active through its lease when the drain began.
+                        *self
+                            .observed
+                            .entry("Lease→FinishAndClose".into())
+                            .or_default() += 1;
+                    }
+                    "FinishAndClose".into()
+                }
                 Action::NotifyHijacked(_) => "NotifyHijacked".into(),
                 Action::NotifyActive(_) => "NotifyActive".into(),
                 other => format!("{other:?}"),
@@ -1382,8 +1511,14 @@ impl Harness {
         }
         let want = self.model.next_deadline().map(|d| self.clock.origin() + d);
         let got = self.server.poll_timeout();
-        if got != want {
+        // A lent connection's take-back may come first; it closes nothing.
+        let early_take_back =
+            self.server.lent() > 0 && got.is_some_and(|g| want.is_none_or(|w| g < w));
+        if got != want && !early_take_back {
             return Err(format!("poll_timeout: core {got:?}, model {want:?}"));
+        }
+        if self.leases.is_some() && self.server.lent() > 0 {
+            *self.observed.entry("Lease(lent)".into()).or_default() += 1;
         }
         if self.server.keep_alive() != self.model.keep_alive() {
             return Err("keep_alive differs".into());

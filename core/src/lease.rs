@@ -1,0 +1,371 @@
+//! Leases: a connection's keep-alive requests recorded without the machine.
+//!
+//! A keep-alive connection spends its life going Idle → Active → Idle, and
+//! while the server simply serves, nothing the [`Server`](crate::Server)
+//! decides depends on those transitions *when they happen* — only on where
+//! they stand when a timer is due or the server changes phase. So the
+//! machine may **lend** a connection's transitions to the connection's own
+//! task: [`Server::lease`](crate::Server::lease) gives the task a [`Lease`],
+//! one atomic word holding the connection's stage and when it entered it;
+//! [`Lease::advance`] records a request's start, its head, its body and its
+//! response's end there — a compare-and-swap, no lock, no call into the
+//! machine — and answers `false` whenever the input must go to the machine
+//! instead (the lease was taken back, or the event does not fit the stage:
+//! the machine then answers exactly as it would have).
+//!
+//! The machine decides everything else, as before:
+//! - **When to lend.** Only when the connection goes Idle while the server
+//!   is [`Serving`](crate::Phase::Serving) with keep-alive on, with no write
+//!   blocked and no stream open (a multiplexed connection is never lent).
+//! - **When to take back.** Before anything that needs the true stage: any
+//!   input about the connection, every phase change ([`shutdown`],
+//!   [`hand_off`], [`close`]), and a timer. The timer is armed at the lend
+//!   time plus the shortest of the header, body and idle timeouts: no
+//!   deadline of a transition made since can come sooner, so taking the
+//!   lease back then and re-arming the exact deadline from the recorded
+//!   time keeps every timeout exact. The connection goes through the
+//!   machine until it is lent again at its next Idle.
+//! - **What the word means** when taken back: the stage and the time it
+//!   began, applied as if the inputs had been made at those times.
+//!
+//! Queries ([`counts`](crate::Server::counts),
+//! [`conn_state`](crate::Server::conn_state),
+//! [`snapshot`](crate::Server::snapshot)) read lent words as they stand.
+//! [`poll_timeout`](crate::Server::poll_timeout) may be earlier than the
+//! next close while a connection is lent (the take-back); that wake-up
+//! changes nothing visible.
+//!
+//! The word is shared memory between the machine and the connection's
+//! task — the one place the core touches memory another thread writes —
+//! and nothing waits on it: each side does one atomic operation.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use lameduck_core::{Action, CloseReason, Config, ConnEvent, ConnState, Server};
+//!
+//! let t0 = Instant::now();
+//! let at = |ms| t0 + Duration::from_millis(ms);
+//! let config = Config { header_timeout: Some(Duration::from_secs(1)), ..Config::default() };
+//! let mut server = Server::new(config, t0);
+//! let l = server.add_listener().unwrap();
+//! let c = server.accept(l, at(0)).unwrap();
+//! let lease = server.lease(c).unwrap();
+//! let clock = server.lease_clock();
+//!
+//! // The first request goes through the machine; its end lends the connection.
+//! server.request_started(c, at(0)).unwrap();
+//! server.response_done(c, at(5)).unwrap();
+//! assert!(lease.is_lent());
+//!
+//! // The next requests are the task's own business.
+//! assert!(lease.advance(ConnEvent::RequestStarted, &clock, || at(10)));
+//! assert!(lease.advance(ConnEvent::BodyComplete, &clock, || at(10)));
+//! assert!(lease.advance(ConnEvent::ResponseDone, &clock, || at(12)));
+//! assert!(lease.advance(ConnEvent::RequestStarted, &clock, || at(20)));
+//! assert_eq!(server.conn_state(c), Ok(ConnState::Active));
+//!
+//! // Its head never completes: the header timeout is exact all the same.
+//! server.handle_timeout(at(1_005)); // the take-back: nothing is due yet
+//! assert_eq!(server.poll_action(), None);
+//! assert_eq!(server.poll_timeout(), Some(at(1_020)));
+//! server.handle_timeout(at(1_020));
+//! assert_eq!(
+//!     server.poll_action(),
+//!     Some(Action::CloseConn { conn: c, reason: CloseReason::HeaderTimeout })
+//! );
+//! assert!(!lease.advance(ConnEvent::HeadersComplete, &clock, || at(1_021)));
+//! ```
+//!
+//! [`shutdown`]: crate::Server::shutdown
+//! [`hand_off`]: crate::Server::hand_off
+//! [`close`]: crate::Server::close
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::conn::Stage;
+use crate::error::ConnEvent;
+use crate::time::Nanos;
+
+// The word: bits 0–1 the stage, bit 2 lent, bits 3–63 when the stage began
+// (nanoseconds on the machine's timeline, 61 bits: 73 years).
+const STAGE: u64 = 0b11;
+const IDLE: u64 = 0;
+const HEAD: u64 = 1;
+const BODY: u64 = 2;
+const ACTIVE: u64 = 3;
+const LENT: u64 = 0b100;
+const SINCE_SHIFT: u32 = 3;
+const SINCE_MAX: u64 = u64::MAX >> SINCE_SHIFT;
+
+/// One connection's lent transitions: shared by the machine and the
+/// connection's task (see the [module docs](self)). Get one with
+/// [`Server::lease`](crate::Server::lease).
+pub struct Lease {
+    word: AtomicU64,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.word.load(Ordering::Acquire);
+        f.debug_struct("Lease")
+            .field("lent", &(word & LENT != 0))
+            .field("stage", &decode_stage(word))
+            .field("since_nanos", &(word >> SINCE_SHIFT))
+            .finish()
+    }
+}
+
+impl Lease {
+    pub(crate) fn new() -> Lease {
+        Lease {
+            word: AtomicU64::new(0),
+        }
+    }
+
+    /// Records `event` if the connection is lent and the event fits its
+    /// stage: `true` means it is recorded and must **not** be reported to
+    /// the machine. `false` means report it as usual
+    /// ([`Server::request_started`](crate::Server::request_started), …),
+    /// and take the machine's answer.
+    ///
+    /// `now` is called only when the machine needs the time of the stage
+    /// entered (`clock` says which stages have a timeout). Lent events:
+    /// [`RequestStarted`](ConnEvent::RequestStarted),
+    /// [`HeadersComplete`](ConnEvent::HeadersComplete),
+    /// [`BodyComplete`](ConnEvent::BodyComplete) and
+    /// [`ResponseDone`](ConnEvent::ResponseDone) (with keep-alive: a lent
+    /// connection is one the server keeps alive). Every other event always
+    /// goes to the machine.
+    pub fn advance(
+        &self,
+        event: ConnEvent,
+        clock: &LeaseClock,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        if word & LENT == 0 {
+            return false;
+        }
+        let to = match (event, word & STAGE) {
+            (ConnEvent::RequestStarted, IDLE) => HEAD,
+            (ConnEvent::HeadersComplete, HEAD) => BODY,
+            (ConnEvent::BodyComplete, HEAD | BODY) => ACTIVE,
+            // Idempotent while Active, as the machine's inputs are.
+            (ConnEvent::HeadersComplete, BODY | ACTIVE) | (ConnEvent::BodyComplete, ACTIVE) => {
+                return true;
+            }
+            (ConnEvent::ResponseDone, HEAD | BODY | ACTIVE) => IDLE,
+            _ => return false,
+        };
+        let since = if clock.timed & (1 << to) != 0 {
+            clock.since(now())
+        } else {
+            word >> SINCE_SHIFT
+        };
+        let next = (since << SINCE_SHIFT) | LENT | to;
+        // Only the machine changes a lent word besides this task, and only
+        // to take it back: a failed exchange means it was taken back.
+        self.word
+            .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The connection is lent: its requests go through [`advance`](Self::advance).
+    #[must_use]
+    pub fn is_lent(&self) -> bool {
+        self.word.load(Ordering::Acquire) & LENT != 0
+    }
+
+    /// Lends the connection, Idle since `since` (the machine's side).
+    pub(crate) fn lend(&self, since: Nanos) {
+        let since = since.0.min(SINCE_MAX);
+        self.word
+            .store((since << SINCE_SHIFT) | LENT | IDLE, Ordering::Release);
+    }
+
+    /// Takes the lease back: the stage and when it began, as recorded. After
+    /// this every [`advance`](Self::advance) answers `false`.
+    pub(crate) fn take_back(&self) -> (Stage, Nanos) {
+        let word = self.word.fetch_and(!LENT, Ordering::AcqRel);
+        (decode_stage(word), Nanos(word >> SINCE_SHIFT))
+    }
+
+    /// The stage as recorded now, without taking the lease back.
+    pub(crate) fn stage(&self) -> Stage {
+        decode_stage(self.word.load(Ordering::Acquire))
+    }
+}
+
+fn decode_stage(word: u64) -> Stage {
+    match word & STAGE {
+        IDLE => Stage::Idle,
+        HEAD => Stage::ReadingHead,
+        BODY => Stage::ReadingBody,
+        _ => Stage::Active,
+    }
+}
+
+/// What a task needs to stamp its lent transitions: the machine's time
+/// origin and which stages have a timeout (only those read the clock).
+/// `Copy`; get it once from [`Server::lease_clock`](crate::Server::lease_clock).
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseClock {
+    origin: Instant,
+    /// Bit `1 << stage` set when entering that stage starts a timeout.
+    timed: u8,
+}
+
+impl LeaseClock {
+    pub(crate) fn new(
+        origin: Instant,
+        header: Option<Duration>,
+        body: Option<Duration>,
+        idle: Option<Duration>,
+    ) -> LeaseClock {
+        let bit = |d: Option<Duration>, stage: u64| u8::from(d.is_some()) << stage;
+        LeaseClock {
+            origin,
+            timed: bit(header, HEAD) | bit(body, BODY) | bit(idle, IDLE),
+        }
+    }
+
+    fn since(&self, now: Instant) -> u64 {
+        now.checked_duration_since(self.origin)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .min(SINCE_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // the origin of virtual time in a test
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    fn clock(t0: Instant) -> LeaseClock {
+        let s = Some(Duration::from_secs(1));
+        LeaseClock::new(t0, s, s, s)
+    }
+
+    #[test]
+    fn an_unlent_lease_records_nothing() {
+        let t0 = origin();
+        let lease = Lease::new();
+        assert!(!lease.advance(ConnEvent::RequestStarted, &clock(t0), || t0));
+        assert!(!lease.is_lent());
+    }
+
+    #[test]
+    fn a_request_goes_through_its_stages_and_back_to_idle() {
+        let t0 = origin();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let lease = Lease::new();
+        let clock = clock(t0);
+        lease.lend(Nanos(0));
+        assert!(lease.advance(ConnEvent::RequestStarted, &clock, || ms(1)));
+        assert_eq!(lease.stage(), Stage::ReadingHead);
+        assert!(lease.advance(ConnEvent::HeadersComplete, &clock, || ms(2)));
+        assert_eq!(lease.stage(), Stage::ReadingBody);
+        assert!(lease.advance(ConnEvent::HeadersComplete, &clock, || ms(3)));
+        assert!(lease.advance(ConnEvent::BodyComplete, &clock, || ms(4)));
+        assert_eq!(lease.stage(), Stage::Active);
+        assert!(lease.advance(ConnEvent::ResponseDone, &clock, || ms(5)));
+        assert_eq!(lease.take_back(), (Stage::Idle, Nanos(5_000_000)));
+    }
+
+    #[test]
+    fn events_that_do_not_fit_go_to_the_machine() {
+        let t0 = origin();
+        let lease = Lease::new();
+        let clock = clock(t0);
+        lease.lend(Nanos(0));
+        for event in [
+            ConnEvent::HeadersComplete,
+            ConnEvent::BodyComplete,
+            ConnEvent::ResponseDone,
+            ConnEvent::Hijack,
+            ConnEvent::StreamOpened,
+        ] {
+            assert!(!lease.advance(event, &clock, || t0), "{event:?} while Idle");
+        }
+        assert!(lease.advance(ConnEvent::RequestStarted, &clock, || t0));
+        assert!(!lease.advance(ConnEvent::RequestStarted, &clock, || t0));
+        assert!(
+            lease.is_lent(),
+            "a refused event leaves the lease as it was"
+        );
+    }
+
+    #[test]
+    fn only_timed_stages_read_the_clock() {
+        let t0 = origin();
+        let lease = Lease::new();
+        let untimed = LeaseClock::new(t0, None, None, Some(Duration::from_secs(1)));
+        lease.lend(Nanos(7));
+        let no_clock = || -> Instant { panic!("the clock was read for an untimed stage") };
+        assert!(lease.advance(ConnEvent::RequestStarted, &untimed, no_clock));
+        assert!(lease.advance(ConnEvent::HeadersComplete, &untimed, no_clock));
+        assert!(lease.advance(ConnEvent::BodyComplete, &untimed, no_clock));
+        assert!(lease.advance(ConnEvent::ResponseDone, &untimed, || t0
+            + Duration::from_nanos(40)));
+        assert_eq!(lease.take_back(), (Stage::Idle, Nanos(40)));
+    }
+
+    #[test]
+    fn after_the_take_back_nothing_is_recorded() {
+        let t0 = origin();
+        let lease = Lease::new();
+        let clock = clock(t0);
+        lease.lend(Nanos(0));
+        assert!(lease.advance(ConnEvent::RequestStarted, &clock, || t0));
+        assert_eq!(lease.take_back().0, Stage::ReadingHead);
+        assert!(!lease.is_lent());
+        assert!(!lease.advance(ConnEvent::BodyComplete, &clock, || t0));
+        assert!(!lease.advance(ConnEvent::ResponseDone, &clock, || t0));
+        assert_eq!(lease.stage(), Stage::ReadingHead, "unchanged");
+    }
+
+    #[test]
+    fn a_take_back_racing_a_task_loses_nothing() {
+        // The task records requests as fast as it can while the machine
+        // takes the lease back once: every transition the task was told it
+        // recorded is in the word taken back, and none after it.
+        for _ in 0..200 {
+            let t0 = origin();
+            let lease = std::sync::Arc::new(Lease::new());
+            let clock = clock(t0);
+            lease.lend(Nanos(0));
+            let task = {
+                let lease = lease.clone();
+                std::thread::spawn(move || {
+                    let mut recorded = 0u32;
+                    for n in 0..10_000u32 {
+                        let event = if n % 2 == 0 {
+                            ConnEvent::RequestStarted
+                        } else {
+                            ConnEvent::ResponseDone
+                        };
+                        if !lease.advance(event, &clock, || t0) {
+                            return recorded;
+                        }
+                        recorded += 1;
+                    }
+                    recorded
+                })
+            };
+            let (stage, _) = lease.take_back();
+            let recorded = task.join().expect("the task does not panic");
+            let expected = if recorded % 2 == 1 {
+                Stage::ReadingHead
+            } else {
+                Stage::Idle
+            };
+            assert_eq!(stage, expected, "after {recorded} recorded transitions");
+        }
+    }
+}
