@@ -2,6 +2,7 @@
 //! what the core decided, without touching its socket.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use atomic_waker::AtomicWaker;
 use event_listener::Event;
@@ -36,6 +37,10 @@ pub(crate) struct Control {
     /// tracking bits, `crate::http::http1`; HTTP/2's go-away bit,
     /// `crate::http::http2`). Only that task writes it.
     pub(crate) track: AtomicU8,
+    /// The connection's lease (`lameduck_core::lease`), set at its accept:
+    /// while the core lends it, request events go through it, not the
+    /// driver's lock.
+    pub(crate) lease: OnceLock<Arc<lameduck_core::lease::Lease>>,
 }
 
 impl Control {

@@ -23,8 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use event_listener::Event;
+use lameduck_core::lease::LeaseClock;
 use lameduck_core::{
-    Action, ConnId, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server, done_signal,
+    Action, ConnEvent, ConnId, DoneSender, Drained, Error, HookStage, ListenerId, Phase, Server,
+    done_signal,
 };
 
 use crate::conn::{AnyIo, GentleCloses};
@@ -41,6 +43,8 @@ pub(crate) struct Driver {
     timer_changed: Event,
     /// Mirror of the core's `keep_alive()`, readable without the lock.
     keep_alive: AtomicBool,
+    /// What connections stamp their lent request events with.
+    lease_clock: LeaseClock,
     /// What connections report beyond the basics, as the configuration asks:
     /// the request body's end (`Config::body_timeout`), write stalls
     /// (`Config::write_timeout`). Without those timeouts the reports would
@@ -246,6 +250,7 @@ impl Driver {
         let (done, drained) = done_signal();
         let core = Server::new(config, now);
         let keep_alive = core.keep_alive();
+        let lease_clock = core.lease_clock();
         let report = Reports {
             body: core.config().body_timeout.is_some(),
             writes: core.config().write_timeout.is_some(),
@@ -262,6 +267,7 @@ impl Driver {
             }),
             timer_changed: Event::new(),
             keep_alive: AtomicBool::new(keep_alive),
+            lease_clock,
             report,
             gentle_closes: Arc::default(),
             accept_gate: AcceptGate::default(),
@@ -493,9 +499,30 @@ impl Driver {
     ) -> Result<ConnId, Error> {
         self.input_with(|state, now| {
             let conn = state.core.accept(listener, now)?;
+            // Just accepted, so live: the lease cannot be refused.
+            if let Ok(lease) = state.core.lease(conn) {
+                let _ = control.lease.set(lease);
+            }
             state.conns.insert(conn, control);
             Ok(conn)
         })
+    }
+
+    /// Reports a request event of a connection served one request at a
+    /// time: recorded through its lease while the core lends it (no lock,
+    /// no core call), else `input` — the same answer either way.
+    pub(crate) fn report(
+        self: &Arc<Self>,
+        control: &Control,
+        event: ConnEvent,
+        input: impl FnOnce(&mut Server, Instant) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if let Some(lease) = control.lease.get()
+            && lease.advance(event, &self.lease_clock, Instant::now)
+        {
+            return Ok(());
+        }
+        self.input(input)
     }
 
     /// The connection is gone (its socket is being dropped).

@@ -28,7 +28,7 @@ use futures_lite::FutureExt;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use std::time::Instant;
 
-use lameduck_core::{ConnId, Error, Server};
+use lameduck_core::{ConnEvent, ConnId, Error, Server};
 
 use crate::conn::{Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control};
@@ -123,12 +123,13 @@ impl<R: Runtime> RawConn<R> {
         if self.in_request {
             return true;
         }
-        let id = self.io.conn().id;
-        let ok = self
-            .io
-            .conn()
+        let conn = self.io.conn();
+        let id = conn.id;
+        let ok = conn
             .driver
-            .input(|core, now| core.request_started(id, now))
+            .report(&conn.control, ConnEvent::RequestStarted, |core, now| {
+                core.request_started(id, now)
+            })
             .is_ok();
         self.in_request = ok;
         ok
@@ -140,7 +141,7 @@ impl<R: Runtime> RawConn<R> {
     /// starts. Harmless outside a request. `false`: the server has closed
     /// the connection.
     pub fn headers_complete(&mut self) -> bool {
-        self.report(Server::headers_complete)
+        self.report(ConnEvent::HeadersComplete, Server::headers_complete)
     }
 
     /// Marks the current request read completely (head and body): neither
@@ -149,18 +150,21 @@ impl<R: Runtime> RawConn<R> {
     /// once. Harmless outside a request. `false`: the server has closed the
     /// connection.
     pub fn body_complete(&mut self) -> bool {
-        self.report(Server::body_complete)
+        self.report(ConnEvent::BodyComplete, Server::body_complete)
     }
 
-    fn report(&mut self, event: fn(&mut Server, ConnId, Instant) -> Result<(), Error>) -> bool {
+    fn report(
+        &mut self,
+        event: ConnEvent,
+        input: fn(&mut Server, ConnId, Instant) -> Result<(), Error>,
+    ) -> bool {
         if self.hijacked || !self.in_request {
             return !self.hijacked && !self.is_closed();
         }
-        let id = self.io.conn().id;
-        self.io
-            .conn()
-            .driver
-            .input(|core, now| event(core, id, now))
+        let conn = self.io.conn();
+        let id = conn.id;
+        conn.driver
+            .report(&conn.control, event, |core, now| input(core, id, now))
             .is_ok()
     }
 
@@ -173,12 +177,13 @@ impl<R: Runtime> RawConn<R> {
             return !self.is_closed();
         }
         self.in_request = false;
-        let id = self.io.conn().id;
-        let _ = self
-            .io
-            .conn()
+        let conn = self.io.conn();
+        let id = conn.id;
+        let _ = conn
             .driver
-            .input(|core, now| core.response_done(id, now));
+            .report(&conn.control, ConnEvent::ResponseDone, |core, now| {
+                core.response_done(id, now)
+            });
         !self.is_closed()
     }
 

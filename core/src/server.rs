@@ -724,6 +724,10 @@ impl Server {
         let streams = self.conns.slot(conn).streams;
         match stage {
             Stage::New | Stage::Idle => {
+                // Multiplexed: never lent (its streams are inputs).
+                if let Some(lease) = self.leases.get_mut(conn.index as usize) {
+                    *lease = None;
+                }
                 let slot = self.conns.slot_mut(conn);
                 // A write already blocked counts from the stream's start.
                 slot.mark = match self.config.write_timeout {

@@ -771,6 +771,68 @@ pub fn idle_timeout_closes_idle_connection<T: Binding>() {
     });
 }
 
+/// A kept-alive connection's later requests are tracked as exactly as its
+/// first, though the core lends them to the connection's own task
+/// (`lameduck_core::lease`): the counts follow a later request in flight,
+/// the header timeout cuts a later request's slow head on time, and the
+/// drain closes an idle kept-alive connection at once and lets a later
+/// request in flight finish with `Connection: close`.
+pub fn kept_alive_requests_tracked_like_the_first<T: Binding>() {
+    let timeout = Duration::from_millis(300);
+    let server = demo_server::<T>(Config {
+        header_timeout: Some(timeout),
+        ..Config::default()
+    });
+    let counts = |active, idle| lameduck::Counts {
+        active,
+        idle,
+        ..lameduck::Counts::default()
+    };
+    // A few requests, then a slow one, in flight at the drain.
+    let mut busy = connect(server.addr);
+    for _ in 0..3 {
+        assert_ok(&busy.get("/").unwrap(), "hello");
+    }
+    wait_until("one idle connection", EVENTUALLY, || {
+        server.handle.counts() == counts(0, 1)
+    });
+    busy.send_get("/sleep?ms=2000").unwrap();
+    wait_until("the later request active", EVENTUALLY, || {
+        server.handle.counts() == counts(1, 0)
+    });
+    // A later request's head never ends.
+    let mut slow = connect(server.addr);
+    assert_ok(&slow.get("/").unwrap(), "hello");
+    assert_ok(&slow.get("/").unwrap(), "hello");
+    let sent = Instant::now();
+    slow.send(b"GET / HTTP/1.1\r\nhost: t\r\n").unwrap(); // no blank line
+    assert_closed_silently(&mut slow, "a later request's slow head");
+    let after = sent.elapsed();
+    assert!(after >= timeout, "closed {after:?} after the head began");
+    assert!(
+        after < timeout + PROMPT,
+        "closed {after:?} after the head began"
+    );
+    // Idle after a few requests: closed as the drain begins.
+    let mut idle = connect(server.addr);
+    for _ in 0..3 {
+        assert_ok(&idle.get("/").unwrap(), "hello");
+    }
+    wait_until("one active, one idle", EVENTUALLY, || {
+        server.handle.counts() == counts(1, 1)
+    });
+    server.handle.shutdown_within(EVENTUALLY);
+    assert_closed_silently(&mut idle, "an idle kept-alive connection at the drain");
+    let response = busy.read_response().unwrap();
+    assert_ok(&response, "slept 2000");
+    assert!(
+        response.connection_close(),
+        "no Connection: close: {response:?}"
+    );
+    let (outcome, _) = server.wait_done(EVENTUALLY);
+    assert_eq!(outcome.completion, Completion::Drained, "{outcome:?}");
+}
+
 // ----- lame duck, hooks and observability (issue 8) ----------------------------
 
 /// A client polling `/healthz` on new connections while the server is told
@@ -1022,6 +1084,7 @@ macro_rules! scenarios {
             raw_stream_forced_at_deadline,
             header_timeout_closes_slow_head,
             idle_timeout_closes_idle_connection,
+            kept_alive_requests_tracked_like_the_first,
             healthz_sequence_through_lame_duck,
             hooks_run_in_order_and_a_hung_hook_is_cut_off,
             snapshot_matches_real_connections,

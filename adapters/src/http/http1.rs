@@ -15,6 +15,7 @@ use hyper::rt::{Read, ReadBuf, Write};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
+use lameduck_core::ConnEvent;
 use lameduck_core::ConnId;
 
 use crate::conn::{ConnIo, Notice, Transport};
@@ -212,7 +213,12 @@ impl<R: Runtime> Tap<R> for Http1Tap {
         let mut begun = None;
         if first.is_some() && track(&io.control) & (IN_REQUEST | HIJACKED) == 0 {
             let id = io.id;
-            match io.driver.input(|core, now| core.request_started(id, now)) {
+            let started = io
+                .driver
+                .report(&io.control, ConnEvent::RequestStarted, |core, now| {
+                    core.request_started(id, now)
+                });
+            match started {
                 Ok(()) => set_track(&io.control, IN_REQUEST),
                 // The drain closed this idle connection as the request
                 // arrived: drop it unanswered (Go does the same).
@@ -226,7 +232,11 @@ impl<R: Runtime> Tap<R> for Http1Tap {
             set_track(&io.control, BODY_DONE);
             let id = io.id;
             // An error: the core closed it meanwhile (the task sees it).
-            let _ = io.driver.input(|core, now| core.body_complete(id, now));
+            let _ = io
+                .driver
+                .report(&io.control, ConnEvent::BodyComplete, |core, now| {
+                    core.body_complete(id, now)
+                });
         }
         Ok(())
     }
@@ -245,13 +255,17 @@ impl<R: Runtime> Tap<R> for Http1Tap {
                     IN_REQUEST | IN_SERVICE | RESP_END | KEPT_ALIVE | BODY_DONE,
                 );
                 // An error means the core closed it already (a deadline).
-                let _ = io.driver.input(|core, now| {
-                    if bits & KEPT_ALIVE != 0 {
-                        core.response_done_kept_alive(id, now)
-                    } else {
-                        core.response_done(id, now)
-                    }
-                });
+                // (A lent connection is one kept alive while serving, where
+                // the two inputs are the same.)
+                let _ = io
+                    .driver
+                    .report(control, ConnEvent::ResponseDone, |core, now| {
+                        if bits & KEPT_ALIVE != 0 {
+                            core.response_done_kept_alive(id, now)
+                        } else {
+                            core.response_done(id, now)
+                        }
+                    });
             }
         }
     }
@@ -282,16 +296,24 @@ impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
         let length = req.body().size_hint().exact();
         let bodiless = req.body().is_end_stream()
             || (started && self.watch.as_deref().is_some_and(|w| lock(w).head(length)));
-        let reported = self.driver.input(|core, now| {
+        let driver = &self.driver;
+        let control = &self.control;
+        let reported = (|| {
             if !started {
-                core.request_started(id, now)?;
+                driver.report(control, ConnEvent::RequestStarted, |core, now| {
+                    core.request_started(id, now)
+                })?;
             }
             if bodiless {
-                core.body_complete(id, now)
+                driver.report(control, ConnEvent::BodyComplete, |core, now| {
+                    core.body_complete(id, now)
+                })
             } else {
-                core.headers_complete(id, now)
+                driver.report(control, ConnEvent::HeadersComplete, |core, now| {
+                    core.headers_complete(id, now)
+                })
             }
-        });
+        })();
         if reported.is_err() {
             // The core closed it meanwhile (e.g. the header timeout, or a
             // drain that found it idle).
@@ -331,7 +353,9 @@ impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
                 // core closed it meanwhile; the connection's task sees it.
                 lock(&watch).body_end = None;
                 set_track(&control, BODY_DONE);
-                let _ = driver.input(|core, now| core.body_complete(id, now));
+                let _ = driver.report(&control, ConnEvent::BodyComplete, |core, now| {
+                    core.body_complete(id, now)
+                });
             }
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 set_track(&control, UPGRADING);
