@@ -15,6 +15,14 @@
 //! The driver holds nothing of the runtime's: any thread may give it an
 //! input (a handle's command, a signal handler), while tasks, timers and
 //! sockets stay with the worker.
+//!
+//! A kept-alive connection's requests usually take no lock at all: each
+//! connection holds its lease ([`lameduck_core::lease`], taken at its
+//! accept), and [`Driver::report`] records a request event there while the
+//! core lends the connection — one compare-and-swap — and makes it an
+//! input only when the core has taken the lease back (or the event does
+//! not fit). The core decides when to lend and take back; the driver only
+//! offers each event to the lease first.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -23,7 +23,10 @@
 //!    commands [`shutdown`](Server::shutdown), [`close`](Server::close),
 //!    [`hooks_finished`](Server::hooks_finished). Every input first handles
 //!    the timers due at its `now`. Time never goes backwards: an earlier
-//!    `now` counts as the latest seen.
+//!    `now` counts as the latest seen. A connection's task may record its
+//!    kept-alive requests through a [`lease`] instead (lock-free; the
+//!    machine lends and takes back): only the events the lease refuses
+//!    are inputs.
 //! 2. **Outputs.** After every input, drain [`poll_action`](Server::poll_action)
 //!    until `None` and carry each [`Action`] out. The core's state already
 //!    reflects an action when it is queued (a connection in

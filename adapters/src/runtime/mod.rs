@@ -213,7 +213,11 @@
 //!    instead of the one-request inputs;
 //!    [`hijack`](lameduck_core::Server::hijack) when the connection is
 //!    taken over (an upgrade); [`closed`](lameduck_core::Server::closed)
-//!    when its socket is gone, whoever closed it.
+//!    when its socket is gone, whoever closed it. Optionally, to keep the
+//!    lock off a kept-alive connection's requests, take its
+//!    [`lease`](lameduck_core::Server::lease) at the accept and offer each
+//!    request event to it first ([`lameduck_core::lease`]): only the
+//!    events it refuses are inputs.
 //! 3. **Commands**: [`shutdown(now, deadline)`](lameduck_core::Server::shutdown),
 //!    [`close(now)`](lameduck_core::Server::close), and
 //!    [`hooks_finished`](lameduck_core::Server::hooks_finished) after the
