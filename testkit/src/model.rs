@@ -10,7 +10,7 @@
 //! Agreement between the two is the test.
 //!
 //! [`Harness::check_leased`] runs the same scenarios with every connection
-//! holding a [`Lease`](lameduck_core::lease::Lease): requests recorded
+//! holding a [`Lease`]: requests recorded
 //! through it whenever it takes them, against the same model — the lease
 //! must change nothing a caller can see but the extra take-back wake-ups.
 
