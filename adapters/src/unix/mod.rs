@@ -197,7 +197,7 @@ pub use ctl::{
 pub use error::RestartError;
 pub use handoff::error::InheritError;
 pub use handoff::inherit::Inherited;
-pub use handoff::inherit_or_bind::InheritedListener;
+pub use handoff::inherited_listener::InheritedListener;
 pub use handoff::state::{RestartState, StateError, StateOffer};
 pub use lifecycle::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot};
 pub use notify::notify;

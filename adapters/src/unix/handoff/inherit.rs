@@ -23,7 +23,7 @@ use rustix::net::{AddressFamily, SocketType};
 
 use super::error::InheritError;
 use super::fd::{AdoptError, Adoption};
-use super::inherit_or_bind::{InheritedListener, Socket};
+use super::inherited_listener::{InheritedListener, Socket};
 use super::link::Link;
 use super::ready::ReadyChannel;
 use super::state::{RestartState, StateError};

@@ -23,12 +23,13 @@
 // (`inherit`, refusals in `error`, through `fd`, the only place a raw descriptor number is
 // borrowed or owned), the channel to a successor (`ready`, its frames
 // carrying descriptors through `fdpass`), a supervisor's link to a
-// generation (`link`), serving an inherited listener or binding one
-// (`inherit_or_bind`), starting a process with the listeners (`spawn`),
+// generation (`link`), an inherited listener (`inherited_listener`) and
+// serving one or binding a new one (`inherit_or_bind`), starting a process with the listeners (`spawn`),
 // and the application's restart state (`state`).
 pub(super) mod error;
 pub(super) mod inherit;
 pub(super) mod inherit_or_bind;
+pub(super) mod inherited_listener;
 pub(super) mod link;
 pub(super) mod ready;
 pub(super) mod spawn;
