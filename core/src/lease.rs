@@ -8,7 +8,8 @@
 //! task: [`Server::lease`](crate::Server::lease) gives the task a [`Lease`],
 //! one atomic word holding the connection's stage and when it entered it;
 //! [`Lease::advance`] records a request's start, its head, its body and its
-//! response's end there — a compare-and-swap, no lock, no call into the
+//! response's end (or a multiplexed connection's streams opening and
+//! closing) there — a compare-and-swap, no lock, no call into the
 //! machine — and answers `false` whenever the input must go to the machine
 //! instead (the lease was taken back, or the event does not fit the stage:
 //! the machine then answers exactly as it would have).
@@ -16,7 +17,8 @@
 //! The machine decides everything else, as before:
 //! - **When to lend.** Only when the connection goes Idle while the server
 //!   is [`Serving`](crate::Phase::Serving) with keep-alive on, with no write
-//!   blocked and no stream open (a multiplexed connection is never lent).
+//!   blocked (a multiplexed connection goes Idle when its last stream
+//!   closes: its streams are lent the same way).
 //! - **When to take back.** Before anything that needs the true stage: any
 //!   input about the connection, every phase change ([`shutdown`],
 //!   [`hand_off`], [`close`]), and a timer. The timer is armed at the lend
@@ -88,16 +90,20 @@ use crate::conn::Stage;
 use crate::error::ConnEvent;
 use crate::time::Nanos;
 
-// The word: bits 0–1 the stage, bit 2 lent, bits 3–63 when the stage began
-// (nanoseconds on the machine's timeline, 61 bits: 73 years).
-const STAGE: u64 = 0b11;
+// The word: bits 0–2 the stage, bit 3 lent, bits 4–63 the payload: when
+// the stage began (nanoseconds on the machine's timeline, 60 bits: 36
+// years), or for a multiplexed connection with streams open, how many.
+const STAGE: u64 = 0b111;
 const IDLE: u64 = 0;
 const HEAD: u64 = 1;
 const BODY: u64 = 2;
 const ACTIVE: u64 = 3;
-const LENT: u64 = 0b100;
-const SINCE_SHIFT: u32 = 3;
-const SINCE_MAX: u64 = u64::MAX >> SINCE_SHIFT;
+/// Active with streams open (a multiplexed connection): the payload is
+/// their number.
+const STREAMS: u64 = 4;
+const LENT: u64 = 0b1000;
+const SHIFT: u32 = 4;
+const PAYLOAD_MAX: u64 = u64::MAX >> SHIFT;
 
 /// One connection's lent transitions: shared by the machine and the
 /// connection's task (see the [module docs](self)). Get one with
@@ -111,8 +117,7 @@ impl fmt::Debug for Lease {
         let word = self.word.load(Ordering::Acquire);
         f.debug_struct("Lease")
             .field("lent", &(word & LENT != 0))
-            .field("stage", &decode_stage(word))
-            .field("since_nanos", &(word >> SINCE_SHIFT))
+            .field("recorded", &Recorded::of(word))
             .finish()
     }
 }
@@ -137,7 +142,11 @@ impl Lease {
     /// [`BodyComplete`](ConnEvent::BodyComplete) and
     /// [`ResponseDone`](ConnEvent::ResponseDone) (with keep-alive: a lent
     /// connection is one the server keeps alive). Every other event always
-    /// goes to the machine.
+    /// goes to the machine. A multiplexed connection's
+    /// [`StreamOpened`](ConnEvent::StreamOpened) and
+    /// [`StreamClosed`](ConnEvent::StreamClosed) are lent the same way
+    /// (Active while any stream is open, Idle at none); the two kinds do
+    /// not mix.
     pub fn advance(
         &self,
         event: ConnEvent,
@@ -157,14 +166,32 @@ impl Lease {
                 return true;
             }
             (ConnEvent::ResponseDone, HEAD | BODY | ACTIVE) => IDLE,
+            (ConnEvent::StreamOpened, IDLE) => return self.swap(word, STREAMS, 1),
+            (ConnEvent::StreamOpened, STREAMS) => {
+                let open = word >> SHIFT;
+                if open >= u64::from(u16::MAX) {
+                    return false; // the machine refuses it
+                }
+                return self.swap(word, STREAMS, open + 1);
+            }
+            (ConnEvent::StreamClosed, STREAMS) if word >> SHIFT > 1 => {
+                return self.swap(word, STREAMS, (word >> SHIFT) - 1);
+            }
+            (ConnEvent::StreamClosed, STREAMS) => IDLE,
             _ => return false,
         };
+        // The time the stage began, if a timeout counts from it.
         let since = if clock.timed & (1 << to) != 0 {
             clock.since(now())
         } else {
-            word >> SINCE_SHIFT
+            0
         };
-        let next = (since << SINCE_SHIFT) | LENT | to;
+        self.swap(word, to, since)
+    }
+
+    /// Replaces `word` (read with [`LENT`] set) by `stage` with `payload`.
+    fn swap(&self, word: u64, stage: u64, payload: u64) -> bool {
+        let next = (payload.min(PAYLOAD_MAX) << SHIFT) | LENT | stage;
         // Only the machine changes a lent word besides this task, and only
         // to take it back: a failed exchange means it was taken back.
         self.word
@@ -180,30 +207,54 @@ impl Lease {
 
     /// Lends the connection, Idle since `since` (the machine's side).
     pub(crate) fn lend(&self, since: Nanos) {
-        let since = since.0.min(SINCE_MAX);
+        let since = since.0.min(PAYLOAD_MAX);
         self.word
-            .store((since << SINCE_SHIFT) | LENT | IDLE, Ordering::Release);
+            .store((since << SHIFT) | LENT | IDLE, Ordering::Release);
     }
 
-    /// Takes the lease back: the stage and when it began, as recorded. After
-    /// this every [`advance`](Self::advance) answers `false`.
-    pub(crate) fn take_back(&self) -> (Stage, Nanos) {
-        let word = self.word.fetch_and(!LENT, Ordering::AcqRel);
-        (decode_stage(word), Nanos(word >> SINCE_SHIFT))
+    /// Takes the lease back: what was recorded. After this every
+    /// [`advance`](Self::advance) answers `false`.
+    pub(crate) fn take_back(&self) -> Recorded {
+        Recorded::of(self.word.fetch_and(!LENT, Ordering::AcqRel))
     }
 
     /// The stage as recorded now, without taking the lease back.
     pub(crate) fn stage(&self) -> Stage {
-        decode_stage(self.word.load(Ordering::Acquire))
+        Recorded::of(self.word.load(Ordering::Acquire)).stage
     }
 }
 
-fn decode_stage(word: u64) -> Stage {
-    match word & STAGE {
-        IDLE => Stage::Idle,
-        HEAD => Stage::ReadingHead,
-        BODY => Stage::ReadingBody,
-        _ => Stage::Active,
+/// What a lease recorded: the stage, when it began (zero if no timeout
+/// counts from it) and the streams open (multiplexed; else zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Recorded {
+    pub(crate) stage: Stage,
+    pub(crate) since: Nanos,
+    pub(crate) streams: u16,
+}
+
+impl Recorded {
+    fn of(word: u64) -> Recorded {
+        let payload = word >> SHIFT;
+        let stage = match word & STAGE {
+            IDLE => Stage::Idle,
+            HEAD => Stage::ReadingHead,
+            BODY => Stage::ReadingBody,
+            _ => Stage::Active,
+        };
+        if word & STAGE == STREAMS {
+            Recorded {
+                stage,
+                since: Nanos(0),
+                streams: u16::try_from(payload).unwrap_or(u16::MAX),
+            }
+        } else {
+            Recorded {
+                stage,
+                since: Nanos(payload),
+                streams: 0,
+            }
+        }
     }
 }
 
@@ -234,7 +285,7 @@ impl LeaseClock {
     fn since(&self, now: Instant) -> u64 {
         now.checked_duration_since(self.origin)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .min(SINCE_MAX)
+            .min(PAYLOAD_MAX)
     }
 }
 
@@ -275,7 +326,11 @@ mod tests {
         assert!(lease.advance(ConnEvent::BodyComplete, &clock, || ms(4)));
         assert_eq!(lease.stage(), Stage::Active);
         assert!(lease.advance(ConnEvent::ResponseDone, &clock, || ms(5)));
-        assert_eq!(lease.take_back(), (Stage::Idle, Nanos(5_000_000)));
+        let recorded = lease.take_back();
+        assert_eq!(
+            (recorded.stage, recorded.since),
+            (Stage::Idle, Nanos(5_000_000))
+        );
     }
 
     #[test]
@@ -289,7 +344,7 @@ mod tests {
             ConnEvent::BodyComplete,
             ConnEvent::ResponseDone,
             ConnEvent::Hijack,
-            ConnEvent::StreamOpened,
+            ConnEvent::StreamClosed,
         ] {
             assert!(!lease.advance(event, &clock, || t0), "{event:?} while Idle");
         }
@@ -313,7 +368,50 @@ mod tests {
         assert!(lease.advance(ConnEvent::BodyComplete, &untimed, no_clock));
         assert!(lease.advance(ConnEvent::ResponseDone, &untimed, || t0
             + Duration::from_nanos(40)));
-        assert_eq!(lease.take_back(), (Stage::Idle, Nanos(40)));
+        assert_eq!(lease.take_back().since, Nanos(40));
+    }
+
+    #[test]
+    fn streams_are_counted_and_the_last_one_closing_is_idle() {
+        let t0 = origin();
+        let lease = Lease::new();
+        let clock = clock(t0);
+        lease.lend(Nanos(0));
+        for _ in 0..3 {
+            assert!(lease.advance(ConnEvent::StreamOpened, &clock, || panic!("untimed")));
+        }
+        assert!(
+            !lease.advance(ConnEvent::RequestStarted, &clock, || t0),
+            "kinds do not mix"
+        );
+        assert!(
+            !lease.advance(ConnEvent::ResponseDone, &clock, || t0),
+            "kinds do not mix"
+        );
+        assert!(lease.advance(ConnEvent::StreamClosed, &clock, || panic!("untimed")));
+        assert_eq!(
+            Recorded::of(lease.word.load(Ordering::Acquire)),
+            Recorded {
+                stage: Stage::Active,
+                since: Nanos(0),
+                streams: 2
+            }
+        );
+        assert!(lease.advance(ConnEvent::StreamClosed, &clock, || panic!("untimed")));
+        assert!(lease.advance(ConnEvent::StreamClosed, &clock, || t0
+            + Duration::from_nanos(9)));
+        assert!(
+            !lease.advance(ConnEvent::StreamClosed, &clock, || t0),
+            "none open"
+        );
+        assert_eq!(
+            lease.take_back(),
+            Recorded {
+                stage: Stage::Idle,
+                since: Nanos(9),
+                streams: 0
+            }
+        );
     }
 
     #[test]
@@ -323,7 +421,7 @@ mod tests {
         let clock = clock(t0);
         lease.lend(Nanos(0));
         assert!(lease.advance(ConnEvent::RequestStarted, &clock, || t0));
-        assert_eq!(lease.take_back().0, Stage::ReadingHead);
+        assert_eq!(lease.take_back().stage, Stage::ReadingHead);
         assert!(!lease.is_lent());
         assert!(!lease.advance(ConnEvent::BodyComplete, &clock, || t0));
         assert!(!lease.advance(ConnEvent::ResponseDone, &clock, || t0));
@@ -358,7 +456,7 @@ mod tests {
                     recorded
                 })
             };
-            let (stage, _) = lease.take_back();
+            let stage = lease.take_back().stage;
             let recorded = task.join().expect("the task does not panic");
             let expected = if recorded % 2 == 1 {
                 Stage::ReadingHead

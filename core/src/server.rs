@@ -724,10 +724,6 @@ impl Server {
         let streams = self.conns.slot(conn).streams;
         match stage {
             Stage::New | Stage::Idle => {
-                // Multiplexed: never lent (its streams are inputs).
-                if let Some(lease) = self.leases.get_mut(conn.index as usize) {
-                    *lease = None;
-                }
                 let slot = self.conns.slot_mut(conn);
                 // A write already blocked counts from the stream's start.
                 slot.mark = match self.config.write_timeout {
@@ -1303,14 +1299,13 @@ impl Server {
         self.lent
     }
 
-    /// The lease of a connection served one request at a time, for its
-    /// task: from its next Idle on, and while the server serves with
-    /// keep-alive, its requests may be recorded with [`Lease::advance`]
-    /// instead of the inputs — the machine still decides everything (see
-    /// [`lease`](crate::lease)). The same lease on every call. Not for a
-    /// multiplexed connection (streams always go through the inputs). A
-    /// task that never advances its lease loses nothing: every input
-    /// works as before.
+    /// The lease of a connection, for its task: from its next Idle on,
+    /// and while the server serves with keep-alive, its requests (or a
+    /// multiplexed connection's streams) may be recorded with
+    /// [`Lease::advance`] instead of the inputs — the machine still
+    /// decides everything (see [`lease`](crate::lease)). The same lease on
+    /// every call. A task that never advances its lease loses nothing:
+    /// every input works as before.
     ///
     /// # Errors
     ///
@@ -1494,14 +1489,16 @@ impl Server {
         if !self.conns.slot(conn).lent {
             return;
         }
-        let (stage, since) = lease.take_back();
-        let since = since.max(self.conns.slot(conn).mark);
+        let recorded = lease.take_back();
+        let stage = recorded.stage;
+        let since = recorded.since.max(self.conns.slot(conn).mark);
         self.lent -= 1;
         self.update(conn, |slot| {
             slot.lent = false;
             // In a request, the write stall's deadline: none is blocked
             // (a blocked write is reported, which takes the lease back).
             slot.mark = Nanos::NEVER;
+            slot.streams = recorded.streams;
         });
         self.set_stage(conn, stage);
         let (timer, timeout) = match stage {

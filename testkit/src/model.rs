@@ -1008,6 +1008,9 @@ impl Harness {
         self.recorded_last.retain(|c| *c != conn);
         if taken {
             *self.observed.entry("Lease(recorded)".into()).or_default() += 1;
+            if matches!(event, ConnEvent::StreamOpened | ConnEvent::StreamClosed) {
+                *self.observed.entry("Lease(stream)".into()).or_default() += 1;
+            }
             self.recorded_last.push(conn);
         }
         taken
@@ -1214,8 +1217,22 @@ impl Harness {
                 m.response_done(c(), true),
             ),
             Op::Hijack(_) => (server.hijack(c(), now), m.hijack(c())),
-            Op::StreamOpened(_) => (server.stream_opened(c(), now), m.stream_opened(c())),
-            Op::StreamClosed(_) => (server.stream_closed(c(), now), m.stream_closed(c())),
+            Op::StreamOpened(_) => {
+                let want = m.stream_opened(c());
+                if self.offer(c(), ConnEvent::StreamOpened) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.stream_opened(c(), now), want)
+                }
+            }
+            Op::StreamClosed(_) => {
+                let want = m.stream_closed(c());
+                if self.offer(c(), ConnEvent::StreamClosed) {
+                    (Ok(()), want)
+                } else {
+                    (self.server.stream_closed(c(), now), want)
+                }
+            }
             Op::Closed(_) => {
                 m.closed(c());
                 (server.closed(c(), now), Ok(()))

@@ -49,7 +49,7 @@ pub fn with_config(config: Config) -> impl Strategy<Value = Scenario> {
 /// Keep-alive traffic: a few connections going through whole requests
 /// again and again (most ops are whole requests on one of four
 /// connections, with pauses of up to 50 ms, sometimes 2 s, between their
-/// events), now and then a stray event, a write stall, a hijack, a stream,
+/// events, or bursts of streams on a multiplexed one), now and then a stray event, a write stall, a hijack, a stream,
 /// a close, a long wait — then maybe one shutdown, hand-off or `close`,
 /// and a little more traffic. Keep-alive is on; the rest of the configuration
 /// is as random as in [`scenarios`]. Where [`scenarios`] reaches every
@@ -71,6 +71,15 @@ pub fn keep_alive_traffic() -> impl Strategy<Value = Scenario> {
             ops.extend([Op::BodyComplete(c), d, Op::ResponseDone(c)]);
             ops
         });
+    // A multiplexed connection's burst: streams opening, then closing.
+    let burst = (conn.clone(), 1usize..4, pause(), pause()).prop_map(|(c, n, a, b)| {
+        let mut ops = vec![Op::StreamOpened(c); n];
+        ops.push(a);
+        ops.extend(std::iter::repeat_n(Op::StreamClosed(c), n - 1));
+        ops.push(b);
+        ops.push(Op::StreamClosed(c));
+        ops
+    });
     let single = prop_oneof![
         3 => conn.clone().prop_map(Op::RequestStarted),
         2 => conn.clone().prop_map(Op::HeadersComplete),
@@ -88,6 +97,7 @@ pub fn keep_alive_traffic() -> impl Strategy<Value = Scenario> {
     ];
     let unit = prop_oneof![
         8 => request,
+        2 => burst,
         1 => Just(vec![Op::Accept(0)]),
         3 => single.prop_map(|op| vec![op]),
     ];

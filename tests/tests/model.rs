@@ -58,6 +58,7 @@ fn leased_traffic_records_through_leases_and_reaches_every_close() {
     }
     for kind in [
         "Lease(recorded)",
+        "Lease(stream)",
         "Lease(lent)",
         "Lease→CloseConn(Drain)",
         "Lease→CloseConn(IdleTimeout)",

@@ -14,7 +14,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http2;
 use hyper::service::Service;
 use hyper::{Request, Response};
-use lameduck_core::ConnId;
+use lameduck_core::{ConnEvent, ConnId};
 
 use crate::conn::{LINGER, Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
@@ -126,7 +126,9 @@ impl<H: Handler> Service<Request<Incoming>> for StreamService<H> {
         let id = self.id;
         if self
             .driver
-            .input(|core, now| core.stream_opened(id, now))
+            .report(&self.control, ConnEvent::StreamOpened, |core, now| {
+                core.stream_opened(id, now)
+            })
             .is_err()
         {
             // The core closed the connection (idle at the drain) while the
@@ -138,6 +140,7 @@ impl<H: Handler> Service<Request<Incoming>> for StreamService<H> {
         }
         let open = OpenStream {
             driver: self.driver.clone(),
+            control: self.control.clone(),
             id,
         };
         if !self.driver.keeps_alive(&self.control) {
@@ -162,6 +165,7 @@ impl<H: Handler> Service<Request<Incoming>> for StreamService<H> {
 /// A stream the core counts open; dropping it reports it closed.
 struct OpenStream {
     driver: Arc<Driver>,
+    control: Arc<Control>,
     id: ConnId,
 }
 
@@ -169,7 +173,11 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         let id = self.id;
         // An error: the core closed the connection already (a deadline).
-        let _ = self.driver.input(|core, now| core.stream_closed(id, now));
+        let _ = self
+            .driver
+            .report(&self.control, ConnEvent::StreamClosed, |core, now| {
+                core.stream_closed(id, now)
+            });
     }
 }
 
