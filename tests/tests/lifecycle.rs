@@ -41,7 +41,7 @@ fn server(threads: usize) -> Handle {
 fn lifecycle(handle: Handle) -> (Lifecycle, mpsc::Receiver<LifecycleEvent>) {
     let (events, received) = mpsc::channel();
     let events = std::sync::Mutex::new(events);
-    let lifecycle = Lifecycle::new(handle)
+    let lifecycle = Lifecycle::builder(handle)
         .signals(SignalConfig::none())
         .notify(false)
         .restart_executable("/bin/sh")
@@ -49,7 +49,8 @@ fn lifecycle(handle: Handle) -> (Lifecycle, mpsc::Receiver<LifecycleEvent>) {
         .ready_timeout(6 * EVENTUALLY)
         .on_event(move |event| {
             let _ = events.lock().unwrap().send(event.clone());
-        });
+        })
+        .build();
     (lifecycle, received)
 }
 

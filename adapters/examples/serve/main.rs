@@ -793,7 +793,7 @@ async fn run<R: Runtime>(
     let handle = server.serve_http_with(move |rt| routes::router(rt, handle.clone()));
 
     let supervised = inherited.is_supervised();
-    let mut lifecycle = Lifecycle::new(handle.clone())
+    let mut lifecycle = Lifecycle::builder(handle.clone())
         .drain_timeout(args.grace)
         .ready_timeout(args.ready_timeout)
         .inherited(inherited)
@@ -813,6 +813,7 @@ async fn run<R: Runtime>(
         }
         Ok(offer)
     });
+    let lifecycle = lifecycle.build();
     if let Some(udp) = udp {
         answer_udp(udp, handle.clone());
     }

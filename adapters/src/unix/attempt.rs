@@ -169,7 +169,6 @@ impl Spawn<'_> {
 
 struct Machine {
     restart: Restart,
-    config: RestartConfig,
     /// The process being started (or killed), until it is handed off to
     /// or reaped.
     child: Option<Arc<ChildWatch>>,
@@ -189,25 +188,11 @@ impl Attempts {
     pub(crate) fn new(config: RestartConfig) -> Attempts {
         Attempts {
             machine: Mutex::new(Machine {
-                restart: Restart::new(config.clone(), Instant::now()),
-                config,
+                restart: Restart::new(config, Instant::now()),
                 child: None,
                 in_flight: false,
             }),
             over: event_listener::Event::new(),
-        }
-    }
-
-    /// Sets the readiness deadline: only before any attempt (the machine
-    /// keeps its attempt count).
-    pub(crate) fn set_ready_timeout(&self, timeout: std::time::Duration) {
-        let mut machine = lock(&self.machine);
-        if machine.restart.phase() == RestartPhase::Running
-            && machine.child.is_none()
-            && machine.restart.attempts() == 0
-        {
-            machine.config.ready_timeout = timeout;
-            machine.restart = Restart::new(machine.config.clone(), Instant::now());
         }
     }
 

@@ -1,7 +1,7 @@
 //! The control socket: an opt-in Unix socket through which a deploy tool
 //! asks for a restart and waits for its outcome, or asks for a status
 //! line. Server side: [`ControlSocket`], handed to
-//! [`Lifecycle::control`](super::Lifecycle::control); client side:
+//! [`LifecycleBuilder::control`](super::LifecycleBuilder::control); client side:
 //! [`control_restart`], [`control_status`].
 //!
 //! # Protocol
@@ -102,7 +102,7 @@ pub(crate) fn one_line(text: &str) -> String {
 }
 
 /// The listening control socket, served by
-/// [`Lifecycle::control`](super::Lifecycle::control).
+/// [`LifecycleBuilder::control`](super::LifecycleBuilder::control).
 ///
 /// One request line per connection, one reply line, then it is closed:
 /// `restart` → `ok restarted pid=<new pid> generation=<n>` or `error

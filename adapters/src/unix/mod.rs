@@ -41,7 +41,7 @@
 //!    `lameduck-control`), and one end of a private hand-off channel (a
 //!    Unix socket pair) at the next descriptor, named by
 //!    `LAMEDUCK_READY_FD`, on which the restart state
-//!    ([`Lifecycle::restart_state`], [`StateOffer`]) is sent at once with
+//!    ([`LifecycleBuilder::restart_state`], [`StateOffer`]) is sent at once with
 //!    its descriptors; the Unix sockets whose files this
 //!    process would remove at its end are named by `LAMEDUCK_OWNED_FDS`
 //!    ([`OWNED_FDS_VAR`](handoff::OWNED_FDS_VAR)): the file goes with the last process serving
@@ -59,12 +59,12 @@
 //!    sockets down (a connection it already accepted is still served), and
 //!    drains ([`lameduck_core::Server::hand_off`]): its in-flight requests
 //!    finish here with `Connection: close`; idle keep-alive connections
-//!    stay open for a moment ([`Lifecycle::handoff_linger`], 1 s), so a
+//!    stay open for a moment ([`LifecycleBuilder::handoff_linger`], 1 s), so a
 //!    client's next request is answered (and the client reconnects, to
 //!    the successor) rather than finding its connection closed under it;
 //!    then the rest close, and the process exits.
 //! 5. If the successor cannot be started, exits, or is not ready by the
-//!    deadline ([`Lifecycle::ready_timeout`], default 60 s), it is killed
+//!    deadline ([`LifecycleBuilder::ready_timeout`], default 60 s), it is killed
 //!    and reaped, systemd hears `READY=1` again, and this process keeps
 //!    serving: [`RestartError::Failed`] says why.
 //!
@@ -97,7 +97,7 @@
 //! and `SIGUSR2` are forwarded as they are, so a generation stops exactly
 //! as it would alone. The end of the link means the supervisor died: the
 //! generation drains and exits. A generation adopts all of it with
-//! [`Inherited::from_env`] and [`Lifecycle::inherited`], unchanged code:
+//! [`Inherited::from_env`] and [`LifecycleBuilder::inherited`], unchanged code:
 //! it then reports readiness to the supervisor, refuses to restart itself
 //! ([`RestartError::Supervised`]), and leaves systemd and the pid file to
 //! the supervisor.
@@ -121,7 +121,7 @@
 //! `EXTEND_TIMEOUT_USEC=` while a long drain makes progress: the rules are
 //! [`lameduck_core::systemd::ServiceNotifier`]'s, carried out here only
 //! under systemd (`NOTIFY_SOCKET` set) and unless
-//! [`Lifecycle::notify`]`(false)` / [`Supervisor::notify`]`(false)`:
+//! [`LifecycleBuilder::notify`]`(false)` / [`Supervisor::notify`]`(false)`:
 //!
 //! - The interval is `WATCHDOG_USEC`, honoured when `WATCHDOG_PID` is
 //!   unset or names this process; a malformed value is reported
@@ -165,11 +165,12 @@
 //!         let handle = lameduck::Builder::new()
 //!             .inherit_or_bind(&mut inherited, "http", "127.0.0.1:8080")?
 //!             .serve_http(hello)?;
-//!         let ended = Lifecycle::new(handle)
+//!         let ended = Lifecycle::builder(handle)
 //!             .inherited(inherited)
 //!             .drain_timeout(Duration::from_secs(30))
 //!             .pid_file("/run/hello.pid")
 //!             .on_event(|event| eprintln!("{event}"))
+//!             .build()
 //!             .run()
 //!             .await?;
 //!         eprintln!("done: {:?}", ended.outcome);
@@ -199,7 +200,7 @@ pub use handoff::error::InheritError;
 pub use handoff::inherit::Inherited;
 pub use handoff::inherited_listener::InheritedListener;
 pub use handoff::state::{RestartState, StateError, StateOffer};
-pub use lifecycle::{Ended, Lifecycle, LifecycleEvent, LifecycleSnapshot};
+pub use lifecycle::{Ended, Lifecycle, LifecycleBuilder, LifecycleEvent, LifecycleSnapshot};
 pub use notify::notify;
 pub use signals::{Signal, SignalAction, SignalConfig};
 pub use supervisor::{Supervisor, SupervisorEvent};

@@ -35,7 +35,7 @@ use super::{OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR, VARS};
 /// ([`Builder::inherit_or_bind`](crate::Builder::inherit_or_bind)) or all
 /// at once ([`Builder::inherit_rest`](crate::Builder::inherit_rest)), and
 /// the rest to
-/// [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited). Sockets never
+/// [`LifecycleBuilder::inherited`](crate::unix::LifecycleBuilder::inherited). Sockets never
 /// taken are closed when it is dropped.
 ///
 /// ```
@@ -263,7 +263,7 @@ impl Inherited {
     /// nothing, or one of an earlier lameduck (a readiness pipe). A
     /// predecessor that offered items rolls back if this process reports
     /// ready without taking them. Call it before
-    /// [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited), once.
+    /// [`LifecycleBuilder::inherited`](crate::unix::LifecycleBuilder::inherited), once.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -316,7 +316,7 @@ impl Inherited {
     /// Whether this process is a generation run by a
     /// [`Supervisor`](crate::unix::Supervisor): it reports ready to the
     /// supervisor, hands off when told to, and leaves restarts, systemd and
-    /// the pid file to it (see [`Lifecycle::inherited`](crate::unix::Lifecycle::inherited)).
+    /// the pid file to it (see [`LifecycleBuilder::inherited`](crate::unix::LifecycleBuilder::inherited)).
     ///
     /// ```
     /// assert!(!lameduck::unix::Inherited::default().is_supervised());

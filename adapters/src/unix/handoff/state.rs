@@ -4,7 +4,7 @@
 //! [`lameduck_core::handover`]'s).
 //!
 //! The old process offers a [`StateOffer`] — built when a restart starts,
-//! by the callback given to [`Lifecycle::restart_state`](crate::unix::Lifecycle::restart_state)
+//! by the callback given to [`LifecycleBuilder::restart_state`](crate::unix::LifecycleBuilder::restart_state)
 //! — and the successor takes it with [`Inherited::take_state`](crate::unix::Inherited::take_state)
 //! before it reports ready. The hand-over is transactional: the offer is
 //! a copy (bytes copied, descriptors duplicated), so if the successor

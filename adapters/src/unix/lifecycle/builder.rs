@@ -1,36 +1,46 @@
-//! A [`Lifecycle`]'s settings: signals, the successor's program, the
-//! deadlines, the pid file, systemd, the restart state, the control
-//! socket, the observer. Each is a method taking and returning the
-//! lifecycle, set before it runs.
+//! The [`LifecycleBuilder`]: a [`Lifecycle`]'s settings — signals, the
+//! successor's program, the deadlines, the pid file, systemd, what this
+//! process inherited, the restart state, the control socket, the observer
+//! — each a method taking and returning the builder; then
+//! [`build`](LifecycleBuilder::build) makes the lifecycle, whose settings
+//! no longer change.
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-//! let lifecycle = lameduck::unix::Lifecycle::new(handle)
+//! let lifecycle = lameduck::unix::Lifecycle::builder(handle)
 //!     .drain_timeout(std::time::Duration::from_secs(30))
-//!     .notify(false);
+//!     .notify(false)
+//!     .build();
 //! # let _ = lifecycle; Ok(()) }
 //! ```
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sync::lock;
+use lameduck_core::restart::RestartConfig;
+
+use crate::handle::Handle;
+use crate::unix::attempt::Attempts;
 use crate::unix::ctl::ControlSocket;
-use crate::unix::handoff::inherit::Inherited;
+use crate::unix::handoff::inherit::{Inherited, OwnedFile};
+use crate::unix::handoff::link::Link;
+use crate::unix::handoff::ready::ReadyChannel;
 use crate::unix::handoff::state::StateOffer;
 use crate::unix::signals::SignalConfig;
 
-use super::Lifecycle;
-use super::event::LifecycleEvent;
+use super::event::{LifecycleEvent, Observer};
+use super::{Lifecycle, Shared};
 
-/// [`Lifecycle::handoff_linger`]'s default.
+/// [`LifecycleBuilder::handoff_linger`]'s default.
 pub(super) const DEFAULT_HANDOFF_LINGER: Duration = Duration::from_secs(1);
 
+/// What a [`Lifecycle`] was built with, fixed from then on.
 pub(super) struct Settings {
     pub(super) signals: SignalConfig,
     pub(super) executable: io::Result<PathBuf>,
@@ -45,24 +55,98 @@ pub(super) struct Settings {
 
 pub(super) type StateSource = Arc<dyn Fn() -> io::Result<StateOffer> + Send + Sync>;
 
-impl Lifecycle {
-    pub(super) fn settings(&self) -> MutexGuard<'_, Settings> {
-        lock(&self.shared.settings)
-    }
+/// Sets up a [`Lifecycle`] (from [`Lifecycle::builder`]); each setting has
+/// a default, and [`build`](Self::build) makes it.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+/// use lameduck::unix::Lifecycle;
+/// let mut builder = Lifecycle::builder(handle).notify(false);
+/// if let Some(path) = std::env::var_os("PID_FILE") {
+///     builder = builder.pid_file(path);
+/// }
+/// let lifecycle = builder.build();
+/// # let _ = lifecycle; Ok(()) }
+/// ```
+#[must_use = "a lifecycle is made by `build`"]
+pub struct LifecycleBuilder {
+    handle: Handle,
+    settings: Settings,
+    ready_timeout: Duration,
+    /// The readiness channel to a predecessor or supervisor.
+    ready: Option<ReadyChannel>,
+    /// Socket files the predecessor handed over.
+    owned_files: Vec<OwnedFile>,
+    /// The supervisor's link and pid (a supervised generation).
+    supervision: Option<(Link, u32)>,
+    control: Option<ControlSocket>,
+    observer: Option<Observer>,
+}
 
+impl fmt::Debug for LifecycleBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LifecycleBuilder")
+            .field("handle", &self.handle)
+            .field("drain_timeout", &self.settings.drain_timeout)
+            .field("ready_timeout", &self.ready_timeout)
+            .field("pid_file", &self.settings.pid_file)
+            .field("notify", &self.settings.notify)
+            .field("supervised", &self.supervision.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lifecycle {
+    /// Sets up the lifecycle of the server behind `handle` (serving or
+    /// about to). Defaults: [`SignalConfig::default`], the successor is
+    /// this executable (as found now) with this process's arguments, 60 s
+    /// to be ready, no drain deadline, no pid file, systemd notifications
+    /// on (sent only under systemd).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
+    ///     .serve_stream(|conn| async move { drop(conn) })?;
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
+    /// # let _ = lifecycle; Ok(()) }
+    /// ```
+    pub fn builder(handle: Handle) -> LifecycleBuilder {
+        LifecycleBuilder {
+            handle,
+            settings: Settings {
+                signals: SignalConfig::default(),
+                executable: std::env::current_exe(),
+                args: std::env::args_os().skip(1).collect(),
+                drain_timeout: None,
+                handoff_linger: DEFAULT_HANDOFF_LINGER,
+                pid_file: None,
+                notify: true,
+                state: None,
+            },
+            ready_timeout: RestartConfig::default().ready_timeout,
+            ready: None,
+            owned_files: Vec::new(),
+            supervision: None,
+            control: None,
+            observer: None,
+        }
+    }
+}
+
+impl LifecycleBuilder {
     /// Which signals drain, close or restart.
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// use lameduck::unix::{Lifecycle, Signal, SignalAction, SignalConfig};
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = Lifecycle::new(handle)
+    /// let lifecycle = Lifecycle::builder(handle)
     ///     .signals(SignalConfig::default().on(Signal::Usr1, SignalAction::Restart));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn signals(self, signals: SignalConfig) -> Self {
-        self.settings().signals = signals;
+    pub fn signals(mut self, signals: SignalConfig) -> Self {
+        self.settings.signals = signals;
         self
     }
 
@@ -72,13 +156,12 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle)
     ///     .restart_executable("/usr/local/bin/server");
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn restart_executable(self, path: impl Into<PathBuf>) -> Self {
-        self.settings().executable = Ok(path.into());
+    pub fn restart_executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.executable = Ok(path.into());
         self
     }
 
@@ -87,16 +170,15 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).restart_args(["--config", "/etc/server.toml"]);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).restart_args(["--config", "/etc/server.toml"]);
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn restart_args<I, S>(self, args: I) -> Self
+    pub fn restart_args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.settings().args = args.into_iter().map(Into::into).collect();
+        self.settings.args = args.into_iter().map(Into::into).collect();
         self
     }
 
@@ -106,30 +188,28 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle)
     ///     .ready_timeout(std::time::Duration::from_secs(10));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn ready_timeout(self, timeout: Duration) -> Self {
-        self.shared.attempts.set_ready_timeout(timeout);
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
         self
     }
 
-    /// The deadline of drains begun by [`shutdown`](Self::shutdown), a
+    /// The deadline of drains begun by [`shutdown`](Lifecycle::shutdown), a
     /// drain signal or a hand-off: then what remains is closed by force
     /// (default: none).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle)
     ///     .drain_timeout(std::time::Duration::from_secs(30));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn drain_timeout(self, timeout: Duration) -> Self {
-        self.settings().drain_timeout = Some(timeout);
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.drain_timeout = Some(timeout);
         self
     }
 
@@ -144,13 +224,12 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle)
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle)
     ///     .handoff_linger(std::time::Duration::from_secs(5));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn handoff_linger(self, linger: Duration) -> Self {
-        self.settings().handoff_linger = linger;
+    pub fn handoff_linger(mut self, linger: Duration) -> Self {
+        self.settings.handoff_linger = linger;
         self
     }
 
@@ -161,12 +240,11 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).pid_file("/run/server.pid");
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).pid_file("/run/server.pid");
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn pid_file(self, path: impl Into<PathBuf>) -> Self {
-        self.settings().pid_file = Some(path.into());
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.pid_file = Some(path.into());
         self
     }
 
@@ -176,12 +254,11 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false);
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn notify(self, notify: bool) -> Self {
-        self.settings().notify = notify;
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.settings.notify = notify;
         self
     }
 
@@ -204,20 +281,15 @@ impl Lifecycle {
     /// let handle = lameduck::Builder::new()
     ///     .inherit_or_bind(&mut inherited, "http", "127.0.0.1:0")?
     ///     .serve_stream(|conn| async move { drop(conn) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).inherited(inherited);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).inherited(inherited);
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn inherited(self, mut inherited: Inherited) -> Self {
-        *lock(&self.shared.ready) = inherited.ready.take();
-        *lock(&self.shared.owned_files) = std::mem::take(&mut inherited.owned_files);
+    pub fn inherited(mut self, mut inherited: Inherited) -> Self {
+        self.ready = inherited.ready.take();
+        self.owned_files = std::mem::take(&mut inherited.owned_files);
         if let Some(link) = inherited.link.take() {
             let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
-            self.shared
-                .supervisor
-                .store(parent.unsigned_abs(), Ordering::Release);
-            self.shared.supervised.store(true, Ordering::Release);
-            *lock(&self.shared.link) = Some(link);
+            self.supervision = Some((link, parent.unsigned_abs()));
         }
         self
     }
@@ -247,25 +319,24 @@ impl Lifecycle {
     ///
     /// let hits = Arc::new(AtomicU64::new(0));
     /// let counted = hits.clone();
-    /// let lifecycle = Lifecycle::new(handle).restart_state(move || {
+    /// let lifecycle = Lifecycle::builder(handle).restart_state(move || {
     ///     let mut offer = StateOffer::new(1);
     ///     offer.u64("hits", counted.load(Ordering::Relaxed))?;
     ///     Ok(offer)
     /// });
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
     pub fn restart_state(
-        self,
+        mut self,
         offer: impl Fn() -> io::Result<StateOffer> + Send + Sync + 'static,
     ) -> Self {
-        self.settings().state = Some(Arc::new(offer));
+        self.settings.state = Some(Arc::new(offer));
         self
     }
 
     /// Serves a control socket (see [`ControlSocket`]): `restart` asks for
     /// a restart and answers its outcome (joining one in flight), `status`
-    /// answers a status line. Served by [`run`](Self::run) once ready; it
+    /// answers a status line. Served by [`run`](Lifecycle::run) once ready; it
     /// goes to a restart's successor with the listeners, and only the
     /// successor accepts on it after the hand-off. The last process
     /// serving it removes its file. Not for supervised generations.
@@ -276,12 +347,11 @@ impl Lifecycle {
     /// let path = std::env::temp_dir().join(format!("lifecycle-ctl-{}.sock", std::process::id()));
     /// let mut inherited = lameduck::unix::Inherited::default();
     /// let control = lameduck::unix::ControlSocket::inherit_or_bind(&mut inherited, &path)?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).control(control);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).control(control);
     /// # let _ = lifecycle; std::fs::remove_file(&path)?; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn control(self, socket: ControlSocket) -> Self {
-        *lock(&self.shared.control) = Some(socket);
+    pub fn control(mut self, socket: ControlSocket) -> Self {
+        self.control = Some(socket);
         self
     }
 
@@ -290,12 +360,71 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).on_event(|e| eprintln!("{e}"));
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).on_event(|e| eprintln!("{e}"));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    #[must_use]
-    pub fn on_event(self, f: impl Fn(&LifecycleEvent) + Send + Sync + 'static) -> Self {
-        *lock(&self.shared.observer) = Some(Arc::new(f));
+    pub fn on_event(mut self, f: impl Fn(&LifecycleEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
         self
+    }
+
+    /// Makes the lifecycle. From now on every phase the server enters
+    /// reaches its restart machine, whoever causes it (the lifecycle, the
+    /// [`Handle`], the server's own deadline); a server already stopping
+    /// takes no restart.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
+    /// use lameduck::core::restart::RestartPhase;
+    /// handle.shutdown(None);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
+    /// assert_eq!(lifecycle.restart_phase(), RestartPhase::Stopped);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn build(self) -> Lifecycle {
+        let members = self.handle.members().to_vec();
+        let (link, supervisor) = match self.supervision {
+            Some((link, supervisor)) => (Some(link), Some(supervisor)),
+            None => (None, None),
+        };
+        let lifecycle = Lifecycle {
+            shared: Arc::new(Shared {
+                handle: self.handle,
+                settings: self.settings,
+                attempts: Attempts::new(RestartConfig {
+                    ready_timeout: self.ready_timeout,
+                }),
+                ready: Mutex::new(self.ready),
+                link: Mutex::new(link),
+                owned_files: Mutex::new(self.owned_files),
+                supervisor,
+                signals: Mutex::new(None),
+                reported_ready: AtomicBool::new(false),
+                observer: self.observer,
+                drain_asked: AtomicBool::new(false),
+                control: Mutex::new(self.control),
+                control_listener: Mutex::new(None),
+                control_stop: event_listener::Event::new(),
+                control_clients: AtomicUsize::new(0),
+                current_restart: Mutex::new(None),
+            }),
+        };
+        // Every phase each thread's server enters reaches the restart
+        // machine. Weak: the server's drivers outlive a dropped lifecycle.
+        let shared = Arc::downgrade(&lifecycle.shared);
+        for driver in members {
+            let shared = shared.clone();
+            let now = driver.watch_phases(Arc::new(move |phase| {
+                if let Some(shared) = shared.upgrade() {
+                    Lifecycle { shared }.server_phase(phase);
+                }
+            }));
+            // A server already stopping: no restart. (Not announced:
+            // systemd heard of that stop from whoever began it.)
+            lifecycle.shared.attempts.server_phase(now);
+        }
+        lifecycle
     }
 }

@@ -20,11 +20,11 @@ use crate::unix::ctl::restart_requested;
 use crate::unix::error::RestartError;
 use crate::unix::signals::{Signal, SignalAction, SignalName};
 
-/// Something the [`Lifecycle`] did, for logs ([`Lifecycle::on_event`]).
+/// Something the [`Lifecycle`] did, for logs ([`LifecycleBuilder::on_event`]).
 /// `Display` gives one line.
 ///
 /// [`Lifecycle`]: crate::unix::Lifecycle
-/// [`Lifecycle::on_event`]: crate::unix::Lifecycle::on_event
+/// [`LifecycleBuilder::on_event`]: crate::unix::LifecycleBuilder::on_event
 ///
 /// ```
 /// use lameduck::unix::{LifecycleEvent, Signal, SignalAction};
@@ -198,7 +198,7 @@ pub(super) type Observer = Arc<dyn Fn(&LifecycleEvent) + Send + Sync>;
 /// ```
 /// # fn main() -> std::io::Result<()> {
 /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-/// let snapshot = lameduck::unix::Lifecycle::new(handle).snapshot();
+/// let snapshot = lameduck::unix::Lifecycle::builder(handle).build().snapshot();
 /// assert!(snapshot.generation >= 1);
 /// # Ok(()) }
 /// ```

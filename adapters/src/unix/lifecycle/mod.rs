@@ -4,7 +4,7 @@
 //! the pid file and the control socket. This file holds the type, what it
 //! shares between its clones, its queries and its stops; the rest, by job:
 //!
-//! - `builder`: the settings;
+//! - `builder`: the settings ([`LifecycleBuilder`]);
 //! - `run`: the run loop — readiness, signals, the supervisor's link;
 //! - `restart`: restarts carried out (the successor, the hand-off);
 //! - `control`: the control socket's requests;
@@ -13,7 +13,7 @@
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-//! let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+//! let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
 //! lifecycle.close(); // normally: a signal, later
 //! let ended = smol::block_on(lifecycle.run())?;
 //! assert_eq!(ended.successor, None);
@@ -26,21 +26,21 @@ mod event;
 mod restart;
 mod run;
 
+pub use builder::LifecycleBuilder;
 pub use event::{Ended, LifecycleEvent, LifecycleSnapshot};
 
 use std::fmt;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_io::Async;
 use async_signal::Signals;
 use lameduck_core::Phase;
-use lameduck_core::restart::{RestartConfig, RestartPhase};
+use lameduck_core::restart::RestartPhase;
 
 use crate::handle::Handle;
-use crate::sync::lock;
 use crate::unix::attempt::Attempts;
 use crate::unix::ctl::ControlSocket;
 use crate::unix::handoff::generation;
@@ -48,16 +48,15 @@ use crate::unix::handoff::inherit::OwnedFile;
 use crate::unix::handoff::link::Link;
 use crate::unix::handoff::ready::ReadyChannel;
 use crate::unix::notify::notify_or_report;
-use crate::unix::signals::SignalConfig;
 
-use builder::{DEFAULT_HANDOFF_LINGER, Settings};
+use builder::Settings;
 use event::Observer;
 use restart::RestartSlot;
 
 /// What a [`Lifecycle`]'s clones share.
 struct Shared {
     handle: Handle,
-    settings: Mutex<Settings>,
+    settings: Settings,
     /// The restart machine and the attempt in flight.
     attempts: Attempts,
     ready: Mutex<Option<ReadyChannel>>,
@@ -65,15 +64,14 @@ struct Shared {
     link: Mutex<Option<Link>>,
     /// Socket files the predecessor handed over, taken up once ready.
     owned_files: Mutex<Vec<OwnedFile>>,
-    /// This process is a supervised generation.
-    supervised: AtomicBool,
-    /// Its supervisor's pid (its parent's when it was adopted; 0 if the
-    /// parent is outside this process's pid namespace).
-    supervisor: AtomicU32,
+    /// This process is a supervised generation: its supervisor's pid (its
+    /// parent's when it was adopted; 0 if the parent is outside this
+    /// process's pid namespace).
+    supervisor: Option<u32>,
     signals: Mutex<Option<Signals>>,
     /// Readiness was reported.
     reported_ready: AtomicBool,
-    observer: Mutex<Option<Observer>>,
+    observer: Option<Observer>,
     /// A drain or close was asked of this lifecycle (its methods, its
     /// signals): a drain signal after it is a repeat — after a hand-off
     /// too, where the server's phases do not show a stop. (Whether the
@@ -94,7 +92,8 @@ struct Shared {
 }
 
 /// A server's life on Unix: readiness, signals, restarts, systemd and the
-/// pid file, around a [`Handle`]. Cheap to clone; every method may be
+/// pid file, around a [`Handle`]. Set up with [`Lifecycle::builder`]
+/// (its settings are then fixed). Cheap to clone; every method may be
 /// called from any thread.
 ///
 /// See the [module docs](super) for the restart protocol.
@@ -112,10 +111,11 @@ struct Shared {
 /// let handle = lameduck::Builder::new()
 ///     .bind("127.0.0.1:0")?
 ///     .serve_stream(|conn| async move { drop(conn) })?;
-/// let lifecycle = Lifecycle::new(handle)
+/// let lifecycle = Lifecycle::builder(handle)
 ///     .signals(SignalConfig::none()) // methods only, in this example
 ///     .drain_timeout(Duration::from_secs(5))
-///     .notify(false);
+///     .notify(false)
+///     .build();
 /// let stopper = lifecycle.clone();
 /// let ended = smol::block_on(async {
 ///     smol::spawn(async move { stopper.shutdown() }).detach();
@@ -147,72 +147,6 @@ impl fmt::Debug for Lifecycle {
 }
 
 impl Lifecycle {
-    /// The lifecycle of the server behind `handle` (serving or about to).
-    /// Defaults: [`SignalConfig::default`], the successor is this
-    /// executable (as found now) with this process's arguments, 60 s to be
-    /// ready, no drain deadline, no pid file, systemd notifications on
-    /// (sent only under systemd).
-    ///
-    /// ```
-    /// # fn main() -> std::io::Result<()> {
-    /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
-    ///     .serve_stream(|conn| async move { drop(conn) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
-    /// # let _ = lifecycle; Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn new(handle: Handle) -> Lifecycle {
-        let settings = Settings {
-            signals: SignalConfig::default(),
-            executable: std::env::current_exe(),
-            args: std::env::args_os().skip(1).collect(),
-            drain_timeout: None,
-            handoff_linger: DEFAULT_HANDOFF_LINGER,
-            pid_file: None,
-            notify: true,
-            state: None,
-        };
-        let members = handle.members().to_vec();
-        let lifecycle = Lifecycle {
-            shared: Arc::new(Shared {
-                handle,
-                settings: Mutex::new(settings),
-                attempts: Attempts::new(RestartConfig::default()),
-                ready: Mutex::new(None),
-                link: Mutex::new(None),
-                owned_files: Mutex::new(Vec::new()),
-                supervised: AtomicBool::new(false),
-                supervisor: AtomicU32::new(0),
-                signals: Mutex::new(None),
-                reported_ready: AtomicBool::new(false),
-                observer: Mutex::new(None),
-                drain_asked: AtomicBool::new(false),
-                control: Mutex::new(None),
-                control_listener: Mutex::new(None),
-                control_stop: event_listener::Event::new(),
-                control_clients: AtomicUsize::new(0),
-                current_restart: Mutex::new(None),
-            }),
-        };
-        // Every phase each thread's server enters reaches the restart
-        // machine, whoever caused it (this lifecycle, the handle, the
-        // server's own deadline). Weak: the server's drivers outlive a
-        // dropped lifecycle.
-        let shared = Arc::downgrade(&lifecycle.shared);
-        for driver in members {
-            let shared = shared.clone();
-            let now = driver.watch_phases(Arc::new(move |phase| {
-                if let Some(shared) = shared.upgrade() {
-                    Lifecycle { shared }.server_phase(phase);
-                }
-            }));
-            // A server already stopping: no restart. (Not announced:
-            // systemd heard of that stop from whoever began it.)
-            lifecycle.shared.attempts.server_phase(now);
-        }
-        lifecycle
-    }
-
     /// The server entered `phase` (on one of its threads): the restart
     /// machine's input. The first phase of a stop (not after a hand-off:
     /// the successor is systemd's main process then) tells systemd
@@ -224,22 +158,24 @@ impl Lifecycle {
     }
 
     /// The supervisor's pid, if this process is a supervised generation
-    /// (see [`inherited`](Self::inherited)): its parent when it started (0
+    /// (see [`inherited`](LifecycleBuilder::inherited)): its parent when it started (0
     /// if that is outside this process's pid namespace).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// assert_eq!(lifecycle.supervisor(), None);
     /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn supervisor(&self) -> Option<u32> {
-        self.shared
-            .supervised
-            .load(Ordering::Acquire)
-            .then(|| self.shared.supervisor.load(Ordering::Acquire))
+        self.shared.supervisor
+    }
+
+    /// What it was built with.
+    fn settings(&self) -> &Settings {
+        &self.shared.settings
     }
 
     /// Where the restart protocol is.
@@ -248,7 +184,7 @@ impl Lifecycle {
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
     /// use lameduck::core::restart::RestartPhase;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// assert_eq!(lifecycle.restart_phase(), RestartPhase::Running);
     /// # Ok(()) }
     /// ```
@@ -264,7 +200,7 @@ impl Lifecycle {
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
     /// use lameduck::core::{Phase, restart::RestartPhase};
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// let snapshot = lifecycle.snapshot();
     /// assert_eq!(snapshot.server.phase, Phase::Serving);
     /// assert_eq!(snapshot.restart, RestartPhase::Running);
@@ -282,8 +218,7 @@ impl Lifecycle {
     }
 
     pub(super) fn event(&self, event: LifecycleEvent) {
-        let observer = lock(&self.shared.observer).clone();
-        if let Some(observer) = observer {
+        if let Some(observer) = &self.shared.observer {
             observer(&event);
         }
     }
@@ -303,7 +238,7 @@ impl Lifecycle {
     }
 
     /// Drains for exit (as `SIGTERM` does): the server shuts down with the
-    /// [drain deadline](Self::drain_timeout); as for any stop of the
+    /// [drain deadline](LifecycleBuilder::drain_timeout); as for any stop of the
     /// server's (a [`Handle::shutdown`] too), systemd hears `STOPPING=1`
     /// and no restart starts from now on (one in flight is rolled back).
     /// Harmless to repeat.
@@ -311,7 +246,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle.clone()).notify(false);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle.clone()).notify(false).build();
     /// lifecycle.shutdown();
     /// assert!(handle.phase().is_shutting_down());
     /// # Ok(()) }
@@ -330,7 +265,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle.clone()).notify(false);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle.clone()).notify(false).build();
     /// lifecycle.close();
     /// assert!(handle.drained().is_done());
     /// # Ok(()) }

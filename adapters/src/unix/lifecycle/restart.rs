@@ -7,7 +7,7 @@
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
 //! # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-//! let lifecycle = lameduck::unix::Lifecycle::new(handle);
+//! let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
 //! match smol::block_on(lifecycle.restart()) {
 //!     Ok(pid) => println!("pid {pid} serves now; this process drains"),
 //!     Err(e) => println!("not restarted: {e}"),
@@ -67,7 +67,7 @@ impl Lifecycle {
     /// ```no_run
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// match smol::block_on(lifecycle.restart()) {
     ///     Ok(pid) => println!("pid {pid} serves now; this process drains"),
     ///     Err(e) => println!("not restarted: {e}"),

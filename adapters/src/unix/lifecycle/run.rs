@@ -5,7 +5,7 @@
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-//! let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+//! let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
 //! smol::block_on(lifecycle.ready()); // reported once every accept loop runs
 //! # Ok(()) }
 //! ```
@@ -40,7 +40,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// lifecycle.handle_signals()?;
     /// println!("listening");
     /// # Ok(()) }
@@ -66,7 +66,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
     /// lifecycle.close(); // (normally: a signal, later)
     /// let ended = smol::block_on(lifecycle.run())?;
     /// assert_eq!(ended.successor, None);
@@ -170,7 +170,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// let lifecycle = lameduck::unix::Lifecycle::new(handle).notify(false);
+    /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
     /// smol::block_on(lifecycle.ready());
     /// # Ok(()) }
     /// ```
@@ -231,7 +231,7 @@ impl Lifecycle {
     }
 
     /// A supervised generation: answers its supervisor's state requests
-    /// with what [`restart_state`](Self::restart_state) builds (nothing
+    /// with what [`restart_state`](super::LifecycleBuilder::restart_state) builds (nothing
     /// without it).
     fn answer_state_requests(&self, channel: ReadyChannel) {
         let this = self.clone();

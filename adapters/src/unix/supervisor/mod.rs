@@ -90,7 +90,7 @@ use crate::sync::lock;
 ///   carries `HANDOFF <pid>`; its end of file (the supervisor died) makes
 ///   the generation drain and exit rather than serve on unwatched. A
 ///   generation adopts it with [`Inherited::from_env`] and obeys it through
-///   [`Lifecycle::inherited`](super::Lifecycle::inherited), which also
+///   [`LifecycleBuilder::inherited`](super::LifecycleBuilder::inherited), which also
 ///   routes its readiness to the supervisor, refuses restarts of the
 ///   generation itself ([`RestartError::Supervised`](super::RestartError::Supervised)), and leaves systemd
 ///   and the pid file to the supervisor.
@@ -118,7 +118,7 @@ use crate::sync::lock;
 ///             }
 ///         };
 ///     }
-///     // ... otherwise serve, with `Lifecycle::new(handle).inherited(inherited)`:
+///     // ... otherwise serve, with `Lifecycle::builder(handle).inherited(inherited)`:
 ///     // under the supervisor, `inherited` carries the sockets and the link.
 ///     ExitCode::SUCCESS
 /// }
