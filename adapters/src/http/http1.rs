@@ -284,7 +284,7 @@ struct TrackedService<H> {
 impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
     type Response = Response<TrackedBody<H::Body>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>>>>;
+    type Future = TrackedResponse<H::Future>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let id = self.id;
@@ -314,66 +314,104 @@ impl<H: Handler> Service<Request<Incoming>> for TrackedService<H> {
                 })
             }
         })();
-        if reported.is_err() {
-            // The core closed it meanwhile (e.g. the header timeout, or a
-            // drain that found it idle).
-            return Box::pin(async { Err(closed_by_server().into()) });
-        }
-        set_track(&self.control, IN_REQUEST | IN_SERVICE);
-        if bodiless {
-            set_track(&self.control, BODY_DONE);
-        }
-        let notice = Notice {
-            control: self.control.clone(),
-        };
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_some()
-        {
-            req.extensions_mut().insert(UpgradeCtx {
-                id,
-                notice: notice.clone(),
-            });
-        }
-        // Fired already if the drain began before this request did: the
-        // core told the connection as the request started, before now.
-        req.extensions_mut().insert(notice);
-        let response = self.handler.call(req);
-        let driver = self.driver.clone();
-        let control = self.control.clone();
-        let watch = self.watch.clone();
-        Box::pin(async move {
-            let mut response = response.await.map_err(Into::into)?;
-            if let Some(watch) = watch.filter(|_| track(&control) & BODY_DONE == 0) {
-                // Not seen to end (a chunked body, a pipelined request, or
-                // one the handler did not read to the end): the handler is
-                // done with it, and the body timeout ends before the
-                // response (which may take long) is written. An error: the
-                // core closed it meanwhile; the connection's task sees it.
-                lock(&watch).body_end = None;
-                set_track(&control, BODY_DONE);
-                let _ = driver.report(&control, ConnEvent::BodyComplete, |core, now| {
-                    core.body_complete(id, now)
+        let handler = if reported.is_ok() {
+            set_track(&self.control, IN_REQUEST | IN_SERVICE);
+            if bodiless {
+                set_track(&self.control, BODY_DONE);
+            }
+            let notice = Notice {
+                control: self.control.clone(),
+            };
+            if req
+                .extensions()
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_some()
+            {
+                req.extensions_mut().insert(UpgradeCtx {
+                    id,
+                    notice: notice.clone(),
                 });
             }
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                set_track(&control, UPGRADING);
-            } else if !driver.keeps_alive(&control) {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            } else {
-                set_track(&control, KEPT_ALIVE);
-            }
-            Ok(response.map(|body| TrackedBody {
-                inner: body,
-                end: EndGuard {
-                    control,
-                    marked: std::cell::Cell::new(false),
-                },
-            }))
-        })
+            // Fired already if the drain began before this request did: the
+            // core told the connection as the request started, before now.
+            req.extensions_mut().insert(notice);
+            Some(self.handler.call(req))
+        } else {
+            // The core closed it meanwhile (e.g. the header timeout, or a
+            // drain that found it idle): no handler runs.
+            None
+        };
+        TrackedResponse {
+            handler,
+            driver: self.driver.clone(),
+            control: self.control.clone(),
+            watch: self.watch.clone(),
+            id,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future: the handler's, then the response's tracking —
+    /// a named type rather than a boxed `async` block (no allocation per
+    /// request).
+    pub(crate) struct TrackedResponse<F> {
+        // `None`: the core closed the connection before the handler ran.
+        #[pin]
+        handler: Option<F>,
+        driver: Arc<Driver>,
+        control: Arc<Control>,
+        watch: Option<Arc<Mutex<BodyWatch>>>,
+        id: ConnId,
+    }
+}
+
+impl<F, B, E> Future for TrackedResponse<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<TrackedBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(handler) = this.handler.as_pin_mut() else {
+            return Poll::Ready(Err(closed_by_server().into()));
+        };
+        let mut response = ready!(handler.poll(cx)).map_err(Into::into)?;
+        let (driver, control, id) = (this.driver, this.control, *this.id);
+        if let Some(watch) = this
+            .watch
+            .take()
+            .filter(|_| track(control) & BODY_DONE == 0)
+        {
+            // Not seen to end (a chunked body, a pipelined request, or
+            // one the handler did not read to the end): the handler is
+            // done with it, and the body timeout ends before the
+            // response (which may take long) is written. An error: the
+            // core closed it meanwhile; the connection's task sees it.
+            lock(&watch).body_end = None;
+            set_track(control, BODY_DONE);
+            let _ = driver.report(control, ConnEvent::BodyComplete, |core, now| {
+                core.body_complete(id, now)
+            });
+        }
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            set_track(control, UPGRADING);
+        } else if !driver.keeps_alive(control) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        } else {
+            set_track(control, KEPT_ALIVE);
+        }
+        Poll::Ready(Ok(response.map(|body| TrackedBody {
+            inner: body,
+            end: EndGuard {
+                control: control.clone(),
+                marked: std::cell::Cell::new(false),
+            },
+        })))
     }
 }
 
