@@ -825,8 +825,16 @@ async fn http_frontend_run(
                 *kind == 1 && *stream == 1 && payload.first() == Some(&0x88)
             });
             // With 5 ms timeouts, a busy machine may let a timeout close it
-            // first: then without an answer on stream 1.
-            let timed_out = keep_open && !frames.iter().any(|f| f.2 == 1);
+            // first: then without an answer on stream 1, or with stream 1
+            // refused (RST_STREAM REFUSED_STREAM: the core closed the
+            // connection while the request was on its way in, so it was
+            // not processed and may be retried, RFC 9113 §8.7).
+            let on_stream_1: Vec<_> = frames.iter().filter(|f| f.2 == 1).collect();
+            let refused = matches!(
+                on_stream_1.as_slice(),
+                [(3, _, 1, payload)] if *payload == [0, 0, 0, 7]
+            );
+            let timed_out = keep_open && (on_stream_1.is_empty() || refused);
             assert!(
                 timed_out || ok && answered(&answer),
                 "a fresh HTTP/2 GET / got {frames:?}"
