@@ -12,7 +12,7 @@
 # own markers.
 #
 # --only takes sections: drain, overhead, threads, scale, restart, micro,
-# fleet, h2 (all by default); only those run, only what they need is built,
+# fleet, h2, tls (all by default); only those run, only what they need is built,
 # and the other sections' results in BENCHMARKS.md stay as they are. Every
 # argument goes to the runner (its flags: bench/src/bin/runner/main.rs),
 # e.g. `bench/run.sh --only overhead,threads --rounds 3`.
@@ -26,7 +26,7 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 say() { printf 'bench/run.sh: %s\n' "$*" >&2; }
 
 # --- which sections ----------------------------------------------------------
-sections="drain,overhead,threads,scale,restart,micro,fleet,h2"
+sections="drain,overhead,threads,scale,restart,micro,fleet,h2,tls"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     if [ "${args[i]}" = --only ] && [ $((i + 1)) -lt ${#args[@]} ]; then
@@ -61,6 +61,13 @@ fi
 
 # --- builds ------------------------------------------------------------------
 say "building (release, runtimes: smol,$features): the demo server, the baseline, the runner"
+if wants tls; then
+    # The tls section's demo: with lameduck's tls feature too, kept as
+    # serve-tls, so that the other sections run the demo built as before.
+    say "building the demo with lameduck's tls feature (the tls section)"
+    cargo build --release -p lameduck --example serve --features "$features,tls"
+    cp "$target/release/examples/serve" "$target/release/examples/serve-tls"
+fi
 cargo build --release -p lameduck --example serve --features "$features"
 cargo build --release -p lameduck-bench --bins --features "$features"
 

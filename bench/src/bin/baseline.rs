@@ -18,9 +18,19 @@
 //! copying through an 8 KiB initialized scratch, boxed handler futures, a
 //! request counter and `X-Pid` on every response.
 //!
+//! With `--tls-cert PEM --tls-key PEM` it speaks TLS as the demo does with
+//! the same flags: the same rustls configuration (made by
+//! `lameduck::tls::TlsAcceptor::from_pem_files`, so the same provider,
+//! protocol versions and ALPN `h2`, `http/1.1`), the same `futures-rustls`
+//! acceptor run in the connection's task, then HTTP/2 if ALPN chose `h2`
+//! and HTTP/1.1 otherwise, through the same bridge — without lameduck's
+//! tracking of the handshake (no grace, no header timeout) or its
+//! `close_notify` on close (hyper's shutdown of the TLS stream sends it).
+//!
 //! ```text
 //! baseline [--listen ADDR] [--runtime smol|smol-local|compio|tokio|async-std]
 //!          [--threads N] [--reuseport] [--stop-wait SECS]
+//!          [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! Prints `listening on ADDR pid=PID` as its first stdout line, as the demo does.
@@ -38,9 +48,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -56,6 +68,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 use lameduck::runtime::{Launch, Runtime, SmolLocal, ThreadMain};
+use lameduck::tls::rustls::ServerConfig;
 use smol::Timer;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -68,7 +81,7 @@ const MAX_MS: u64 = 3_600_000;
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 const USAGE: &str = "usage: baseline [--listen ADDR] [--runtime smol|smol-local|compio|tokio|async-std] \
-                     [--threads N] [--reuseport] [--stop-wait SECS]";
+                     [--threads N] [--reuseport] [--stop-wait SECS] [--tls-cert PEM --tls-key PEM]";
 
 struct Args {
     listen: SocketAddr,
@@ -76,6 +89,8 @@ struct Args {
     threads: usize,
     reuseport: bool,
     stop_wait: Option<Duration>,
+    /// `--tls-cert` and `--tls-key`: TLS on every connection.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -85,7 +100,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         threads: 1,
         reuseport: false,
         stop_wait: None,
+        tls: None,
     };
+    let (mut tls_cert, mut tls_key) = (None, None);
     // One flag (and its value) per pass; ends with the arguments.
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -115,9 +132,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                         .map_err(|_| format!("--stop-wait: bad seconds '{value}'"))?,
                 );
             }
+            "--tls-cert" => {
+                tls_cert = Some(PathBuf::from(
+                    args.next().ok_or("--tls-cert needs a value")?,
+                ));
+            }
+            "--tls-key" => {
+                tls_key = Some(PathBuf::from(args.next().ok_or("--tls-key needs a value")?));
+            }
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
+    parsed.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(_), None) => return Err("--tls-cert needs --tls-key (the private key)".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate)".into()),
+        (None, None) => None,
+    };
     if parsed.runtime == "smol-local" && parsed.threads > 1 {
         return Err("--threads: smol-local serves on the main thread only".into());
     }
@@ -177,25 +208,36 @@ fn main() -> ExitCode {
     let addr = listener
         .local_addr()
         .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+    let tls = match &args.tls {
+        Some((cert, key)) => match lameduck::tls::TlsAcceptor::from_pem_files(cert, key) {
+            Ok(acceptor) => Some(acceptor.config().clone()),
+            Err(e) => {
+                eprintln!("baseline: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     // Closing the channel stops every accept loop.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let serving = Serving { stop: stop_rx, tls };
     let served = match args.runtime.as_str() {
-        "smol" => launch(&lameduck::runtime::Smol, &listener, args.threads, &stop_rx),
+        "smol" => launch(&lameduck::runtime::Smol, &listener, args.threads, &serving),
         #[cfg(feature = "compio")]
         "compio" => launch(
             &lameduck::runtime::Compio::new(),
             &listener,
             args.threads,
-            &stop_rx,
+            &serving,
         ),
         #[cfg(feature = "tokio")]
-        "tokio" => launch(&lameduck::runtime::Tokio, &listener, args.threads, &stop_rx),
+        "tokio" => launch(&lameduck::runtime::Tokio, &listener, args.threads, &serving),
         #[cfg(feature = "async-std")]
         "async-std" => launch(
             &lameduck::runtime::AsyncStd,
             &listener,
             args.threads,
-            &stop_rx,
+            &serving,
         ),
         // Below, on this thread.
         "smol-local" => Ok(Vec::new()),
@@ -218,16 +260,16 @@ fn main() -> ExitCode {
     if let Some(executor) = &local {
         let rt = SmolLocal::new(executor.clone());
         let listener = listener.try_clone();
-        let stop = stop_rx.clone();
+        let serving = serving.clone();
         rt.clone().spawn(async move {
             match listener {
-                Ok(listener) => accept_loop(rt, listener, stop).await,
+                Ok(listener) => accept_loop(rt, listener, serving).await,
                 Err(e) => eprintln!("baseline: cannot share the listener: {e}"),
             }
         });
     }
     drop(listener);
-    drop(stop_rx);
+    drop(serving);
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr} pid={}", std::process::id());
     let _ = stdout.flush();
@@ -259,22 +301,32 @@ fn launch<L: Launch>(
     launcher: &L,
     listener: &TcpListener,
     threads: usize,
-    stop: &async_channel::Receiver<()>,
+    serving: &Serving,
 ) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
     (0..threads)
         .map(|i| {
             let listener = listener.try_clone()?;
-            let stop = stop.clone();
+            let serving = serving.clone();
             let main: ThreadMain<L::Runtime> =
-                Box::new(move |rt| Box::pin(accept_loop(rt, listener, stop)));
+                Box::new(move |rt| Box::pin(accept_loop(rt, listener, serving)));
             launcher.launch(format!("baseline-{i}"), main)
         })
         .collect()
 }
 
-/// Accepts on `listener` with `rt`, a task per connection, until `stop`
-/// closes; errors back off 5 ms (as the demo does on e.g. `EMFILE`).
-async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_channel::Receiver<()>) {
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Serving {
+    /// Closed when the accept loops are to stop.
+    stop: async_channel::Receiver<()>,
+    /// TLS on every connection, if given.
+    tls: Option<Arc<ServerConfig>>,
+}
+
+/// Accepts on `listener` with `rt`, a task per connection, until
+/// `serving.stop` closes; errors back off 5 ms (as the demo does on e.g.
+/// `EMFILE`).
+async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, serving: Serving) {
     let listener = match rt.tcp_listener(listener) {
         Ok(listener) => listener,
         Err(e) => {
@@ -287,13 +339,16 @@ async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_chann
     loop {
         let accepted = async { Some(R::accept_tcp(&listener).await) }
             .or(async {
-                let _ = stop.recv().await;
+                let _ = serving.stop.recv().await;
                 None
             })
             .await;
         match accepted {
             None => return,
-            Some(Ok(stream)) => rt.spawn(serve_conn(rt.clone(), stream)),
+            Some(Ok(stream)) => match &serving.tls {
+                None => rt.spawn(serve_conn(rt.clone(), stream)),
+                Some(config) => rt.spawn(serve_tls(rt.clone(), config.clone(), stream)),
+            },
             Some(Err(_)) => {
                 rt.sleep_until(Instant::now() + Duration::from_millis(5))
                     .await;
@@ -305,6 +360,30 @@ async fn accept_loop<R: Runtime>(rt: R, listener: TcpListener, stop: async_chann
 /// The HTTP/2 connection preface: a client speaking HTTP/2 with prior
 /// knowledge starts with it (as the demo tells the protocols apart).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Completes the TLS handshake on `stream` (as lameduck's acceptor does:
+/// `futures-rustls`, the same configuration), then serves HTTP/2 if ALPN
+/// chose `h2`, HTTP/1.1 otherwise. A failed handshake closes the
+/// connection.
+async fn serve_tls<R: Runtime, S>(rt: R, config: Arc<ServerConfig>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(stream) = futures_rustls::TlsAcceptor::from(config)
+        .accept(stream)
+        .await
+    else {
+        return;
+    };
+    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = PlainIo {
+        stream,
+        unread: [0; PREFACE.len()],
+        unread_from: 0,
+        unread_to: 0,
+    };
+    serve_http(rt, io, http2).await;
+}
 
 async fn serve_conn<R: Runtime, S>(rt: R, mut stream: S)
 where
@@ -334,6 +413,14 @@ where
         unread_from: 0,
         unread_to: n,
     };
+    serve_http(rt, io, http2).await;
+}
+
+/// Serves `io` with hyper's `http2` or `http1` connection.
+async fn serve_http<R: Runtime, S>(rt: R, io: PlainIo<S>, http2: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if http2 {
         // Ends the streams' tasks with the connection (as the demo's).
         let (ended_tx, ended_rx) = async_channel::bounded::<()>(1);

@@ -2,8 +2,9 @@
 //! per runtime, one thread against two, scale, the restart drill, and the
 //! fleet drill (rolling restarts behind HAProxy), side by side with the
 //! untracked baseline on each runtime and a Go `net/http` peer, HTTP/2
-//! (h2c) keep-alive throughput tracked against untracked, in one
-//! run; and the core's micro-benchmarks, read from divan's output
+//! (h2c) keep-alive throughput tracked against untracked, new TLS
+//! connections per second (handshake and one request) tracked against
+//! untracked, in one run; and the core's micro-benchmarks, read from divan's output
 //! (`--micro`). Prints a Markdown report and writes it to `--out`, and
 //! each section into `--doc` between that section's markers, so that
 //! `--only` leaves the other sections' results as they are. Run it through
@@ -12,12 +13,12 @@
 //!
 //! ```text
 //! runner [--out PATH] [--doc PATH] [--micro PATH] [--bin-dir DIR]
-//!        [--only drain,overhead,threads,scale,restart,micro,fleet,h2]
+//!        [--only drain,overhead,threads,scale,restart,micro,fleet,h2,tls]
 //!        [--runtimes smol,smol-local,compio,tokio,async-std]
 //!        [--threads-runtimes compio,smol] [--drain-reps N]
 //!        [--rounds N] [--wrk-secs N] [--scale-conns N] [--scale-reps N]
 //!        [--restarts N] [--fleet-backends N] [--fleet-rounds N]
-//!        [--h2-requests N] [--no-callgrind]
+//!        [--h2-requests N] [--tls-conns N] [--tls-clients N] [--no-callgrind]
 //! runner hold ADDR COUNT SOURCE      (a helper of the scale section)
 //! ```
 
@@ -33,6 +34,7 @@ mod restart;
 mod scale;
 mod stats;
 mod threads;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,12 +84,16 @@ pub(crate) struct Options {
     pub(crate) fleet_rounds: usize,
     /// Requests per h2load run of the h2 section.
     pub(crate) h2_requests: usize,
+    /// New connections per run of the tls section.
+    pub(crate) tls_conns: usize,
+    /// The tls section's client threads.
+    pub(crate) tls_clients: usize,
     pub(crate) callgrind: bool,
 }
 
 /// The sections, in the report's order.
-pub(crate) const SECTIONS: [&str; 8] = [
-    "drain", "overhead", "threads", "scale", "restart", "micro", "fleet", "h2",
+pub(crate) const SECTIONS: [&str; 9] = [
+    "drain", "overhead", "threads", "scale", "restart", "micro", "fleet", "h2", "tls",
 ];
 
 /// `smol,compio` → the runtimes named, each known.
@@ -125,6 +131,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         fleet_backends: 3,
         fleet_rounds: 2,
         h2_requests: 500_000,
+        tls_conns: 3_000,
+        tls_clients: 4,
         callgrind: true,
     };
     let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
@@ -172,6 +180,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             }
             "--fleet-rounds" => options.fleet_rounds = number(&flag, args.next())?.max(1),
             "--h2-requests" => options.h2_requests = number(&flag, args.next())?.max(1_000),
+            "--tls-conns" => options.tls_conns = number(&flag, args.next())?.max(100),
+            "--tls-clients" => options.tls_clients = number(&flag, args.next())?.clamp(1, 64),
             "--no-callgrind" => options.callgrind = false,
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -210,7 +220,10 @@ fn main() -> ExitCode {
     {
         needed.push(&bins.demo);
     }
-    if ["overhead", "scale", "restart", "h2"]
+    if want("tls") {
+        needed.push(&bins.demo_tls);
+    }
+    if ["overhead", "scale", "restart", "h2", "tls"]
         .iter()
         .any(|s| want(s))
     {
@@ -373,6 +386,16 @@ fn main() -> ExitCode {
         };
         results.h2 = Some(h2::run(&bins, &plan, options.callgrind));
         results.timings.push(("h2", t.elapsed()));
+    }
+    if want("tls") {
+        let t = section("tls");
+        let plan = tls::Plan {
+            rounds: options.rounds,
+            connections: options.tls_conns,
+            clients: options.tls_clients,
+        };
+        results.tls = Some(tls::run(&bins, &plan, options.callgrind));
+        results.timings.push(("tls", t.elapsed()));
     }
     results.total = started.elapsed();
     results.machine.load_after = report::loadavg();

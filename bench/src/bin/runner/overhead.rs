@@ -307,10 +307,11 @@ fn callgrind_counts(out: &std::path::Path) -> std::result::Result<(u64, u64), St
     ))
 }
 
-/// Runs `setup` under callgrind while `load` sends it `requests` requests
-/// (at its address), stops it, and reads its totals.
+/// Runs `plain` (the command starting `setup`) under callgrind while
+/// `load` sends it `requests` requests (at its address), stops it, and
+/// reads its totals.
 pub(crate) fn callgrind_total(
-    bins: &Binaries,
+    plain: Command,
     setup: Setup,
     requests: usize,
     load: impl FnOnce(SocketAddr, usize) -> std::result::Result<(), String>,
@@ -322,7 +323,6 @@ pub(crate) fn callgrind_total(
         setup.runtime
     ));
     let _ = std::fs::remove_file(&out);
-    let plain = bins.setup_command(setup, SocketAddr::from(([127, 0, 0, 1], 0)), 30);
     let mut command = Command::new("valgrind");
     command
         .arg("--tool=callgrind")
@@ -430,8 +430,21 @@ pub(crate) fn instructions_with(
     large: usize,
     load: impl Fn(SocketAddr, usize) -> std::result::Result<(), String>,
 ) -> std::result::Result<Instructions, String> {
-    let (a, a_memset) = callgrind_total(bins, setup, small, &load)?;
-    let (b, b_memset) = callgrind_total(bins, setup, large, &load)?;
+    let plain = || bins.setup_command(setup, SocketAddr::from(([127, 0, 0, 1], 0)), 30);
+    instructions_of_command(&plain, setup, small, large, load)
+}
+
+/// As [`instructions_with`], starting the server with `plain()` (e.g.
+/// with arguments of its own) under callgrind; `setup` names it.
+pub(crate) fn instructions_of_command(
+    plain: &dyn Fn() -> Command,
+    setup: Setup,
+    small: usize,
+    large: usize,
+    load: impl Fn(SocketAddr, usize) -> std::result::Result<(), String>,
+) -> std::result::Result<Instructions, String> {
+    let (a, a_memset) = callgrind_total(plain(), setup, small, &load)?;
+    let (b, b_memset) = callgrind_total(plain(), setup, large, &load)?;
     let n = (large - small) as f64;
     Ok(Instructions {
         per_request: (b as f64 - a as f64) / n,

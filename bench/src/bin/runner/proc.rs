@@ -112,15 +112,20 @@ impl Setup {
 #[derive(Debug, Clone)]
 pub(crate) struct Binaries {
     pub(crate) demo: PathBuf,
+    /// The demo built with lameduck's `tls` feature too (the tls section
+    /// only, so that the other sections run the demo as before).
+    pub(crate) demo_tls: PathBuf,
     pub(crate) baseline: PathBuf,
     pub(crate) go: PathBuf,
 }
 
 impl Binaries {
-    /// Beside the runner: `examples/serve`, `baseline`, `go-peer`.
+    /// Beside the runner: `examples/serve`, `examples/serve-tls`,
+    /// `baseline`, `go-peer`.
     pub(crate) fn beside(dir: &Path) -> Binaries {
         Binaries {
             demo: dir.join("examples").join("serve"),
+            demo_tls: dir.join("examples").join("serve-tls"),
             baseline: dir.join("baseline"),
             go: dir.join("go-peer"),
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::proc::{Kind, Setup};
 use crate::stats::{fmt_ms, median, percentile, thousands};
-use crate::{Options, drain, fleet, h2, micro, overhead, restart, scale, threads};
+use crate::{Options, drain, fleet, h2, micro, overhead, restart, scale, threads, tls};
 
 /// The machine and the tools, as read at the start.
 #[derive(Debug, Default, Clone)]
@@ -138,6 +138,7 @@ pub(crate) struct Results {
     pub(crate) restart: Option<(restart::Plan, Vec<restart::Figures>)>,
     pub(crate) fleet: Option<(fleet::Plan, Result<Vec<fleet::Figures>, String>)>,
     pub(crate) h2: Option<h2::Result>,
+    pub(crate) tls: Option<tls::Result>,
     /// Notes, by section.
     pub(crate) notes: Vec<(&'static str, String)>,
     /// Wall time, by section.
@@ -183,6 +184,7 @@ fn title(section: &str) -> &'static str {
         "restart" => "Restart drill",
         "micro" => "Core micro-benchmarks (divan, `cargo bench -p lameduck-core`)",
         "h2" => "HTTP/2: what tracking costs a stream (h2c keep-alive)",
+        "tls" => "TLS: what tracking costs a new HTTPS connection (handshake and one request)",
         _ => "Fleet drill",
     }
 }
@@ -198,6 +200,7 @@ pub(crate) fn ran(r: &Results, section: &str) -> bool {
         "micro" => r.micro.is_some(),
         "fleet" => r.fleet.is_some(),
         "h2" => r.h2.is_some(),
+        "tls" => r.tls.is_some(),
         _ => false,
     }
 }
@@ -262,6 +265,11 @@ pub(crate) fn render_section(r: &Results, section: &str) -> String {
         "h2" => {
             if let Some(h) = &r.h2 {
                 h2_section(&mut out, h);
+            }
+        }
+        "tls" => {
+            if let Some(t) = &r.tls {
+                tls_section(&mut out, t);
             }
         }
         _ => {
@@ -572,6 +580,140 @@ fn h2_section(out: &mut String, h: &h2::Result) {
     if !h.errors.is_empty() {
         let _ = writeln!(out, "\nErrors:\n");
         for e in &h.errors {
+            let _ = writeln!(out, "- {}", one_line(e));
+        }
+    }
+}
+
+fn tls_section(out: &mut String, t: &tls::Result) {
+    let [demo, base] = tls::setups();
+    let (conns, clients, rounds) = t
+        .plan
+        .as_ref()
+        .map_or((0, 0, 0), |p| (p.connections, p.clients, p.rounds));
+    let _ = writeln!(
+        out,
+        "The demo (`serve --runtime smol --tls-cert PEM --tls-key PEM`, one executor thread, \
+         built with lameduck's `tls` feature: lameduck tracks each connection from its accept, \
+         through the handshake, to its close) against the untracked baseline (`baseline \
+         --runtime smol --tls-cert PEM --tls-key PEM`: the same rustls configuration, made by \
+         `lameduck::tls::TlsAcceptor::from_pem_files`, the same `futures-rustls` acceptor, \
+         bridge and hyper `http1` connection, no lameduck driver, core or tracking). Each \
+         connection: TCP connect, a full TLS handshake (a fresh rustls client session, no \
+         resumption; rustls' `ring` provider on both sides; a certificate for `localhost` \
+         from a CA made for the run with rcgen), `GET /` with `Connection: close`, the \
+         response read to the server's `close_notify` (a close without it counts as a \
+         failure), then the client's close. {} connections per run over {} client threads \
+         (each opening its share one after the other), {} rounds (a warm-up run of each \
+         first; which server goes first alternates), medians; *connections/s* is completed \
+         connections over the run's wall time. Instructions: user space, counted by \
+         callgrind in the server with the same client loop opening {} and then {} \
+         connections; the difference of the totals over the {} extra connections is the \
+         cost of one (handshake, request and close), start-up and shutdown cancelled out. \
+         The clients, which also verify the certificate and its signature, and the server \
+         share the machine's CPUs: the connections/s ratio is noisy on a loaded machine, \
+         the instruction counts are the stable figure.\n",
+        thousands(conns as u64),
+        clients,
+        rounds,
+        thousands(tls::SMALL as u64),
+        thousands(tls::LARGE as u64),
+        thousands((tls::LARGE - tls::SMALL) as u64),
+    );
+    for (setup, session) in &t.sessions {
+        let _ = writeln!(out, "- Session with {}: {session}", setup.name());
+    }
+    if !t.sessions.is_empty() {
+        let _ = writeln!(out);
+    }
+    let (d, b) = (t.runs_of(demo), t.runs_of(base));
+    let median_of = |runs: Option<&[tls::Run]>| {
+        runs.and_then(|r| median(&r.iter().map(|r| r.per_sec).collect::<Vec<_>>()))
+    };
+    let cpu_of = |runs: Option<&[tls::Run]>| {
+        runs.and_then(|r| {
+            median(
+                &r.iter()
+                    .filter_map(|r| r.cpu_us_per_conn)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let (dm, bm) = (median_of(d), median_of(b));
+    let rate = |v: Option<f64>| v.map_or("—".into(), |v| thousands(v as u64));
+    let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.0} µs"));
+    let per_round = d.zip(b).map_or("—".into(), |(d, b)| {
+        d.iter()
+            .zip(b)
+            .map(|(d, b)| format!("{:.3}", d.per_sec / b.per_sec))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let count = |i: Option<&Result<overhead::Instructions, String>>| match i {
+        Some(Ok(i)) => Some(i.per_request),
+        _ => None,
+    };
+    let (cd, cb) = (
+        count(t.instructions_of(demo)),
+        count(t.instructions_of(base)),
+    );
+    let (counts, cost) = match cd.zip(cb) {
+        Some((cd, cb)) => (
+            format!("{} / {}", thousands(cd as u64), thousands(cb as u64)),
+            format!(
+                "{:+.0} per connection, {:+.2}%",
+                cd - cb,
+                100.0 * (cd - cb) / cb
+            ),
+        ),
+        None => ("not measured".into(), "not measured".into()),
+    };
+    let _ = writeln!(
+        out,
+        "| connections/s tracked / untracked | ratio | ratio per round | server CPU per connection tracked / untracked | instructions per connection tracked / untracked | tracking's cost |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| {} / {} | {} | {per_round} | {} / {} | {counts} | {cost} |",
+        rate(dm),
+        rate(bm),
+        dm.zip(bm)
+            .map_or("—".into(), |(d, b)| format!("{:.3}×", d / b)),
+        us(cpu_of(d)),
+        us(cpu_of(b)),
+    );
+    let _ = writeln!(
+        out,
+        "\n| server | connections/s per run | connections completed | instructions per connection | of which `memset` |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for setup in [demo, base] {
+        let runs = t.runs_of(setup).unwrap_or(&[]);
+        let per_run = runs
+            .iter()
+            .map(|r| thousands(r.per_sec as u64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let completed: u64 = runs.iter().map(|r| r.completed).sum();
+        let (count, memset) = match t.instructions_of(setup) {
+            Some(Ok(i)) => (
+                thousands(i.per_request as u64),
+                thousands(i.memset_per_request as u64),
+            ),
+            Some(Err(e)) => (format!("failed: {}", one_line(e)), String::new()),
+            None => ("not measured".into(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {per_run} | {} | {count} | {memset} |",
+            setup.name(),
+            thousands(completed)
+        );
+    }
+    if !t.errors.is_empty() {
+        let _ = writeln!(out, "\nErrors:\n");
+        for e in &t.errors {
             let _ = writeln!(out, "- {}", one_line(e));
         }
     }
