@@ -1,6 +1,43 @@
 //! HTTP/2 through hyper: each stream is reported to the core as one of a
 //! multiplexed connection's, and the drain is carried out with GOAWAY (the
 //! `http` module docs say what is tracked and how).
+//!
+//! ```text
+//! serve(io, handler, rt).await   // hyper's http2 connection, StreamService per stream
+//! ```
+//!
+//! # Why a stream is reported closed when its end is handed over, not flushed
+//!
+//! `stream_closed` goes to the core when hyper drops the response body
+//! ([`StreamBody`], through its [`OpenStream`]): right after hyper's last
+//! `send_data(.., end_of_stream = true)` on the stream (or the headers
+//! with END_STREAM for an empty body), which only *queues* the frame in
+//! the `h2` crate's send buffer. Hyper waits for the stream to be granted
+//! some flow-control capacity before that call, but a chunk larger than
+//! the capacity is queued whole, its tail (and the END_STREAM flag) sent
+//! as the client's WINDOW_UPDATEs come; and even a frame within the window
+//! reaches the socket only when the connection's task next writes and
+//! flushes. The point where the stream's end is actually written is not
+//! observable: hyper's service sees only the body it hands over, and the
+//! `h2` crate's `SendStream` (which hyper keeps to itself) has no
+//! completion for a queued frame — only capacity, `send_data`, and resets.
+//! A report at the connection's next flush would be wrong in the other
+//! direction (a flush may carry none of a stream whose tail waits for its
+//! window). So the hand-off is the last point lameduck can see, and it is
+//! the point used.
+//!
+//! What it means for the drain: the core may count a connection Idle while
+//! its last stream's final frames are still in `h2`'s buffer. If the drain
+//! (or the idle timeout) then closes it, the close is gentle (see
+//! [`serve`]): hyper's `graceful_shutdown`, then hyper's connection is
+//! driven on — writing what is queued, and reading the client's
+//! WINDOW_UPDATEs and PING answer — until it ends, bounded by [`LINGER`]
+//! and cut by the shutdown deadline. A client that reads its response
+//! gets all of it. One that keeps its flow-control window shut for longer
+//! than the gentle close's bound loses the tail of its response, and the
+//! drain's outcome does not count that stream as forced (the core saw it
+//! done). HTTP/1.1 differs here: its `response_done` waits for hyper's
+//! flush of the response's end to the socket, which its bridge sees.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};

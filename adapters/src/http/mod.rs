@@ -99,7 +99,10 @@
 //!   while the connection is New, the idle timeout and the write-stall
 //!   timeout apply to the connection);
 //! - **`stream_closed`** when the stream is done: its response's end was
-//!   handed to the connection (hyper then drops the body), the handler
+//!   handed to the connection (hyper then drops the body; not when it is
+//!   written, which neither hyper nor `h2` makes visible: a tail still
+//!   queued when the connection is then closed gently is written within
+//!   that close's bound), the handler
 //!   failed, or the stream was reset — by the client, or with the
 //!   connection. The last one leaves the connection Idle, or closes it
 //!   when keep-alive is off;
