@@ -131,7 +131,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         fleet_backends: 3,
         fleet_rounds: 2,
         h2_requests: 500_000,
-        tls_conns: 3_000,
+        tls_conns: 5_000,
         tls_clients: 4,
         callgrind: true,
     };

@@ -15,7 +15,7 @@
 //! time; loopback only.
 //!
 //! ```text
-//! let figures = tls::run(&bins, &tls::Plan { rounds: 5, connections: 3_000, clients: 4 }, true);
+//! let figures = tls::run(&bins, &tls::Plan { rounds: 5, connections: 5_000, clients: 4 }, true);
 //! ```
 
 use std::io::{self, Read, Write};
@@ -165,11 +165,13 @@ fn one_connection(
     stream
         .write_all(REQUEST)
         .map_err(|e| format!("handshake or request: {e}"))?;
-    let session = format!(
-        "{:?}, {:?}",
+    let session = match (
         stream.conn.protocol_version(),
-        stream.conn.negotiated_cipher_suite().map(|s| s.suite())
-    );
+        stream.conn.negotiated_cipher_suite(),
+    ) {
+        (Some(version), Some(suite)) => format!("{version:?}, {:?}", suite.suite()),
+        _ => "unknown".to_owned(),
+    };
     // Bounded by the reads' timeout; a response is one or two records.
     let mut response = Vec::with_capacity(512);
     // `Ok` only after the server's `close_notify`: an end of stream without
