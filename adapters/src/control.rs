@@ -1,8 +1,8 @@
 //! The per-connection control: how the driver tells a connection's task
 //! what the core decided, without touching its socket.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use atomic_waker::AtomicWaker;
 use event_listener::Event;
@@ -40,7 +40,7 @@ pub(crate) struct Control {
     /// The connection's lease (`lameduck_core::lease`), set at its accept:
     /// while the core lends it, request events go through it, not the
     /// driver's lock.
-    pub(crate) lease: OnceLock<Arc<lameduck_core::lease::Lease>>,
+    pub(crate) lease: OnceLock<lameduck_core::lease::Lease>,
 }
 
 impl Control {

@@ -161,6 +161,9 @@ pub(crate) struct Slot {
     /// Its transitions are lent to its task ([`crate::lease`]): `stage` is
     /// Idle here, the true stage is in the lease.
     pub(crate) lent: bool,
+    /// Its task holds a lease ([`Server::lease`](crate::Server::lease)):
+    /// it may be lent.
+    pub(crate) leased: bool,
 }
 
 impl Slot {
@@ -220,6 +223,7 @@ impl ConnTable {
                     write_blocked: false,
                     streams: 0,
                     lent: false,
+                    leased: false,
                 });
                 index
             }
@@ -238,6 +242,7 @@ impl ConnTable {
         slot.write_blocked = false;
         slot.streams = 0;
         slot.lent = false;
+        slot.leased = false;
         self.live += 1;
         ConnId {
             index,

@@ -3,7 +3,7 @@
 //! Re-arming a connection's timer pushes a new entry and leaves the old one in
 //! place; an entry is *current* only while its slot still holds the same
 //! generation and is due at the same time ([`Slot::due`](crate::conn::Slot::due)). Stale entries are dropped when they reach
-//! the top, and the heap is compacted in place when they outnumber the live
+//! the top, and the heap is compacted in place when they reach half the live
 //! connections, so memory stays proportional to the connections and steady
 //! state allocates nothing.
 
@@ -41,15 +41,34 @@ impl DeadlineQueue {
         if at.is_never() {
             return;
         }
-        // Compact before growing past twice the live set: amortised O(1), in place.
-        if self.heap.len() >= 2 * conns.live() + 64 {
-            self.heap.retain(|Reverse(e)| e.is_current(conns));
+        // Compact in place before growing past one and a half times the
+        // live set, and before the allocation would grow if a fifth of the
+        // entries are stale (at most one is current per live connection):
+        // each compaction frees at least a fifth, so the cost is amortised
+        // O(1), and the allocation stays near the live deadlines.
+        let live = conns.live();
+        let len = self.heap.len();
+        let full = len == self.heap.capacity();
+        if len >= live + live / 2 + 64 || (full && len >= live + live / 4 + 64) {
+            self.compact(conns);
         }
         self.heap.push(Reverse(Entry {
             at,
             index: id.index,
             generation: id.generation,
         }));
+    }
+
+    /// Drops the stale entries, and the duplicates of current ones (a
+    /// timer re-armed to the time it had before leaves two entries that
+    /// are both current: without this, such pairs would survive every
+    /// compaction and make it run on every push).
+    fn compact(&mut self, conns: &ConnTable) {
+        let mut entries = std::mem::take(&mut self.heap).into_vec();
+        entries.retain(|Reverse(e)| e.is_current(conns));
+        entries.sort_unstable();
+        entries.dedup();
+        self.heap = BinaryHeap::from(entries);
     }
 
     /// The earliest current deadline, dropping stale entries on the way.

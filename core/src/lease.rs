@@ -28,7 +28,10 @@
 //!   time keeps every timeout exact. The connection goes through the
 //!   machine until it is lent again at its next Idle.
 //! - **What the word means** when taken back: the stage and the time it
-//!   began, applied as if the inputs had been made at those times.
+//!   began, applied as if the inputs had been made at those times. The
+//!   word keeps times in whole microseconds, rounded up: a timeout of a
+//!   lent transition counts from its event or up to 1 µs later, never
+//!   earlier.
 //!
 //! Queries ([`counts`](crate::Server::counts),
 //! [`conn_state`](crate::Server::conn_state),
@@ -83,6 +86,7 @@
 //! [`close`]: crate::Server::close
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -90,8 +94,11 @@ use crate::conn::Stage;
 use crate::error::ConnEvent;
 use crate::time::Nanos;
 
-// The word: bits 0–2 the stage, bit 3 lent, bits 4–63 the payload: when
-// the stage began (nanoseconds on the machine's timeline, 60 bits: 36
+// A connection's word: bits 0–2 the stage, bit 3 lent, bits 4–11 a tag
+// (the low byte of the connection's generation: a lease of an earlier
+// connection in the same slot never matches), bits 12–63 the payload —
+// when the stage began, in whole microseconds on the machine's timeline
+// (rounded up: a timeout never counts from before its event; 52 bits, 142
 // years), or for a multiplexed connection with streams open, how many.
 const STAGE: u64 = 0b111;
 const IDLE: u64 = 0;
@@ -102,31 +109,103 @@ const ACTIVE: u64 = 3;
 /// their number.
 const STREAMS: u64 = 4;
 const LENT: u64 = 0b1000;
-const SHIFT: u32 = 4;
+const TAG_SHIFT: u32 = 4;
+const TAG: u64 = 0xFF << TAG_SHIFT;
+const SHIFT: u32 = 12;
 const PAYLOAD_MAX: u64 = u64::MAX >> SHIFT;
 
-/// One connection's lent transitions: shared by the machine and the
-/// connection's task (see the [module docs](self)). Get one with
+/// Words per chunk: a chunk is allocated once and shared by the machine
+/// and the leases of the connections in its slots.
+const CHUNK: usize = 64;
+type Chunk = [AtomicU64; CHUNK];
+
+/// The machine's side: one word per connection slot, by slot index, in
+/// chunks that never move (8 bytes a connection; no allocation per
+/// connection).
+#[derive(Debug, Default)]
+pub(crate) struct Words {
+    chunks: Vec<Arc<Chunk>>,
+}
+
+impl Words {
+    fn cell(&self, index: u32) -> &AtomicU64 {
+        let index = index as usize;
+        &self.chunks[index / CHUNK][index % CHUNK]
+    }
+
+    /// A lease on slot `index` for the connection with generation tag `tag`.
+    pub(crate) fn lease(&mut self, index: u32, tag: u32) -> Lease {
+        let chunk = index as usize / CHUNK;
+        while self.chunks.len() <= chunk {
+            self.chunks
+                .push(Arc::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        }
+        Lease {
+            chunk: self.chunks[chunk].clone(),
+            offset: (index as usize % CHUNK) as u8,
+            tag: tag as u8,
+        }
+    }
+
+    /// Lends slot `index` (its lease was made, [`Words::lease`]) to the
+    /// connection tagged `tag`, Idle since the lend (the machine keeps that
+    /// time exactly; the word says zero, "not later").
+    pub(crate) fn lend(&self, index: u32, tag: u32) {
+        let word = (u64::from(tag as u8) << TAG_SHIFT) | LENT | IDLE;
+        self.cell(index).store(word, Ordering::Release);
+    }
+
+    /// Takes slot `index` back: what was recorded. After this every
+    /// [`Lease::advance`] on it answers `false`.
+    pub(crate) fn take_back(&self, index: u32) -> Recorded {
+        Recorded::of(self.cell(index).fetch_and(!LENT, Ordering::AcqRel))
+    }
+
+    /// What slot `index` has recorded, without taking it back.
+    pub(crate) fn peek(&self, index: u32) -> Recorded {
+        Recorded::of(self.cell(index).load(Ordering::Acquire))
+    }
+
+    /// Heap bytes: the chunks (with their `Arc` counts) and their index.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.chunks.len() * (size_of::<Chunk>() + 2 * size_of::<usize>())
+            + self.chunks.capacity() * size_of::<Arc<Chunk>>()
+    }
+}
+
+/// Nanoseconds to whole microseconds, rounded up, within the payload.
+fn micros(nanos: u64) -> u64 {
+    nanos.div_ceil(1_000).min(PAYLOAD_MAX)
+}
+
+/// One connection's lent transitions: its task's handle on the word it
+/// shares with the machine (see the [module docs](self)). Get it with
 /// [`Server::lease`](crate::Server::lease).
+#[derive(Clone)]
 pub struct Lease {
-    word: AtomicU64,
+    chunk: Arc<Chunk>,
+    offset: u8,
+    tag: u8,
 }
 
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.cell().load(Ordering::Acquire);
         f.debug_struct("Lease")
-            .field("lent", &(word & LENT != 0))
+            .field("lent", &self.lent(word))
             .field("recorded", &Recorded::of(word))
             .finish()
     }
 }
 
 impl Lease {
-    pub(crate) fn new() -> Lease {
-        Lease {
-            word: AtomicU64::new(0),
-        }
+    fn cell(&self) -> &AtomicU64 {
+        &self.chunk[usize::from(self.offset)]
+    }
+
+    /// `word` is lent to this lease's connection.
+    fn lent(&self, word: u64) -> bool {
+        word & LENT != 0 && (word & TAG) >> TAG_SHIFT == u64::from(self.tag)
     }
 
     /// Records `event` if the connection is lent and the event fits its
@@ -153,8 +232,8 @@ impl Lease {
         clock: &LeaseClock,
         now: impl FnOnce() -> Instant,
     ) -> bool {
-        let word = self.word.load(Ordering::Acquire);
-        if word & LENT == 0 {
+        let word = self.cell().load(Ordering::Acquire);
+        if !self.lent(word) {
             return false;
         }
         let to = match (event, word & STAGE) {
@@ -189,12 +268,12 @@ impl Lease {
         self.swap(word, to, since)
     }
 
-    /// Replaces `word` (read with [`LENT`] set) by `stage` with `payload`.
+    /// Replaces `word` (read lent to this lease) by `stage` with `payload`.
     fn swap(&self, word: u64, stage: u64, payload: u64) -> bool {
-        let next = (payload.min(PAYLOAD_MAX) << SHIFT) | LENT | stage;
+        let next = (payload.min(PAYLOAD_MAX) << SHIFT) | (word & TAG) | LENT | stage;
         // Only the machine changes a lent word besides this task, and only
         // to take it back: a failed exchange means it was taken back.
-        self.word
+        self.cell()
             .compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
@@ -202,25 +281,7 @@ impl Lease {
     /// The connection is lent: its requests go through [`advance`](Self::advance).
     #[must_use]
     pub fn is_lent(&self) -> bool {
-        self.word.load(Ordering::Acquire) & LENT != 0
-    }
-
-    /// Lends the connection, Idle since `since` (the machine's side).
-    pub(crate) fn lend(&self, since: Nanos) {
-        let since = since.0.min(PAYLOAD_MAX);
-        self.word
-            .store((since << SHIFT) | LENT | IDLE, Ordering::Release);
-    }
-
-    /// Takes the lease back: what was recorded. After this every
-    /// [`advance`](Self::advance) answers `false`.
-    pub(crate) fn take_back(&self) -> Recorded {
-        Recorded::of(self.word.fetch_and(!LENT, Ordering::AcqRel))
-    }
-
-    /// The stage as recorded now, without taking the lease back.
-    pub(crate) fn stage(&self) -> Stage {
-        Recorded::of(self.word.load(Ordering::Acquire)).stage
+        self.lent(self.cell().load(Ordering::Acquire))
     }
 }
 
@@ -251,7 +312,7 @@ impl Recorded {
         } else {
             Recorded {
                 stage,
-                since: Nanos(payload),
+                since: Nanos(payload.saturating_mul(1_000)),
                 streams: 0,
             }
         }
@@ -282,10 +343,12 @@ impl LeaseClock {
         }
     }
 
+    /// `now` on the machine's timeline, in whole microseconds (rounded up).
     fn since(&self, now: Instant) -> u64 {
-        now.checked_duration_since(self.origin)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .min(PAYLOAD_MAX)
+        micros(
+            now.checked_duration_since(self.origin)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -303,10 +366,19 @@ mod tests {
         LeaseClock::new(t0, s, s, s)
     }
 
+    /// A slot's words and the lease of its connection (generation 0).
+    fn lent() -> (Words, Lease) {
+        let mut words = Words::default();
+        let lease = words.lease(0, 0);
+        words.lend(0, 0);
+        (words, lease)
+    }
+
     #[test]
     fn an_unlent_lease_records_nothing() {
         let t0 = origin();
-        let lease = Lease::new();
+        let mut words = Words::default();
+        let lease = words.lease(0, 0);
         assert!(!lease.advance(ConnEvent::RequestStarted, &clock(t0), || t0));
         assert!(!lease.is_lent());
     }
@@ -315,18 +387,17 @@ mod tests {
     fn a_request_goes_through_its_stages_and_back_to_idle() {
         let t0 = origin();
         let ms = |n| t0 + Duration::from_millis(n);
-        let lease = Lease::new();
+        let (words, lease) = lent();
         let clock = clock(t0);
-        lease.lend(Nanos(0));
         assert!(lease.advance(ConnEvent::RequestStarted, &clock, || ms(1)));
-        assert_eq!(lease.stage(), Stage::ReadingHead);
+        assert_eq!(words.peek(0).stage, Stage::ReadingHead);
         assert!(lease.advance(ConnEvent::HeadersComplete, &clock, || ms(2)));
-        assert_eq!(lease.stage(), Stage::ReadingBody);
+        assert_eq!(words.peek(0).stage, Stage::ReadingBody);
         assert!(lease.advance(ConnEvent::HeadersComplete, &clock, || ms(3)));
         assert!(lease.advance(ConnEvent::BodyComplete, &clock, || ms(4)));
-        assert_eq!(lease.stage(), Stage::Active);
+        assert_eq!(words.peek(0).stage, Stage::Active);
         assert!(lease.advance(ConnEvent::ResponseDone, &clock, || ms(5)));
-        let recorded = lease.take_back();
+        let recorded = words.take_back(0);
         assert_eq!(
             (recorded.stage, recorded.since),
             (Stage::Idle, Nanos(5_000_000))
@@ -334,11 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn times_are_whole_microseconds_rounded_up() {
+        let t0 = origin();
+        let (words, lease) = lent();
+        assert!(lease.advance(ConnEvent::RequestStarted, &clock(t0), || t0
+            + Duration::from_nanos(1_001)));
+        assert_eq!(words.take_back(0).since, Nanos(2_000));
+    }
+
+    #[test]
     fn events_that_do_not_fit_go_to_the_machine() {
         let t0 = origin();
-        let lease = Lease::new();
+        let (_words, lease) = lent();
         let clock = clock(t0);
-        lease.lend(Nanos(0));
         for event in [
             ConnEvent::HeadersComplete,
             ConnEvent::BodyComplete,
@@ -359,24 +438,22 @@ mod tests {
     #[test]
     fn only_timed_stages_read_the_clock() {
         let t0 = origin();
-        let lease = Lease::new();
+        let (words, lease) = lent();
         let untimed = LeaseClock::new(t0, None, None, Some(Duration::from_secs(1)));
-        lease.lend(Nanos(7));
         let no_clock = || -> Instant { panic!("the clock was read for an untimed stage") };
         assert!(lease.advance(ConnEvent::RequestStarted, &untimed, no_clock));
         assert!(lease.advance(ConnEvent::HeadersComplete, &untimed, no_clock));
         assert!(lease.advance(ConnEvent::BodyComplete, &untimed, no_clock));
         assert!(lease.advance(ConnEvent::ResponseDone, &untimed, || t0
-            + Duration::from_nanos(40)));
-        assert_eq!(lease.take_back().since, Nanos(40));
+            + Duration::from_micros(40)));
+        assert_eq!(words.take_back(0).since, Nanos(40_000));
     }
 
     #[test]
     fn streams_are_counted_and_the_last_one_closing_is_idle() {
         let t0 = origin();
-        let lease = Lease::new();
+        let (words, lease) = lent();
         let clock = clock(t0);
-        lease.lend(Nanos(0));
         for _ in 0..3 {
             assert!(lease.advance(ConnEvent::StreamOpened, &clock, || panic!("untimed")));
         }
@@ -390,7 +467,7 @@ mod tests {
         );
         assert!(lease.advance(ConnEvent::StreamClosed, &clock, || panic!("untimed")));
         assert_eq!(
-            Recorded::of(lease.word.load(Ordering::Acquire)),
+            words.peek(0),
             Recorded {
                 stage: Stage::Active,
                 since: Nanos(0),
@@ -399,16 +476,16 @@ mod tests {
         );
         assert!(lease.advance(ConnEvent::StreamClosed, &clock, || panic!("untimed")));
         assert!(lease.advance(ConnEvent::StreamClosed, &clock, || t0
-            + Duration::from_nanos(9)));
+            + Duration::from_micros(9)));
         assert!(
             !lease.advance(ConnEvent::StreamClosed, &clock, || t0),
             "none open"
         );
         assert_eq!(
-            lease.take_back(),
+            words.take_back(0),
             Recorded {
                 stage: Stage::Idle,
-                since: Nanos(9),
+                since: Nanos(9_000),
                 streams: 0
             }
         );
@@ -417,15 +494,27 @@ mod tests {
     #[test]
     fn after_the_take_back_nothing_is_recorded() {
         let t0 = origin();
-        let lease = Lease::new();
+        let (words, lease) = lent();
         let clock = clock(t0);
-        lease.lend(Nanos(0));
         assert!(lease.advance(ConnEvent::RequestStarted, &clock, || t0));
-        assert_eq!(lease.take_back().stage, Stage::ReadingHead);
+        assert_eq!(words.take_back(0).stage, Stage::ReadingHead);
         assert!(!lease.is_lent());
         assert!(!lease.advance(ConnEvent::BodyComplete, &clock, || t0));
         assert!(!lease.advance(ConnEvent::ResponseDone, &clock, || t0));
-        assert_eq!(lease.stage(), Stage::ReadingHead, "unchanged");
+        assert_eq!(words.peek(0).stage, Stage::ReadingHead, "unchanged");
+    }
+
+    #[test]
+    fn an_earlier_connections_lease_never_records_on_the_slot_reused() {
+        let t0 = origin();
+        let mut words = Words::default();
+        let old = words.lease(0, 6);
+        let new = words.lease(0, 7);
+        words.lend(0, 7);
+        assert!(!old.is_lent());
+        assert!(!old.advance(ConnEvent::RequestStarted, &clock(t0), || t0));
+        assert!(new.advance(ConnEvent::RequestStarted, &clock(t0), || t0));
+        assert_eq!(words.peek(0).stage, Stage::ReadingHead);
     }
 
     #[test]
@@ -435,28 +524,24 @@ mod tests {
         // recorded is in the word taken back, and none after it.
         for _ in 0..200 {
             let t0 = origin();
-            let lease = std::sync::Arc::new(Lease::new());
+            let (words, lease) = lent();
             let clock = clock(t0);
-            lease.lend(Nanos(0));
-            let task = {
-                let lease = lease.clone();
-                std::thread::spawn(move || {
-                    let mut recorded = 0u32;
-                    for n in 0..10_000u32 {
-                        let event = if n % 2 == 0 {
-                            ConnEvent::RequestStarted
-                        } else {
-                            ConnEvent::ResponseDone
-                        };
-                        if !lease.advance(event, &clock, || t0) {
-                            return recorded;
-                        }
-                        recorded += 1;
+            let task = std::thread::spawn(move || {
+                let mut recorded = 0u32;
+                for n in 0..10_000u32 {
+                    let event = if n % 2 == 0 {
+                        ConnEvent::RequestStarted
+                    } else {
+                        ConnEvent::ResponseDone
+                    };
+                    if !lease.advance(event, &clock, || t0) {
+                        return recorded;
                     }
-                    recorded
-                })
-            };
-            let stage = lease.take_back().stage;
+                    recorded += 1;
+                }
+                recorded
+            });
+            let stage = words.take_back(0).stage;
             let recorded = task.join().expect("the task does not panic");
             let expected = if recorded % 2 == 1 {
                 Stage::ReadingHead

@@ -1,7 +1,6 @@
 //! The server lifecycle machine.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::action::{Action, CloseReason, Completion, HookStage, Outcome};
@@ -9,7 +8,7 @@ use crate::config::Config;
 use crate::conn::{ConnId, ConnState, ConnTable, Resolved, Stage, Timer};
 use crate::deadlines::DeadlineQueue;
 use crate::error::{ConnEvent, Error};
-use crate::lease::{Lease, LeaseClock};
+use crate::lease::{Lease, LeaseClock, Words};
 use crate::listener::{ListenerId, ListenerState, ListenerTable};
 use crate::phase::Phase;
 use crate::time::{Nanos, Timeline};
@@ -227,9 +226,8 @@ pub struct Server {
     drain_started: Nanos,
     tracked_at_drain: usize,
     actions: VecDeque<Action>,
-    /// The lease of each slot whose task asked for one ([`Server::lease`]),
-    /// by slot index.
-    leases: Vec<Option<Arc<Lease>>>,
+    /// The lease words of the slots, by slot index ([`Server::lease`]).
+    words: Words,
     /// Connections lent now.
     lent: usize,
     /// How long a lent connection stays lent without a look: the shortest
@@ -267,7 +265,7 @@ impl Server {
             drain_started: Nanos::NEVER,
             tracked_at_drain: 0,
             actions: VecDeque::new(),
-            leases: Vec::new(),
+            words: Words::default(),
             lent: 0,
             lease_check: [
                 config.header_timeout,
@@ -666,11 +664,12 @@ impl Server {
             self.set_stage(conn, Stage::Idle);
             // Outside a request a blocked write is not timed.
             self.conns.slot_mut(conn).mark = Nanos::NEVER;
-            match self.config.idle_timeout {
-                Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
-                None => self.arm(conn, Timer::None, Nanos::NEVER),
+            if !self.lend(conn, now) {
+                match self.config.idle_timeout {
+                    Some(d) => self.arm(conn, Timer::Idle, now.after(d)),
+                    None => self.arm(conn, Timer::None, Nanos::NEVER),
+                }
             }
-            self.lend(conn, now);
         } else {
             self.close_conn(conn, CloseReason::KeepAliveOff);
             self.maybe_complete();
@@ -1323,16 +1322,10 @@ impl Server {
     /// assert!(!lease.advance(ConnEvent::RequestStarted, &clock, || now), "New: not lent");
     /// server.request_started(c, now).unwrap();
     /// ```
-    pub fn lease(&mut self, conn: ConnId) -> Result<Arc<Lease>, Error> {
+    pub fn lease(&mut self, conn: ConnId) -> Result<Lease, Error> {
         self.live_stage(conn)?;
-        let index = conn.index as usize;
-        if self.leases.len() <= index {
-            self.leases
-                .resize_with(self.conns.capacity().max(index + 1), || None);
-        }
-        Ok(self.leases[index]
-            .get_or_insert_with(|| Arc::new(Lease::new()))
-            .clone())
+        self.conns.slot_mut(conn).leased = true;
+        Ok(self.words.lease(conn.index, conn.generation))
     }
 
     /// The clock tasks stamp lent transitions with: this machine's time
@@ -1365,9 +1358,7 @@ impl Server {
     pub fn memory_footprint(&self) -> usize {
         self.conns.heap_bytes()
             + self.deadlines.heap_bytes()
-            + self.leases.capacity() * size_of::<Option<Arc<Lease>>>()
-            // Each lease: the `Arc`'s two counts and the word.
-            + self.leases.iter().flatten().count() * (2 * size_of::<usize>() + size_of::<Lease>())
+            + self.words.heap_bytes()
             + self.actions.capacity() * size_of::<Action>()
     }
 
@@ -1453,21 +1444,15 @@ impl Server {
 
     /// Lends a connection that just went Idle, if its task holds a lease
     /// and nothing needs the machine: serving with keep-alive on, no
-    /// write blocked, no stream open. Its idle timer gives way to the
-    /// take-back check ([`crate::lease`]).
-    fn lend(&mut self, conn: ConnId, now: Nanos) {
-        let Some(lease) = self
-            .leases
-            .get(conn.index as usize)
-            .and_then(Option::as_ref)
-        else {
-            return;
-        };
+    /// write blocked, no stream open. Instead of its idle timer, the
+    /// take-back check is armed ([`crate::lease`]). Whether it was lent.
+    fn lend(&mut self, conn: ConnId, now: Nanos) -> bool {
         let slot = self.conns.slot(conn);
-        if !self.keep_alive() || slot.write_blocked || slot.streams > 0 || slot.lent {
-            return;
+        if !slot.leased || !self.keep_alive() || slot.write_blocked || slot.streams > 0 || slot.lent
+        {
+            return false;
         }
-        lease.lend(now);
+        self.words.lend(conn.index, conn.generation);
         let check = self.lease_check.map_or(Nanos::NEVER, |d| now.after(d));
         self.update(conn, |slot| {
             slot.lent = true;
@@ -1475,6 +1460,7 @@ impl Server {
         });
         self.lent += 1;
         self.arm(conn, Timer::Lease, check);
+        true
     }
 
     /// Takes a lent connection back: its recorded stage becomes the
@@ -1482,14 +1468,10 @@ impl Server {
     /// before the lend). No recorded deadline is due yet: the take-back
     /// check comes no later than any of them.
     fn take_back(&mut self, conn: ConnId) {
-        let index = conn.index as usize;
-        let Some(lease) = self.leases.get(index).and_then(Option::as_ref) else {
-            return;
-        };
         if !self.conns.slot(conn).lent {
             return;
         }
-        let recorded = lease.take_back();
+        let recorded = self.words.take_back(conn.index);
         let stage = recorded.stage;
         let since = recorded.since.max(self.conns.slot(conn).mark);
         self.lent -= 1;
@@ -1532,9 +1514,10 @@ impl Server {
     /// The stage of a live connection as it stands, lent or not.
     fn stage_now(&self, conn: ConnId) -> Stage {
         let slot = self.conns.slot(conn);
-        match self.leases.get(conn.index as usize) {
-            Some(Some(lease)) if slot.lent => lease.stage(),
-            _ => slot.stage,
+        if slot.lent {
+            self.words.peek(conn.index).stage
+        } else {
+            slot.stage
         }
     }
 
@@ -1612,9 +1595,6 @@ impl Server {
             // Its task must not record anything more (it is not told:
             // its next input meets `ConnClosed`).
             self.take_back(conn);
-        }
-        if let Some(lease) = self.leases.get_mut(conn.index as usize) {
-            *lease = None;
         }
         let stage = self.conns.slot(conn).stage;
         if let Some(n) = self.counts.of(stage) {

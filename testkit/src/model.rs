@@ -15,7 +15,6 @@
 //! must change nothing a caller can see but the extra take-back wake-ups.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck_core::lease::{Lease, LeaseClock};
@@ -913,7 +912,7 @@ pub struct Harness {
     /// Connections named in an `Action::NotifyActive` so far.
     notified_active: Vec<ConnId>,
     /// With leases: each connection's, by its index in `conns`.
-    leases: Option<(LeaseClock, Vec<Option<Arc<Lease>>>)>,
+    leases: Option<(LeaseClock, Vec<Option<Lease>>)>,
     /// Connections whose last request event their lease recorded.
     recorded_last: Vec<ConnId>,
 }

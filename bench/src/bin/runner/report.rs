@@ -1060,9 +1060,10 @@ fn details(out: &mut String, r: &Results, section: &str) {
         let _ = writeln!(
             out,
             "\nCore state, in-process: `lameduck_core::Server::memory_footprint()` (heap \
-             *capacity* of the connection table, the deadline index and the action queue) \
-             with N connections made idle after one request, per connection. Vectors grow \
-             by doubling, so the figure depends on where N falls between powers of two:\n"
+             *capacity* of the connection table, the deadline index, the lease words and \
+             the action queue) with N connections, each holding a lease as lameduck's driver \
+             takes one, made idle after one request, per connection. Vectors grow by \
+             doubling, so the figure depends on where N falls between powers of two:\n"
         );
         let _ = writeln!(out, "| N | default config | idle + header timeouts armed |");
         let _ = writeln!(out, "|---|---|---|");

@@ -42,7 +42,7 @@ pub(crate) struct Figures {
 }
 
 /// The figure for `Server::memory_footprint() / n`, with every connection
-/// idle after one request; with the default config and with idle and
+/// leased (as lameduck's driver leases each) and idle after one request; with the default config and with idle and
 /// header timeouts armed (the deadline index then holds every connection).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CoreMemory {
@@ -59,8 +59,11 @@ pub(crate) fn core_memory(n: usize) -> CoreMemory {
         let mut server = Server::new(config, now);
         let l = server.add_listener().expect("a listener");
         let empty = server.memory_footprint();
+        let mut leases = Vec::with_capacity(n);
         for _ in 0..n {
             let c = server.accept(l, now).expect("accept");
+            // As lameduck's driver does for every connection.
+            leases.push(server.lease(c).expect("a lease"));
             server.request_started(c, now).expect("request");
             server.headers_complete(c, now).expect("head");
             server.response_done(c, now).expect("response");
