@@ -20,10 +20,13 @@ fn bytes_per_conn(config: &Config, n: usize, leased: bool) -> f64 {
     let empty = server.memory_footprint();
     let mut leases = Vec::with_capacity(n);
     for i in 0..n {
-        let at = t0 + Duration::from_micros(i as u64);
+        // A microsecond between connections, and between a connection's
+        // events (as on a real server).
+        let at = t0 + Duration::from_micros(16 * i as u64);
         let c = server.accept(l, at).unwrap();
         let lease = leased.then(|| server.lease(c).unwrap());
-        for _ in 0..3 {
+        for r in 0..3u64 {
+            let at = at + Duration::from_micros(1 + 4 * r);
             let recorded = lease.as_ref().is_some_and(|lease| {
                 lease.advance(ConnEvent::RequestStarted, &clock, || at)
                     && lease.advance(ConnEvent::BodyComplete, &clock, || at)

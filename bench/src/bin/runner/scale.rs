@@ -55,18 +55,25 @@ pub(crate) struct CoreMemory {
 pub(crate) fn core_memory(n: usize) -> CoreMemory {
     use lameduck_core::{Config, Server};
     let per_conn = |config: Config| {
-        let now = Instant::now();
-        let mut server = Server::new(config, now);
+        let t0 = Instant::now();
+        let mut server = Server::new(config, t0);
         let l = server.add_listener().expect("a listener");
         let empty = server.memory_footprint();
         let mut leases = Vec::with_capacity(n);
+        // A microsecond between events, as on a real server (events at the
+        // very same nanosecond would re-arm timers to times they had).
+        let mut step = 0u64;
+        let mut now = || {
+            step += 1;
+            t0 + Duration::from_micros(step)
+        };
         for _ in 0..n {
-            let c = server.accept(l, now).expect("accept");
+            let c = server.accept(l, now()).expect("accept");
             // As lameduck's driver does for every connection.
             leases.push(server.lease(c).expect("a lease"));
-            server.request_started(c, now).expect("request");
-            server.headers_complete(c, now).expect("head");
-            server.response_done(c, now).expect("response");
+            server.request_started(c, now()).expect("request");
+            server.headers_complete(c, now()).expect("head");
+            server.response_done(c, now()).expect("response");
         }
         // Drained as an adapter does after every input.
         while server.poll_action().is_some() {}
