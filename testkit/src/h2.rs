@@ -234,9 +234,10 @@ pub enum H2Outcome {
     Response(H2Response),
     /// Never processed by the server, so safe to send again on a new
     /// connection (RFC 9113 §8.7): it never left the client (hyper hands
-    /// it back: its connection was going away or gone), or the server
-    /// refused its stream (`REFUSED_STREAM`). Nothing else counts: a
-    /// request sent and then cut is a failure.
+    /// it back: its connection was going away or gone), the server
+    /// refused its stream (`REFUSED_STREAM`), or the server's GOAWAY
+    /// named a last stream below it. Nothing else counts: a request sent
+    /// and then cut is a failure.
     NeverProcessed(String),
     /// Failed otherwise.
     Failed(String),
@@ -299,13 +300,20 @@ impl H2Client {
     }
 }
 
-/// Whether the server reset the request's stream with `REFUSED_STREAM`.
+/// Whether the server did not process the request's stream: it reset it
+/// with `REFUSED_STREAM`, or its graceful (`NO_ERROR`) GOAWAY named a last
+/// stream below it (the h2 crate then ends the stream with the GOAWAY's
+/// error; RFC 9113 §6.8: such streams were not processed and may be
+/// retried).
 fn refused(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     // Bounded by the chain's length.
     while let Some(e) = source {
         if let Some(h2) = e.downcast_ref::<::h2::Error>() {
-            return h2.is_reset() && h2.reason() == Some(::h2::Reason::REFUSED_STREAM);
+            return (h2.is_reset() && h2.reason() == Some(::h2::Reason::REFUSED_STREAM))
+                || (h2.is_go_away()
+                    && h2.is_remote()
+                    && h2.reason() == Some(::h2::Reason::NO_ERROR));
         }
         source = e.source();
     }
