@@ -992,6 +992,21 @@ impl Harness {
         h.observed
     }
 
+    /// A connection event: offered to the connection's lease first (with
+    /// leases), else `input` to the core.
+    fn input(
+        &mut self,
+        conn: ConnId,
+        event: ConnEvent,
+        input: fn(&mut Server, ConnId, std::time::Instant) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.offer(conn, event) {
+            Ok(())
+        } else {
+            input(&mut self.server, conn, self.clock.now())
+        }
+    }
+
     /// Offers a request event to the connection's lease: `true` if it took it.
     fn offer(&mut self, conn: ConnId, event: ConnEvent) -> bool {
         let Some((clock, leases)) = &self.leases else {
@@ -1179,37 +1194,33 @@ impl Harness {
             }
             Op::RequestStarted(_) => {
                 let want = m.request_started(c());
-                if self.offer(c(), ConnEvent::RequestStarted) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.request_started(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::RequestStarted, Server::request_started),
+                    want,
+                )
             }
             Op::HeadersComplete(_) => {
                 let want = m.headers_complete(c());
-                if self.offer(c(), ConnEvent::HeadersComplete) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.headers_complete(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::HeadersComplete, Server::headers_complete),
+                    want,
+                )
             }
             Op::BodyComplete(_) => {
                 let want = m.body_complete(c());
-                if self.offer(c(), ConnEvent::BodyComplete) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.body_complete(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::BodyComplete, Server::body_complete),
+                    want,
+                )
             }
             Op::WriteBlocked(_) => (server.write_blocked(c(), now), m.write_blocked(c())),
             Op::WriteUnblocked(_) => (server.write_unblocked(c(), now), m.write_unblocked(c())),
             Op::ResponseDone(_) => {
                 let want = m.response_done(c(), false);
-                if self.offer(c(), ConnEvent::ResponseDone) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.response_done(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::ResponseDone, Server::response_done),
+                    want,
+                )
             }
             Op::ResponseDoneKeptAlive(_) => (
                 server.response_done_kept_alive(c(), now),
@@ -1218,19 +1229,17 @@ impl Harness {
             Op::Hijack(_) => (server.hijack(c(), now), m.hijack(c())),
             Op::StreamOpened(_) => {
                 let want = m.stream_opened(c());
-                if self.offer(c(), ConnEvent::StreamOpened) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.stream_opened(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::StreamOpened, Server::stream_opened),
+                    want,
+                )
             }
             Op::StreamClosed(_) => {
                 let want = m.stream_closed(c());
-                if self.offer(c(), ConnEvent::StreamClosed) {
-                    (Ok(()), want)
-                } else {
-                    (self.server.stream_closed(c(), now), want)
-                }
+                (
+                    self.input(c(), ConnEvent::StreamClosed, Server::stream_closed),
+                    want,
+                )
             }
             Op::Closed(_) => {
                 m.closed(c());

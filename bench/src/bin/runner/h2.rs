@@ -57,20 +57,14 @@ pub(crate) struct Result {
 
 impl Result {
     pub(crate) fn runs_of(&self, setup: Setup) -> Option<&[Run]> {
-        self.runs
-            .iter()
-            .find(|(s, _)| *s == setup)
-            .map(|(_, runs)| runs.as_slice())
+        crate::proc::of(&self.runs, setup).map(Vec::as_slice)
     }
 
     pub(crate) fn instructions_of(
         &self,
         setup: Setup,
     ) -> Option<&std::result::Result<Instructions, String>> {
-        self.instructions
-            .iter()
-            .find(|(s, _)| *s == setup)
-            .map(|(_, i)| i)
+        crate::proc::of(&self.instructions, setup)
     }
 }
 

@@ -50,10 +50,7 @@ pub(crate) struct Result {
 impl Result {
     /// The runs of `setup`.
     pub(crate) fn runs_of(&self, setup: Setup) -> Option<&[Run]> {
-        self.runs
-            .iter()
-            .find(|(s, _)| *s == setup)
-            .map(|(_, runs)| runs.as_slice())
+        crate::proc::of(&self.runs, setup).map(Vec::as_slice)
     }
 
     /// Callgrind's count for `setup`.
@@ -61,10 +58,7 @@ impl Result {
         &self,
         setup: Setup,
     ) -> Option<&std::result::Result<Instructions, String>> {
-        self.instructions
-            .iter()
-            .find(|(s, _)| *s == setup)
-            .map(|(_, i)| i)
+        crate::proc::of(&self.instructions, setup)
     }
 }
 

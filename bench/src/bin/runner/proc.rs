@@ -439,3 +439,9 @@ pub(crate) fn machine_busy_ns() -> Option<u64> {
 pub(crate) fn fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
+
+/// The entry of `setup` in a list kept per server (runs, instruction
+/// counts): what each section's results are looked up by.
+pub(crate) fn of<T>(list: &[(Setup, T)], setup: Setup) -> Option<&T> {
+    list.iter().find(|(s, _)| *s == setup).map(|(_, t)| t)
+}
