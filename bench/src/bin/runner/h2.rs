@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::overhead::{self, Instructions};
-use crate::proc::{Binaries, Kind, Server, Setup, cpu_ns};
+use crate::proc::{Binaries, Server, Setup, cpu_ns};
 
 /// How much load, and how it is spread.
 #[derive(Debug, Clone)]
@@ -70,10 +70,7 @@ impl Result {
 
 /// The two servers compared: one smol executor thread each.
 pub(crate) fn setups() -> [Setup; 2] {
-    [
-        Setup::new(Kind::Demo, "smol", 1),
-        Setup::new(Kind::Baseline, "smol", 1),
-    ]
+    crate::proc::smol_pair()
 }
 
 /// Runs h2load against `addr`: `requests` over `connections` connections,

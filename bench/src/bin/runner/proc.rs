@@ -445,3 +445,12 @@ pub(crate) fn fd_count(pid: u32) -> Option<usize> {
 pub(crate) fn of<T>(list: &[(Setup, T)], setup: Setup) -> Option<&T> {
     list.iter().find(|(s, _)| *s == setup).map(|(_, t)| t)
 }
+
+/// The demo and the untracked baseline, one smol executor thread each: the
+/// pair the HTTP/2 and TLS sections compare.
+pub(crate) fn smol_pair() -> [Setup; 2] {
+    [
+        Setup::new(Kind::Demo, "smol", 1),
+        Setup::new(Kind::Baseline, "smol", 1),
+    ]
+}

@@ -31,7 +31,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::overhead::{self, Instructions};
-use crate::proc::{Binaries, Kind, Server, Setup, cpu_ns};
+use crate::proc::{Binaries, Server, Setup, cpu_ns};
 
 /// How many connections, and how they are spread.
 #[derive(Debug, Clone)]
@@ -82,10 +82,7 @@ impl Result {
 
 /// The two servers compared: one smol executor thread each.
 pub(crate) fn setups() -> [Setup; 2] {
-    [
-        Setup::new(Kind::Demo, "smol", 1),
-        Setup::new(Kind::Baseline, "smol", 1),
-    ]
+    crate::proc::smol_pair()
 }
 
 /// Connections of callgrind's two runs (the difference is what is counted).
