@@ -201,6 +201,5 @@ pub use handoff::inherit::Inherited;
 pub use handoff::inherited_listener::InheritedListener;
 pub use handoff::state::{RestartState, StateError, StateOffer};
 pub use lifecycle::{Ended, Lifecycle, LifecycleBuilder, LifecycleEvent, LifecycleSnapshot};
-pub use notify::notify;
 pub use signals::{Signal, SignalAction, SignalConfig};
 pub use supervisor::{Supervisor, SupervisorEvent};

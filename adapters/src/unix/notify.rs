@@ -76,12 +76,10 @@ static WATCHDOG: AtomicBool = AtomicBool::new(false);
 /// `Ok(false)`: `NOTIFY_SOCKET` is not set (not run by systemd), nothing
 /// sent. A path starting with `@` is an abstract socket (Linux).
 ///
-/// ```
-/// # fn main() -> std::io::Result<()> {
-/// let sent = lameduck::unix::notify("STATUS=warming up")?;
-/// # let _ = sent; Ok(()) }
-/// ```
-pub fn notify(state: &str) -> io::Result<bool> {
+/// Private: [`Lifecycle`](super::Lifecycle) and
+/// [`Supervisor`](super::Supervisor) send every message themselves, and a
+/// `MAINPID=` sent behind their back would move "main" without them.
+fn notify(state: &str) -> io::Result<bool> {
     let mut main = crate::sync::lock(&MAIN);
     let own = std::process::id().to_string();
     let hands_over = state
