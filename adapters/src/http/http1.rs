@@ -418,14 +418,9 @@ where
 // ----- the response body -----------------------------------------------------
 
 pin_project_lite::pin_project! {
-    /// A response body that tells the connection when it has ended.
-    ///
-    /// ```
-    /// // Built by lameduck around the handler's body; not constructed by hand.
-    /// fn is_body<B: hyper::body::Body>() {}
-    /// is_body::<lameduck::http::TrackedBody<http_body_util::Empty<bytes::Bytes>>>();
-    /// ```
-    pub struct TrackedBody<B> {
+    /// A response body that tells the connection when it has ended: built
+    /// by lameduck around the handler's body, seen only by hyper.
+    pub(crate) struct TrackedBody<B> {
         #[pin]
         inner: B,
         end: EndGuard,

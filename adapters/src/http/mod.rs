@@ -230,7 +230,7 @@ mod io;
 use std::sync::Arc;
 
 pub use drain::EndAtDrain;
-pub use http1::{Hijacked, TrackedBody, Upgrading, upgrade};
+pub use http1::{Hijacked, Upgrading, upgrade};
 pub(crate) use io::Handler;
 
 use crate::conn::{ConnIo, Transport};
