@@ -222,6 +222,39 @@ fn lame_duck_reports_draining_then_drains() {
     assert_eq!(status.code(), Some(0), "stderr: {stderr:?}");
 }
 
+/// `serve --help` names every route the demo serves (a newcomer is sent
+/// there from the README).
+#[test]
+fn help_lists_every_route() {
+    let output = Command::new(serve_binary())
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the demo");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let help = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for route in [
+        "GET /  ",
+        "GET /sleep?ms=N",
+        "GET /stream?chunks=N&ms=M",
+        "GET /events?ms=M",
+        "GET /pid",
+        "GET /hits",
+        "GET /healthz",
+        "POST /echo",
+        "GET /upgrade",
+    ] {
+        assert!(
+            help.contains(route),
+            "{route:?} missing from --help:\n{help}"
+        );
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [

@@ -139,6 +139,20 @@ must be more than 0; --grace 0 closes at once, --new-conn-grace 0 closes silent 
 connections as the drain begins, --lame-duck 0 skips the lame-duck phase. SIGTERM or SIGINT drains; a second one closes at once.
 SIGHUP restarts without dropping a connection; SIGUSR2 closes at once.
 Inherited sockets (LISTEN_FDS, as systemd passes them) are served.
+
+Routes (HTTP/1.1, HTTP/2 with prior knowledge, and over TLS with --tls-cert):
+  GET /                      hello
+  GET /sleep?ms=N            'slept N' after N ms
+  GET /stream?chunks=N&ms=M  N chunks, M ms apart
+  GET /events?ms=M           server-sent events every M ms; at the drain one
+                             'event: drain' and a clean end of the body
+  GET /pid                   this process's pid
+  GET /hits                  requests served so far (kept across restarts)
+  GET /healthz               'ok', or 503 'draining' from the lame-duck phase on
+  POST /echo                 the request body back (up to a limit)
+  GET /upgrade               an echo protocol after 101; told 'bye' at shutdown
+A bad parameter is a 400.
+
 Exit status: 0 after a clean drain, 1 if connections were forced closed or
 start-up failed, 2 on bad arguments.
 
