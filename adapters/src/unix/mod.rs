@@ -203,3 +203,10 @@ pub use handoff::state::{RestartState, StateError, StateOffer};
 pub use lifecycle::{Ended, Lifecycle, LifecycleBuilder, LifecycleEvent, LifecycleSnapshot};
 pub use signals::{Signal, SignalAction, SignalConfig};
 pub use supervisor::{Supervisor, SupervisorEvent};
+
+// The core's types that appear in this module's signatures, named here
+// (`Lifecycle::restart_phase`, `RestartError`, `LifecycleEvent`,
+// `InheritError::Env`, `StateError`).
+pub use lameduck_core::activation::ActivationError;
+pub use lameduck_core::handover::{DecodeError, FrameError};
+pub use lameduck_core::restart::{RestartFailure, RestartPhase};
