@@ -1,4 +1,25 @@
-//! Lifecycle events, for logs and metrics.
+//! Events, for logs and metrics: the one [`Event`] type of everything
+//! lameduck reports (a server's, a lifecycle's, a supervisor's), the one
+//! way each goes ([`emit`]: logged, then observed), and a server on
+//! several threads reported as one ([`Sink`], [`Group`]).
+//!
+//! The design, decided once for all three sources: the server's variants
+//! are flat, as they are the events of every platform; a lifecycle's and
+//! a supervisor's come nested, one variant each (`Event::Lifecycle`,
+//! `Event::Supervisor`), because the two share names of different meaning
+//! (each has a `Ready`, a `HandedOff`, a `Signal`: a generation's and the
+//! supervisor's) and both are Unix only. One `Display` (the log line), one
+//! [`Event::level`], one logging path (target `lameduck`, from this
+//! module) and one observer type ([`Observer`]) for all three; the nested
+//! types keep their own lines next to their variants' docs.
+//!
+//! ```
+//! use lameduck::Event;
+//! use lameduck::unix::SupervisorEvent;
+//! let event = Event::Supervisor(SupervisorEvent::Killed { pid: 42 });
+//! assert_eq!(event.to_string(), "stop deadline passed: killed generation pid 42");
+//! assert_eq!(event.level(), log::Level::Warn);
+//! ```
 
 use std::fmt;
 use std::io;
@@ -7,15 +28,50 @@ use std::time::Duration;
 
 use lameduck_core::{CloseReason, Completion, ConnId, HookStage, ListenerId, Outcome, Phase};
 
-/// Something that happened in a server's life, reported to the observer
-/// given to [`Builder::on_event`](crate::Builder::on_event). `Display` gives
-/// one line, fit for a log.
+#[cfg(unix)]
+use crate::unix::{LifecycleEvent, RestartError, SupervisorEvent};
+
+/// Something that happened: in a server's life (its phases, forced
+/// closes, accept trouble, its end), in its
+/// [`Lifecycle`](crate::unix::Lifecycle)'s ([`Event::Lifecycle`]: signals,
+/// readiness, restarts) or in a [`Supervisor`](crate::unix::Supervisor)'s
+/// ([`Event::Supervisor`]: generations started, handed off, exited,
+/// killed). `Display` gives one line, fit for a log.
+///
+/// Every event goes one way: logged through the `log` facade (target
+/// `lameduck`, at [`level`](Event::level), its `Display` the line), then
+/// told to the observer, if one was given. The observer is of one type,
+/// `Fn(&Event) + Send + Sync + 'static`, taken alike by
+/// [`Builder::on_event`](crate::Builder::on_event),
+/// [`LifecycleBuilder::on_event`](crate::unix::LifecycleBuilder::on_event)
+/// and [`Supervisor::on_event`](crate::unix::Supervisor::on_event): one
+/// function may observe all three.
 ///
 /// ```
 /// use lameduck::Event;
 /// use lameduck::core::Phase;
+/// use lameduck::unix::{LifecycleEvent, SupervisorEvent};
 ///
 /// assert_eq!(Event::Phase(Phase::Draining).to_string(), "phase: draining");
+///
+/// // One observer for the server, its lifecycle and a supervisor.
+/// fn observe(event: &Event) {
+///     match event {
+///         Event::Supervisor(SupervisorEvent::Killed { pid }) => eprintln!("killed {pid}"),
+///         Event::Lifecycle(LifecycleEvent::HandedOff { successor, .. }) => {
+///             eprintln!("{successor} serves now")
+///         }
+///         _ => eprintln!("{event}"),
+///     }
+/// }
+/// # fn main() -> std::io::Result<()> {
+/// let handle = lameduck::Builder::new()
+///     .on_event(observe)
+///     .bind("127.0.0.1:0")?
+///     .serve_stream(|conn| async move { drop(conn) })?;
+/// let lifecycle = lameduck::unix::Lifecycle::builder(handle).on_event(observe);
+/// let supervisor = lameduck::unix::Supervisor::new().on_event(observe);
+/// # let _ = (lifecycle, supervisor); Ok(()) }
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -51,6 +107,30 @@ pub enum Event {
     HooksCutOff(HookStage),
     /// The server is done; how it ended.
     Done(Outcome),
+    /// A [`Lifecycle`](crate::unix::Lifecycle)'s event: a signal,
+    /// readiness, a restart's steps.
+    ///
+    /// ```
+    /// use lameduck::Event;
+    /// use lameduck::unix::LifecycleEvent;
+    /// let event = Event::Lifecycle(LifecycleEvent::SuccessorStarted { pid: 42 });
+    /// assert_eq!(event.to_string(), "restart: successor pid 42 started; waiting until it is ready");
+    /// assert_eq!(event.level(), log::Level::Info);
+    /// ```
+    #[cfg(unix)]
+    Lifecycle(LifecycleEvent),
+    /// A [`Supervisor`](crate::unix::Supervisor)'s event: its generations
+    /// started, ready, exited, killed.
+    ///
+    /// ```
+    /// use lameduck::Event;
+    /// use lameduck::unix::SupervisorEvent;
+    /// let event = Event::Supervisor(SupervisorEvent::Killed { pid: 42 });
+    /// assert_eq!(event.to_string(), "stop deadline passed: killed generation pid 42");
+    /// assert_eq!(event.level(), log::Level::Warn);
+    /// ```
+    #[cfg(unix)]
+    Supervisor(SupervisorEvent),
 }
 
 impl Event {
@@ -80,17 +160,32 @@ impl Event {
         matches!(self, Event::ConnClosed { reason, .. } if reason.is_forced())
     }
 
-    /// The `log` level lameduck logs this event at (target `lameduck`):
-    /// phases and a graceful end are `Info`; closes the application expects
-    /// (idle, timeouts — the body and write timeouts too, though forced —
-    /// keep-alive off) `Debug`; closes forced by the shutdown deadline or
-    /// `close()`, cut-off hooks, accept back-off, the connection limit and a
-    /// forced end `Warn`; a lost listener `Error`.
+    /// The `log` level lameduck logs this event at (target `lameduck`).
+    ///
+    /// A server's: phases and a graceful end are `Info`; closes the
+    /// application expects (idle, timeouts — the body and write timeouts
+    /// too, though forced — keep-alive off) `Debug`; closes forced by the
+    /// shutdown deadline or `close()`, cut-off hooks, accept back-off, the
+    /// connection limit and a forced end `Warn`; a lost listener `Error`.
+    ///
+    /// A lifecycle's and a supervisor's: their steps (ready, signals,
+    /// restarts started, successors and generations started, hand-offs,
+    /// control-socket requests, a generation's successful exit, a restart
+    /// abandoned because the server stops) are `Info`; an orphan reaped
+    /// `Debug`; a restart refused, a problem that does not stop the
+    /// server (pid file, notification), a generation killed at the stop
+    /// deadline or exiting unsuccessfully `Warn`; a restart tried and
+    /// rolled back `Error`.
     ///
     /// ```
     /// use lameduck::Event;
     /// use lameduck::core::Phase;
+    /// use lameduck::unix::{LifecycleEvent, RestartError, SupervisorEvent};
     /// assert_eq!(Event::Phase(Phase::Draining).level(), log::Level::Info);
+    /// let refused = LifecycleEvent::RestartFailed(RestartError::InProgress);
+    /// assert_eq!(Event::Lifecycle(refused).level(), log::Level::Warn);
+    /// let orphan = SupervisorEvent::OrphanReaped { pid: 7, status: Default::default() };
+    /// assert_eq!(Event::Supervisor(orphan).level(), log::Level::Debug);
     /// ```
     #[must_use]
     pub fn level(&self) -> log::Level {
@@ -108,7 +203,45 @@ impl Event {
             Event::AcceptPaused | Event::AcceptResumed | Event::HooksCutOff(_) => log::Level::Warn,
             Event::Done(outcome) if outcome.is_graceful() => log::Level::Info,
             Event::Done(_) => log::Level::Warn,
+            #[cfg(unix)]
+            Event::Lifecycle(event) => lifecycle_level(event),
+            #[cfg(unix)]
+            Event::Supervisor(event) => supervisor_level(event),
         }
+    }
+}
+
+#[cfg(unix)]
+fn lifecycle_level(event: &LifecycleEvent) -> log::Level {
+    match event {
+        LifecycleEvent::RestartFailed(e) => restart_failed_level(e),
+        LifecycleEvent::Problem(_) => log::Level::Warn,
+        _ => log::Level::Info,
+    }
+}
+
+#[cfg(unix)]
+fn supervisor_level(event: &SupervisorEvent) -> log::Level {
+    match event {
+        SupervisorEvent::RestartFailed(e) => restart_failed_level(e),
+        SupervisorEvent::GenerationExited { status, .. } if !status.success() => log::Level::Warn,
+        SupervisorEvent::Killed { .. } | SupervisorEvent::Problem(_) => log::Level::Warn,
+        SupervisorEvent::OrphanReaped { .. } => log::Level::Debug,
+        _ => log::Level::Info,
+    }
+}
+
+/// Abandoned (the server stops, as asked): `Info`; refused: `Warn`; tried
+/// and rolled back: `Error`.
+#[cfg(unix)]
+fn restart_failed_level(error: &RestartError) -> log::Level {
+    match error {
+        RestartError::Failed {
+            failure: lameduck_core::restart::RestartFailure::Stopping,
+            ..
+        } => log::Level::Info,
+        RestartError::Failed { .. } => log::Level::Error,
+        _ => log::Level::Warn,
     }
 }
 
@@ -158,6 +291,10 @@ impl fmt::Display for Event {
             Event::AcceptPaused => f.write_str("at the connection limit: accepting paused"),
             Event::AcceptResumed => f.write_str("below the connection limit: accepting resumed"),
             Event::HooksCutOff(stage) => write!(f, "{stage:?} hooks cut off"),
+            #[cfg(unix)]
+            Event::Lifecycle(event) => fmt::Display::fmt(event, f),
+            #[cfg(unix)]
+            Event::Supervisor(event) => fmt::Display::fmt(event, f),
             Event::Done(outcome) => {
                 let how = match outcome.completion {
                     Completion::Drained => "drained",
@@ -174,7 +311,8 @@ impl fmt::Display for Event {
     }
 }
 
-/// The observer: called after the driver's lock is released, so it may use
+/// The observer, whoever reports to it (a driver, a lifecycle, a
+/// supervisor): a driver calls it after its lock is released, so it may use
 /// the [`Handle`](crate::Handle).
 pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
@@ -229,7 +367,10 @@ impl Sink {
     }
 }
 
-fn emit(observer: Option<&Observer>, event: &Event) {
+/// Reports `event` the one way every event goes: logged (target
+/// `lameduck`, at its [level](Event::level), its `Display` the line), then
+/// told to `observer`.
+pub(crate) fn emit(observer: Option<&Observer>, event: &Event) {
     log::log!(target: "lameduck", event.level(), "{event}");
     if let Some(observer) = observer {
         observer(event);
@@ -338,5 +479,104 @@ mod tests {
             ],
             "one server's events"
         );
+    }
+
+    /// Every `log` record of target `lameduck`: its level and line.
+    #[cfg(unix)]
+    struct Capture(Mutex<Vec<(log::Level, String)>>);
+
+    #[cfg(unix)]
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.target() == "lameduck"
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                let line = record.args().to_string();
+                self.0.lock().unwrap().push((record.level(), line));
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// A server's, a lifecycle's and a supervisor's events go the same
+    /// way: to one observer (the same closure, given to all three), and
+    /// to the log, each at its level with its `Display` as the line.
+    #[cfg(unix)]
+    #[test]
+    fn server_lifecycle_and_supervisor_events_are_observed_and_logged_alike() {
+        use crate::unix::SupervisorEvent;
+        use crate::unix::{Lifecycle, LifecycleEvent, RestartError, SignalConfig, Supervisor};
+
+        static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+        log::set_logger(&CAPTURE).expect("the only logger in this test binary");
+        log::set_max_level(log::LevelFilter::Info);
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let observer = {
+            let seen = seen.clone();
+            move |event: &Event| {
+                seen.lock()
+                    .unwrap()
+                    .push((event.level(), event.to_string()))
+            }
+        };
+        let handle = crate::Builder::new()
+            .on_event(observer.clone())
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .serve_stream(|conn| async move { drop(conn) })
+            .unwrap();
+        let lifecycle = Lifecycle::builder(handle.clone())
+            .signals(SignalConfig::none())
+            .notify(false)
+            .on_event(observer.clone())
+            .build();
+        let supervisor = Supervisor::new().on_event(observer);
+
+        // The server's: its phases and end.
+        handle.shutdown(None);
+        futures_lite::future::block_on(handle.finished()).unwrap();
+        // The lifecycle's: a restart refused, the server having stopped.
+        let refused = futures_lite::future::block_on(lifecycle.restart());
+        assert_eq!(refused, Err(RestartError::Stopping));
+        // The supervisor's, reported the way its run loop reports them.
+        supervisor.report(SupervisorEvent::Killed { pid: 42 });
+
+        let server = Event::Phase(Phase::Closed);
+        let restart = Event::Lifecycle(LifecycleEvent::RestartFailed(RestartError::Stopping));
+        let supervised = Event::Supervisor(SupervisorEvent::Killed { pid: 42 });
+        let want = [
+            (log::Level::Info, server.to_string()),
+            (log::Level::Warn, restart.to_string()),
+            (log::Level::Warn, supervised.to_string()),
+        ];
+        assert_eq!(want[0].1, "phase: closed");
+        assert_eq!(want[1].1, "restart refused: the server is stopping");
+        assert_eq!(want[2].1, "stop deadline passed: killed generation pid 42");
+        let seen = seen.lock().unwrap().clone();
+        // Other tests log through the same logger: only these are
+        // certainly this test's.
+        let logged = CAPTURE.0.lock().unwrap().clone();
+        for line in &want {
+            assert!(seen.contains(line), "observed {line:?}: {seen:?}");
+            assert!(logged.contains(line), "logged {line:?}: {logged:?}");
+        }
+        // In the order they happened, through the one observer.
+        let at = |line: &(log::Level, String)| seen.iter().position(|l| l == line);
+        assert!(
+            at(&want[0]) < at(&want[1]) && at(&want[1]) < at(&want[2]),
+            "{seen:?}"
+        );
+        // Every event observed at a level the logger takes was logged, at
+        // that level, the same line.
+        for line in seen.iter().filter(|(level, _)| *level <= log::Level::Info) {
+            assert!(
+                logged.contains(line),
+                "{line:?} observed, not logged: {logged:?}"
+            );
+        }
     }
 }

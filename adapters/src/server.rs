@@ -508,8 +508,11 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Observes lifecycle [`Event`]s (phases, closes, accept errors, done).
-    /// Called outside the server's lock; keep it quick.
+    /// Observes the server's [`Event`]s (phases, closes, accept errors,
+    /// done); they are logged (target `lameduck`) whether observed or not.
+    /// Called outside the server's lock; keep it quick. The same observer
+    /// may be given to the server's lifecycle and supervisor (see
+    /// [`Event`]).
     ///
     /// ```
     /// let builder = lameduck::Builder::new().on_event(|event| eprintln!("{event}"));

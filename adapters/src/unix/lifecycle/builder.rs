@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use lameduck_core::restart::RestartConfig;
 
+use crate::event::{Event, Observer};
 use crate::handle::Handle;
 use crate::unix::attempt::Attempts;
 use crate::unix::ctl::ControlSocket;
@@ -34,7 +35,6 @@ use crate::unix::handoff::ready::ReadyChannel;
 use crate::unix::handoff::state::StateOffer;
 use crate::unix::signals::SignalConfig;
 
-use super::event::{LifecycleEvent, Observer};
 use super::{Lifecycle, Shared};
 
 /// [`LifecycleBuilder::handoff_linger`]'s default.
@@ -355,7 +355,13 @@ impl LifecycleBuilder {
         self
     }
 
-    /// Observes [`LifecycleEvent`]s (e.g. to log them).
+    /// Observes the lifecycle's events, as
+    /// [`Event::Lifecycle`](crate::Event::Lifecycle)s (a
+    /// [`LifecycleEvent`](crate::unix::LifecycleEvent) each). They are
+    /// logged (target `lameduck`) whether observed or not. The observer
+    /// is of the same type as [`Builder::on_event`](crate::Builder::on_event)'s
+    /// and [`Supervisor::on_event`](crate::unix::Supervisor::on_event)'s:
+    /// one function may observe all three.
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
@@ -363,7 +369,7 @@ impl LifecycleBuilder {
     /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).on_event(|e| eprintln!("{e}"));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    pub fn on_event(mut self, f: impl Fn(&LifecycleEvent) + Send + Sync + 'static) -> Self {
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(f));
         self
     }

@@ -1,5 +1,6 @@
 //! What a [`Lifecycle`] tells: its events ([`LifecycleEvent`], one log
-//! line each), how its [`run`](crate::unix::Lifecycle::run) ended ([`Ended`]), and its
+//! line each, reported as [`Event::Lifecycle`](crate::Event::Lifecycle)),
+//! how its [`run`](crate::unix::Lifecycle::run) ended ([`Ended`]), and its
 //! state read at once ([`LifecycleSnapshot`]).
 //!
 //! [`Lifecycle`]: crate::unix::Lifecycle
@@ -10,7 +11,6 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck_core::Outcome;
@@ -20,8 +20,9 @@ use crate::unix::ctl::restart_requested;
 use crate::unix::error::RestartError;
 use crate::unix::signals::{Signal, SignalAction, SignalName};
 
-/// Something the [`Lifecycle`] did, for logs ([`LifecycleBuilder::on_event`]).
-/// `Display` gives one line.
+/// Something the [`Lifecycle`] did: reported as
+/// [`Event::Lifecycle`](crate::Event::Lifecycle), logged and told to the
+/// observer ([`LifecycleBuilder::on_event`]). `Display` gives one line.
 ///
 /// [`Lifecycle`]: crate::unix::Lifecycle
 /// [`LifecycleBuilder::on_event`]: crate::unix::LifecycleBuilder::on_event
@@ -187,8 +188,6 @@ pub struct Ended {
     /// The successor this process handed off to, if it did.
     pub successor: Option<u32>,
 }
-
-pub(super) type Observer = Arc<dyn Fn(&LifecycleEvent) + Send + Sync>;
 
 /// A [`Lifecycle`]'s state, read at once ([`Lifecycle::snapshot`]).
 ///

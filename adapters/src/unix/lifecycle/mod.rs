@@ -40,6 +40,7 @@ use async_signal::Signals;
 use lameduck_core::Phase;
 use lameduck_core::restart::RestartPhase;
 
+use crate::event::{Event, Observer, emit};
 use crate::handle::Handle;
 use crate::unix::attempt::Attempts;
 use crate::unix::ctl::ControlSocket;
@@ -50,7 +51,6 @@ use crate::unix::handoff::ready::ReadyChannel;
 use crate::unix::notify::notify_or_report;
 
 use builder::Settings;
-use event::Observer;
 use restart::RestartSlot;
 
 /// What a [`Lifecycle`]'s clones share.
@@ -217,10 +217,9 @@ impl Lifecycle {
         }
     }
 
+    /// Reports `event`: logged, and told to the observer.
     pub(super) fn event(&self, event: LifecycleEvent) {
-        if let Some(observer) = &self.shared.observer {
-            observer(&event);
-        }
+        emit(self.shared.observer.as_ref(), &Event::Lifecycle(event));
     }
 
     pub(super) fn send_notify(&self, state: &str) {

@@ -1,5 +1,6 @@
 //! What a [`Supervisor`](super::Supervisor) reports: [`SupervisorEvent`],
-//! one line each, to the observer set with
+//! one line each, as [`Event::Supervisor`](crate::Event::Supervisor):
+//! logged, and told to the observer set with
 //! [`Supervisor::on_event`](super::Supervisor::on_event).
 //!
 //! ```
@@ -10,14 +11,15 @@
 
 use std::fmt;
 use std::process::ExitStatus;
-use std::sync::Arc;
 
 use crate::unix::ctl::restart_requested;
 use crate::unix::error::RestartError;
 use crate::unix::signals::{Signal, SignalAction, SignalName};
 
-/// Something the [`Supervisor`](super::Supervisor) did, for logs
-/// ([`Supervisor::on_event`](super::Supervisor::on_event)). `Display` gives one line.
+/// Something the [`Supervisor`](super::Supervisor) did: reported as
+/// [`Event::Supervisor`](crate::Event::Supervisor), logged and told to the
+/// observer ([`Supervisor::on_event`](super::Supervisor::on_event)).
+/// `Display` gives one line.
 ///
 /// ```
 /// use lameduck::unix::SupervisorEvent;
@@ -166,6 +168,3 @@ impl fmt::Display for SupervisorEvent {
         }
     }
 }
-
-/// Who observes the events.
-pub(super) type Observer = Arc<dyn Fn(&SupervisorEvent) + Send + Sync>;

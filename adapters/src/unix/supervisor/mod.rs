@@ -22,7 +22,6 @@ use async_signal::Signals;
 use lameduck_core::restart::RestartConfig;
 use lameduck_core::supervisor::{Supervisor as Machine, SupervisorConfig};
 
-use event::Observer;
 pub use event::SupervisorEvent;
 use supervision::Supervision;
 
@@ -32,6 +31,7 @@ use super::handoff::inherit::Inherited;
 use super::handoff::inherit_or_bind::{take_or_bind, take_or_bind_unix};
 use super::pidfile;
 use super::signals::SignalConfig;
+use crate::event::{Event, Observer, emit};
 use crate::listener::ListenAddr;
 use crate::server::Pending;
 use crate::sync::lock;
@@ -397,18 +397,28 @@ impl Supervisor {
         self
     }
 
-    /// Observes [`SupervisorEvent`]s (e.g. to log them). Called from the
-    /// supervisor's thread, and from its reaper's for
-    /// [`SupervisorEvent::OrphanReaped`].
+    /// Observes the supervisor's events, as
+    /// [`Event::Supervisor`](crate::Event::Supervisor)s (a
+    /// [`SupervisorEvent`] each). Called from the supervisor's thread, and
+    /// from its reaper's for [`SupervisorEvent::OrphanReaped`]. They are
+    /// logged (target `lameduck`) whether observed or not. The observer
+    /// is of the same type as [`Builder::on_event`](crate::Builder::on_event)'s
+    /// and [`LifecycleBuilder::on_event`](super::LifecycleBuilder::on_event)'s:
+    /// one function may observe all three.
     ///
     /// ```
     /// let supervisor = lameduck::unix::Supervisor::new().on_event(|e| eprintln!("supervisor: {e}"));
     /// # let _ = supervisor;
     /// ```
     #[must_use]
-    pub fn on_event(mut self, f: impl Fn(&SupervisorEvent) + Send + Sync + 'static) -> Self {
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(f));
         self
+    }
+
+    /// Reports `event`: logged, and told to the observer.
+    pub(crate) fn report(&self, event: SupervisorEvent) {
+        emit(self.observer.as_ref(), &Event::Supervisor(event));
     }
 
     /// Supervises until the service stops: starts generation 1, restarts
@@ -447,11 +457,12 @@ impl Supervisor {
         } else {
             Some(Signals::new(wanted)?)
         };
-        if let Some(observer) = self.observer.clone() {
-            on_orphan_reaped(Arc::new(move |pid, status| {
-                observer(&SupervisorEvent::OrphanReaped { pid, status });
-            }))?;
-        }
+        // Registered even unobserved: orphans reaped are logged.
+        let observer = self.observer.clone();
+        on_orphan_reaped(Arc::new(move |pid, status| {
+            let event = Event::Supervisor(SupervisorEvent::OrphanReaped { pid, status });
+            emit(observer.as_ref(), &event);
+        }))?;
         let machine = RefCell::new(Machine::new(
             SupervisorConfig {
                 ready_timeout: self.ready_timeout,

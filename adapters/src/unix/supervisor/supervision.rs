@@ -79,9 +79,7 @@ impl<'a> Supervision<'a> {
     }
 
     fn event(&self, event: SupervisorEvent) {
-        if let Some(observer) = &self.settings.observer {
-            observer(&event);
-        }
+        self.settings.report(event);
     }
 
     fn send_notify(&self, state: &str) {
@@ -293,11 +291,7 @@ impl<'a> Supervision<'a> {
         // by this loop, so its pings say the loop is alive.
         let machine = self.machine;
         let settings = self.settings;
-        let problem = |p| {
-            if let Some(observer) = &settings.observer {
-                observer(&SupervisorEvent::Problem(p));
-            }
-        };
+        let problem = |p| settings.report(SupervisorEvent::Problem(p));
         let systemd = crate::unix::notify::supervisor_watch(
             settings.notify,
             || observed(&machine.borrow()),
