@@ -11,9 +11,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lameduck::Handle;
 use lameduck::core::restart::{RestartFailure, RestartPhase};
 use lameduck::unix::{Ended, Lifecycle, LifecycleEvent, RestartError, SignalConfig};
+use lameduck::{Event, Handle};
 use lameduck_testkit::harness::EVENTUALLY;
 use lameduck_tests::process::wait_exited;
 
@@ -36,8 +36,8 @@ fn server(threads: usize) -> Handle {
 }
 
 /// A lifecycle whose successor never reports ready (and whose readiness
-/// deadline is far beyond the test's bounds), its events sent to the
-/// receiver.
+/// deadline is far beyond the test's bounds), its events
+/// ([`Event::Lifecycle`]) sent to the receiver.
 fn lifecycle(handle: Handle) -> (Lifecycle, mpsc::Receiver<LifecycleEvent>) {
     let (events, received) = mpsc::channel();
     let events = std::sync::Mutex::new(events);
@@ -48,7 +48,9 @@ fn lifecycle(handle: Handle) -> (Lifecycle, mpsc::Receiver<LifecycleEvent>) {
         .restart_args(["-c", "exec sleep 600"])
         .ready_timeout(6 * EVENTUALLY)
         .on_event(move |event| {
-            let _ = events.lock().unwrap().send(event.clone());
+            if let Event::Lifecycle(event) = event {
+                let _ = events.lock().unwrap().send(event.clone());
+            }
         })
         .build();
     (lifecycle, received)

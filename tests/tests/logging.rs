@@ -1,10 +1,12 @@
-//! Lifecycle events reach the `log` facade (target `lameduck`) at their
-//! documented levels, with no observer registered.
+//! Events — a server's and its lifecycle's — reach the `log` facade
+//! (target `lameduck`) at their documented levels, with no observer
+//! registered.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use lameduck::core::Config;
+use lameduck::unix::{Lifecycle, RestartError, SignalConfig};
 use lameduck_testkit::harness::{Binding, EVENTUALLY, SmolRt};
 
 /// Collects every record of target `lameduck`.
@@ -43,11 +45,19 @@ fn lifecycle_events_are_logged() {
     handle.shutdown_within(EVENTUALLY);
     let outcome = SmolRt::block_on(handle.drained().wait()).unwrap();
     assert!(outcome.is_graceful());
+    // A lifecycle's event, unobserved: a restart refused once stopped.
+    let lifecycle = Lifecycle::builder(handle)
+        .signals(SignalConfig::none())
+        .notify(false)
+        .build();
+    let refused = SmolRt::block_on(lifecycle.restart());
+    assert_eq!(refused, Err(RestartError::Stopping));
     let records = CAPTURE.0.lock().unwrap().clone();
     let want = [
         (log::Level::Info, "phase: lame duck"),
         (log::Level::Info, "phase: draining"),
         (log::Level::Info, "phase: closed"),
+        (log::Level::Warn, "restart refused: the server is stopping"),
     ];
     for (level, line) in want {
         assert!(

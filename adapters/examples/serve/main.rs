@@ -370,9 +370,10 @@ fn say(line: std::fmt::Arguments<'_>) {
 
 /// The library's own warnings and errors on stderr: `log` records of
 /// target `lameduck` from its `unix` layer (inherited variables ignored, a
-/// bad generation number). The server's and the lifecycle's events are
-/// printed through their `on_event` callbacks instead (the server's are
-/// logged too: not printed twice).
+/// bad generation number). Events — the server's, the lifecycle's, the
+/// supervisor's — are printed by [`print_event`], their one observer,
+/// instead (they are logged too, from `lameduck::event`: not printed
+/// twice).
 struct LibraryWarnings;
 
 impl log::Log for LibraryWarnings {
@@ -397,18 +398,20 @@ impl log::Log for LibraryWarnings {
     fn flush(&self) {}
 }
 
-fn log_event(event: &Event) {
-    let worth_a_line = match event {
-        Event::ConnClosed { reason, .. } => !matches!(
-            reason,
-            lameduck::CloseReason::Drain
+/// The one observer of every event: the server's, the lifecycle's and the
+/// supervisor's (`supervisor: ` first), one line each on stderr; closes
+/// that are routine are left out.
+fn print_event(event: &Event) {
+    match event {
+        Event::ConnClosed {
+            reason:
+                lameduck::CloseReason::Drain
                 | lameduck::CloseReason::KeepAliveOff
-                | lameduck::CloseReason::IdleTimeout
-        ),
-        _ => true,
-    };
-    if worth_a_line {
-        say(format_args!("{event}"));
+                | lameduck::CloseReason::IdleTimeout,
+            ..
+        } => {}
+        Event::Supervisor(_) => say(format_args!("supervisor: {event}")),
+        _ => say(format_args!("{event}")),
     }
 }
 
@@ -591,8 +594,8 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
         .ready_timeout(args.ready_timeout)
         .stop_timeout(args.grace.saturating_add(Duration::from_secs(5)))
         .on_event(move |event| {
-            say(format_args!("supervisor: {event}"));
-            if let SupervisorEvent::Ready { pid, .. } = event {
+            print_event(event);
+            if let Event::Supervisor(SupervisorEvent::Ready { pid, .. }) = event {
                 // The first line: the supervisor's pid, the stable one.
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "listening on {addrs} pid={pid}");
@@ -783,7 +786,7 @@ async fn run<R: Runtime>(
     let mut builder = builder
         .threads(args.threads)
         .config(config)
-        .on_event(log_event);
+        .on_event(print_event);
     #[cfg(feature = "tls")]
     if let Some((cert, key)) = &args.tls {
         let acceptor = lameduck::tls::TlsAcceptor::from_pem_files(cert, key)
@@ -811,7 +814,7 @@ async fn run<R: Runtime>(
         .drain_timeout(args.grace)
         .ready_timeout(args.ready_timeout)
         .inherited(inherited)
-        .on_event(|event| say(format_args!("{event}")));
+        .on_event(print_event);
     if let Some(path) = &args.pid_file {
         lifecycle = lifecycle.pid_file(path);
     }
