@@ -52,8 +52,6 @@ use crate::unix::{LifecycleEvent, RestartError, SupervisorEvent};
 /// use lameduck::core::Phase;
 /// use lameduck::unix::{LifecycleEvent, SupervisorEvent};
 ///
-/// assert_eq!(Event::Phase(Phase::Draining).to_string(), "phase: draining");
-///
 /// // One observer for the server, its lifecycle and a supervisor.
 /// fn observe(event: &Event) {
 ///     match event {
@@ -65,6 +63,7 @@ use crate::unix::{LifecycleEvent, RestartError, SupervisorEvent};
 ///     }
 /// }
 /// # fn main() -> std::io::Result<()> {
+/// assert_eq!(Event::Phase(Phase::Draining).to_string(), "phase: draining");
 /// let handle = lameduck::Builder::new()
 ///     .on_event(observe)
 ///     .bind("127.0.0.1:0")?
