@@ -49,7 +49,7 @@ use crate::unix::{LifecycleEvent, RestartError, SupervisorEvent};
 ///
 /// ```
 /// use lameduck::Event;
-/// use lameduck::core::Phase;
+/// use lameduck::Phase;
 /// use lameduck::unix::{LifecycleEvent, SupervisorEvent};
 ///
 /// // One observer for the server, its lifecycle and a supervisor.
@@ -139,7 +139,8 @@ impl Event {
     ///
     /// ```
     /// use lameduck::Event;
-    /// use lameduck::core::{CloseReason, Config, Server};
+    /// use lameduck::core::Server;
+    /// use lameduck::{CloseReason, Config};
     /// # let now = std::time::Instant::now();
     /// # let mut server = Server::new(Config::default(), now);
     /// # let l = server.add_listener().unwrap();
@@ -151,7 +152,7 @@ impl Event {
     ///
     /// ```
     /// use lameduck::Event;
-    /// use lameduck::core::Phase;
+    /// use lameduck::Phase;
     /// assert!(!Event::Phase(Phase::Closed).is_forced_close());
     /// ```
     #[must_use]
@@ -178,7 +179,7 @@ impl Event {
     ///
     /// ```
     /// use lameduck::Event;
-    /// use lameduck::core::Phase;
+    /// use lameduck::Phase;
     /// use lameduck::unix::{LifecycleEvent, RestartError, SupervisorEvent};
     /// assert_eq!(Event::Phase(Phase::Draining).level(), log::Level::Info);
     /// let refused = LifecycleEvent::RestartFailed(RestartError::InProgress);

@@ -121,7 +121,7 @@ impl Handle {
     /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
     ///     .serve_stream(|conn| async move { drop(conn) })?;
     /// handle.close();
-    /// assert_eq!(handle.drained().outcome().unwrap().completion, lameduck::core::Completion::Closed);
+    /// assert_eq!(handle.drained().outcome().unwrap().completion, lameduck::Completion::Closed);
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
@@ -199,7 +199,7 @@ impl Handle {
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
-    /// use lameduck::core::Phase;
+    /// use lameduck::Phase;
     /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
     ///     .serve_stream(|conn| async move { drop(conn) })?;
     /// let snapshot = handle.snapshot();
@@ -218,7 +218,7 @@ impl Handle {
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
-    /// use lameduck::core::Phase;
+    /// use lameduck::Phase;
     /// let handle = lameduck::Builder::new().bind("127.0.0.1:0")?
     ///     .serve_stream(|conn| async move { drop(conn) })?;
     /// assert_eq!(handle.phase(), Phase::Serving);

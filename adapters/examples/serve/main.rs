@@ -86,7 +86,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lameduck::core::Config;
+use lameduck::Config;
 #[cfg(feature = "async-std")]
 use lameduck::runtime::AsyncStd;
 #[cfg(feature = "tokio")]

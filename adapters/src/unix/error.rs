@@ -18,7 +18,7 @@ use super::handoff::READY_FD_VAR;
 ///
 /// ```
 /// use lameduck::unix::RestartError;
-/// use lameduck::core::restart::RestartFailure;
+/// use lameduck::unix::RestartFailure;
 ///
 /// let e = RestartError::Failed {
 ///     failure: RestartFailure::ChildExited { child: 42 },

@@ -21,7 +21,7 @@ use super::{OWNED_FDS_VAR, READY_FD_VAR, SUPERVISOR_FD_VAR};
 ///
 /// ```
 /// use lameduck::unix::InheritError;
-/// use lameduck::core::activation::ActivationError;
+/// use lameduck::unix::ActivationError;
 ///
 /// let error = InheritError::Env(ActivationError::InvalidCount("x".into()));
 /// assert_eq!(error.to_string(), "LISTEN_FDS=\"x\" is not a count");

@@ -382,7 +382,7 @@ impl LifecycleBuilder {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// use lameduck::core::restart::RestartPhase;
+    /// use lameduck::unix::RestartPhase;
     /// handle.shutdown(None);
     /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).notify(false).build();
     /// assert_eq!(lifecycle.restart_phase(), RestartPhase::Stopped);

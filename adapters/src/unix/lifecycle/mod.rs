@@ -183,7 +183,7 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// use lameduck::core::restart::RestartPhase;
+    /// use lameduck::unix::RestartPhase;
     /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// assert_eq!(lifecycle.restart_phase(), RestartPhase::Running);
     /// # Ok(()) }
@@ -199,7 +199,8 @@ impl Lifecycle {
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
-    /// use lameduck::core::{Phase, restart::RestartPhase};
+    /// use lameduck::Phase;
+    /// use lameduck::unix::RestartPhase;
     /// let lifecycle = lameduck::unix::Lifecycle::builder(handle).build();
     /// let snapshot = lifecycle.snapshot();
     /// assert_eq!(snapshot.server.phase, Phase::Serving);
