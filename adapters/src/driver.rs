@@ -39,7 +39,9 @@ use lameduck_core::{
 
 use crate::conn::{AnyIo, GentleCloses};
 use crate::control::{CLOSE, Control, FINISH};
-use crate::event::{Event as LifecycleEvent, Sink};
+// The server's events (the variants of `crate::event::Event` a driver emits;
+// `Event` alone is `event_listener`'s wake-up here).
+use crate::event::{Event as ServerEvent, Sink};
 use crate::hooks::Hooks;
 use crate::listener::ListenerFd;
 use crate::sync::wait_until;
@@ -238,7 +240,7 @@ pub(crate) fn hand_off_all(
 struct AfterLock {
     /// The phases entered, for the phase watches.
     phases: Vec<Phase>,
-    events: Vec<LifecycleEvent>,
+    events: Vec<ServerEvent>,
     /// Completed last, so the observer has seen every event (`Done`
     /// included) before anyone waiting on the done signal wakes.
     done: Option<(DoneSender, lameduck_core::Outcome)>,
@@ -321,7 +323,7 @@ impl Driver {
             match action {
                 Action::PhaseChanged(phase) => {
                     after.phases.push(phase);
-                    self.push_event(after, LifecycleEvent::Phase(phase));
+                    self.push_event(after, ServerEvent::Phase(phase));
                 }
                 Action::CloseListener(listener) => {
                     if let Some(entry) = state.listeners.remove(&listener) {
@@ -350,7 +352,7 @@ impl Driver {
                         let counted = !forced && self.gentle_closes.expect();
                         control.close(forced, counted);
                     }
-                    self.push_event(after, LifecycleEvent::ConnClosed { conn, reason });
+                    self.push_event(after, ServerEvent::ConnClosed { conn, reason });
                 }
                 Action::FinishAndClose(conn) => {
                     if let Some(control) = state.conns.get(&conn) {
@@ -369,15 +371,15 @@ impl Driver {
                 }
                 Action::CutOffHooks(stage) => {
                     self.hooks.cut_off(stage);
-                    self.push_event(after, LifecycleEvent::HooksCutOff(stage));
+                    self.push_event(after, ServerEvent::HooksCutOff(stage));
                 }
                 Action::PauseAccepting => {
                     self.accept_gate.set_paused(true);
-                    self.push_event(after, LifecycleEvent::AcceptPaused);
+                    self.push_event(after, ServerEvent::AcceptPaused);
                 }
                 Action::ResumeAccepting => {
                     self.accept_gate.set_paused(false);
-                    self.push_event(after, LifecycleEvent::AcceptResumed);
+                    self.push_event(after, ServerEvent::AcceptResumed);
                 }
                 Action::Done(outcome) => {
                     // Forced: gentle closes stop too (see `finished`).
@@ -385,7 +387,7 @@ impl Driver {
                         self.gentle_closes.cut();
                     }
                     after.done = state.done.take().map(|done| (done, outcome));
-                    self.push_event(after, LifecycleEvent::Done(outcome));
+                    self.push_event(after, ServerEvent::Done(outcome));
                 }
             }
         }
@@ -406,13 +408,13 @@ impl Driver {
     /// Logs the event (the `log` facade, target `lameduck`) and tells the
     /// observer, if any — through the server's group if it runs on several
     /// threads (never under the lock).
-    pub(crate) fn observe(&self, event: &LifecycleEvent) {
+    pub(crate) fn observe(&self, event: &ServerEvent) {
         self.events.observe(event);
     }
 
     /// Keeps `event` for [`observe`](Self::observe) once the lock is
     /// released — only if someone will see it.
-    fn push_event(&self, after: &mut AfterLock, event: LifecycleEvent) {
+    fn push_event(&self, after: &mut AfterLock, event: ServerEvent) {
         if self.events.wants(event.level()) {
             after.events.push(event);
         }
