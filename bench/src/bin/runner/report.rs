@@ -563,14 +563,7 @@ fn h2_section(out: &mut String, h: &h2::Result) {
             .collect::<Vec<_>>()
             .join(", ");
         let failed: u64 = runs.iter().map(|r| r.failed).sum();
-        let (count, memset) = match h.instructions_of(setup) {
-            Some(Ok(i)) => (
-                thousands(i.per_request as u64),
-                thousands(i.memset_per_request as u64),
-            ),
-            Some(Err(e)) => (format!("failed: {}", one_line(e)), String::new()),
-            None => ("not measured".into(), String::new()),
-        };
+        let (count, memset) = count_cells(h.instructions_of(setup));
         let _ = writeln!(
             out,
             "| {} | {per_run} | {failed} | {count} | {memset} |",
@@ -696,14 +689,7 @@ fn tls_section(out: &mut String, t: &tls::Result) {
             .collect::<Vec<_>>()
             .join(", ");
         let completed: u64 = runs.iter().map(|r| r.completed).sum();
-        let (count, memset) = match t.instructions_of(setup) {
-            Some(Ok(i)) => (
-                thousands(i.per_request as u64),
-                thousands(i.memset_per_request as u64),
-            ),
-            Some(Err(e)) => (format!("failed: {}", one_line(e)), String::new()),
-            None => ("not measured".into(), String::new()),
-        };
+        let (count, memset) = count_cells(t.instructions_of(setup));
         let _ = writeln!(
             out,
             "| {} | {per_run} | {} | {count} | {memset} |",
@@ -1317,6 +1303,18 @@ pub(crate) fn render_fleet(r: &Results) -> String {
         );
     }
     out
+}
+
+/// One server's instruction count and its `memset` share, as table cells.
+fn count_cells(counted: Option<&Result<overhead::Instructions, String>>) -> (String, String) {
+    match counted {
+        Some(Ok(i)) => (
+            thousands(i.per_request as u64),
+            thousands(i.memset_per_request as u64),
+        ),
+        Some(Err(e)) => (format!("failed: {}", one_line(e)), String::new()),
+        None => ("not measured".into(), String::new()),
+    }
 }
 
 /// The two instruction cells of a tracked/untracked pair: the counts per
