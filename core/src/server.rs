@@ -1592,9 +1592,11 @@ impl Server {
     /// Forgets a live connection.
     fn remove(&mut self, conn: ConnId) {
         if self.conns.slot(conn).lent {
-            // Its task must not record anything more (it is not told:
-            // its next input meets `ConnClosed`).
-            self.take_back(conn);
+            // Its task must not record anything more (it is not told: its
+            // next input meets `ConnClosed`). What it recorded no longer
+            // matters; the slot's stage (Idle) is what the counts hold.
+            let _ = self.words.take_back(conn.index);
+            self.lent -= 1;
         }
         let stage = self.conns.slot(conn).stage;
         if let Some(n) = self.counts.of(stage) {
