@@ -304,12 +304,8 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// Every `--runtime` serves the same: the first line, the routes, and a
-/// clean SIGTERM drain with a response in progress completing. `smol`,
-/// `tokio` and `async-std` serve on a thread of their own (`lameduck`);
-/// `smol-local` on the main thread, beside the lifecycle.
-#[test]
-fn every_runtime_serves_and_drains() {
+/// The `--runtime` names the demo was built with.
+fn demo_runtimes() -> Vec<&'static str> {
     let mut runtimes = vec!["smol", "smol-local"];
     if cfg!(feature = "tokio") {
         runtimes.push("tokio");
@@ -320,7 +316,16 @@ fn every_runtime_serves_and_drains() {
     if cfg!(feature = "async-std") {
         runtimes.push("async-std");
     }
-    for runtime in runtimes {
+    runtimes
+}
+
+/// Every `--runtime` serves the same: the first line, the routes, and a
+/// clean SIGTERM drain with a response in progress completing. `smol`,
+/// `tokio` and `async-std` serve on a thread of their own (`lameduck`);
+/// `smol-local` on the main thread, beside the lifecycle.
+#[test]
+fn every_runtime_serves_and_drains() {
+    for runtime in demo_runtimes() {
         let mut demo = Demo::start(&["--runtime", runtime, "--listen", "127.0.0.1:0"]);
         let pid = demo.child.id();
         let addrs = demo.tcp_addrs();
@@ -658,17 +663,7 @@ fn two_threads_drain_as_one_server() {
 /// it for. Prints the time from SIGTERM to each (run with `--nocapture`).
 #[test]
 fn events_end_at_sigterm_and_the_process_exits_long_before_the_grace() {
-    let mut runtimes = vec!["smol", "smol-local"];
-    if cfg!(feature = "tokio") {
-        runtimes.push("tokio");
-    }
-    if cfg!(feature = "compio") {
-        runtimes.push("compio");
-    }
-    if cfg!(feature = "async-std") {
-        runtimes.push("async-std");
-    }
-    for runtime in runtimes {
+    for runtime in demo_runtimes() {
         let mut demo = Demo::start(&[
             "--runtime",
             runtime,
