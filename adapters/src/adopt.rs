@@ -75,8 +75,8 @@ impl Handle {
     /// handle.shutdown(None);
     /// let refused = handle.serve_io(futures_lite::io::Cursor::new(Vec::new())).unwrap_err();
     /// assert_eq!(
-    ///     refused.get_ref().and_then(|e| e.downcast_ref::<lameduck::core::Error>()),
-    ///     Some(&lameduck::core::Error::ServerClosed),
+    ///     refused.get_ref().and_then(|e| e.downcast_ref::<lameduck::Error>()),
+    ///     Some(&lameduck::Error::ServerClosed),
     /// );
     /// # Ok(()) }
     /// ```

@@ -139,7 +139,7 @@ impl Event {
     ///
     /// ```
     /// use lameduck::Event;
-    /// use lameduck::core::Server;
+    /// use lameduck_core::Server;
     /// use lameduck::{CloseReason, Config};
     /// # let now = std::time::Instant::now();
     /// # let mut server = Server::new(Config::default(), now);

@@ -1,6 +1,8 @@
-//! Graceful shutdown for network servers on smol and async-std,
-//! built on the runtime-free state machine of [`lameduck_core`] (re-exported
-//! as [`core`]).
+//! Graceful shutdown and zero-downtime restart for network servers on any
+//! async runtime — smol, smol's local executor, compio (thread-per-core),
+//! tokio, async-std, or one bound in one file — built on the runtime-free
+//! state machines of [`lameduck_core`] (the core's types in this crate's
+//! signatures are re-exported here; a loop of your own uses that crate).
 //!
 //! A [`Builder`] binds listeners (TCP and Unix) and starts one **driver**
 //! per server: it feeds accepts, connection events and timeouts into the
@@ -98,12 +100,12 @@
 
 #![deny(unsafe_code)]
 
-pub use lameduck_core as core;
-// The core's types that appear in this crate's signatures, at its root
-// (the whole core stays reachable as `core`, for a loop of your own).
+// The core's types that appear in this crate's signatures (and `Error`,
+// what a refused `Handle::serve_io` carries), at its root, one path each.
+// A loop of your own depends on `lameduck-core` itself.
 pub use lameduck_core::{
-    Abandoned, CloseReason, Completion, Config, ConnId, Counts, DrainProgress, Drained, HookStage,
-    ListenerId, Outcome, Phase, Snapshot,
+    Abandoned, CloseReason, Completion, Config, ConnId, Counts, DrainProgress, Drained, Error,
+    HookStage, ListenerId, Outcome, Phase, Snapshot,
 };
 
 mod adopt;

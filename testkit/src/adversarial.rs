@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_lite::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use lameduck::core::{Completion, Config, Phase};
+use lameduck::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response};
 use crate::harness::{
@@ -834,9 +834,9 @@ fn run_bounded<T: Binding, O>(
     .unwrap_or_else(|| panic!("{what}: not within {EVENTUALLY:?}"))
 }
 
-fn core_error(e: &std::io::Error) -> Option<lameduck::core::Error> {
+fn core_error(e: &std::io::Error) -> Option<lameduck::Error> {
     e.get_ref()
-        .and_then(|e| e.downcast_ref::<lameduck::core::Error>())
+        .and_then(|e| e.downcast_ref::<lameduck::Error>())
         .copied()
 }
 
@@ -892,7 +892,7 @@ pub fn handed_in_streams_served_like_accepted<T: Binding>() {
         .unwrap_err();
     assert_eq!(
         core_error(&refused),
-        Some(lameduck::core::Error::AtCapacity),
+        Some(lameduck::Error::AtCapacity),
         "{refused}"
     );
     // The pipe's end of stream closes it, freeing the slot.
@@ -913,7 +913,7 @@ pub fn handed_in_streams_served_like_accepted<T: Binding>() {
         .unwrap_err();
     assert_eq!(
         core_error(&draining),
-        Some(lameduck::core::Error::ServerClosed),
+        Some(lameduck::Error::ServerClosed),
         "{draining}"
     );
     assert!(server.wait_done(EVENTUALLY).0.is_graceful());

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::adversarial::Checker;
 use crate::harness::{Binding, EVENTUALLY, TestServer, demo_server, wait_until};
-use lameduck::core::{Completion, Config, Phase};
+use lameduck::{Completion, Config, Phase};
 
 use crate::h2::{
     ACK, END_HEADERS, END_STREAM, Frame, H2Client, MAX_STREAM_ID, REFUSED_STREAM, RawH2, frame,

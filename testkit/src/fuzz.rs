@@ -721,7 +721,7 @@ async fn http_frontend_run(
 ) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     use http_fuzz::{check_frames, check_responses, h2_get, settle, within};
-    use lameduck::core::{Completion, Config};
+    use lameduck::{Completion, Config};
 
     /// Long enough never to fire while an input runs.
     const LONG: Duration = Duration::from_secs(10);
@@ -859,8 +859,8 @@ async fn http_frontend_run(
             assert!(shut_down, "a fresh connection refused while serving: {e}");
             assert_eq!(
                 e.get_ref()
-                    .and_then(|e| e.downcast_ref::<lameduck::core::Error>()),
-                Some(&lameduck::core::Error::ServerClosed)
+                    .and_then(|e| e.downcast_ref::<lameduck::Error>()),
+                Some(&lameduck::Error::ServerClosed)
             );
         }
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use lameduck::core::{Abandoned, Config, HookStage, Outcome};
 use lameduck::runtime::Runtime;
+use lameduck::{Abandoned, Config, HookStage, Outcome};
 use lameduck::{Builder, Event, Handle, ListenAddr};
 
 /// A runtime the scenarios run on.

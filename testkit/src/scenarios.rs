@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use lameduck::core::{Completion, Config, Phase};
+use lameduck::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response};
 use crate::harness::{
@@ -949,19 +949,13 @@ pub fn hooks_run_in_order_and_a_hung_hook_is_cut_off<T: Binding>() {
         },
         Options {
             hooks: vec![
-                (lameduck::core::HookStage::Drain, record("drain 1", false)),
+                (lameduck::HookStage::Drain, record("drain 1", false)),
                 (
-                    lameduck::core::HookStage::ForcedClose,
+                    lameduck::HookStage::ForcedClose,
                     record("forced close", false),
                 ),
-                (
-                    lameduck::core::HookStage::LameDuck,
-                    record("lame duck", false),
-                ),
-                (
-                    lameduck::core::HookStage::Drain,
-                    record("drain 2 (hangs)", true),
-                ),
+                (lameduck::HookStage::LameDuck, record("lame duck", false)),
+                (lameduck::HookStage::Drain, record("drain 2 (hangs)", true)),
             ],
             ..Options::default()
         },

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Response;
-use lameduck::core::{Completion, Config, Phase};
+use lameduck::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response as ClientResponse};
 use crate::harness::{Binding, EVENTUALLY, TestServer, demo_server, http_server, wait_until};

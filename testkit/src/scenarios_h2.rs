@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use lameduck::core::{Completion, Config, Phase};
+use lameduck::{Completion, Config, Phase};
 
 use crate::client::Client;
 use crate::h2::{

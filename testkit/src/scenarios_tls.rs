@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lameduck::core::{Completion, Config, Phase};
 use lameduck::tls::rustls::ClientConfig;
+use lameduck::{Completion, Config, Phase};
 
 use crate::client::{Client, Ending, Response};
 use crate::harness::{Binding, EVENTUALLY, Options, PROMPT, TestServer, configure, wait_until};

@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lameduck::core::restart::{RestartFailure, RestartPhase};
 use lameduck::unix::{Ended, Lifecycle, LifecycleEvent, RestartError, SignalConfig};
+use lameduck::unix::{RestartFailure, RestartPhase};
 use lameduck::{Event, Handle};
 use lameduck_testkit::harness::EVENTUALLY;
 use lameduck_tests::process::wait_exited;

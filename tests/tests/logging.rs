@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lameduck::core::Config;
+use lameduck::Config;
 use lameduck::unix::{Lifecycle, RestartError, SignalConfig};
 use lameduck_testkit::harness::{Binding, EVENTUALLY, SmolRt};
 

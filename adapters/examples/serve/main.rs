@@ -108,7 +108,8 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
   --unix PATH            Unix stream socket to serve (created; removed at exit)
-  --grace SECS           shutdown deadline, lame duck included (default 30)
+  --grace SECS           shutdown timeout: then what remains is closed, lame duck
+                         included (default 30)
   --new-conn-grace SECS  while draining, close connections silent this long (default 5)
   --idle-timeout SECS    close keep-alive connections idle this long (default: never)
   --header-timeout SECS  a request head must arrive within this (default: no limit)
@@ -166,7 +167,8 @@ began are killed). Under systemd prefer direct restarts (MAINPID follows them)."
 struct Args {
     listen: Vec<SocketAddr>,
     unix: Option<PathBuf>,
-    grace: Duration,
+    /// `--grace`: the shutdown timeout (`LifecycleBuilder::shutdown_timeout`).
+    shutdown_timeout: Duration,
     config: Config,
     pid_file: Option<PathBuf>,
     runtime: RuntimeName,
@@ -218,7 +220,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: Vec::new(),
         unix: None,
-        grace: Duration::from_secs(30),
+        shutdown_timeout: Duration::from_secs(30),
         config: Config::default(),
         pid_file: None,
         runtime: RuntimeName::Smol,
@@ -272,7 +274,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 format!("--listen: '{value}' is not an address like 127.0.0.1:8080")
             })?),
             "--unix" => parsed.unix = Some(PathBuf::from(value)),
-            "--grace" => parsed.grace = seconds(&flag, &value)?,
+            "--grace" => parsed.shutdown_timeout = seconds(&flag, &value)?,
             "--new-conn-grace" => parsed.config.new_conn_grace = seconds(&flag, &value)?,
             "--idle-timeout" => {
                 parsed.config.idle_timeout = Some(positive_seconds(
@@ -592,7 +594,7 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
     supervisor = supervisor
         .args(generation_args())
         .ready_timeout(args.ready_timeout)
-        .stop_timeout(args.grace.saturating_add(Duration::from_secs(5)))
+        .stop_timeout(args.shutdown_timeout.saturating_add(Duration::from_secs(5)))
         .on_event(move |event| {
             print_event(event);
             if let Event::Supervisor(SupervisorEvent::Ready { pid, .. }) = event {
@@ -811,7 +813,7 @@ async fn run<R: Runtime>(
 
     let supervised = inherited.is_supervised();
     let mut lifecycle = Lifecycle::builder(handle.clone())
-        .drain_timeout(args.grace)
+        .shutdown_timeout(args.shutdown_timeout)
         .ready_timeout(args.ready_timeout)
         .inherited(inherited)
         .on_event(print_event);

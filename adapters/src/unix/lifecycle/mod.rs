@@ -113,7 +113,7 @@ struct Shared {
 ///     .serve_stream(|conn| async move { drop(conn) })?;
 /// let lifecycle = Lifecycle::builder(handle)
 ///     .signals(SignalConfig::none()) // methods only, in this example
-///     .drain_timeout(Duration::from_secs(5))
+///     .shutdown_timeout(Duration::from_secs(5))
 ///     .notify(false)
 ///     .build();
 /// let stopper = lifecycle.clone();
@@ -233,12 +233,12 @@ impl Lifecycle {
         });
     }
 
-    pub(super) fn drain_deadline(&self) -> Option<Duration> {
-        self.settings().drain_timeout
+    pub(super) fn shutdown_timeout(&self) -> Option<Duration> {
+        self.settings().shutdown_timeout
     }
 
     /// Drains for exit (as `SIGTERM` does): the server shuts down with the
-    /// [drain deadline](LifecycleBuilder::drain_timeout); as for any stop of the
+    /// [shutdown timeout](LifecycleBuilder::shutdown_timeout); as for any stop of the
     /// server's (a [`Handle::shutdown`] too), systemd hears `STOPPING=1`
     /// and no restart starts from now on (one in flight is rolled back).
     /// Harmless to repeat.
@@ -252,7 +252,7 @@ impl Lifecycle {
     /// # Ok(()) }
     /// ```
     pub fn shutdown(&self) {
-        match self.drain_deadline() {
+        match self.shutdown_timeout() {
             Some(timeout) => self.shared.handle.shutdown_within(timeout),
             None => self.shared.handle.shutdown(None),
         }

@@ -309,7 +309,7 @@ impl Lifecycle {
         let Some(action) = config.action(signal) else {
             return;
         };
-        let deadline = self.drain_deadline();
+        let deadline = self.shutdown_timeout();
         match action {
             SignalAction::Drain
                 if self.shared.drain_asked.load(Ordering::Acquire)
