@@ -218,7 +218,7 @@ fn launch<R: Runtime>(
 /// (or one of the `serve_*` shortcuts) starts it.
 ///
 /// ```
-/// use lameduck::{Builder, core::Config};
+/// use lameduck::{Builder, Config};
 /// use std::time::Duration;
 ///
 /// # fn main() -> std::io::Result<()> {
@@ -366,7 +366,7 @@ impl<R: Runtime> Builder<R> {
     /// `shutdown_hooks` is set for you when hooks are registered.
     ///
     /// ```
-    /// use lameduck::{Builder, core::Config};
+    /// use lameduck::{Builder, Config};
     /// let builder = Builder::new().config(Config { keep_alives: false, ..Config::default() });
     /// # let _ = builder;
     /// ```
