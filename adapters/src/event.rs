@@ -36,7 +36,8 @@ use crate::unix::{LifecycleEvent, RestartError, SupervisorEvent};
 /// [`Lifecycle`](crate::unix::Lifecycle)'s ([`Event::Lifecycle`]: signals,
 /// readiness, restarts) or in a [`Supervisor`](crate::unix::Supervisor)'s
 /// ([`Event::Supervisor`]: generations started, handed off, exited,
-/// killed). `Display` gives one line, fit for a log.
+/// killed). `Display` gives one line, fit for a log (a supervisor's
+/// begins with `supervisor: `).
 ///
 /// Every event goes one way: logged through the `log` facade (target
 /// `lameduck`, at [`level`](Event::level), its `Display` the line), then
@@ -294,7 +295,9 @@ impl fmt::Display for Event {
             #[cfg(unix)]
             Event::Lifecycle(event) => fmt::Display::fmt(event, f),
             #[cfg(unix)]
-            Event::Supervisor(event) => fmt::Display::fmt(event, f),
+            // A supervisor's lines say so: its `Problem`s and a lifecycle's
+            // read alike otherwise, in one log.
+            Event::Supervisor(event) => write!(f, "supervisor: {event}"),
             Event::Done(outcome) => {
                 let how = match outcome.completion {
                     Completion::Drained => "drained",
@@ -555,7 +558,16 @@ mod tests {
         ];
         assert_eq!(want[0].1, "phase: closed");
         assert_eq!(want[1].1, "restart refused: the server is stopping");
-        assert_eq!(want[2].1, "stop deadline passed: killed generation pid 42");
+        assert_eq!(
+            want[2].1,
+            "supervisor: stop deadline passed: killed generation pid 42"
+        );
+        // A supervisor's problem and a lifecycle's are told apart in the log.
+        let problem = || "the pid file cannot be written".to_string();
+        assert_ne!(
+            Event::Supervisor(SupervisorEvent::Problem(problem())).to_string(),
+            Event::Lifecycle(LifecycleEvent::Problem(problem())).to_string()
+        );
         let seen = seen.lock().unwrap().clone();
         // Other tests log through the same logger: only these are
         // certainly this test's.

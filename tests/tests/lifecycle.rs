@@ -6,7 +6,10 @@
 //!
 //! In-process: the successor is a shell that never reports ready, so
 //! only the stop can end the restart before its (long) readiness deadline.
+//! And systemd hears `STOPPING=1` whoever began the drain: a process test,
+//! this binary running its own child half under a fake `NOTIFY_SOCKET`.
 
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use lameduck::unix::{Ended, Lifecycle, LifecycleEvent, RestartError, SignalConfi
 use lameduck::unix::{RestartFailure, RestartPhase};
 use lameduck::{Event, Handle};
 use lameduck_testkit::harness::EVENTUALLY;
-use lameduck_tests::process::wait_exited;
+use lameduck_tests::load::scratch_dir;
+use lameduck_tests::process::{NotifySocket, wait_exited};
 
 /// Who begins the drain.
 #[derive(Clone, Copy, Debug)]
@@ -176,4 +180,88 @@ fn a_lifecycle_of_a_stopping_server_refuses_restarts() {
     let ended = smol::block_on(lifecycle.run()).unwrap();
     assert_eq!(ended.successor, None);
     assert!(ended.outcome.is_graceful());
+}
+
+/// Set in [`stop_child`]'s environment by [`stopping_is_told_to_systemd`]:
+/// who begins its drain (`handle` or `lifecycle`).
+const STOP_BY_VAR: &str = "LAMEDUCK_TEST_STOP_BY";
+
+/// The child half of [`stopping_is_told_to_systemd`] (ignored in a plain
+/// run: without its parent's `NOTIFY_SOCKET` it would test nothing). A
+/// server and its lifecycle (systemd notifications on, the default) report
+/// ready, then the drain begins as the parent asked; the child exits 0
+/// once the lifecycle ended drained.
+#[test]
+#[ignore = "the child half of stopping_is_told_to_systemd, run by it"]
+fn stop_child() {
+    let stop = match std::env::var(STOP_BY_VAR).as_deref() {
+        Ok("handle") => Stop::Handle,
+        Ok("lifecycle") => Stop::Lifecycle,
+        // Not run by its parent (`--include-ignored`): nothing to test.
+        Err(std::env::VarError::NotPresent) => return,
+        other => panic!("{STOP_BY_VAR} is {other:?}"),
+    };
+    assert!(std::env::var_os("NOTIFY_SOCKET").is_some());
+    let handle = server(1);
+    let lifecycle = Lifecycle::builder(handle.clone())
+        .signals(SignalConfig::none())
+        .build();
+    smol::block_on(lifecycle.ready());
+    let run = run_in_thread(&lifecycle);
+    match stop {
+        Stop::Handle => handle.shutdown_within(EVENTUALLY),
+        Stop::Lifecycle => lifecycle.shutdown(),
+    }
+    let ended = run.join().unwrap().unwrap();
+    assert!(ended.outcome.is_graceful(), "{:?}", ended.outcome);
+}
+
+/// Runs [`stop_child`] with `stop` under a fake `NOTIFY_SOCKET`: the
+/// child says `READY=1`, then `STOPPING=1`, and exits 0.
+fn stopping_is_told_to_systemd(stop: Stop) {
+    let by = match stop {
+        Stop::Handle => "handle",
+        Stop::Lifecycle => "lifecycle",
+    };
+    let dir = scratch_dir(&format!("lifecycle-stopping-{by}"));
+    let notify = NotifySocket::bind(&dir);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["stop_child", "--exact", "--ignored", "--test-threads=1"])
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env(STOP_BY_VAR, by)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // `STATUS=` lines (beyond the protocol's steps) are skipped.
+    assert_eq!(
+        notify.next_protocol(),
+        (pid, "READY=1".to_owned()),
+        "{stop:?}"
+    );
+    assert_eq!(
+        notify.next_protocol(),
+        (pid, "STOPPING=1".to_owned()),
+        "{stop:?}"
+    );
+    wait_exited(pid);
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{stop:?}: the child half failed: {status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A drain begun on the `Handle`, past the lifecycle: systemd hears
+/// `STOPPING=1` all the same.
+#[test]
+fn a_drain_through_the_handle_tells_systemd_stopping() {
+    stopping_is_told_to_systemd(Stop::Handle);
+}
+
+/// The reference: the same, through the lifecycle.
+#[test]
+fn a_drain_through_the_lifecycle_tells_systemd_stopping() {
+    stopping_is_told_to_systemd(Stop::Lifecycle);
 }

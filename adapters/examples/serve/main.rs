@@ -412,7 +412,6 @@ fn print_event(event: &Event) {
                 | lameduck::CloseReason::IdleTimeout,
             ..
         } => {}
-        Event::Supervisor(_) => say(format_args!("supervisor: {event}")),
         _ => say(format_args!("{event}")),
     }
 }

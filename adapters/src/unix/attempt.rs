@@ -48,7 +48,7 @@ pub(crate) fn program(executable: &io::Result<PathBuf>) -> io::Result<PathBuf> {
 pub(crate) trait Carrier: Sync {
     /// Completes once `Instant::now() >= at`.
     fn sleep_until(&self, at: Instant) -> impl Future<Output = ()> + Send;
-    /// The new process `child` reported ready: "stop, or hand off?",
+    /// The new process reported ready: "stop, or hand off?",
     /// decided once. Under the lock that a stop takes too, the carrier
     /// calls `restart_takes(serving)` — `serving`: no stop for exit began
     /// — which feeds the restart machine and says whether it hands off;
@@ -56,7 +56,7 @@ pub(crate) trait Carrier: Sync {
     /// that comes later reaches the restart machine as a phase, after that
     /// lock (see [`Attempts::server_phase`]), so it finds the hand-off
     /// recorded. Returns whether it handed off.
-    fn decide_hand_off(&self, child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool;
+    fn decide_hand_off(&self, restart_takes: impl FnOnce(bool) -> bool) -> bool;
     /// `child` took over ([`decide_hand_off`](Self::decide_hand_off) said
     /// yes): announce it.
     fn handed_off(&self, child: u32) -> impl Future<Output = ()> + Send;
@@ -407,7 +407,7 @@ impl Attempts {
                 // "Stop, or hand off?": decided under the carrier's lock,
                 // by the server's state and this machine together.
                 let mut actions = Vec::new();
-                carrier.decide_hand_off(pid, |serving| {
+                carrier.decide_hand_off(|serving| {
                     let mut machine = lock(&self.machine);
                     let now = Instant::now();
                     if serving {

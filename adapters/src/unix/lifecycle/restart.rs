@@ -254,7 +254,7 @@ impl Carrier for Lifecycle {
         }
     }
 
-    fn decide_hand_off(&self, _child: u32, restart_takes: impl FnOnce(bool) -> bool) -> bool {
+    fn decide_hand_off(&self, restart_takes: impl FnOnce(bool) -> bool) -> bool {
         self.hand_off(restart_takes)
     }
 
