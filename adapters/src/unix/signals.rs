@@ -26,6 +26,13 @@ pub enum SignalAction {
 /// drain (a second one closes at once), `SIGHUP` restarts, `SIGUSR2`
 /// closes at once.
 ///
+/// A drain signal is a *second one* when the server stops already,
+/// however that began: a signal, [`Lifecycle::shutdown`](super::Lifecycle::shutdown)
+/// or the [`Handle`](crate::Handle). After a hand-off the old process
+/// drains without a stop of its own (and systemd's stop signals every
+/// process of the unit): there its first drain signal drains, with the
+/// shutdown timeout, and a second closes.
+///
 /// ```
 /// use lameduck::unix::{Signal, SignalAction, SignalConfig};
 ///

@@ -31,7 +31,7 @@ pub use event::{Ended, LifecycleEvent, LifecycleSnapshot};
 
 use std::fmt;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,12 +72,12 @@ struct Shared {
     /// Readiness was reported.
     reported_ready: AtomicBool,
     observer: Option<Observer>,
-    /// A drain or close was asked of this lifecycle (its methods, its
-    /// signals): a drain signal after it is a repeat — after a hand-off
+    /// A drain signal came: the next one is a repeat — after a hand-off
     /// too, where the server's phases do not show a stop. (Whether the
-    /// server is stopping is the restart machine's to know: every phase
-    /// the server enters is its input.)
-    drain_asked: AtomicBool,
+    /// server is stopping otherwise, however the stop began, is the
+    /// restart machine's to know: every phase the server enters is its
+    /// input.)
+    drain_signalled: AtomicBool,
     /// The control socket, until `run` serves it.
     control: Mutex<Option<ControlSocket>>,
     /// The control socket being served: passed to a successor.
@@ -256,7 +256,6 @@ impl Lifecycle {
             Some(timeout) => self.shared.handle.shutdown_within(timeout),
             None => self.shared.handle.shutdown(None),
         }
-        self.shared.drain_asked.store(true, Ordering::Release);
     }
 
     /// Closes everything now (as a second `SIGTERM`, or `SIGUSR2`):
@@ -272,6 +271,5 @@ impl Lifecycle {
     /// ```
     pub fn close(&self) {
         self.shared.handle.close();
-        self.shared.drain_asked.store(true, Ordering::Release);
     }
 }

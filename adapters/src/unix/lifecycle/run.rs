@@ -311,8 +311,13 @@ impl Lifecycle {
         };
         let deadline = self.shutdown_timeout();
         match action {
+            // A repeat: the server stops already (however that began: a
+            // signal, `shutdown`, the `Handle`), or, after a hand-off —
+            // where the old process drains without a stop of its own
+            // (systemd's stop signals every process of the unit) — a drain
+            // signal came before.
             SignalAction::Drain
-                if self.shared.drain_asked.load(Ordering::Acquire)
+                if self.shared.drain_signalled.swap(true, Ordering::AcqRel)
                     || self.restart_phase() == RestartPhase::Stopped =>
             {
                 let action = if config.closes_on_repeat() {
