@@ -44,7 +44,7 @@ use crate::control::{CLOSE, Control, FINISH};
 use crate::event::{Event as ServerEvent, Sink};
 use crate::hooks::Hooks;
 use crate::listener::ListenerFd;
-use crate::sync::wait_until;
+use crate::sync::{Stop, wait_until};
 
 /// One server's driver, shared by its tasks and handles.
 pub(crate) struct Driver {
@@ -122,50 +122,6 @@ pub(crate) struct ListenerEntry {
     pub(crate) stop: Arc<Stop>,
     /// Its name for a hand-off (`LISTEN_FDNAMES`).
     pub(crate) name: Arc<str>,
-}
-
-/// Tells an accept loop to stop; the loop says when it started accepting
-/// and when it ended (for a hand-off, which waits for both).
-#[derive(Debug, Default)]
-pub(crate) struct Stop {
-    stopped: AtomicBool,
-    event: Event,
-    armed: AtomicBool,
-    exited: AtomicBool,
-    /// Notified when `armed` or `exited` is set.
-    loop_event: Event,
-}
-
-impl Stop {
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.event.notify(usize::MAX);
-    }
-
-    /// Resolves once stopped.
-    pub(crate) async fn wait(&self) {
-        wait_until(&self.event, || self.stopped.load(Ordering::Acquire)).await;
-    }
-
-    /// The accept loop is running (it accepts from now on).
-    pub(crate) fn armed(&self) {
-        self.armed.store(true, Ordering::Release);
-        self.loop_event.notify(usize::MAX);
-    }
-
-    /// The accept loop ended (or will never run): it accepts no more.
-    pub(crate) fn exited(&self) {
-        self.exited.store(true, Ordering::Release);
-        self.loop_event.notify(usize::MAX);
-    }
-
-    async fn wait_armed(&self) {
-        wait_until(&self.loop_event, || self.armed.load(Ordering::Acquire)).await;
-    }
 }
 
 /// Holds accept loops while the core has paused accepting (at

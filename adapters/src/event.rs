@@ -17,7 +17,7 @@
 //! use lameduck::Event;
 //! use lameduck::unix::SupervisorEvent;
 //! let event = Event::Supervisor(SupervisorEvent::Killed { pid: 42 });
-//! assert_eq!(event.to_string(), "stop deadline passed: killed generation pid 42");
+//! assert_eq!(event.to_string(), "supervisor: stop deadline passed: killed generation pid 42");
 //! assert_eq!(event.level(), log::Level::Warn);
 //! ```
 
@@ -125,8 +125,9 @@ pub enum Event {
     /// ```
     /// use lameduck::Event;
     /// use lameduck::unix::SupervisorEvent;
-    /// let event = Event::Supervisor(SupervisorEvent::Killed { pid: 42 });
-    /// assert_eq!(event.to_string(), "stop deadline passed: killed generation pid 42");
+    /// // Its lines say whose they are.
+    /// let event = Event::Supervisor(SupervisorEvent::Problem("no pid file".into()));
+    /// assert_eq!(event.to_string(), "supervisor: no pid file");
     /// assert_eq!(event.level(), log::Level::Warn);
     /// ```
     #[cfg(unix)]

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use futures_lite::FutureExt;
 use lameduck_core::HookStage;
 
-use crate::driver::Stop;
-use crate::runtime::Runtime;
-use crate::worker::Worker;
+use crate::sync::Stop;
 
 type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) type Hook = Arc<dyn Fn() -> HookFuture + Send + Sync>;
@@ -64,36 +62,27 @@ impl Hooks {
         self.cut_off[stage_index(stage)].stop();
     }
 
-    /// Runs the hooks of `stage` in a task, then reports them finished —
-    /// unless the server completes first, which drops (cuts off) them.
-    pub(crate) fn spawn_stage<R: Runtime>(&self, worker: &Arc<Worker<R>>, stage: HookStage) {
+    /// The hooks of `stage`, in registration order: resolves to `true`
+    /// once all finished, `false` if the core cut the stage off first
+    /// ([`cut_off`](Self::cut_off)).
+    pub(crate) fn run_stage(&self, stage: HookStage) -> impl Future<Output = bool> + 'static {
         let hooks = match stage {
             HookStage::LameDuck => self.lame_duck.clone(),
             HookStage::Drain => self.drain.clone(),
             HookStage::ForcedClose => self.forced_close.clone(),
         };
         let cut = self.cut_off[stage_index(stage)].clone();
-        let driver = worker.driver.clone();
-        worker.rt.spawn(async move {
-            let run = async {
-                for hook in &hooks {
-                    // A panicking hook is the application's bug; it counts
-                    // as finished rather than holding the drain.
-                    let _ = AssertUnwindSafe(hook()).catch_unwind().await;
-                }
-                true
-            };
-            let cut_off = async {
-                cut.wait().await;
-                false
+        let run = async move {
+            for hook in &hooks {
+                // A panicking hook is the application's bug; it counts as
+                // finished rather than holding the drain.
+                let _ = AssertUnwindSafe(hook()).catch_unwind().await;
             }
-            .or(async {
-                let _ = driver.drained().wait().await;
-                false
-            });
-            if run.or(cut_off).await {
-                driver.input(|core, now| core.hooks_finished(stage, now));
-            }
-        });
+            true
+        };
+        run.or(async move {
+            cut.wait().await;
+            false
+        })
     }
 }

@@ -108,6 +108,15 @@ pub use lameduck_core::{
     HookStage, ListenerId, Outcome, Phase, Snapshot,
 };
 
+// Inside, from the bottom up: `sync` (locks, waits, stop signals),
+// `control` (a connection's commands), `listener` (listening sockets as the
+// driver sees them), `hooks` (shutdown hooks by stage); `driver` (the core
+// under its lock) and `conn` (an accepted connection's IO, tied to the
+// driver — the one import cycle among them, by nature); `worker` (a server
+// on its runtime), `accept` (accept loops), `tls`, `http`, `stream`
+// (serving); `server`, `handle`, `adopt` (the public face); `event` (the
+// one `Event`, which nests `unix`'s); `unix` (signals, restarts, systemd).
+mod accept;
 mod adopt;
 mod conn;
 mod control;

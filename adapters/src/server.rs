@@ -14,14 +14,17 @@ use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
 use lameduck_core::{Config, ListenerId};
 
-use crate::driver::{Driver, ListenerEntry, Stop};
+use crate::accept::{ListenSocket, accept_loop};
+use crate::driver::{Driver, ListenerEntry};
 use crate::event::{Event, Group, Observer, Sink};
 use crate::handle::Handle;
 use crate::hooks::{Hooks, hook};
 use crate::http::Http;
-use crate::listener::{Accepting, ListenAddr, ListenSocket, ServeConn, accept_loop};
+use crate::listener::{Accepting, ListenAddr};
 use crate::runtime::{Launch, Runtime, ThreadMain};
 use crate::stream::{RawConn, Streams};
+use crate::sync::Stop;
+use crate::worker::ServeConn;
 use crate::worker::Worker;
 
 #[cfg(feature = "smol")]

@@ -32,9 +32,9 @@ use lameduck_core::{ConnEvent, ConnId, Error, Server};
 
 use crate::conn::{Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control};
-use crate::listener::ServeConn;
 use crate::runtime::Runtime;
 use crate::sync::wait_until;
+use crate::worker::ServeConn;
 use crate::worker::Worker;
 
 /// One accepted connection of a raw-stream server

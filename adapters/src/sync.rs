@@ -12,6 +12,7 @@
 //! re-check after registering a listener; whoever changes the state
 //! notifies the event.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use event_listener::Event;
@@ -41,4 +42,49 @@ pub(crate) async fn wait_for<T>(event: &Event, mut check: impl FnMut() -> Option
 /// Resolves once `holds` is true ([`wait_for`] with nothing to return).
 pub(crate) async fn wait_until(event: &Event, mut holds: impl FnMut() -> bool) {
     wait_for(event, || holds().then_some(())).await;
+}
+
+/// Tells a loop to stop (an accept loop, a stage of hooks, an HTTP/2
+/// connection's task); an accept loop also says when it started accepting
+/// and when it ended (for a hand-off, which waits for both).
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    stopped: AtomicBool,
+    event: Event,
+    armed: AtomicBool,
+    exited: AtomicBool,
+    /// Notified when `armed` or `exited` is set.
+    loop_event: Event,
+}
+
+impl Stop {
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    /// Resolves once stopped.
+    pub(crate) async fn wait(&self) {
+        wait_until(&self.event, || self.stopped.load(Ordering::Acquire)).await;
+    }
+
+    /// The accept loop is running (it accepts from now on).
+    pub(crate) fn armed(&self) {
+        self.armed.store(true, Ordering::Release);
+        self.loop_event.notify(usize::MAX);
+    }
+
+    /// The accept loop ended (or will never run): it accepts no more.
+    pub(crate) fn exited(&self) {
+        self.exited.store(true, Ordering::Release);
+        self.loop_event.notify(usize::MAX);
+    }
+
+    pub(crate) async fn wait_armed(&self) {
+        wait_until(&self.loop_event, || self.armed.load(Ordering::Acquire)).await;
+    }
 }

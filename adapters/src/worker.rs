@@ -2,7 +2,8 @@
 //! until the driver's deadline and tells the core the time, and carries out
 //! the driver's [`Order`]s that need the runtime (spawning hooks, serving
 //! handed-in connections); accept loops and connection tasks hold it to
-//! spawn and to reach the driver.
+//! spawn and to reach the driver. How it serves a connection is a
+//! [`ServeConn`] (HTTP, raw streams, TLS in front of either).
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -10,10 +11,18 @@ use std::sync::{Arc, OnceLock};
 
 use futures_lite::FutureExt;
 
+use lameduck_core::ConnId;
+
 use crate::conn::{ConnIo, Linger, Socket, Transport};
+use crate::control::Control;
 use crate::driver::{Driver, Order};
-use crate::listener::ServeConn;
 use crate::runtime::Runtime;
+
+/// How a connection is served once accepted (HTTP/1.1, a raw stream).
+pub(crate) trait ServeConn<R: Runtime>: 'static {
+    /// Serves `io` in a task of its own on `worker`'s runtime.
+    fn serve(&self, worker: &Arc<Worker<R>>, io: Transport<R>);
+}
 
 /// A server's runtime handle beside its driver.
 pub(crate) struct Worker<R: Runtime> {
@@ -48,9 +57,21 @@ impl<R: Runtime> Worker<R> {
         worker
     }
 
-    /// Where connections send their gentle closes.
-    pub(crate) fn lingers(&self) -> async_channel::Sender<Linger<R>> {
-        self.lingers.clone()
+    /// `socket`, registered with the core as `conn`, tied to this
+    /// worker's driver; its gentle close runs here.
+    pub(crate) fn conn_io(
+        &self,
+        conn: ConnId,
+        control: Arc<Control>,
+        socket: Socket<R>,
+    ) -> ConnIo<R> {
+        ConnIo::new(
+            self.driver.clone(),
+            self.lingers.clone(),
+            conn,
+            control,
+            socket,
+        )
     }
 
     /// The server serves with `serve` (once): handed-in connections too.
@@ -61,12 +82,26 @@ impl<R: Runtime> Worker<R> {
 
     fn carry_out(self: &Arc<Self>, order: Order) {
         match order {
-            Order::RunHooks(stage) => self.driver.hooks.spawn_stage(self, stage),
+            // The hooks run in a task, then are reported finished — unless
+            // the server completes first, which drops (cuts off) them.
+            Order::RunHooks(stage) => {
+                let run = self.driver.hooks.run_stage(stage);
+                let driver = self.driver.clone();
+                self.rt.spawn(async move {
+                    let completed = async {
+                        let _ = driver.drained().wait().await;
+                        false
+                    };
+                    if run.or(completed).await {
+                        driver.input(|core, now| core.hooks_finished(stage, now));
+                    }
+                });
+            }
             Order::Spawn(task) => self.rt.spawn(task),
             Order::Adopt { conn, control, io } => match self.serve.get() {
                 Some(serve) => {
                     let socket = Socket::Io(std::sync::Mutex::new(io));
-                    let io = ConnIo::new(self, conn, control, socket);
+                    let io = self.conn_io(conn, control, socket);
                     serve.serve(self, Transport::Plain(io));
                 }
                 // `serving` is set after `serve`: cannot happen. Dropping
@@ -134,7 +169,7 @@ async fn worker_task<R: Runtime>(
             Woke::Timer(true) => driver.input(|core, now| core.handle_timeout(now)),
             Woke::Timer(false) | Woke::Order(None) => {}
             Woke::Order(Some(order)) => worker.carry_out(order),
-            Woke::Linger(linger) => linger.spawn(&worker),
+            Woke::Linger(linger) => linger.spawn(&worker.rt, &driver.gentle_closes),
         }
     }
     // Orders that came with the end (hooks are cut off by now; a handed-in
@@ -156,7 +191,7 @@ async fn worker_task<R: Runtime>(
                 None
             };
             match next.or(ended).await {
-                Some(linger) => linger.spawn(&worker),
+                Some(linger) => linger.spawn(&worker.rt, &driver.gentle_closes),
                 None => return,
             }
         }

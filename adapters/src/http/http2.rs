@@ -55,9 +55,10 @@ use lameduck_core::{ConnEvent, ConnId};
 
 use crate::conn::{LINGER, Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
-use crate::driver::{Driver, Stop};
+use crate::driver::Driver;
 use crate::http::io::{BoxError, Handler, HyperIo};
 use crate::runtime::Runtime;
+use crate::sync::Stop;
 
 /// In `Control::track`: a stream opened with keep-alive off (lame duck,
 /// a drain, keep-alives disabled) — the connection is to go away once its

@@ -234,8 +234,8 @@ pub use http1::{Hijacked, Upgrading, upgrade};
 pub(crate) use io::Handler;
 
 use crate::conn::{ConnIo, Transport};
-use crate::listener::ServeConn;
 use crate::runtime::Runtime;
+use crate::worker::ServeConn;
 use crate::worker::Worker;
 use io::{Protocol, sniff};
 

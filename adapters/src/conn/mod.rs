@@ -1,31 +1,27 @@
 //! An accepted connection's socket, tied to the driver: when it is dropped
 //! the core hears `closed`, and the socket is closed the right way.
 
-use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use event_listener::Event;
-use futures_lite::FutureExt;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use lameduck_core::ConnId;
 
-use crate::control::{ABORT, CLOSE, CLOSE_COUNTED, Control, NOTIFIED};
+use crate::control::{ABORT, CLOSE_COUNTED, Control};
 use crate::driver::Driver;
 use crate::runtime::Runtime;
-use crate::sync::wait_until;
-use crate::worker::Worker;
 
-/// How long a gentle close waits for the peer's end of stream after
-/// shutting down our write half, reading and discarding what arrives (Go's
-/// `closeWriteAndWait`, whose delay is 500 ms). Closing a socket that still
-/// has unread input sends a reset, which can destroy a response the peer has
-/// not read yet; waiting a little for its FIN avoids that.
-pub(crate) const LINGER: Duration = Duration::from_millis(500);
+mod linger;
+mod notice;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub(crate) use linger::{GentleClose, GentleCloses, LINGER, Linger};
+pub use notice::Notice;
+#[cfg(feature = "tls")]
+pub(crate) use tls::handshake;
 
 /// An accepted socket: TCP or Unix, or a stream accepted elsewhere and
 /// handed in ([`Handle::serve_io`](crate::Handle::serve_io)).
@@ -162,16 +158,19 @@ impl Unread {
 }
 
 impl<R: Runtime> ConnIo<R> {
+    /// `socket`, the core's connection `id`, tied to `driver`; its gentle
+    /// close goes to `lingers`.
     pub(crate) fn new(
-        worker: &Worker<R>,
+        driver: Arc<Driver>,
+        lingers: async_channel::Sender<Linger<R>>,
         id: ConnId,
         control: Arc<Control>,
         socket: Socket<R>,
     ) -> Self {
         ConnIo {
             socket: Some(socket),
-            driver: worker.driver.clone(),
-            lingers: worker.lingers(),
+            driver,
+            lingers,
             id,
             control,
             read_eof: false,
@@ -362,208 +361,6 @@ impl<R: Runtime> Drop for ConnIo<R> {
     }
 }
 
-/// The gentle closes in progress, which the done signal waits for (so a
-/// process exiting after it does not turn their sockets into resets), and
-/// the switch that cuts them short: `close()`, a shutdown deadline, or the
-/// bound on that wait.
-#[derive(Debug, Default)]
-pub(crate) struct GentleCloses {
-    in_progress: AtomicUsize,
-    cut: AtomicBool,
-    /// Notified when one ends, and when they are cut.
-    event: Event,
-}
-
-impl GentleCloses {
-    /// Counts in a gentle close that the connection's task will carry out
-    /// (it takes the count over, see `CLOSE_COUNTED`); `false` once cut.
-    pub(crate) fn expect(&self) -> bool {
-        if self.is_cut() {
-            return false;
-        }
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
-        true
-    }
-
-    /// Counts a gentle close in; `None` once cut (close the socket now).
-    fn begin(self: &Arc<Self>) -> Option<GentleClose> {
-        if self.is_cut() {
-            return None;
-        }
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
-        Some(GentleClose(self.clone()))
-    }
-
-    /// Ends every gentle close in progress at once, and any later one
-    /// before it starts.
-    pub(crate) fn cut(&self) {
-        self.cut.store(true, Ordering::Release);
-        self.event.notify(usize::MAX);
-    }
-
-    pub(crate) fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Acquire)
-    }
-
-    /// Resolves once no gentle close is in progress.
-    pub(crate) async fn ended(&self) {
-        // Every end notifies.
-        wait_until(&self.event, || {
-            self.in_progress.load(Ordering::Acquire) == 0
-        })
-        .await;
-    }
-
-    /// Resolves once the gentle closes are cut.
-    pub(crate) async fn cut_notified(&self) {
-        wait_until(&self.event, || self.is_cut()).await;
-    }
-}
-
-/// One gentle close in progress; its end is counted when dropped.
-pub(crate) struct GentleClose(Arc<GentleCloses>);
-
-/// A socket to close gently, with its place in the count.
-pub(crate) struct Linger<R: Runtime> {
-    socket: Socket<R>,
-    closing: GentleClose,
-    /// Written before the FIN (see [`ConnIo::set_farewell`]).
-    farewell: Vec<u8>,
-}
-
-impl<R: Runtime> Linger<R> {
-    /// Closes the socket gently on `worker`'s runtime (see [`linger`]).
-    pub(crate) fn spawn(self, worker: &Arc<Worker<R>>) {
-        worker.rt.spawn(linger(
-            worker.clone(),
-            self.socket,
-            self.closing,
-            self.farewell,
-        ));
-    }
-}
-
-impl Drop for GentleClose {
-    fn drop(&mut self) {
-        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
-        self.0.event.notify(usize::MAX);
-    }
-}
-
-/// A gentle close: the farewell bytes (a TLS `close_notify`), FIN, then
-/// read and discard until the peer's FIN, at most [`LINGER`] in all, cut
-/// short by [`GentleCloses::cut`].
-async fn linger<R: Runtime>(
-    worker: Arc<Worker<R>>,
-    mut socket: Socket<R>,
-    closing: GentleClose,
-    farewell: Vec<u8>,
-) {
-    let deadline = Instant::now() + LINGER;
-    let drain = async {
-        // A peer that does not read holds this until the bound below; an
-        // error (a reset) leaves it at once.
-        if !farewell.is_empty() {
-            let _ = socket.write_all(&farewell).await;
-            let _ = socket.flush().await;
-        }
-        // An error here (e.g. already shut down by the HTTP layer, or reset)
-        // leaves reading, which ends at once in those cases.
-        let _ = socket.shutdown_write().await;
-        let mut scratch = [0u8; 1024];
-        // Bounded by the timer below (and ends at end of stream or error).
-        loop {
-            match socket.read(&mut scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    let timeout = worker.rt.sleep_until(deadline);
-    let cut = worker.driver.gentle_closes.cut_notified();
-    drain.or(timeout).or(cut).await;
-    // The socket closes before the end is counted.
-    drop(socket);
-    drop(closing);
-}
-
-/// A connection's drain notice: it fires when the drain reaches the
-/// connection — the drain began while it served a request (or was
-/// hijacked), or a request started on it since — or when the server closes
-/// it, and stays fired. A lame-duck delay, or a restart's linger, comes
-/// before the drain: the notice waits for its end.
-///
-/// Every HTTP request served by lameduck carries its connection's notice
-/// in its extensions (`req.extensions().get::<Notice>()`), for a handler
-/// whose response lives long (server-sent events, a long poll: see
-/// [`EndAtDrain`](crate::http::EndAtDrain)); a [hijacked](crate::http::Hijacked)
-/// connection and a [raw stream](crate::RawConn) hand it out too.
-///
-/// ```
-/// # #[cfg(feature = "smol")]
-/// # fn handler(conn: lameduck::RawConn<lameduck::runtime::SmolLocal>) {
-/// let notice = conn.notice();
-/// if !notice.is_notified() {
-///     // ... serve; elsewhere: `notice.notified().await` ...
-/// }
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Notice {
-    pub(crate) control: Arc<Control>,
-}
-
-impl Notice {
-    /// Whether the drain has reached this connection (or the server closed
-    /// it). Never blocks.
-    #[must_use]
-    pub fn is_notified(&self) -> bool {
-        self.control.cmd() & (NOTIFIED | CLOSE) != 0
-    }
-
-    /// Resolves once the drain reaches this connection (at once if it has).
-    pub async fn notified(&self) {
-        let mut wait = None;
-        std::future::poll_fn(|cx| self.poll_notified(&mut wait, cx)).await;
-    }
-
-    /// [`notified`](Self::notified) as a poll: `wait` keeps the listener
-    /// between polls (start with `None`).
-    pub(crate) fn poll_notified(
-        &self,
-        wait: &mut Option<event_listener::EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        // A listener is registered before the check that may return
-        // `Pending`, and the flag never clears: no notice is missed. The
-        // event is notified only when the flag is set, so a woken listener
-        // finds it set at the next pass.
-        loop {
-            if self.is_notified() {
-                *wait = None;
-                return Poll::Ready(());
-            }
-            match wait {
-                None => *wait = Some(self.control.notice.listen()),
-                Some(listener) => {
-                    if listener.poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *wait = None;
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Notice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Notice")
-            .field("notified", &self.is_notified())
-            .finish()
-    }
-}
-
 /// A connection's bytes as its protocol sees them: the socket itself, or
 /// TLS over it ([`crate::tls`]). Either way the [`ConnIo`] underneath
 /// links it to the driver and closes it the right way.
@@ -571,7 +368,7 @@ pub(crate) enum Transport<R: Runtime> {
     Plain(ConnIo<R>),
     /// Boxed: a TLS session is large, a plain connection small.
     #[cfg(feature = "tls")]
-    Tls(Box<crate::tls::TlsIo<R>>),
+    Tls(Box<tls::TlsIo<R>>),
 }
 
 impl<R: Runtime> Transport<R> {
