@@ -52,7 +52,7 @@ pub fn router<R: Runtime>(rt: &R, handle: Handle) -> impl Fn(Request<Incoming>) 
         let reply = if req.method() == Method::GET && req.uri().path() == "/hits" {
             ready(text(StatusCode::OK, hits.to_string()))
         } else {
-            route(rt.clone(), handle.clone(), req)
+            route(&rt, &handle, req)
         };
         Box::pin(async move {
             let mut response = reply.await?;
@@ -86,7 +86,7 @@ fn query_u64(req: &Request<Incoming>, key: &str, max: u64) -> Result<u64, String
     }
 }
 
-fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply {
+fn route<R: Runtime>(rt: &R, handle: &Handle, mut req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/") => ready(text(StatusCode::OK, "hello")),
@@ -130,7 +130,7 @@ fn route<R: Runtime>(rt: R, handle: Handle, mut req: Request<Incoming>) -> Reply
                 )),
             }
         }),
-        (Method::GET, "/upgrade") => ready(upgrade(rt, &mut req)),
+        (Method::GET, "/upgrade") => ready(upgrade(rt.clone(), &mut req)),
         (
             _,
             "/" | "/pid" | "/healthz" | "/hits" | "/sleep" | "/stream" | "/events" | "/echo"
