@@ -108,7 +108,7 @@ usage: serve [--listen ADDR]... [--unix PATH] [--grace SECS] [--new-conn-grace S
   --listen ADDR          TCP address to serve (repeatable; default 127.0.0.1:8080
                          unless --unix is given; port 0 picks a free port)
   --unix PATH            Unix stream socket to serve (created; removed at exit)
-  --grace SECS           shutdown timeout: then what remains is closed, lame duck
+  --grace SECS           shut down within this: then what remains is closed, lame duck
                          included (default 30)
   --new-conn-grace SECS  while draining, close connections silent this long (default 5)
   --idle-timeout SECS    close keep-alive connections idle this long (default: never)
@@ -167,8 +167,8 @@ began are killed). Under systemd prefer direct restarts (MAINPID follows them)."
 struct Args {
     listen: Vec<SocketAddr>,
     unix: Option<PathBuf>,
-    /// `--grace`: the shutdown timeout (`LifecycleBuilder::shutdown_timeout`).
-    shutdown_timeout: Duration,
+    /// `--grace` (`LifecycleBuilder::shutdown_within`).
+    shutdown_within: Duration,
     config: Config,
     pid_file: Option<PathBuf>,
     runtime: RuntimeName,
@@ -220,7 +220,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: Vec::new(),
         unix: None,
-        shutdown_timeout: Duration::from_secs(30),
+        shutdown_within: Duration::from_secs(30),
         config: Config::default(),
         pid_file: None,
         runtime: RuntimeName::Smol,
@@ -274,7 +274,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 format!("--listen: '{value}' is not an address like 127.0.0.1:8080")
             })?),
             "--unix" => parsed.unix = Some(PathBuf::from(value)),
-            "--grace" => parsed.shutdown_timeout = seconds(&flag, &value)?,
+            "--grace" => parsed.shutdown_within = seconds(&flag, &value)?,
             "--new-conn-grace" => parsed.config.new_conn_grace = seconds(&flag, &value)?,
             "--idle-timeout" => {
                 parsed.config.idle_timeout = Some(positive_seconds(
@@ -593,7 +593,7 @@ fn supervise(mut args: Args, mut inherited: Inherited) -> ExitCode {
     supervisor = supervisor
         .args(generation_args())
         .ready_timeout(args.ready_timeout)
-        .stop_timeout(args.shutdown_timeout.saturating_add(Duration::from_secs(5)))
+        .stop_timeout(args.shutdown_within.saturating_add(Duration::from_secs(5)))
         .on_event(move |event| {
             print_event(event);
             if let Event::Supervisor(SupervisorEvent::Ready { pid, .. }) = event {
@@ -812,7 +812,7 @@ async fn run<R: Runtime>(
 
     let supervised = inherited.is_supervised();
     let mut lifecycle = Lifecycle::builder(handle.clone())
-        .shutdown_timeout(args.shutdown_timeout)
+        .shutdown_within(args.shutdown_within)
         .ready_timeout(args.ready_timeout)
         .inherited(inherited)
         .on_event(print_event);

@@ -167,7 +167,7 @@
 //!             .serve_http(hello)?;
 //!         let ended = Lifecycle::builder(handle)
 //!             .inherited(inherited)
-//!             .shutdown_timeout(Duration::from_secs(30))
+//!             .shutdown_within(Duration::from_secs(30))
 //!             .pid_file("/run/hello.pid")
 //!             .on_event(|event| eprintln!("{event}"))
 //!             .build()

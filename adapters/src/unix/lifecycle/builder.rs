@@ -9,7 +9,7 @@
 //! # fn main() -> std::io::Result<()> {
 //! # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
 //! let lifecycle = lameduck::unix::Lifecycle::builder(handle)
-//!     .shutdown_timeout(std::time::Duration::from_secs(30))
+//!     .shutdown_within(std::time::Duration::from_secs(30))
 //!     .notify(false)
 //!     .build();
 //! # let _ = lifecycle; Ok(()) }
@@ -45,7 +45,7 @@ pub(super) struct Settings {
     pub(super) signals: SignalConfig,
     pub(super) executable: io::Result<PathBuf>,
     pub(super) args: Vec<OsString>,
-    pub(super) shutdown_timeout: Option<Duration>,
+    pub(super) shutdown_within: Option<Duration>,
     pub(super) handoff_linger: Duration,
     pub(super) pid_file: Option<PathBuf>,
     pub(super) notify: bool,
@@ -88,7 +88,7 @@ impl fmt::Debug for LifecycleBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LifecycleBuilder")
             .field("handle", &self.handle)
-            .field("shutdown_timeout", &self.settings.shutdown_timeout)
+            .field("shutdown_within", &self.settings.shutdown_within)
             .field("ready_timeout", &self.ready_timeout)
             .field("pid_file", &self.settings.pid_file)
             .field("notify", &self.settings.notify)
@@ -118,7 +118,7 @@ impl Lifecycle {
                 signals: SignalConfig::default(),
                 executable: std::env::current_exe(),
                 args: std::env::args_os().skip(1).collect(),
-                shutdown_timeout: None,
+                shutdown_within: None,
                 handoff_linger: DEFAULT_HANDOFF_LINGER,
                 pid_file: None,
                 notify: true,
@@ -199,19 +199,19 @@ impl LifecycleBuilder {
 
     /// How long drains begun by [`shutdown`](Lifecycle::shutdown), a drain
     /// signal or a hand-off may take: then what remains is closed by force
-    /// (default: no limit). The same timeout as
-    /// [`Handle::shutdown_within`](crate::Handle::shutdown_within)'s, set
+    /// (default: no limit). What
+    /// [`Handle::shutdown_within`](crate::Handle::shutdown_within) takes, set
     /// once for every drain the lifecycle begins (the demo's `--grace`).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {
     /// # let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_stream(|c| async move { drop(c) })?;
     /// let lifecycle = lameduck::unix::Lifecycle::builder(handle)
-    ///     .shutdown_timeout(std::time::Duration::from_secs(30));
+    ///     .shutdown_within(std::time::Duration::from_secs(30));
     /// # let _ = lifecycle; Ok(()) }
     /// ```
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.shutdown_timeout = Some(timeout);
+    pub fn shutdown_within(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_within = Some(timeout);
         self
     }
 
@@ -221,7 +221,7 @@ impl LifecycleBuilder {
     /// successor — instead of finding its connection closed under the
     /// request (an HTTP/1.1 race no server-side close can avoid otherwise).
     /// Then the drain closes those still idle. Zero: close them at once.
-    /// It counts towards the [shutdown timeout](Self::shutdown_timeout).
+    /// It counts towards the [shutdown timeout](Self::shutdown_within).
     ///
     /// ```
     /// # fn main() -> std::io::Result<()> {

@@ -113,7 +113,7 @@ struct Shared {
 ///     .serve_stream(|conn| async move { drop(conn) })?;
 /// let lifecycle = Lifecycle::builder(handle)
 ///     .signals(SignalConfig::none()) // methods only, in this example
-///     .shutdown_timeout(Duration::from_secs(5))
+///     .shutdown_within(Duration::from_secs(5))
 ///     .notify(false)
 ///     .build();
 /// let stopper = lifecycle.clone();
@@ -233,12 +233,12 @@ impl Lifecycle {
         });
     }
 
-    pub(super) fn shutdown_timeout(&self) -> Option<Duration> {
-        self.settings().shutdown_timeout
+    pub(super) fn shutdown_within(&self) -> Option<Duration> {
+        self.settings().shutdown_within
     }
 
     /// Drains for exit (as `SIGTERM` does): the server shuts down with the
-    /// [shutdown timeout](LifecycleBuilder::shutdown_timeout); as for any stop of the
+    /// [shutdown timeout](LifecycleBuilder::shutdown_within); as for any stop of the
     /// server's (a [`Handle::shutdown`] too), systemd hears `STOPPING=1`
     /// and no restart starts from now on (one in flight is rolled back).
     /// Harmless to repeat.
@@ -252,7 +252,7 @@ impl Lifecycle {
     /// # Ok(()) }
     /// ```
     pub fn shutdown(&self) {
-        match self.shutdown_timeout() {
+        match self.shutdown_within() {
             Some(timeout) => self.shared.handle.shutdown_within(timeout),
             None => self.shared.handle.shutdown(None),
         }

@@ -215,7 +215,7 @@ impl Lifecycle {
     pub(super) fn hand_off(&self, restart_takes: impl FnOnce(bool) -> bool) -> bool {
         let (linger, timeout) = {
             let settings = self.settings();
-            (settings.handoff_linger, settings.shutdown_timeout)
+            (settings.handoff_linger, settings.shutdown_within)
         };
         hand_off_all(self.shared.handle.members(), restart_takes, linger, timeout)
     }

@@ -309,7 +309,7 @@ impl Lifecycle {
         let Some(action) = config.action(signal) else {
             return;
         };
-        let deadline = self.shutdown_timeout();
+        let deadline = self.shutdown_within();
         match action {
             // A repeat: the server stops already (however that began: a
             // signal, `shutdown`, the `Handle`), or, after a hand-off —
