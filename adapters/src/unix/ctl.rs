@@ -4,35 +4,8 @@
 //! [`LifecycleBuilder::control`](super::LifecycleBuilder::control); client side:
 //! [`control_restart`], [`control_status`].
 //!
-//! # Protocol
-//!
-//! One request line per connection, one reply line, then the server
-//! closes it:
-//!
-//! ```text
-//! restart  →  ok restarted pid=<new pid> generation=<its generation>
-//!          |  error <why: the failure, a refusal>
-//! status   →  ok status phase=<phase> restart=<restart phase> pid=<pid>
-//!              generation=<n> new=<n> active=<n> idle=<n> hijacked=<n>
-//!              restarts=<attempted>
-//! other    →  error <why>
-//! ```
-//!
-//! A `restart` asked while one is in flight waits for that one and gets
-//! its outcome; one asked while the server stops is refused. A request
-//! must arrive within [`REQUEST_TIMEOUT`] and be at most
-//! [`MAX_REQUEST`] bytes; at most [`MAX_CLIENTS`] connections are served
-//! at once (more are closed unanswered).
-//!
-//! # The socket's life
-//!
-//! It is created with permissions 0600 (owner only; bound in a private
-//! directory, then renamed into place, so it is never reachable with
-//! other permissions). It travels with the listeners to a restart's
-//! successor (named [`CONTROL_NAME`] in `LISTEN_FDNAMES`), which takes
-//! it up with [`ControlSocket::inherit_or_bind`]; after a hand-off only
-//! the successor accepts on it. The last process serving removes its
-//! file.
+//! The protocol and the socket's life are documented once, on
+//! [`ControlSocket`] (this module is private).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
@@ -50,26 +23,14 @@ use super::handoff::inherit::Inherited;
 /// ```
 pub const CONTROL_NAME: &str = "lameduck-control";
 
-/// How long a client has to send its request.
-///
-/// ```
-/// assert_eq!(lameduck::unix::REQUEST_TIMEOUT.as_secs(), 5);
-/// ```
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to send its request (the module docs say so).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest request line, newline included.
-///
-/// ```
-/// assert_eq!(lameduck::unix::MAX_REQUEST, 64);
-/// ```
-pub const MAX_REQUEST: usize = 64;
+pub(crate) const MAX_REQUEST: usize = 64;
 
 /// Most control connections served at once.
-///
-/// ```
-/// assert_eq!(lameduck::unix::MAX_CLIENTS, 64);
-/// ```
-pub const MAX_CLIENTS: usize = 64;
+pub(crate) const MAX_CLIENTS: usize = 64;
 
 /// A control request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,17 +65,34 @@ pub(crate) fn one_line(text: &str) -> String {
 /// The listening control socket, served by
 /// [`LifecycleBuilder::control`](super::LifecycleBuilder::control).
 ///
-/// One request line per connection, one reply line, then it is closed:
-/// `restart` → `ok restarted pid=<new pid> generation=<n>` or `error
-/// <why>` (a restart in flight is joined: its outcome is the answer; a
-/// stop in progress refuses); `status` → `ok status phase=… restart=…
-/// pid=… generation=… new=… active=… idle=… hijacked=… restarts=…`;
-/// anything else → `error <why>`. A request must arrive within
-/// [`REQUEST_TIMEOUT`], at most [`MAX_REQUEST`] bytes; at most
-/// [`MAX_CLIENTS`] connections are served at once. Created with mode 0600
-/// (bound in a private directory, then renamed into place); it travels
-/// with the listeners to each successor ([`CONTROL_NAME`]), and the last
-/// process serving it removes its file.
+/// # Protocol
+///
+/// One request line per connection, one reply line, then the server
+/// closes it:
+///
+/// ```text
+/// restart  →  ok restarted pid=<new pid> generation=<its generation>
+///          |  error <why: the failure, a refusal>
+/// status   →  ok status phase=<phase> restart=<restart phase> pid=<pid>
+///              generation=<n> new=<n> active=<n> idle=<n> hijacked=<n>
+///              restarts=<attempted>
+/// other    →  error <why>
+/// ```
+///
+/// A `restart` asked while one is in flight waits for that one and gets
+/// its outcome; one asked while the server stops is refused. A request
+/// must arrive within 5 s and be at most 64 bytes, newline included; at
+/// most 64 connections are served at once (more are closed unanswered).
+///
+/// # The socket's life
+///
+/// It is created with permissions 0600 (owner only; bound in a private
+/// directory, then renamed into place, so it is never reachable with
+/// other permissions). It travels with the listeners to a restart's
+/// successor (named [`CONTROL_NAME`] in `LISTEN_FDNAMES`), which takes
+/// it up with [`ControlSocket::inherit_or_bind`]; after a hand-off only
+/// the successor accepts on it. The last process serving removes its
+/// file.
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {

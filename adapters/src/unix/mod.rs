@@ -44,7 +44,7 @@
 //!    ([`LifecycleBuilder::restart_state`], [`StateOffer`]) is sent at once with
 //!    its descriptors; the Unix sockets whose files this
 //!    process would remove at its end are named by `LAMEDUCK_OWNED_FDS`
-//!    ([`OWNED_FDS_VAR`](handoff::OWNED_FDS_VAR)): the file goes with the last process serving
+//!    (one of [`handoff::VARS`]): the file goes with the last process serving
 //!    it. Every other descriptor is closed on
 //!    `exec`. Both processes now accept on the same sockets: a connection
 //!    waits in the kernel's backlog until one of them takes it.
@@ -87,7 +87,7 @@
 //! 3, 4, …, a hand-off channel (`LAMEDUCK_READY_FD`; kept open once the
 //! generation is ready: the supervisor asks it for its restart state
 //! there when it starts the next one) and a **link**
-//! (`LAMEDUCK_SUPERVISOR_FD`, [`SUPERVISOR_FD_VAR`](handoff::SUPERVISOR_FD_VAR)): a pipe only the
+//! (`LAMEDUCK_SUPERVISOR_FD`, one of [`handoff::VARS`]): a pipe only the
 //! supervisor writes to. On `SIGHUP` the supervisor starts the next
 //! generation, waits for its `READY=1`, then writes `HANDOFF <pid>` on the
 //! previous one's link: that one stops accepting *without* `shutdown(2)`
@@ -192,8 +192,7 @@ mod supervisor;
 mod tasks;
 
 pub use ctl::{
-    CONTROL_NAME, ControlError, ControlSocket, MAX_CLIENTS, MAX_REQUEST, REQUEST_TIMEOUT,
-    Restarted, control_restart, control_status,
+    CONTROL_NAME, ControlError, ControlSocket, Restarted, control_restart, control_status,
 };
 pub use error::RestartError;
 pub use handoff::error::InheritError;

@@ -87,8 +87,8 @@ impl Inherited {
     /// channel (`LAMEDUCK_READY_FD`), and a supervisor's link
     /// (`LAMEDUCK_SUPERVISOR_FD`, see [`Supervisor`](crate::unix::Supervisor)),
     /// and which inherited Unix sockets' files a restarting predecessor
-    /// hands over (`LAMEDUCK_OWNED_FDS`, see
-    /// [`OWNED_FDS_VAR`]).
+    /// hands over (`LAMEDUCK_OWNED_FDS`; all of them in
+    /// [`VARS`](super::VARS)).
     /// Nothing inherited is not an error, and neither are variables meant
     /// for another process: a `LISTEN_PID` that is not this process's pid
     /// (the variables leaked from a parent, say) means no socket is

@@ -149,7 +149,7 @@ impl<R: Runtime> Builder<R> {
     /// Like [`inherit_or_bind`](Self::inherit_or_bind), for a Unix stream
     /// socket at `path`. A bound socket's file is removed when the server
     /// stops serving it; a restart hands that duty to the successor with
-    /// the socket ([`OWNED_FDS_VAR`](super::OWNED_FDS_VAR)), so the file
+    /// the socket (`LAMEDUCK_OWNED_FDS`), so the file
     /// goes with the last process of the line. An inherited socket whose
     /// file no predecessor handed over (systemd's `.socket` unit owns it,
     /// or a [`Supervisor`](crate::unix::Supervisor)) keeps its file. When

@@ -15,7 +15,7 @@
 //!     .into_iter()
 //!     .filter(|var| std::env::var_os(var).is_some())
 //!     .collect();
-//! assert!(handoff::VARS.contains(&handoff::READY_FD_VAR));
+//! assert!(handoff::VARS.contains(&"LAMEDUCK_READY_FD"));
 //! # let _ = handed;
 //! ```
 
@@ -46,20 +46,12 @@ pub use spawn::spawn_with_listeners;
 /// [`Lifecycle`](super::Lifecycle), [`lameduck_core::handover`]). A
 /// successor also accepts the write end of a pipe there (an earlier
 /// lameduck's predecessor: readiness only).
-///
-/// ```
-/// assert_eq!(lameduck::unix::handoff::READY_FD_VAR, "LAMEDUCK_READY_FD");
-/// ```
-pub const READY_FD_VAR: &str = "LAMEDUCK_READY_FD";
+pub(crate) const READY_FD_VAR: &str = "LAMEDUCK_READY_FD";
 
 /// The variable naming a supervised generation's link to its supervisor:
 /// the read end of a pipe on which the supervisor writes `HANDOFF <pid>`
 /// (see [`Supervisor`](super::Supervisor)).
-///
-/// ```
-/// assert_eq!(lameduck::unix::handoff::SUPERVISOR_FD_VAR, "LAMEDUCK_SUPERVISOR_FD");
-/// ```
-pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
+pub(crate) const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
 
 /// The variable naming the inherited Unix sockets whose files a restart's
 /// successor takes over: their descriptor numbers, `:`-separated (`4`,
@@ -72,14 +64,13 @@ pub const SUPERVISOR_FD_VAR: &str = "LAMEDUCK_SUPERVISOR_FD";
 /// — once it reported ready, so a successor that fails before that leaves
 /// the file to its predecessor. Read and removed with the other hand-off
 /// variables by [`Inherited::from_env`](super::Inherited::from_env).
-///
-/// ```
-/// assert_eq!(lameduck::unix::handoff::OWNED_FDS_VAR, "LAMEDUCK_OWNED_FDS");
-/// ```
-pub const OWNED_FDS_VAR: &str = "LAMEDUCK_OWNED_FDS";
+pub(crate) const OWNED_FDS_VAR: &str = "LAMEDUCK_OWNED_FDS";
 
 /// Every variable of the hand-off: systemd's three (`LISTEN_PID`,
-/// `LISTEN_FDS`, `LISTEN_FDNAMES`) and lameduck's. Never passed on from a
+/// `LISTEN_FDS`, `LISTEN_FDNAMES`) and lameduck's (`LAMEDUCK_READY_FD`:
+/// a successor's hand-off channel; `LAMEDUCK_SUPERVISOR_FD`: a
+/// generation's link to its supervisor; `LAMEDUCK_OWNED_FDS`: the
+/// inherited Unix sockets whose files the successor takes over). Never passed on from a
 /// process's own environment to a child (the child's are set for it), and
 /// removed by [`Inherited::from_env`](super::Inherited::from_env).
 ///
