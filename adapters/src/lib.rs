@@ -40,15 +40,24 @@
 //!     smol::block_on(async {
 //!         let handle = lameduck::Builder::new().bind("127.0.0.1:0")?.serve_http(hello)?;
 //!         println!("listening on {}", handle.local_addrs()[0]);
-//!         // ... wait for SIGTERM here (e.g. with the async-signal crate), then:
-//!         handle.shutdown_within(Duration::from_secs(30)); // in-flight requests finish
-//!         // Done, and no gentle close left that exiting would turn into a reset.
-//!         let outcome = handle.finished().await.expect("the driver ran to its end");
-//!         println!("done: {outcome:?}");
+//!         # handle.shutdown_within(Duration::ZERO); // (here: stop at once)
+//!         // SIGTERM/SIGINT drain (in-flight requests finish; a second signal
+//!         // closes at once), SIGHUP restarts with no connection lost.
+//!         let ended = lameduck::unix::Lifecycle::builder(handle)
+//!             .shutdown_within(Duration::from_secs(30))
+//!             # .notify(false)
+//!             .build()
+//!             .run()
+//!             .await?;
+//!         println!("done: {:?}", ended.outcome);
 //!         Ok(())
 //!     })
 //! }
 //! ```
+//!
+//! Without [`unix`] (signals of your own): [`Handle::shutdown_within`]
+//! when you decide to stop, then [`Handle::finished`] — done, and no
+//! gentle close left that exiting would turn into a reset.
 //!
 //! # Runtimes
 //!
