@@ -13,7 +13,7 @@ use futures_lite::FutureExt;
 
 use lameduck_core::ConnId;
 
-use crate::conn::{ConnIo, Linger, Socket, Transport};
+use crate::conn::{ClosingSocket, ConnIo, Socket, Transport};
 use crate::control::Control;
 use crate::driver::{Driver, Order};
 use crate::runtime::Runtime;
@@ -32,7 +32,7 @@ pub(crate) struct Worker<R: Runtime> {
     serve: OnceLock<Arc<dyn ServeConn<R>>>,
     /// Gentle closes to run (the task holds the receiver while it takes
     /// them).
-    lingers: async_channel::Sender<Linger<R>>,
+    closing: async_channel::Sender<ClosingSocket<R>>,
 }
 
 impl<R: Runtime> fmt::Debug for Worker<R> {
@@ -46,14 +46,14 @@ impl<R: Runtime> fmt::Debug for Worker<R> {
 impl<R: Runtime> Worker<R> {
     /// A worker for `driver` on `rt`, with its task running.
     pub(crate) fn start(rt: R, driver: Arc<Driver>) -> Arc<Worker<R>> {
-        let (lingers, lingers_rx) = async_channel::unbounded();
+        let (closing, closing_rx) = async_channel::unbounded();
         let worker = Arc::new(Worker {
             rt,
             driver,
             serve: OnceLock::new(),
-            lingers,
+            closing,
         });
-        worker.rt.spawn(worker_task(worker.clone(), lingers_rx));
+        worker.rt.spawn(worker_task(worker.clone(), closing_rx));
         worker
     }
 
@@ -67,7 +67,7 @@ impl<R: Runtime> Worker<R> {
     ) -> ConnIo<R> {
         ConnIo::new(
             self.driver.clone(),
-            self.lingers.clone(),
+            self.closing.clone(),
             conn,
             control,
             socket,
@@ -120,14 +120,14 @@ impl<R: Runtime> Worker<R> {
 /// progress at the shutdown deadline, if one was given.
 async fn worker_task<R: Runtime>(
     worker: Arc<Worker<R>>,
-    lingers: async_channel::Receiver<Linger<R>>,
+    closing: async_channel::Receiver<ClosingSocket<R>>,
 ) {
     let driver = &worker.driver;
     let orders = driver.orders_rx.clone();
     enum Woke<R: Runtime> {
         Timer(bool),
         Order(Option<Order>),
-        Linger(Linger<R>),
+        Closing(ClosingSocket<R>),
     }
     // Each pass handles a timeout, a changed deadline or one order; the
     // loop ends when the core is done (no deadline is ever armed again).
@@ -158,18 +158,18 @@ async fn worker_task<R: Runtime>(
             }
         };
         let order = async { Woke::Order(orders.recv().await.ok()) };
-        let linger = async {
-            match lingers.recv().await {
-                Ok(linger) => Woke::Linger(linger),
+        let closing_socket = async {
+            match closing.recv().await {
+                Ok(socket) => Woke::Closing(socket),
                 // The worker holds a sender: cannot happen.
                 Err(_) => std::future::pending().await,
             }
         };
-        match order.or(linger).or(timer).await {
+        match order.or(closing_socket).or(timer).await {
             Woke::Timer(true) => driver.input(|core, now| core.handle_timeout(now)),
             Woke::Timer(false) | Woke::Order(None) => {}
             Woke::Order(Some(order)) => worker.carry_out(order),
-            Woke::Linger(linger) => linger.spawn(&worker.rt, &driver.gentle_closes),
+            Woke::Closing(socket) => socket.spawn(&worker.rt, &driver.gentle_closes),
         }
     }
     // Orders that came with the end (hooks are cut off by now; a handed-in
@@ -185,13 +185,13 @@ async fn worker_task<R: Runtime>(
     let take = async {
         // Each pass runs one gentle close; ends when none is in progress.
         loop {
-            let next = async { lingers.recv().await.ok() };
+            let next = async { closing.recv().await.ok() };
             let ended = async {
                 closes.ended().await;
                 None
             };
             match next.or(ended).await {
-                Some(linger) => linger.spawn(&worker.rt, &driver.gentle_closes),
+                Some(socket) => socket.spawn(&worker.rt, &driver.gentle_closes),
                 None => return,
             }
         }

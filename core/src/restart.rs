@@ -172,15 +172,15 @@ impl fmt::Display for RestartFailure {
 ///
 /// ```
 /// use std::time::Instant;
-/// use lameduck_core::restart::{Restart, RestartConfig, RestartError};
+/// use lameduck_core::restart::{Restart, RestartConfig, Refusal};
 /// let now = Instant::now();
 /// let mut restart = Restart::new(RestartConfig::default(), now);
 /// restart.request(now).unwrap();
-/// assert_eq!(restart.request(now), Err(RestartError::InProgress));
+/// assert_eq!(restart.request(now), Err(Refusal::InProgress));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum RestartError {
+pub enum Refusal {
     /// A restart is already in flight (repeated signals are debounced).
     InProgress,
     /// The server is stopping or has handed off: no restart.
@@ -191,18 +191,18 @@ pub enum RestartError {
     UnknownChild(u32),
 }
 
-impl fmt::Display for RestartError {
+impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RestartError::InProgress => f.write_str("a restart is already in progress"),
-            RestartError::Stopping => f.write_str("the server is stopping"),
-            RestartError::Unexpected => f.write_str("no restart step expects this report now"),
-            RestartError::UnknownChild(pid) => write!(f, "pid {pid} is not the current successor"),
+            Refusal::InProgress => f.write_str("a restart is already in progress"),
+            Refusal::Stopping => f.write_str("the server is stopping"),
+            Refusal::Unexpected => f.write_str("no restart step expects this report now"),
+            Refusal::UnknownChild(pid) => write!(f, "pid {pid} is not the current successor"),
         }
     }
 }
 
-impl std::error::Error for RestartError {}
+impl std::error::Error for Refusal {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -299,7 +299,7 @@ impl Restart {
     /// restart.request(now).unwrap();
     /// assert_eq!(restart.poll_action(), Some(RestartAction::Spawn { attempt: 1 }));
     /// ```
-    pub fn request(&mut self, now: Instant) -> Result<(), RestartError> {
+    pub fn request(&mut self, now: Instant) -> Result<(), Refusal> {
         let now = self.enter(now);
         match self.state {
             State::Running => {
@@ -315,9 +315,9 @@ impl Restart {
                 Ok(())
             }
             State::Spawning { .. } | State::Reaping { .. } | State::Abandoned => {
-                Err(RestartError::InProgress)
+                Err(Refusal::InProgress)
             }
-            State::HandedOff { .. } | State::Stopped { .. } => Err(RestartError::Stopping),
+            State::HandedOff { .. } | State::Stopped { .. } => Err(Refusal::Stopping),
         }
     }
 
@@ -327,12 +327,12 @@ impl Restart {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use lameduck_core::restart::{Restart, RestartConfig, RestartError};
+    /// use lameduck_core::restart::{Restart, RestartConfig, Refusal};
     /// let now = Instant::now();
     /// let mut restart = Restart::new(RestartConfig::default(), now);
-    /// assert_eq!(restart.spawned(9, now), Err(RestartError::Unexpected));
+    /// assert_eq!(restart.spawned(9, now), Err(Refusal::Unexpected));
     /// ```
-    pub fn spawned(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn spawned(&mut self, child: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Spawning {
@@ -357,7 +357,7 @@ impl Restart {
                 self.actions.push_back(RestartAction::Kill { child });
                 Ok(())
             }
-            _ => Err(RestartError::Unexpected),
+            _ => Err(Refusal::Unexpected),
         }
     }
 
@@ -374,7 +374,7 @@ impl Restart {
     /// assert_eq!(restart.poll_action(), Some(RestartAction::Failed(RestartFailure::SpawnFailed)));
     /// assert_eq!(restart.phase(), RestartPhase::Running);
     /// ```
-    pub fn spawn_failed(&mut self, now: Instant) -> Result<(), RestartError> {
+    pub fn spawn_failed(&mut self, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Spawning { child: None, .. } => {
@@ -389,7 +389,7 @@ impl Restart {
                 Ok(())
             }
             State::Stopped { reaping: None } => Ok(()),
-            _ => Err(RestartError::Unexpected),
+            _ => Err(Refusal::Unexpected),
         }
     }
 
@@ -402,11 +402,11 @@ impl Restart {
     /// let mut restart = Restart::new(RestartConfig::default(), now);
     /// restart.request(now).unwrap();
     /// restart.spawned(7, now).unwrap();
-    /// assert_eq!(restart.child_ready(8, now), Err(RestartError::UnknownChild(8)));
+    /// assert_eq!(restart.child_ready(8, now), Err(Refusal::UnknownChild(8)));
     /// restart.child_ready(7, now).unwrap();
     /// assert_eq!(restart.phase(), RestartPhase::HandedOff);
     /// ```
-    pub fn child_ready(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn child_ready(&mut self, child: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Spawning { child: Some(c), .. } if c == child => {
@@ -418,7 +418,7 @@ impl Restart {
                 self.actions.push_back(RestartAction::HandOff { child });
                 Ok(())
             }
-            _ => Err(RestartError::UnknownChild(child)),
+            _ => Err(Refusal::UnknownChild(child)),
         }
     }
 
@@ -450,7 +450,7 @@ impl Restart {
         child: u32,
         reason: AbortReason,
         now: Instant,
-    ) -> Result<(), RestartError> {
+    ) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Spawning { child: Some(c), .. } if c == child => {
@@ -463,7 +463,7 @@ impl Restart {
                     }));
                 Ok(())
             }
-            _ => Err(RestartError::UnknownChild(child)),
+            _ => Err(Refusal::UnknownChild(child)),
         }
     }
 
@@ -485,7 +485,7 @@ impl Restart {
     /// );
     /// assert_eq!(restart.phase(), RestartPhase::Running);
     /// ```
-    pub fn child_exited(&mut self, child: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn child_exited(&mut self, child: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Spawning { child: Some(c), .. } if c == child => {
@@ -504,7 +504,7 @@ impl Restart {
             }
             // The successor we handed off to is not ours to watch any more.
             State::HandedOff { child: c } if c == child => Ok(()),
-            _ => Err(RestartError::UnknownChild(child)),
+            _ => Err(Refusal::UnknownChild(child)),
         }
     }
 
@@ -517,7 +517,7 @@ impl Restart {
     /// let now = Instant::now();
     /// let mut restart = Restart::new(RestartConfig::default(), now);
     /// restart.stopping(now);
-    /// assert_eq!(restart.request(now), Err(RestartError::Stopping));
+    /// assert_eq!(restart.request(now), Err(Refusal::Stopping));
     /// ```
     pub fn stopping(&mut self, now: Instant) {
         self.enter(now);
@@ -571,7 +571,7 @@ impl Restart {
     /// restart.server_phase(Phase::Draining, now); // e.g. `Handle::shutdown`
     /// assert_eq!(restart.poll_action(), Some(RestartAction::Kill { child: 7 }));
     /// assert_eq!(restart.poll_action(), Some(RestartAction::Failed(RestartFailure::Stopping)));
-    /// assert_eq!(restart.request(now), Err(RestartError::Stopping));
+    /// assert_eq!(restart.request(now), Err(Refusal::Stopping));
     /// ```
     pub fn server_phase(&mut self, phase: Phase, now: Instant) {
         match phase {
@@ -591,8 +591,8 @@ impl Restart {
     /// [`RestartPhase::HandedOff`], with `successor` as its
     /// [`child`](Self::child), and the carrier hands off. Refused (nothing
     /// changes, the carrier does not hand off) once stopping or handed off
-    /// ([`RestartError::Stopping`]), or while a restart of this machine's
-    /// own is in flight ([`RestartError::InProgress`]).
+    /// ([`Refusal::Stopping`]), or while a restart of this machine's
+    /// own is in flight ([`Refusal::InProgress`]).
     ///
     /// ```
     /// use std::time::Instant;
@@ -603,9 +603,9 @@ impl Restart {
     /// assert_eq!(restart.phase(), RestartPhase::HandedOff);
     /// assert_eq!(restart.child(), Some(31));
     /// assert_eq!(restart.poll_action(), None, "the carrier hands off already");
-    /// assert_eq!(restart.handed_off_to(32, now), Err(RestartError::Stopping));
+    /// assert_eq!(restart.handed_off_to(32, now), Err(Refusal::Stopping));
     /// ```
-    pub fn handed_off_to(&mut self, successor: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn handed_off_to(&mut self, successor: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         match self.state {
             State::Running => {
@@ -613,9 +613,9 @@ impl Restart {
                 Ok(())
             }
             State::Spawning { .. } | State::Reaping { .. } | State::Abandoned => {
-                Err(RestartError::InProgress)
+                Err(Refusal::InProgress)
             }
-            State::HandedOff { .. } | State::Stopped { .. } => Err(RestartError::Stopping),
+            State::HandedOff { .. } | State::Stopped { .. } => Err(Refusal::Stopping),
         }
     }
 
@@ -795,12 +795,12 @@ mod tests {
         );
         assert_eq!(
             r.request(t0),
-            Err(RestartError::InProgress),
+            Err(Refusal::InProgress),
             "not until it is reaped"
         );
         assert_eq!(
             r.child_ready(11, t0 + Duration::from_secs(11)),
-            Err(RestartError::UnknownChild(11))
+            Err(Refusal::UnknownChild(11))
         );
         r.child_exited(11, t0 + Duration::from_secs(11)).unwrap();
         assert_eq!(r.phase(), RestartPhase::Running);
@@ -822,7 +822,7 @@ mod tests {
         );
         assert_eq!(
             r.request(t0 + Duration::from_secs(11)),
-            Err(RestartError::InProgress)
+            Err(Refusal::InProgress)
         );
         r.spawned(12, t0 + Duration::from_secs(11)).unwrap();
         assert_eq!(drain(&mut r), vec![RestartAction::Kill { child: 12 }]);
@@ -844,7 +844,7 @@ mod tests {
                 RestartAction::Failed(RestartFailure::Stopping)
             ]
         );
-        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        assert_eq!(r.request(t0), Err(Refusal::Stopping));
         r.child_exited(13, t0).unwrap();
     }
 
@@ -854,7 +854,7 @@ mod tests {
         r.request(t0).unwrap();
         r.spawned(14, t0).unwrap();
         r.child_ready(14, t0).unwrap();
-        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        assert_eq!(r.request(t0), Err(Refusal::Stopping));
         assert_eq!(r.poll_timeout(), None);
         r.child_exited(14, t0).unwrap();
         assert_eq!(r.phase(), RestartPhase::HandedOff);
@@ -886,7 +886,7 @@ mod tests {
                 None,
                 "no readiness deadline once stopping"
             );
-            assert_eq!(r.request(t1), Err(RestartError::Stopping));
+            assert_eq!(r.request(t1), Err(Refusal::Stopping));
             // Later phases of the same stop change nothing.
             r.server_phase(Phase::Closed, t1);
             assert!(drain(&mut r).is_empty());
@@ -906,7 +906,7 @@ mod tests {
         assert_eq!(r.phase(), RestartPhase::Stopped);
         assert_eq!(
             r.request(t0 + Duration::from_secs(2)),
-            Err(RestartError::Stopping)
+            Err(Refusal::Stopping)
         );
     }
 
@@ -939,7 +939,7 @@ mod tests {
         assert_eq!(r.phase(), RestartPhase::HandedOff);
         assert_eq!(r.child(), Some(40));
         assert!(drain(&mut r).is_empty());
-        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        assert_eq!(r.request(t0), Err(Refusal::Stopping));
         r.server_phase(Phase::HandedOff, t0);
         r.server_phase(Phase::Draining, t0 + Duration::from_secs(1));
         assert_eq!(r.phase(), RestartPhase::HandedOff);
@@ -947,7 +947,7 @@ mod tests {
 
         let (t0, mut r) = setup();
         r.server_phase(Phase::Draining, t0);
-        assert_eq!(r.handed_off_to(41, t0), Err(RestartError::Stopping));
+        assert_eq!(r.handed_off_to(41, t0), Err(Refusal::Stopping));
         assert_eq!(r.phase(), RestartPhase::Stopped);
         assert_eq!(r.child(), None);
 
@@ -955,13 +955,13 @@ mod tests {
         r.request(t0).unwrap();
         r.spawned(17, t0).unwrap();
         drain(&mut r);
-        assert_eq!(r.handed_off_to(42, t0), Err(RestartError::InProgress));
+        assert_eq!(r.handed_off_to(42, t0), Err(Refusal::InProgress));
         assert_eq!(r.child(), Some(17), "its own attempt goes on");
         // Past the readiness deadline the input still runs the clock: the
         // attempt is over (killed), and the hand-off still refused.
         assert_eq!(
             r.handed_off_to(42, t0 + Duration::from_secs(10)),
-            Err(RestartError::InProgress)
+            Err(Refusal::InProgress)
         );
         assert_eq!(
             drain(&mut r),
@@ -992,13 +992,10 @@ mod tests {
             assert_eq!(r.child(), None);
             assert_eq!(r.poll_timeout(), None, "no deadline once handed off");
             // The generation serving now is the supervisor's to watch.
-            assert_eq!(
-                r.child_exited(child, t0),
-                Err(RestartError::UnknownChild(child))
-            );
+            assert_eq!(r.child_exited(child, t0), Err(Refusal::UnknownChild(child)));
         }
         // The same policy otherwise: a stop ends restarts.
         r.stopping(t0);
-        assert_eq!(r.request(t0), Err(RestartError::Stopping));
+        assert_eq!(r.request(t0), Err(Refusal::Stopping));
     }
 }

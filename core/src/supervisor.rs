@@ -80,7 +80,7 @@ use std::time::{Duration, Instant};
 
 use crate::handover::AbortReason;
 use crate::restart::{
-    Restart, RestartAction, RestartConfig, RestartError, RestartFailure, RestartPhase,
+    Refusal, Restart, RestartAction, RestartConfig, RestartFailure, RestartPhase,
 };
 use crate::time::{Nanos, Timeline};
 
@@ -314,16 +314,16 @@ impl Supervisor {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use lameduck_core::restart::RestartError;
+    /// use lameduck_core::restart::Refusal;
     /// use lameduck_core::supervisor::*;
     /// let now = Instant::now();
     /// let mut sup = Supervisor::new(SupervisorConfig::default(), now);
-    /// assert_eq!(sup.restart(now), Err(RestartError::InProgress));
+    /// assert_eq!(sup.restart(now), Err(Refusal::InProgress));
     /// ```
-    pub fn restart(&mut self, now: Instant) -> Result<u64, RestartError> {
+    pub fn restart(&mut self, now: Instant) -> Result<u64, Refusal> {
         self.enter(now);
         let result = if self.exited {
-            Err(RestartError::Stopping)
+            Err(Refusal::Stopping)
         } else {
             self.begin_attempt(now)
         };
@@ -337,21 +337,21 @@ impl Supervisor {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use lameduck_core::restart::RestartError;
+    /// use lameduck_core::restart::Refusal;
     /// use lameduck_core::supervisor::*;
     /// let now = Instant::now();
     /// let mut sup = Supervisor::new(SupervisorConfig::default(), now);
     /// sup.started(101, now).unwrap();
-    /// assert_eq!(sup.started(102, now), Err(RestartError::Unexpected));
+    /// assert_eq!(sup.started(102, now), Err(Refusal::Unexpected));
     /// ```
-    pub fn started(&mut self, pid: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn started(&mut self, pid: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         let result = match &mut self.attempt {
             Some(attempt) if attempt.start.is_none() => {
                 attempt.start = Some(Some(pid));
                 self.restart.spawned(pid, now)
             }
-            _ => Err(RestartError::Unexpected),
+            _ => Err(Refusal::Unexpected),
         };
         self.settle();
         result
@@ -373,14 +373,14 @@ impl Supervisor {
     ///     Some(SupervisorAction::Exit(SupervisorExit::FirstFailed(RestartFailure::SpawnFailed)))
     /// );
     /// ```
-    pub fn start_failed(&mut self, now: Instant) -> Result<(), RestartError> {
+    pub fn start_failed(&mut self, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         let result = match &mut self.attempt {
             Some(attempt) if attempt.start.is_none() => {
                 attempt.start = Some(None);
                 self.restart.spawn_failed(now)
             }
-            _ => Err(RestartError::Unexpected),
+            _ => Err(Refusal::Unexpected),
         };
         self.settle();
         result
@@ -393,16 +393,16 @@ impl Supervisor {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use lameduck_core::restart::RestartError;
+    /// use lameduck_core::restart::Refusal;
     /// use lameduck_core::supervisor::*;
     /// let now = Instant::now();
     /// let mut sup = Supervisor::new(SupervisorConfig::default(), now);
     /// sup.started(101, now).unwrap();
-    /// assert_eq!(sup.ready(102, now), Err(RestartError::UnknownChild(102)));
+    /// assert_eq!(sup.ready(102, now), Err(Refusal::UnknownChild(102)));
     /// sup.ready(101, now).unwrap();
     /// assert_eq!(sup.serving(), Some(Generation { number: 1, pid: 101 }));
     /// ```
-    pub fn ready(&mut self, pid: u32, now: Instant) -> Result<(), RestartError> {
+    pub fn ready(&mut self, pid: u32, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         let result = self.restart.child_ready(pid, now);
         self.settle();
@@ -426,12 +426,7 @@ impl Supervisor {
     ///     Some(SupervisorAction::Kill { pid: 101, reason: KillReason::Attempt })
     /// );
     /// ```
-    pub fn aborted(
-        &mut self,
-        pid: u32,
-        reason: AbortReason,
-        now: Instant,
-    ) -> Result<(), RestartError> {
+    pub fn aborted(&mut self, pid: u32, reason: AbortReason, now: Instant) -> Result<(), Refusal> {
         self.enter(now);
         let result = self.restart.child_aborted(pid, reason, now);
         self.settle();
@@ -477,7 +472,7 @@ impl Supervisor {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use lameduck_core::restart::RestartError;
+    /// use lameduck_core::restart::Refusal;
     /// use lameduck_core::supervisor::*;
     /// # #[cfg(unix)] {
     /// use std::os::unix::process::ExitStatusExt;
@@ -485,16 +480,11 @@ impl Supervisor {
     /// let now = Instant::now();
     /// let mut sup = Supervisor::new(SupervisorConfig::default(), now);
     /// sup.started(101, now).unwrap();
-    /// assert_eq!(sup.exited(7, status, now), Err(RestartError::UnknownChild(7)));
+    /// assert_eq!(sup.exited(7, status, now), Err(Refusal::UnknownChild(7)));
     /// assert_eq!(sup.exited(101, status, now), Ok(Role::Starting));
     /// # }
     /// ```
-    pub fn exited(
-        &mut self,
-        pid: u32,
-        status: ExitStatus,
-        now: Instant,
-    ) -> Result<Role, RestartError> {
+    pub fn exited(&mut self, pid: u32, status: ExitStatus, now: Instant) -> Result<Role, Refusal> {
         let at = self.enter(now);
         let result = if self.serving.is_some_and(|g| g.pid == pid) {
             self.serving = None;
@@ -510,7 +500,7 @@ impl Supervisor {
         {
             self.restart.child_exited(pid, now).map(|()| Role::Starting)
         } else {
-            Err(RestartError::UnknownChild(pid))
+            Err(Refusal::UnknownChild(pid))
         };
         self.settle();
         result
@@ -720,7 +710,7 @@ impl Supervisor {
     }
 
     /// Asks the restart machine for the next generation.
-    fn begin_attempt(&mut self, now: Instant) -> Result<u64, RestartError> {
+    fn begin_attempt(&mut self, now: Instant) -> Result<u64, Refusal> {
         self.restart.request(now)?;
         self.generations += 1;
         let generation = self.generations;

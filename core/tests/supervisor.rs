@@ -10,7 +10,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use lameduck_core::handover::AbortReason;
-use lameduck_core::restart::{RestartError, RestartFailure, RestartPhase};
+use lameduck_core::restart::{Refusal, RestartFailure, RestartPhase};
 use lameduck_core::supervisor::{
     Generation, KillReason, Notice, Role, Supervisor, SupervisorAction as A, SupervisorConfig,
     SupervisorExit,
@@ -159,7 +159,7 @@ fn a_burst_of_restarts_gives_one_generation() {
     let (clock, mut sup) = serving(None);
     assert_eq!(sup.restart(clock.at(100)), Ok(2));
     for _ in 0..50 {
-        assert_eq!(sup.restart(clock.at(101)), Err(RestartError::InProgress));
+        assert_eq!(sup.restart(clock.at(101)), Err(Refusal::InProgress));
     }
     let starts = drain(&mut sup)
         .into_iter()
@@ -173,9 +173,9 @@ fn a_burst_of_restarts_gives_one_generation() {
 fn no_restart_before_the_first_generation_serves() {
     let (clock, mut sup) = supervisor(None);
     drain(&mut sup);
-    assert_eq!(sup.restart(clock.at(0)), Err(RestartError::InProgress));
+    assert_eq!(sup.restart(clock.at(0)), Err(Refusal::InProgress));
     sup.started(101, clock.at(1)).unwrap();
-    assert_eq!(sup.restart(clock.at(2)), Err(RestartError::InProgress));
+    assert_eq!(sup.restart(clock.at(2)), Err(Refusal::InProgress));
     assert!(drain(&mut sup).is_empty());
 }
 
@@ -298,11 +298,11 @@ fn a_restart_asked_during_a_stop_is_refused() {
     let (clock, mut sup) = serving(Some(STOP));
     sup.stop(clock.at(1_000));
     drain(&mut sup);
-    assert_eq!(sup.restart(clock.at(1_001)), Err(RestartError::Stopping));
+    assert_eq!(sup.restart(clock.at(1_001)), Err(Refusal::Stopping));
     assert!(drain(&mut sup).is_empty());
     sup.exited(101, code(0), clock.at(2_000)).unwrap();
     assert_eq!(drain(&mut sup), [A::Exit(SupervisorExit::Status(code(0)))]);
-    assert_eq!(sup.restart(clock.at(3_000)), Err(RestartError::Stopping));
+    assert_eq!(sup.restart(clock.at(3_000)), Err(Refusal::Stopping));
 }
 
 #[test]
@@ -326,7 +326,7 @@ fn a_stop_during_a_restart_kills_the_starting_generation() {
     // Its readiness, had it come meanwhile, is refused.
     assert_eq!(
         sup.ready(102, clock.at(201)),
-        Err(RestartError::UnknownChild(102))
+        Err(Refusal::UnknownChild(102))
     );
     // The failure is reported once it is reaped; no READY=1 while stopping.
     assert_eq!(sup.exited(102, killed(), clock.at(300)), Ok(Role::Starting));
@@ -358,7 +358,7 @@ fn the_serving_generation_dying_mid_restart_stops_and_kills_the_new_one() {
     // Not handed off to: the new one is not wanted any more.
     assert_eq!(
         sup.ready(102, clock.at(160)),
-        Err(RestartError::UnknownChild(102))
+        Err(Refusal::UnknownChild(102))
     );
     sup.exited(102, killed(), clock.at(170)).unwrap();
     assert_eq!(
@@ -376,7 +376,7 @@ fn the_new_generation_dying_right_after_the_hand_off_stops_with_its_status() {
     // 102 serves, 101 was told to hand off and drains.
     assert_eq!(sup.exited(102, code(2), clock.at(250)), Ok(Role::Serving));
     assert_eq!(drain(&mut sup), [A::Notify(Notice::Stopping)]);
-    assert_eq!(sup.restart(clock.at(260)), Err(RestartError::Stopping));
+    assert_eq!(sup.restart(clock.at(260)), Err(Refusal::Stopping));
     sup.exited(101, code(0), clock.at(3_000)).unwrap();
     assert_eq!(drain(&mut sup), [A::Exit(SupervisorExit::Status(code(2)))]);
 }
@@ -419,11 +419,8 @@ fn not_ready_in_time_is_killed_and_reported_once_reaped() {
     );
     // Not over until reaped: no new restart yet, and its late readiness
     // is refused.
-    assert_eq!(sup.restart(deadline), Err(RestartError::InProgress));
-    assert_eq!(
-        sup.ready(102, deadline),
-        Err(RestartError::UnknownChild(102))
-    );
+    assert_eq!(sup.restart(deadline), Err(Refusal::InProgress));
+    assert_eq!(sup.ready(102, deadline), Err(Refusal::UnknownChild(102)));
     sup.exited(102, killed(), clock.at(10_200)).unwrap();
     assert_eq!(
         drain(&mut sup),
@@ -476,10 +473,7 @@ fn a_start_that_fails_rolls_back_at_once() {
             A::RestartFailed(RestartFailure::SpawnFailed),
         ]
     );
-    assert_eq!(
-        sup.start_failed(clock.at(101)),
-        Err(RestartError::Unexpected)
-    );
+    assert_eq!(sup.start_failed(clock.at(101)), Err(Refusal::Unexpected));
 }
 
 #[test]
@@ -587,12 +581,12 @@ fn after_the_exit_everything_is_refused() {
     assert!(sup.is_exited());
     sup.stop(clock.at(2));
     sup.handle_timeout(clock.at(100_000));
-    assert_eq!(sup.restart(clock.at(3)), Err(RestartError::Stopping));
+    assert_eq!(sup.restart(clock.at(3)), Err(Refusal::Stopping));
     assert_eq!(
         sup.exited(101, code(0), clock.at(4)),
-        Err(RestartError::UnknownChild(101))
+        Err(Refusal::UnknownChild(101))
     );
-    assert_eq!(sup.started(5, clock.at(5)), Err(RestartError::Unexpected));
+    assert_eq!(sup.started(5, clock.at(5)), Err(Refusal::Unexpected));
     assert!(drain(&mut sup).is_empty());
     assert_eq!(sup.poll_timeout(), None);
 }

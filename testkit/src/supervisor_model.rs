@@ -16,7 +16,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use lameduck_core::handover::AbortReason;
-use lameduck_core::restart::{RestartError, RestartFailure};
+use lameduck_core::restart::{Refusal, RestartFailure};
 use lameduck_core::supervisor::{
     Generation, KillReason, Notice, Role, Supervisor, SupervisorAction, SupervisorConfig,
     SupervisorExit,
@@ -319,21 +319,21 @@ impl Model {
 
 // The model's answers, one function per input.
 impl Model {
-    fn restart(&mut self, out: &mut Out) -> Result<u64, RestartError> {
+    fn restart(&mut self, out: &mut Out) -> Result<u64, Refusal> {
         if self.exited || self.stopping() {
-            return Err(RestartError::Stopping);
+            return Err(Refusal::Stopping);
         }
         if self.in_flight().is_some() {
-            return Err(RestartError::InProgress);
+            return Err(Refusal::InProgress);
         }
         Ok(self.ask(out))
     }
 
-    fn started(&mut self, pid: u32, out: &mut Out) -> Result<(), RestartError> {
+    fn started(&mut self, pid: u32, out: &mut Out) -> Result<(), Refusal> {
         let i = self
             .in_flight()
             .filter(|&i| self.gens[i].fate == Fate::Asked)
-            .ok_or(RestartError::Unexpected)?;
+            .ok_or(Refusal::Unexpected)?;
         let g = &mut self.gens[i];
         g.pid = Some(pid);
         if g.failure.is_some() {
@@ -349,11 +349,11 @@ impl Model {
         Ok(())
     }
 
-    fn start_failed(&mut self) -> Result<(), RestartError> {
+    fn start_failed(&mut self) -> Result<(), Refusal> {
         let i = self
             .in_flight()
             .filter(|&i| self.gens[i].fate == Fate::Asked)
-            .ok_or(RestartError::Unexpected)?;
+            .ok_or(Refusal::Unexpected)?;
         let g = &mut self.gens[i];
         g.failure.get_or_insert(RestartFailure::SpawnFailed);
         g.fate = Fate::Gone;
@@ -366,8 +366,8 @@ impl Model {
             .filter(|&i| self.gens[i].fate == Fate::Starting && self.gens[i].pid == Some(pid))
     }
 
-    fn ready(&mut self, pid: u32, out: &mut Out) -> Result<(), RestartError> {
-        let i = self.starting(pid).ok_or(RestartError::UnknownChild(pid))?;
+    fn ready(&mut self, pid: u32, out: &mut Out) -> Result<(), Refusal> {
+        let i = self.starting(pid).ok_or(Refusal::UnknownChild(pid))?;
         let previous = self.serving();
         if let Some(p) = previous {
             let p = self.gens.iter_mut().find(|g| g.number == p.number).unwrap();
@@ -392,8 +392,8 @@ impl Model {
         Ok(())
     }
 
-    fn aborted(&mut self, pid: u32, out: &mut Out) -> Result<(), RestartError> {
-        let i = self.starting(pid).ok_or(RestartError::UnknownChild(pid))?;
+    fn aborted(&mut self, pid: u32, out: &mut Out) -> Result<(), Refusal> {
+        let i = self.starting(pid).ok_or(Refusal::UnknownChild(pid))?;
         let g = &mut self.gens[i];
         g.fate = Fate::Killed;
         g.failure = Some(RestartFailure::State {
@@ -407,17 +407,12 @@ impl Model {
         Ok(())
     }
 
-    fn exited(
-        &mut self,
-        pid: u32,
-        status: ExitStatus,
-        out: &mut Out,
-    ) -> Result<Role, RestartError> {
+    fn exited(&mut self, pid: u32, status: ExitStatus, out: &mut Out) -> Result<Role, Refusal> {
         let i = self
             .gens
             .iter()
             .position(|g| g.pid == Some(pid) && g.fate != Fate::Gone && g.fate != Fate::Asked)
-            .ok_or(RestartError::UnknownChild(pid))?;
+            .ok_or(Refusal::UnknownChild(pid))?;
         let fate = self.gens[i].fate;
         self.gens[i].fate = Fate::Gone;
         Ok(match fate {

@@ -13,12 +13,12 @@ use crate::control::{ABORT, CLOSE_COUNTED, Control};
 use crate::driver::Driver;
 use crate::runtime::Runtime;
 
-mod linger;
+mod gentle_close;
 mod notice;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub(crate) use linger::{GentleClose, GentleCloses, LINGER, Linger};
+pub(crate) use gentle_close::{ClosingSocket, GENTLE_CLOSE_WAIT, GentleClose, GentleCloses};
 pub use notice::Notice;
 #[cfg(feature = "tls")]
 pub(crate) use tls::handshake;
@@ -113,14 +113,14 @@ impl<R: Runtime> AsyncWrite for Socket<R> {
 
 /// A connection's socket and its link to the driver. Dropping it reports
 /// `closed` to the core and closes the socket: at once after a forced close
-/// or the peer's end of stream, otherwise gently (see [`LINGER`]).
+/// or the peer's end of stream, otherwise gently (see [`GENTLE_CLOSE_WAIT`]).
 pub(crate) struct ConnIo<R: Runtime> {
     socket: Option<Socket<R>>,
     pub(crate) driver: Arc<Driver>,
     /// Where a gentle close goes: to the worker, which runs it on the
     /// runtime. (Not the worker itself: the runtime handle may be bound to
     /// its thread, while hyper asks a connection to be `Send`.)
-    lingers: async_channel::Sender<Linger<R>>,
+    closing: async_channel::Sender<ClosingSocket<R>>,
     pub(crate) id: ConnId,
     pub(crate) control: Arc<Control>,
     read_eof: bool,
@@ -159,10 +159,10 @@ impl Unread {
 
 impl<R: Runtime> ConnIo<R> {
     /// `socket`, the core's connection `id`, tied to `driver`; its gentle
-    /// close goes to `lingers`.
+    /// close goes to `closing`.
     pub(crate) fn new(
         driver: Arc<Driver>,
-        lingers: async_channel::Sender<Linger<R>>,
+        closing: async_channel::Sender<ClosingSocket<R>>,
         id: ConnId,
         control: Arc<Control>,
         socket: Socket<R>,
@@ -170,7 +170,7 @@ impl<R: Runtime> ConnIo<R> {
         ConnIo {
             socket: Some(socket),
             driver,
-            lingers,
+            closing,
             id,
             control,
             read_eof: false,
@@ -351,7 +351,7 @@ impl<R: Runtime> Drop for ConnIo<R> {
             let farewell = std::mem::take(&mut self.farewell);
             // Refused once the worker stopped taking them (the server is
             // finished): the socket then closes now, with the count.
-            let _ = self.lingers.try_send(Linger {
+            let _ = self.closing.try_send(ClosingSocket {
                 socket,
                 closing,
                 farewell,

@@ -31,7 +31,7 @@
 //! (or the idle timeout) then closes it, the close is gentle (see
 //! [`serve`]): hyper's `graceful_shutdown`, then hyper's connection is
 //! driven on — writing what is queued, and reading the client's
-//! WINDOW_UPDATEs and PING answer — until it ends, bounded by [`LINGER`]
+//! WINDOW_UPDATEs and PING answer — until it ends, bounded by [`GENTLE_CLOSE_WAIT`]
 //! and cut by the shutdown deadline. A client that reads its response
 //! gets all of it. One that keeps its flow-control window shut for longer
 //! than the gentle close's bound loses the tail of its response, and the
@@ -53,7 +53,7 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use lameduck_core::{ConnEvent, ConnId};
 
-use crate::conn::{LINGER, Notice, Transport};
+use crate::conn::{GENTLE_CLOSE_WAIT, Notice, Transport};
 use crate::control::{ABORT, CLOSE, Control, FINISH};
 use crate::driver::Driver;
 use crate::http::io::{BoxError, Handler, HyperIo};
@@ -115,7 +115,7 @@ pub(crate) async fn serve<R: Runtime, H: Handler>(io: Transport<R>, handler: Arc
         let done = async {
             let _ = conn.as_mut().await;
         };
-        let bound = rt.sleep_until(Instant::now() + LINGER);
+        let bound = rt.sleep_until(Instant::now() + GENTLE_CLOSE_WAIT);
         let cut = driver.gentle_closes.cut_notified();
         done.or(bound).or(cut).await;
     }

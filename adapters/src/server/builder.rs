@@ -21,7 +21,7 @@ use crate::runtime::{Launch, Runtime};
 use crate::stream::RawConn;
 
 use super::Server;
-use super::threads::{DEFAULT_TCP_NAME, DEFAULT_UNIX_NAME, Pending, Place, Spec};
+use super::threads::{DEFAULT_TCP_NAME, DEFAULT_UNIX_NAME, PendingListener, Place, Spec};
 
 #[cfg(feature = "smol")]
 use crate::runtime::{Smol, SmolLocal};
@@ -49,7 +49,7 @@ pub struct Builder<R: Runtime> {
     place: Place<R>,
     threads: usize,
     config: Config,
-    pending: Vec<Pending>,
+    pending: Vec<PendingListener>,
     hooks: Hooks,
     observer: Option<Observer>,
     #[cfg(feature = "tls")]
@@ -202,8 +202,11 @@ impl<R: Runtime> Builder<R> {
     /// ```
     pub fn bind(mut self, addr: impl ToSocketAddrs) -> io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
-        self.pending
-            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into(), true));
+        self.pending.push(PendingListener::Tcp(
+            listener,
+            DEFAULT_TCP_NAME.into(),
+            true,
+        ));
         Ok(self)
     }
 
@@ -220,7 +223,7 @@ impl<R: Runtime> Builder<R> {
     pub fn bind_unix(mut self, path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         let listener = UnixListener::bind(path)?;
-        self.pending.push(Pending::Unix(
+        self.pending.push(PendingListener::Unix(
             listener,
             Some(path.to_path_buf()),
             DEFAULT_UNIX_NAME.into(),
@@ -240,8 +243,11 @@ impl<R: Runtime> Builder<R> {
     /// ```
     #[must_use]
     pub fn tcp_listener(mut self, listener: std::net::TcpListener) -> Self {
-        self.pending
-            .push(Pending::Tcp(listener, DEFAULT_TCP_NAME.into(), false));
+        self.pending.push(PendingListener::Tcp(
+            listener,
+            DEFAULT_TCP_NAME.into(),
+            false,
+        ));
         self
     }
 
@@ -258,8 +264,11 @@ impl<R: Runtime> Builder<R> {
     /// ```
     #[must_use]
     pub fn unix_listener(mut self, listener: UnixListener) -> Self {
-        self.pending
-            .push(Pending::Unix(listener, None, DEFAULT_UNIX_NAME.into()));
+        self.pending.push(PendingListener::Unix(
+            listener,
+            None,
+            DEFAULT_UNIX_NAME.into(),
+        ));
         self
     }
 
@@ -342,7 +351,7 @@ impl<R: Runtime> Builder<R> {
 
     /// Adds a listener with its name (for [`crate::unix`]'s hand-off).
     #[cfg(unix)]
-    pub(crate) fn push_listener(mut self, pending: Pending) -> Self {
+    pub(crate) fn push_listener(mut self, pending: PendingListener) -> Self {
         self.pending.push(pending);
         self
     }

@@ -5,7 +5,7 @@ mod builder;
 mod threads;
 
 pub use builder::Builder;
-pub(crate) use threads::Pending;
+pub(crate) use threads::PendingListener;
 use threads::{ServeMaker, Unserved};
 
 use std::error::Error as StdError;

@@ -23,7 +23,7 @@ use crate::worker::Worker;
 
 /// A listener not yet registered with the runtime, with its name for a
 /// hand-off (`LISTEN_FDNAMES`).
-pub(crate) enum Pending {
+pub(crate) enum PendingListener {
     /// `true`: this process bound it (see `ListenSocket::stop_accepting`).
     Tcp(std::net::TcpListener, Arc<str>, bool),
     /// With the path to remove at the end, if this process bound it.
@@ -46,7 +46,7 @@ pub(super) enum Place<R: Runtime> {
 /// What every thread of a server is built from.
 pub(super) struct Spec {
     pub(super) config: Config,
-    pub(super) pending: Vec<Pending>,
+    pub(super) pending: Vec<PendingListener>,
     /// For each pending listener, the threads accepting on it (shared by
     /// every thread's part).
     pub(super) accepting: Vec<Arc<Accepting>>,
@@ -90,10 +90,10 @@ impl Spec {
             .iter()
             .map(|pending| {
                 Ok(match pending {
-                    Pending::Tcp(l, name, bound) => {
-                        Pending::Tcp(l.try_clone()?, name.clone(), *bound)
+                    PendingListener::Tcp(l, name, bound) => {
+                        PendingListener::Tcp(l.try_clone()?, name.clone(), *bound)
                     }
-                    Pending::Unix(l, unlink, name) => Pending::Unix(
+                    PendingListener::Unix(l, unlink, name) => PendingListener::Unix(
                         l.try_clone()?,
                         unlink.clone().filter(|_| index == 0),
                         name.clone(),
@@ -243,13 +243,13 @@ impl<R: Runtime> Member<R> {
         let mut addrs = Vec::with_capacity(spec.pending.len());
         for (pending, accepting) in spec.pending.into_iter().zip(spec.accepting) {
             match pending {
-                Pending::Tcp(listener, name, bound_here) => {
+                PendingListener::Tcp(listener, name, bound_here) => {
                     let socket = rt.tcp_listener(listener)?;
                     addrs.push(ListenAddr::Tcp(R::tcp_local_addr(&socket)?));
                     let accepting = bound_here.then_some(accepting);
                     sockets.push((ListenSocket::tcp(socket, accepting)?, name));
                 }
-                Pending::Unix(listener, unlink, name) => {
+                PendingListener::Unix(listener, unlink, name) => {
                     let path = listener
                         .local_addr()?
                         .as_pathname()

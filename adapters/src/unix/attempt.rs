@@ -21,9 +21,7 @@ use std::time::Instant;
 
 use futures_lite::FutureExt;
 use lameduck_core::Phase;
-use lameduck_core::restart::{
-    Restart, RestartAction, RestartConfig, RestartError as CoreError, RestartPhase,
-};
+use lameduck_core::restart::{Refusal, Restart, RestartAction, RestartConfig, RestartPhase};
 
 use super::child::{ChildWatch, Group};
 use super::error::RestartError;
@@ -206,7 +204,7 @@ impl Attempts {
     }
 
     /// Asks for a restart: the attempt's number, or why not.
-    pub(crate) fn begin(&self) -> Result<u64, CoreError> {
+    pub(crate) fn begin(&self) -> Result<u64, Refusal> {
         let mut machine = lock(&self.machine);
         machine.restart.request(Instant::now())?;
         machine.in_flight = true;

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use lameduck_core::restart::{RestartError as CoreError, RestartFailure};
+use lameduck_core::restart::{Refusal, RestartFailure};
 
 use super::handoff::READY_FD_VAR;
 
@@ -80,9 +80,9 @@ impl RestartError {
     /// A request the core's restart machine refused: one in flight, or
     /// none while stopping (its other errors are about reports, not
     /// requests).
-    pub(crate) fn refused(e: &CoreError) -> RestartError {
+    pub(crate) fn refused(e: &Refusal) -> RestartError {
         match e {
-            CoreError::InProgress => RestartError::InProgress,
+            Refusal::InProgress => RestartError::InProgress,
             _ => RestartError::Stopping,
         }
     }

@@ -736,7 +736,7 @@ mod tests {
     #[test]
     fn an_inherited_name_of_the_other_kind_is_an_error() {
         use super::super::inherit_or_bind::{take_or_bind, take_or_bind_unix};
-        use crate::server::Pending;
+        use crate::server::PendingListener;
         use std::os::fd::IntoRawFd;
         // An adoption each: the second listener may get the first's number
         // once it is closed, which one adoption would refuse.
@@ -771,12 +771,12 @@ mod tests {
         let (http, addr_again) = inherit("http");
         inherited.listeners.push(Some(http));
         match take_or_bind(&mut inherited, "http", "127.0.0.1:1").unwrap() {
-            Pending::Tcp(listener, name, bound_here) => {
+            PendingListener::Tcp(listener, name, bound_here) => {
                 assert_eq!(listener.local_addr().unwrap(), addr_again);
                 assert_eq!(&*name, "http");
                 assert!(!bound_here, "inherited, not bound");
             }
-            Pending::Unix(..) => panic!("a TCP listener was inherited"),
+            PendingListener::Unix(..) => panic!("a TCP listener was inherited"),
         }
     }
 

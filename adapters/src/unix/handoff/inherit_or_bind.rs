@@ -21,7 +21,7 @@ use lameduck_core::activation::ListenEnv;
 use super::inherit::Inherited;
 use super::inherited_listener::InheritedListener;
 use crate::runtime::Runtime;
-use crate::server::{Builder, Pending};
+use crate::server::{Builder, PendingListener};
 
 /// Whether `path` is a Unix socket file that nothing listens on.
 fn is_stale_socket(path: &Path) -> bool {
@@ -40,12 +40,12 @@ pub(crate) fn take_or_bind(
     inherited: &mut Inherited,
     name: &str,
     addr: impl ToSocketAddrs,
-) -> io::Result<Pending> {
+) -> io::Result<PendingListener> {
     if let Some(inherited) = take_kind(inherited, name, true)? {
         return Ok(inherited);
     }
     let listener = std::net::TcpListener::bind(addr)?;
-    Ok(Pending::Tcp(listener, name.into(), true))
+    Ok(PendingListener::Tcp(listener, name.into(), true))
 }
 
 /// The inherited Unix socket named `name`, or a new one bound at `path`
@@ -54,7 +54,7 @@ pub(crate) fn take_or_bind_unix(
     inherited: &mut Inherited,
     name: &str,
     path: &Path,
-) -> io::Result<Pending> {
+) -> io::Result<PendingListener> {
     if let Some(inherited) = take_kind(inherited, name, false)? {
         return Ok(inherited);
     }
@@ -65,7 +65,7 @@ pub(crate) fn take_or_bind_unix(
         }
         bound => bound?,
     };
-    Ok(Pending::Unix(
+    Ok(PendingListener::Unix(
         listener,
         Some(path.to_path_buf()),
         name.into(),
@@ -75,7 +75,11 @@ pub(crate) fn take_or_bind_unix(
 /// The inherited socket named `name` (a valid name), if there is one: a
 /// TCP one if `tcp`, else a Unix one; one of the other kind is an error
 /// (and is closed).
-fn take_kind(inherited: &mut Inherited, name: &str, tcp: bool) -> io::Result<Option<Pending>> {
+fn take_kind(
+    inherited: &mut Inherited,
+    name: &str,
+    tcp: bool,
+) -> io::Result<Option<PendingListener>> {
     valid_name(name)?;
     let Some(listener) = inherited.take(name) else {
         return Ok(None);

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::listener::ListenAddr;
-use crate::server::Pending;
+use crate::server::PendingListener;
 
 /// An inherited listening socket, checked and owned (close-on-exec,
 /// non-blocking).
@@ -110,15 +110,15 @@ impl InheritedListener {
         }
     }
 
-    pub(crate) fn into_pending(self) -> Pending {
+    pub(crate) fn into_pending(self) -> PendingListener {
         let name: Arc<str> = self.name.into();
         match self.socket {
-            Socket::Tcp(l) => Pending::Tcp(l, name, false),
+            Socket::Tcp(l) => PendingListener::Tcp(l, name, false),
             // Whoever created the file (systemd, a supervisor) owns it: an
             // inherited socket's file is left in place — unless a
             // restarting predecessor hands it over (`LAMEDUCK_OWNED_FDS`),
             // which the `Lifecycle` takes up once this process is ready.
-            Socket::Unix(l) => Pending::Unix(l, None, name),
+            Socket::Unix(l) => PendingListener::Unix(l, None, name),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use lameduck_core::restart::{RestartError as CoreError, RestartFailure};
+use lameduck_core::restart::{Refusal, RestartFailure};
 
 use crate::driver::hand_off_all;
 use crate::sync::{lock, wait_for};
@@ -90,7 +90,7 @@ impl Lifecycle {
         enum Begun {
             Started(u64, Arc<RestartSlot>),
             Joined(Arc<RestartSlot>),
-            Refused(CoreError),
+            Refused(Refusal),
         }
         let begun = {
             // Under this lock, an attempt begins and its outcome slot is
@@ -102,9 +102,9 @@ impl Lifecycle {
                     *current = Some(slot.clone());
                     Begun::Started(attempt, slot)
                 }
-                Err(CoreError::InProgress) if join => match current.clone() {
+                Err(Refusal::InProgress) if join => match current.clone() {
                     Some(slot) => Begun::Joined(slot),
-                    None => Begun::Refused(CoreError::InProgress),
+                    None => Begun::Refused(Refusal::InProgress),
                 },
                 Err(e) => Begun::Refused(e),
             }

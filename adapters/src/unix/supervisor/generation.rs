@@ -18,7 +18,7 @@ use std::sync::Arc;
 use futures_lite::FutureExt;
 
 use super::Supervisor;
-use crate::server::Pending;
+use crate::server::PendingListener;
 use crate::unix::attempt::{Launched, Mode, Spawn, program};
 use crate::unix::child::ChildWatch;
 use crate::unix::handoff::link::{LinkWriter, link_pipe};
@@ -86,8 +86,8 @@ pub(super) fn launch_generation(
         .listeners
         .iter()
         .map(|pending| match pending {
-            Pending::Tcp(l, name, _) => (l.as_fd(), &**name),
-            Pending::Unix(l, _, name) => (l.as_fd(), &**name),
+            PendingListener::Tcp(l, name, _) => (l.as_fd(), &**name),
+            PendingListener::Unix(l, _, name) => (l.as_fd(), &**name),
         })
         .collect();
     let (writer, read): (LinkWriter, OwnedFd) = link_pipe()?;

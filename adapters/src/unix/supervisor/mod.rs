@@ -33,7 +33,7 @@ use super::pidfile;
 use super::signals::SignalConfig;
 use crate::event::{Event, Observer, emit};
 use crate::listener::ListenAddr;
-use crate::server::Pending;
+use crate::server::PendingListener;
 use crate::sync::lock;
 
 /// Zero-downtime restarts with a stable process id, for process managers
@@ -124,7 +124,7 @@ use crate::sync::lock;
 /// }
 /// ```
 pub struct Supervisor {
-    listeners: Vec<Pending>,
+    listeners: Vec<PendingListener>,
     executable: io::Result<PathBuf>,
     args: Vec<OsString>,
     ready_timeout: Duration,
@@ -283,8 +283,8 @@ impl Supervisor {
         self.listeners
             .iter()
             .filter_map(|pending| match pending {
-                Pending::Tcp(l, ..) => l.local_addr().ok().map(ListenAddr::Tcp),
-                Pending::Unix(l, _, _) => l.local_addr().ok().map(|a| {
+                PendingListener::Tcp(l, ..) => l.local_addr().ok().map(ListenAddr::Tcp),
+                PendingListener::Unix(l, _, _) => l.local_addr().ok().map(|a| {
                     ListenAddr::Unix(a.as_pathname().map(Path::to_path_buf).unwrap_or_default())
                 }),
             })
@@ -483,7 +483,7 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         // The supervisor bound these: their files go with it.
         for pending in &self.listeners {
-            if let Pending::Unix(_, Some(path), _) = pending {
+            if let PendingListener::Unix(_, Some(path), _) = pending {
                 let _ = std::fs::remove_file(path);
             }
         }

@@ -20,7 +20,7 @@ use crate::sync::wait_until;
 /// `closeWriteAndWait`, whose delay is 500 ms). Closing a socket that still
 /// has unread input sends a reset, which can destroy a response the peer has
 /// not read yet; waiting a little for its FIN avoids that.
-pub(crate) const LINGER: Duration = Duration::from_millis(500);
+pub(crate) const GENTLE_CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// The gentle closes in progress, which the done signal waits for (so a
 /// process exiting after it does not turn their sockets into resets), and
@@ -84,18 +84,18 @@ impl GentleCloses {
 pub(crate) struct GentleClose(pub(super) Arc<GentleCloses>);
 
 /// A socket to close gently, with its place in the count.
-pub(crate) struct Linger<R: Runtime> {
+pub(crate) struct ClosingSocket<R: Runtime> {
     pub(super) socket: Socket<R>,
     pub(super) closing: GentleClose,
     /// Written before the FIN (see [`ConnIo::set_farewell`](super::ConnIo::set_farewell)).
     pub(super) farewell: Vec<u8>,
 }
 
-impl<R: Runtime> Linger<R> {
-    /// Closes the socket gently on `rt` (see [`linger`]); `closes`: the
+impl<R: Runtime> ClosingSocket<R> {
+    /// Closes the socket gently on `rt` (see [`close_gently`]); `closes`: the
     /// server's, which cut it short.
     pub(crate) fn spawn(self, rt: &R, closes: &Arc<GentleCloses>) {
-        rt.spawn(linger(
+        rt.spawn(close_gently(
             rt.clone(),
             closes.clone(),
             self.socket,
@@ -113,16 +113,16 @@ impl Drop for GentleClose {
 }
 
 /// A gentle close: the farewell bytes (a TLS `close_notify`), FIN, then
-/// read and discard until the peer's FIN, at most [`LINGER`] in all, cut
+/// read and discard until the peer's FIN, at most [`GENTLE_CLOSE_WAIT`] in all, cut
 /// short by [`GentleCloses::cut`].
-async fn linger<R: Runtime>(
+async fn close_gently<R: Runtime>(
     rt: R,
     closes: Arc<GentleCloses>,
     mut socket: Socket<R>,
     closing: GentleClose,
     farewell: Vec<u8>,
 ) {
-    let deadline = Instant::now() + LINGER;
+    let deadline = Instant::now() + GENTLE_CLOSE_WAIT;
     let drain = async {
         // A peer that does not read holds this until the bound below; an
         // error (a reset) leaves it at once.
