@@ -66,7 +66,7 @@ pub(crate) struct Driver {
     pub(crate) accept_gate: AcceptGate,
     /// The listener that connections handed in through `Handle::serve_io`
     /// count as accepted on (registered with the core on first use).
-    pub(crate) adopt_listener: Mutex<Option<ListenerId>>,
+    pub(crate) handed_in_listener: Mutex<Option<ListenerId>>,
     /// The server serves (its accept loops and worker run).
     pub(crate) serving: AtomicBool,
     /// To the worker; its receiver, taken once by the worker's task.
@@ -108,7 +108,7 @@ pub(crate) enum Order {
     Spawn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
     /// Serve a connection handed in (`Handle::serve_io`), already
     /// registered with the core.
-    Adopt {
+    ServeHandedIn {
         conn: ConnId,
         control: Arc<Control>,
         io: Box<dyn AnyIo>,
@@ -237,7 +237,7 @@ impl Driver {
             report,
             gentle_closes: Arc::default(),
             accept_gate: AcceptGate::default(),
-            adopt_listener: Mutex::new(None),
+            handed_in_listener: Mutex::new(None),
             serving: AtomicBool::new(false),
             orders,
             orders_rx,

@@ -123,14 +123,14 @@ pub use lameduck_core::{
 // under its lock) and `conn` (an accepted connection's IO, tied to the
 // driver — the one import cycle among them, by nature); `worker` (a server
 // on its runtime), `accept` (accept loops), `tls`, `http`, `stream`
-// (serving); `server`, `handle`, `adopt` (the public face); `event` (the
+// (serving); `server`, `handle`, `handed_in` (the public face); `event` (the
 // one `Event`, which nests `unix`'s); `unix` (signals, restarts, systemd).
 mod accept;
-mod adopt;
 mod conn;
 mod control;
 mod driver;
 mod event;
+mod handed_in;
 mod handle;
 mod hooks;
 pub mod http;

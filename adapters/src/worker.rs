@@ -98,7 +98,7 @@ impl<R: Runtime> Worker<R> {
                 });
             }
             Order::Spawn(task) => self.rt.spawn(task),
-            Order::Adopt { conn, control, io } => match self.serve.get() {
+            Order::ServeHandedIn { conn, control, io } => match self.serve.get() {
                 Some(serve) => {
                     let socket = Socket::Io(std::sync::Mutex::new(io));
                     let io = self.conn_io(conn, control, socket);

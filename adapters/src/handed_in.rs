@@ -1,4 +1,5 @@
-//! Serving a connection accepted elsewhere: [`Handle::serve_io`].
+//! Serving a connection accepted elsewhere — handed in through
+//! [`Handle::serve_io`] — as one accepted by the server.
 
 use std::io;
 use std::sync::Arc;
@@ -92,7 +93,7 @@ impl Handle {
             ));
         }
         let listener = {
-            let mut listener = crate::sync::lock(&driver.adopt_listener);
+            let mut listener = crate::sync::lock(&driver.handed_in_listener);
             match *listener {
                 Some(id) => id,
                 None => {
@@ -111,7 +112,7 @@ impl Handle {
         // The worker serves it on the server's runtime. It takes orders
         // until the core is done, which cannot happen while this
         // connection is tracked.
-        driver.order(Order::Adopt {
+        driver.order(Order::ServeHandedIn {
             conn,
             control,
             io: Box::new(io),
