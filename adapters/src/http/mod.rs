@@ -226,12 +226,13 @@ mod drain;
 mod http1;
 mod http2;
 mod io;
+mod upgrades;
 
 use std::sync::Arc;
 
 pub use drain::EndAtDrain;
-pub use http1::{Hijacked, Upgrading, upgrade};
 pub(crate) use io::Handler;
+pub use upgrades::{Hijacked, Upgrading, upgrade};
 
 use crate::conn::{ConnIo, Transport};
 use crate::runtime::Runtime;
