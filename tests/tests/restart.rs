@@ -4,7 +4,7 @@
 //! hygiene, socket activation, and the `sd_notify` sequence.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -519,6 +519,68 @@ fn restart_on_every_runtime() {
         wait_exited(new);
         let (status, stderr) = demo.wait_exit();
         assert_eq!(status.code(), Some(0), "{runtime}: {stderr:?}");
+    }
+}
+
+/// After a hand-off the old process drains without a stop of its own:
+/// its first SIGTERM is a first drain signal (the response in flight goes
+/// on), the second closes at once (the response is cut, exit status 1).
+/// The successor serves throughout.
+#[test]
+fn after_a_hand_off_the_first_sigterm_drains_and_the_second_closes() {
+    let mut demo = Demo::start(&["--listen", "127.0.0.1:0", "--grace", "60"]);
+    let addrs = demo.tcp_addrs();
+    let old = demo.pid();
+    // A response far longer than the test: 100,000 chunks 20 ms apart.
+    let mut slow = TcpStream::connect(addrs[0]).unwrap();
+    slow.set_read_timeout(Some(EVENTUALLY)).unwrap();
+    slow.write_all(b"GET /stream?chunks=100000&ms=20 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read_chunks(&mut slow, 1);
+    let new = restart(&mut demo, &addrs);
+
+    let from = demo.stderr_seen.len();
+    signal(old, Signal::TERM);
+    demo.wait_stderr_from(from, "SIGTERM: draining (deadline");
+    // Chunks written after the signal was handled: the drain goes on.
+    read_chunks(&mut slow, 10);
+    assert!(
+        !has_exited(old),
+        "the first SIGTERM after a hand-off drains"
+    );
+
+    signal(old, Signal::TERM);
+    wait_exited(old);
+    // Cut: the stream ends without chunked encoding's last chunk.
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(!rest.ends_with(b"0\r\n\r\n"), "the response was cut");
+    // The successor serves on.
+    let mut client = Client::connect(addrs[0]).unwrap();
+    assert_eq!(client.get("/pid").unwrap().text(), new.to_string());
+    signal(new, Signal::TERM);
+    wait_exited(new);
+    let (status, stderr) = demo.wait_exit();
+    assert_eq!(status.code(), Some(1), "forced: {stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l == "serve: SIGTERM while draining: closing now"),
+        "{stderr:?}"
+    );
+}
+
+/// Reads from `stream` until `n` more `/stream` chunks (`chunk K`) have
+/// arrived; each read is bounded by the stream's read timeout.
+fn read_chunks(stream: &mut TcpStream, n: usize) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Each pass reads at least one byte or fails; at most 1 MiB.
+    while seen.windows(6).filter(|w| w == b"chunk ").count() < n {
+        assert!(seen.len() < 1024 * 1024, "no chunks");
+        let got = stream.read(&mut buf).expect("chunks in time");
+        assert!(got > 0, "the response ended early");
+        seen.extend_from_slice(&buf[..got]);
     }
 }
 
