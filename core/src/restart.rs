@@ -235,6 +235,8 @@ pub struct Restart {
     attempts: u64,
     /// The carrier stays after a hand-off ([`Restart::supervised`]).
     stays: bool,
+    /// A drain signal came ([`Restart::drain_signal`]).
+    drain_signalled: bool,
     actions: VecDeque<RestartAction>,
 }
 
@@ -255,6 +257,7 @@ impl Restart {
             state: State::Running,
             attempts: 0,
             stays: false,
+            drain_signalled: false,
             actions: VecDeque::new(),
         }
     }
@@ -582,6 +585,37 @@ impl Restart {
                 self.stopping(now);
             }
         }
+    }
+
+    /// A drain signal arrived (`SIGTERM`, `SIGINT`): whether it repeats
+    /// one — then a carrier that closes on repeats closes now — or is the
+    /// first, which drains. A repeat: the server stops already (a stop this
+    /// machine heard through [`server_phase`](Self::server_phase), however
+    /// it began: a signal, a call, another thread), or a drain signal came
+    /// before — which matters after a hand-off, where the server drains
+    /// without a stop of its own (systemd's stop signals every process of
+    /// the unit: the old process's first signal must not cut its
+    /// requests).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use lameduck_core::Phase;
+    /// use lameduck_core::restart::*;
+    /// let now = Instant::now();
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.handed_off_to(31, now).unwrap();
+    /// restart.server_phase(Phase::HandedOff, now); // the hand-off's own drain
+    /// assert!(!restart.drain_signal(), "the first signal after a hand-off drains");
+    /// assert!(restart.drain_signal(), "the second closes");
+    ///
+    /// let mut restart = Restart::new(RestartConfig::default(), now);
+    /// restart.server_phase(Phase::Draining, now); // e.g. `Handle::shutdown`
+    /// assert!(restart.drain_signal(), "the server stops already");
+    /// ```
+    pub fn drain_signal(&mut self) -> bool {
+        let repeat = self.drain_signalled || self.phase() == RestartPhase::Stopped;
+        self.drain_signalled = true;
+        repeat
     }
 
     /// The carrier was told to hand the server off to `successor`, a
@@ -997,5 +1031,25 @@ mod tests {
         // The same policy otherwise: a stop ends restarts.
         r.stopping(t0);
         assert_eq!(r.request(t0), Err(Refusal::Stopping));
+    }
+
+    /// The first drain signal drains: it shuts the server down, whose
+    /// stop this machine hears; every later one repeats.
+    #[test]
+    fn a_drain_signal_repeats_once_the_server_stops_or_one_came() {
+        let (t0, mut restart) = setup();
+        assert!(!restart.drain_signal());
+        restart.server_phase(Phase::Draining, t0);
+        assert!(restart.drain_signal());
+        assert!(restart.drain_signal());
+        // A stop begun elsewhere makes the first signal a repeat too.
+        let (t0, mut restart) = setup();
+        restart.server_phase(Phase::LameDuck, t0);
+        assert!(restart.drain_signal());
+        // A signal changes nothing else: no action, the same phase.
+        let (_, mut restart) = setup();
+        assert!(!restart.drain_signal());
+        assert_eq!(restart.poll_action(), None);
+        assert_eq!(restart.phase(), RestartPhase::Running);
     }
 }

@@ -93,10 +93,11 @@ pub fn supervisor_events(data: &[u8]) {
 
 /// Target `restart_events`: random reports to the restart machine (a
 /// successor's readiness, or its abort of the state hand-over; the server's
-/// phases; a hand-off decided elsewhere). Checks: at
+/// phases; a hand-off decided elsewhere; drain signals). Checks: at
 /// most one successor in flight; every started successor that was not handed
 /// off is killed or seen to exit; every spawn ends in exactly one hand-off or
-/// failure; the deadline is never in the past.
+/// failure; the deadline is never in the past; a drain signal is a repeat
+/// exactly when one came before or the server stops.
 pub fn restart_events(data: &[u8]) {
     #[allow(clippy::disallowed_methods)] // the origin of virtual time
     let t0 = Instant::now();
@@ -114,6 +115,8 @@ pub fn restart_events(data: &[u8]) {
     let mut alive: Vec<u32> = Vec::new();
     let mut killed: Vec<u32> = Vec::new();
     let mut handed_off = false;
+    // A drain signal came.
+    let mut signalled = false;
     for chunk in data.chunks(2) {
         let (op, arg) = (chunk[0], chunk.get(1).copied().unwrap_or(0));
         // The pid an op refers to: a live child, or a made-up one.
@@ -132,6 +135,12 @@ pub fn restart_events(data: &[u8]) {
                 if r.spawned(next_pid, now).is_ok() {
                     alive.push(next_pid);
                 }
+            }
+            3 if arg & 0x80 != 0 => {
+                // A drain signal: a repeat once one came or the server stops.
+                let stopped = r.phase() == RestartPhase::Stopped;
+                assert_eq!(r.drain_signal(), signalled || stopped, "drain signal");
+                signalled = true;
             }
             3 => {
                 let _ = r.spawn_failed(now);

@@ -237,6 +237,12 @@ impl Attempts {
         stopped
     }
 
+    /// A drain signal arrived: whether it repeats one
+    /// ([`Restart::drain_signal`]).
+    pub(crate) fn drain_signal(&self) -> bool {
+        lock(&self.machine).restart.drain_signal()
+    }
+
     /// A hand-off to `successor`, a process this machine did not start
     /// ([`Restart::handed_off_to`]): whether the machine takes it. Asked
     /// under the server's lock, as [`Carrier::decide_hand_off`]'s

@@ -411,7 +411,6 @@ impl LifecycleBuilder {
                 signals: Mutex::new(None),
                 reported_ready: AtomicBool::new(false),
                 observer: self.observer,
-                drain_signalled: AtomicBool::new(false),
                 control: Mutex::new(self.control),
                 control_listener: Mutex::new(None),
                 control_stop: event_listener::Event::new(),

@@ -72,12 +72,6 @@ struct Shared {
     /// Readiness was reported.
     reported_ready: AtomicBool,
     observer: Option<Observer>,
-    /// A drain signal came: the next one is a repeat — after a hand-off
-    /// too, where the server's phases do not show a stop. (Whether the
-    /// server is stopping otherwise, however the stop began, is the
-    /// restart machine's to know: every phase the server enters is its
-    /// input.)
-    drain_signalled: AtomicBool,
     /// The control socket, until `run` serves it.
     control: Mutex<Option<ControlSocket>>,
     /// The control socket being served: passed to a successor.

@@ -311,16 +311,11 @@ impl Lifecycle {
         };
         let deadline = self.shutdown_within();
         match action {
-            // A repeat: the server stops already (however that began: a
-            // signal, `shutdown`, the `Handle`), or, after a hand-off —
-            // where the old process drains without a stop of its own
-            // (systemd's stop signals every process of the unit) — a drain
-            // signal came before.
-            SignalAction::Drain
-                if self.shared.drain_signalled.swap(true, Ordering::AcqRel)
-                    || self.restart_phase() == RestartPhase::Stopped =>
-            {
-                let action = if config.closes_on_repeat() {
+            SignalAction::Drain => {
+                // The first drains; a repeat closes (as configured). Which
+                // one it is, the restart machine says.
+                let repeated = self.shared.attempts.drain_signal();
+                let action = if repeated && config.closes_on_repeat() {
                     SignalAction::Close
                 } else {
                     SignalAction::Drain
@@ -328,21 +323,14 @@ impl Lifecycle {
                 self.event(LifecycleEvent::Signal {
                     signal,
                     action,
-                    repeated: true,
+                    repeated,
                     deadline,
                 });
                 if action == SignalAction::Close {
                     self.close();
+                } else if !repeated {
+                    self.shutdown();
                 }
-            }
-            SignalAction::Drain => {
-                self.event(LifecycleEvent::Signal {
-                    signal,
-                    action,
-                    repeated: false,
-                    deadline,
-                });
-                self.shutdown();
             }
             SignalAction::Close => {
                 self.event(LifecycleEvent::Signal {
